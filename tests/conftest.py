@@ -1,0 +1,66 @@
+"""Shared fixtures. Docker-marked tests run against the real engine, never a mock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGE = "rollout-test/busybox:latest"
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A client for the real Docker engine; a missing engine fails the test.
+
+    Failing, not skipping, keeps CI honest: a green run means the Docker
+    paths were exercised. ROLLOUT_TESTS_ALLOW_NO_DOCKER=1 skips instead (local dev only).
+    """
+    from rollout_cli.container import connect
+    from rollout_cli.errors import DockerUnavailable
+
+    try:
+        client = connect()
+    except DockerUnavailable as exc:
+        reason = str(exc)  # fail/skip outside the except: no chained traceback
+    else:
+        yield client
+        client.close()
+        return
+    if os.environ.get("ROLLOUT_TESTS_ALLOW_NO_DOCKER") == "1":
+        pytest.skip(f"{reason} (ROLLOUT_TESTS_ALLOW_NO_DOCKER=1)")
+    pytest.fail(
+        f"{reason}. Docker-marked tests need a real engine: run scripts/docker-up.sh "
+        "(or set ROLLOUT_TESTS_ALLOW_NO_DOCKER=1 to skip them, local dev only)",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _docker_marker_needs_engine(request: pytest.FixtureRequest) -> None:
+    """Any test marked `docker` gets the engine check, even if it does not ask for the client."""
+    if request.node.get_closest_marker("docker"):
+        request.getfixturevalue("docker_engine")
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_engine) -> str:
+    """The tiny offline test image, built by scripts/build-test-image.sh when missing."""
+    import docker.errors
+
+    try:
+        docker_engine.images.get(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        build = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "build-test-image.sh"), TEST_IMAGE],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if build.returncode != 0:
+            pytest.fail(f"scripts/build-test-image.sh failed:\n{build.stderr}", pytrace=False)
+        docker_engine.images.get(TEST_IMAGE)
+    return TEST_IMAGE
