@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install rollout and everything its tests and sandbox need, on a fresh Debian 12
+# machine or this one again (every step is skipped when already done):
+# a virtualenv in .venv with rollout and its dev extra, a running Docker engine
+# and the offline images.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup %4ds] %s\n' "$SECONDS" "$*"; }
+
+if ! command -v git >/dev/null || ! python3 -c 'import venv' 2>/dev/null; then
+  log "installing git and python3-venv"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git python3-venv >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import rollout_cli, pytest, pytest_timeout' 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  log "installing rollout into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
+  touch .venv/.installed
+fi
+
+log "starting the Docker engine"
+bash scripts/docker-up.sh
+log "test image"
+bash scripts/build-test-image.sh
+log "ready"

@@ -1,0 +1,239 @@
+"""Playbooks as data: YAML validated whole into typed steps before any step runs.
+
+Adding a step type means one `Step` subclass and one line in `STEP_TYPES`
+(see `steps.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import PlaybookError, RolloutError
+
+if TYPE_CHECKING:
+    from .context import StepContext
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds from `30`, `30s`, `5m`, `48h`, `1.5h`."""
+    if isinstance(value, bool):
+        raise PlaybookError(f"{where}: expected a duration like 30s, 5m or 48h, got {value!r}")
+    if isinstance(value, (int, float)) and value >= 0:
+        return float(value)
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not match:
+        raise PlaybookError(f"{where}: expected a duration like 30s, 5m or 48h, got {value!r}")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+@dataclass
+class Check:
+    """One precondition, as `--drill` reports it."""
+
+    name: str
+    ok: bool
+    detail: str
+    exit_code: int = 0
+
+
+@dataclass
+class Preview:
+    """What a step would do, as `--dry-run` reports it."""
+
+    detail: str
+    diff: str | None = None
+    error: RolloutError | None = None
+
+
+@dataclass
+class Outcome:
+    """What a step did."""
+
+    status: str  # ok | unchanged | skipped
+    detail: str
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Step:
+    """Base of every step type; subclasses are dataclasses whose fields are the YAML keys."""
+
+    type: ClassVar[str] = ""
+    stops_by_default: ClassVar[bool] = False
+
+    name: str | None = field(default=None, kw_only=True)
+    stop_on_failure: bool | None = field(default=None, kw_only=True)
+
+    @property
+    def stops_on_failure(self) -> bool:
+        """A failure here makes going on unsafe: later steps and levels are skipped."""
+        return self.stops_by_default if self.stop_on_failure is None else self.stop_on_failure
+
+    def validate(self, where: str) -> None:
+        """Checks across fields; types are checked by the loader."""
+
+    def describe(self, ctx: StepContext) -> str:
+        raise NotImplementedError
+
+    def preview(self, ctx: StepContext) -> Preview:
+        return Preview(self.describe(ctx))
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        return []
+
+    def run(self, ctx: StepContext) -> Outcome:
+        raise NotImplementedError
+
+
+@dataclass
+class Playbook:
+    name: str
+    level: int
+    budget_s: float
+    steps: list[Step]
+    source: Path
+
+
+# --- loading ----------------------------------------------------------------
+
+
+def packaged_dir() -> Path:
+    """The default playbooks: inside the wheel, or the repo's `playbooks/` in a checkout."""
+    shipped = resources.files("rollout_cli") / "playbooks"
+    if shipped.is_dir():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parents[3] / "playbooks"
+
+
+def find_playbook(filename: str, override_dir: Path | None) -> Path:
+    """The workspace's copy when it has one, else the packaged default."""
+    if override_dir is not None and (override_dir / filename).is_file():
+        return override_dir / filename
+    path = packaged_dir() / filename
+    if not path.is_file():
+        raise PlaybookError(f"playbook {filename} not found in {packaged_dir()}; reinstall rollout")
+    return path
+
+
+def read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise PlaybookError(f"{path} is not valid YAML{where}; fix the file") from exc
+    except OSError as exc:
+        raise PlaybookError(f"cannot read playbook {path}: {exc.strerror}") from exc
+
+
+def load_rollback_playbook(path: Path, level: int, registry: dict[str, type[Step]]) -> Playbook:
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise PlaybookError(f"{path}: expected a mapping with level, name, budget and steps")
+    known = {"kind", "level", "name", "budget", "steps", "description"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise PlaybookError(f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    if raw.get("kind", "rollback") != "rollback":
+        raise PlaybookError(f"{path}: kind is {raw.get('kind')!r}, expected 'rollback'")
+    if raw.get("level") != level:
+        raise PlaybookError(f"{path}: level is {raw.get('level')!r}, expected {level}")
+    if "budget" not in raw:
+        raise PlaybookError(f"{path}: missing required key 'budget' (e.g. budget: 30s)")
+    budget = parse_duration(raw["budget"], f"{path}: budget")
+    steps_raw = raw.get("steps")
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise PlaybookError(f"{path}: 'steps' must be a non-empty list")
+    steps = [load_step(s, f"{path}: step {i}", registry) for i, s in enumerate(steps_raw, 1)]
+    return Playbook(
+        name=str(raw.get("name") or f"level {level}"),
+        level=level,
+        budget_s=budget,
+        steps=steps,
+        source=path,
+    )
+
+
+def load_step(raw: Any, where: str, registry: dict[str, type[Step]]) -> Step:
+    if not isinstance(raw, dict):
+        raise PlaybookError(f"{where}: expected a mapping with 'type', got {raw!r}")
+    kind = raw.get("type")
+    if kind not in registry:
+        raise PlaybookError(
+            f"{where}: unknown step type {kind!r} (known: {', '.join(sorted(registry))})"
+        )
+    cls = registry[kind]
+    where = f"{where} ({kind})"
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(raw) - set(fields) - {"type"})
+    if unknown:
+        raise PlaybookError(
+            f"{where}: unknown field '{unknown[0]}' (known: {', '.join(sorted(fields))})"
+        )
+    values: dict[str, Any] = {}
+    for name, fdef in fields.items():
+        required = fdef.default is dataclasses.MISSING and fdef.default_factory is dataclasses.MISSING
+        if name not in raw or raw[name] is None:
+            if required:
+                raise PlaybookError(f"{where}: missing required field '{name}'")
+            continue
+        values[name] = _coerce(raw[name], str(fdef.type), f"{where}: field '{name}'")
+    step = cls(**values)
+    step.validate(where)
+    return step
+
+
+def _coerce(value: Any, annotation: str, where: str) -> Any:
+    kinds = [part.strip() for part in annotation.split("|") if part.strip() != "None"]
+    kind = kinds[0] if kinds else "Any"
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise PlaybookError(f"{where} must be true or false, got {value!r}")
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise PlaybookError(f"{where} must be a whole number, got {value!r}")
+    if kind == "float":  # durations
+        return parse_duration(value, where)
+    if kind == "str":
+        if isinstance(value, str) and value:
+            return value
+        raise PlaybookError(f"{where} must be a non-empty string, got {value!r}")
+    if kind in ("list[str]", "tuple[str, ...]"):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value) if kind.startswith("tuple") else list(value)
+        raise PlaybookError(f"{where} must be a list of strings, got {value!r}")
+    if kind == "dict[str, str]":
+        if isinstance(value, dict) and all(
+            isinstance(v, (str, int, bool)) and isinstance(k, str) for k, v in value.items()
+        ):
+            return {k: _scalar(v) for k, v in value.items()}
+        raise PlaybookError(f"{where} must be a mapping of names to strings or numbers, got {value!r}")
+    return value
+
+
+def _scalar(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

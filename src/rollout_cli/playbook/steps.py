@@ -1,0 +1,479 @@
+"""The step types a playbook can use. One class each, one line in STEP_TYPES."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import sha256_of
+from ..dotenv import EnvFile
+from ..errors import CheckFailed, InputError, PlaybookError, RolloutError
+from ..flags import open_flags
+from ..stage import read_stage
+from ..workspace import ENABLED_KEY, PERCENTAGE_KEY
+from .context import StepContext
+from .model import Check, Outcome, Preview, Step
+
+
+def _diff(path: Path, before: str, after: str) -> str | None:
+    if before == after:
+        return None
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), str(path), str(path)
+    )
+    return "".join(lines)
+
+
+def _check(name: str, probe) -> Check:  # type: ignore[no-untyped-def]
+    """Run one precondition probe; its RolloutError becomes a failed check."""
+    try:
+        detail = probe()
+    except RolloutError as exc:
+        return Check(name, False, str(exc), int(exc.exit_code))
+    return Check(name, True, detail or "ok")
+
+
+def _writable(path: Path) -> str:
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+        raise InputError(f"{path} is not writable; fix its permissions (and its folder's)")
+    return f"{path} writable"
+
+
+def _file_change(path: Path, key: str, before: object, after: object, sha_before: str | None) -> dict:
+    return {
+        "file": str(path),
+        "key": key,
+        "before": before,
+        "after": after,
+        "sha256_before": sha_before,
+        "sha256_after": sha256_of(path),
+    }
+
+
+@dataclass
+class EnvSet(Step):
+    """Set keys in the app's env file, keeping everything else byte for byte."""
+
+    type = "env.set"
+    values: dict[str, str]
+
+    def validate(self, where: str) -> None:
+        if not self.values:
+            raise PlaybookError(f"{where}: field 'values' must name at least one key")
+        if PERCENTAGE_KEY in self.values:
+            value = self.values[PERCENTAGE_KEY]
+            if not value.isdigit() or not 0 <= int(value) <= 100:
+                raise PlaybookError(f"{where}: {PERCENTAGE_KEY}={value!r} is outside 0..100")
+        if ENABLED_KEY in self.values and self.values[ENABLED_KEY] not in ("true", "false"):
+            raise PlaybookError(f"{where}: {ENABLED_KEY} must be true or false")
+
+    def _assignments(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.values.items())
+
+    def describe(self, ctx: StepContext) -> str:
+        return f"set {self._assignments()} in {ctx.workspace.app.env_file}"
+
+    def preview(self, ctx: StepContext) -> Preview:
+        path = ctx.workspace.app.env_file
+        env = EnvFile.load(path)
+        before = env.text()
+        for key, value in self.values.items():
+            env.set(key, value)
+        diff = _diff(path, before, env.text())
+        return Preview(self.describe(ctx) if diff else f"{path} already has {self._assignments()}", diff)
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        path = ctx.workspace.app.env_file
+        return [
+            _check(f"env file parses: {path}", lambda: EnvFile.load(path) and None),
+            _check(f"env file writable: {path}", lambda: _writable(path)),
+        ]
+
+    def run(self, ctx: StepContext) -> Outcome:
+        path = ctx.workspace.app.env_file
+        env = EnvFile.load(path)
+        before = {key: env.get(key) for key in self.values}
+        changed = [key for key, value in self.values.items() if env.set(key, value)]
+        if not changed:
+            return Outcome("unchanged", f"{path} already has {self._assignments()}")
+        sha_before = sha256_of(path)
+        env.save()
+        changes = [
+            _file_change(path, key, before[key], self.values[key], sha_before) for key in changed
+        ]
+        return Outcome("ok", self.describe(ctx), changes)
+
+
+@dataclass
+class FlagSet(Step):
+    """Set the rollout percentage in the flags file (flagd: the fractional weights)."""
+
+    type = "flag.set"
+    percentage: int
+
+    def validate(self, where: str) -> None:
+        if not 0 <= self.percentage <= 100:
+            raise PlaybookError(f"{where}: percentage {self.percentage} is outside 0..100")
+
+    def describe(self, ctx: StepContext) -> str:
+        app = ctx.workspace.app
+        return f"set flag {app.flag_key} to {self.percentage}% in {app.flags_file}"
+
+    def _open(self, ctx: StepContext):  # type: ignore[no-untyped-def]
+        app = ctx.workspace.app
+        return open_flags(app.flags_file, app.flags_format, app.flag_key)  # type: ignore[arg-type]
+
+    def preview(self, ctx: StepContext) -> Preview:
+        if ctx.workspace.app.flags_file is None:
+            return Preview("no flags file configured: nothing to do")
+        flags = self._open(ctx)
+        before = flags.text()
+        flags.set_percentage(self.percentage)
+        diff = _diff(ctx.workspace.app.flags_file, before, flags.text())  # type: ignore[arg-type]
+        detail = self.describe(ctx) if diff else f"flag already at {self.percentage}%"
+        return Preview(detail, diff)
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        path = ctx.workspace.app.flags_file
+        if path is None:
+            return []
+        return [
+            _check(f"flags file parses: {path}", lambda: self._open(ctx) and None),
+            _check(f"flags file writable: {path}", lambda: _writable(path)),
+        ]
+
+    def run(self, ctx: StepContext) -> Outcome:
+        path = ctx.workspace.app.flags_file
+        if path is None:
+            return Outcome("skipped", "no flags file configured")
+        flags = self._open(ctx)
+        before = flags.percentage()
+        if not flags.set_percentage(self.percentage):
+            return Outcome("unchanged", f"flag {ctx.workspace.app.flag_key} already at {self.percentage}%")
+        sha_before = sha256_of(path)
+        flags.save()
+        change = _file_change(path, ctx.workspace.app.flag_key, before, self.percentage, sha_before)
+        return Outcome("ok", self.describe(ctx), [change])
+
+
+@dataclass
+class Verify(Step):
+    """Read the world back and fail unless it is as the level promised."""
+
+    type = "verify"
+    stops_by_default = True
+    percentage: int | None = None
+    container: str | None = None  # running | stopped
+    tree_clean: bool | None = None
+    router_at_ref: bool | None = None
+
+    def validate(self, where: str) -> None:
+        if all(v is None for v in (self.percentage, self.container, self.tree_clean, self.router_at_ref)):
+            raise PlaybookError(
+                f"{where}: name at least one of percentage, container, tree_clean, router_at_ref"
+            )
+        if self.container not in (None, "running", "stopped"):
+            raise PlaybookError(f"{where}: field 'container' must be running or stopped")
+        if self.percentage is not None and not 0 <= self.percentage <= 100:
+            raise PlaybookError(f"{where}: percentage {self.percentage} is outside 0..100")
+
+    def describe(self, ctx: StepContext) -> str:
+        parts = []
+        if self.percentage is not None:
+            parts.append(f"env and flags at {self.percentage}%")
+        if self.container:
+            parts.append(f"container {ctx.container_name(None)} {self.container}")
+        if self.tree_clean:
+            parts.append("git tree clean")
+        if self.router_at_ref:
+            parts.append(f"router paths at {ctx.workspace.app.pre_gateway_ref}")
+        return "verify " + ", ".join(parts)
+
+    def preview(self, ctx: StepContext) -> Preview:
+        return Preview("would " + self.describe(ctx))
+
+    def run(self, ctx: StepContext) -> Outcome:
+        seen = []
+        if self.percentage is not None:
+            stage = read_stage(ctx.workspace)
+            if stage.env_effective != self.percentage:
+                raise CheckFailed(
+                    f"env file {ctx.workspace.app.env_file} says {stage.env_effective}%, expected {self.percentage}%"
+                )
+            flags = stage.flags_effective
+            if flags is not None and flags != self.percentage:
+                raise CheckFailed(
+                    f"flags file {ctx.workspace.app.flags_file} says {flags}%, expected {self.percentage}%"
+                )
+            seen.append(f"traffic {self.percentage}%")
+        if self.container:
+            state = ctx.containers().state(ctx.container_name(None))
+            running = state.running
+            if running != (self.container == "running"):
+                raise CheckFailed(f"container {state.name} is {state.status}, expected {self.container}")
+            seen.append(f"container {state.name} {state.status}")
+        if self.tree_clean:
+            ctx.repo().require_clean(ctx.managed_files())
+            seen.append("git tree clean")
+        if self.router_at_ref:
+            ref = _pre_gateway_ref(ctx)
+            paths = _router_paths(ctx)
+            differing = ctx.repo().differs_from(ref, paths)
+            if differing:
+                raise CheckFailed(f"{', '.join(differing)} still differ from {ref}")
+            seen.append(f"{', '.join(paths)} at {ref}")
+        return Outcome("ok", "verified: " + ", ".join(seen))
+
+
+def _container_precondition(ctx: StepContext, name: str | None) -> list[Check]:
+    def probe() -> str:
+        state = ctx.containers().state(ctx.container_name(name))
+        return f"container {state.name} found ({state.status})"
+
+    return [_check("Docker engine answers and the gateway container exists", probe)]
+
+
+@dataclass
+class ContainerStop(Step):
+    """Stop the gateway's container through the Docker SDK."""
+
+    type = "container.stop"
+    container: str | None = None
+    timeout: float = 10.0
+
+    def describe(self, ctx: StepContext) -> str:
+        return f"stop container {ctx.container_name(self.container)}"
+
+    def preview(self, ctx: StepContext) -> Preview:
+        state = ctx.containers().state(ctx.container_name(self.container))
+        if not state.running:
+            return Preview(f"container {state.name} already {state.status}: nothing to do")
+        return Preview(f"stop container {state.name} ({state.status}, image {state.image})")
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        return _container_precondition(ctx, self.container)
+
+    def run(self, ctx: StepContext) -> Outcome:
+        name = ctx.container_name(self.container)
+        before = ctx.containers().state(name)
+        if not before.running:
+            return Outcome("unchanged", f"container {before.name} already {before.status}")
+        after = ctx.containers().stop(name, timeout=int(self.timeout))
+        change = {"container": before.name, "before": before.status, "after": after.status}
+        return Outcome("ok", f"stopped container {before.name} ({after.status})", [change])
+
+
+@dataclass
+class ContainerStart(Step):
+    """Start the gateway's container (used to undo level 3)."""
+
+    type = "container.start"
+    container: str | None = None
+
+    def describe(self, ctx: StepContext) -> str:
+        return f"start container {ctx.container_name(self.container)}"
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        return _container_precondition(ctx, self.container)
+
+    def run(self, ctx: StepContext) -> Outcome:
+        name = ctx.container_name(self.container)
+        before = ctx.containers().state(name)
+        if before.running:
+            return Outcome("unchanged", f"container {before.name} already running")
+        after = ctx.containers().start(name)
+        change = {"container": before.name, "before": before.status, "after": after.status}
+        return Outcome("ok", f"started container {before.name}", [change])
+
+
+def _pre_gateway_ref(ctx: StepContext, override: str | None = None) -> str:
+    ref = override or ctx.workspace.app.pre_gateway_ref
+    if not ref:
+        raise InputError("app.pre_gateway_ref is not set in rollout.yaml; level 2 restores from it")
+    return ref
+
+
+def _router_paths(ctx: StepContext, override: list[str] | None = None) -> tuple[str, ...]:
+    paths = tuple(override or ctx.workspace.app.router_paths)
+    if not paths:
+        raise InputError("app.router_paths is empty in rollout.yaml; level 2 restores those paths")
+    return paths
+
+
+@dataclass
+class GitRestore(Step):
+    """Restore the router paths from the pre-gateway ref, and commit just those."""
+
+    type = "git.restore"
+    stops_by_default = True
+    paths: list[str] | None = None
+    ref: str | None = None
+    message: str = "rollout: restore router to its pre-gateway version (rollback level 2)"
+
+    def describe(self, ctx: StepContext) -> str:
+        return f"restore {', '.join(_router_paths(ctx, self.paths))} from {_pre_gateway_ref(ctx, self.ref)} and commit"
+
+    def preview(self, ctx: StepContext) -> Preview:
+        repo, ref, paths = ctx.repo(), _pre_gateway_ref(ctx, self.ref), _router_paths(ctx, self.paths)
+        repo.resolve(ref)
+        diff = repo.diff(ref, paths)
+        if not diff:
+            return Preview(f"{', '.join(paths)} already at {ref}: nothing to do")
+        return Preview(self.describe(ctx), diff)
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        def ref_present() -> str:
+            ref = _pre_gateway_ref(ctx, self.ref)
+            return f"{ref} is {ctx.repo().resolve(ref)[:10]}"
+
+        return [
+            _check("pre-gateway ref exists", ref_present),
+            _check("git tree clean", lambda: ctx.repo().require_clean(ctx.managed_files())),
+        ]
+
+    def run(self, ctx: StepContext) -> Outcome:
+        repo, ref, paths = ctx.repo(), _pre_gateway_ref(ctx, self.ref), _router_paths(ctx, self.paths)
+        repo.resolve(ref)
+        repo.require_clean(ctx.managed_files())
+        before = repo.head()
+        commit = repo.restore(ref, paths, self.message)
+        if commit is None:
+            return Outcome("unchanged", f"{', '.join(paths)} already at {ref}")
+        change = {"repo": str(repo.path), "action": "restore", "paths": list(paths), "ref": ref,
+                  "before": before, "after": commit}
+        return Outcome("ok", f"restored {', '.join(paths)} from {ref}, commit {commit[:10]}", [change])
+
+
+@dataclass
+class GitRevert(Step):
+    """Revert the integration commits, newest first, without an editor."""
+
+    type = "git.revert"
+    stops_by_default = True
+    commits: list[str] | None = None
+    grep: str | None = None
+
+    def targets(self, ctx: StepContext) -> list[tuple[str, str]]:
+        """(sha, subject) of the commits to revert, newest first."""
+        repo, app = ctx.repo(), ctx.workspace.app
+        named = self.commits or list(app.integration_commits)
+        if named:
+            shas = [repo.resolve(ref) for ref in named]
+        else:
+            pattern = self.grep or app.integration_grep
+            if not pattern:
+                raise InputError(
+                    "rollout.yaml names no integration commits; set app.integration_commits or app.integration_grep"
+                )
+            shas = [c.sha for c in repo.commits_matching(pattern)]
+            if not shas:
+                raise InputError(
+                    f"no commit in {repo.path} matches app.integration_grep {pattern!r}; check it (git log --grep)"
+                )
+        order = {sha: i for i, sha in enumerate(repo.git("rev-list", "HEAD").split())}
+        missing = [sha for sha in shas if sha not in order]
+        if missing:
+            raise InputError(f"commit {missing[0][:10]} is not on the current branch of {repo.path}")
+        return [(sha, repo.subject(sha)) for sha in sorted(set(shas), key=order.__getitem__)]
+
+    def describe(self, ctx: StepContext) -> str:
+        return "git revert the integration commits, newest first"
+
+    def preview(self, ctx: StepContext) -> Preview:
+        done = ctx.repo().reverted()
+        lines = [
+            f"{'already reverted' if sha in done else 'revert'} {sha[:10]} {subject}"
+            for sha, subject in self.targets(ctx)
+        ]
+        return Preview("; ".join(lines))
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        return [
+            _check("integration commits found", lambda: f"{len(self.targets(ctx))} commit(s)"),
+            _check("git tree clean", lambda: ctx.repo().require_clean(ctx.managed_files())),
+        ]
+
+    def run(self, ctx: StepContext) -> Outcome:
+        repo = ctx.repo()
+        targets = self.targets(ctx)
+        repo.require_clean(ctx.managed_files())
+        done = repo.reverted()
+        changes, notes = [], []
+        for sha, subject in targets:
+            if sha in done:
+                notes.append(f"{sha[:10]} already reverted")
+                continue
+            new = repo.revert(sha)
+            if new is None:
+                notes.append(f"{sha[:10]} already undone")
+                continue
+            changes.append({"repo": str(repo.path), "action": "revert", "commit": sha,
+                            "subject": subject, "after": new})
+            notes.append(f"reverted {sha[:10]} as {new[:10]}")
+        return Outcome("ok" if changes else "unchanged", "; ".join(notes), changes)
+
+
+@dataclass
+class Wait(Step):
+    type = "wait"
+    seconds: float
+
+    def describe(self, ctx: StepContext) -> str:
+        return f"wait {self.seconds:g} s"
+
+    def run(self, ctx: StepContext) -> Outcome:
+        time.sleep(self.seconds)
+        return Outcome("ok", self.describe(ctx))
+
+
+@dataclass
+class Run(Step):
+    """Run a program (argv list, no shell) in the workspace folder, with a timeout."""
+
+    type = "run"
+    stops_by_default = True
+    argv: list[str]
+    timeout: float = 60.0
+    cwd: str | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.argv:
+            raise PlaybookError(f"{where}: field 'argv' must not be empty")
+
+    def describe(self, ctx: StepContext) -> str:
+        return "run " + " ".join(self.argv)
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        import shutil
+
+        def found() -> str:
+            if shutil.which(self.argv[0], path=os.environ.get("PATH")) is None and not Path(self.argv[0]).exists():
+                raise InputError(f"program {self.argv[0]!r} not found on PATH")
+            return f"{self.argv[0]} found"
+
+        return [_check(f"program {self.argv[0]} present", found)]
+
+    def run(self, ctx: StepContext) -> Outcome:
+        cwd = ctx.workspace.root / self.cwd if self.cwd else ctx.workspace.root
+        try:
+            proc = subprocess.run(self.argv, cwd=cwd, capture_output=True, text=True, timeout=self.timeout)
+        except FileNotFoundError:
+            raise InputError(f"program {self.argv[0]!r} not found on PATH") from None
+        except subprocess.TimeoutExpired:
+            raise CheckFailed(f"{self.describe(ctx)} timed out after {self.timeout:g} s") from None
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            raise CheckFailed(
+                f"{self.describe(ctx)} exited {proc.returncode}" + (f": {tail[-1]}" if tail else "")
+            )
+        return Outcome("ok", f"{self.describe(ctx)}: exit 0")
+
+
+STEP_TYPES: dict[str, type[Step]] = {
+    cls.type: cls
+    for cls in (EnvSet, FlagSet, Verify, ContainerStop, ContainerStart, GitRestore, GitRevert, Wait, Run)
+}

@@ -1,0 +1,1 @@
+"""The sandbox: the whole world (simulator, gateway, sample app, workspace) on one machine."""

@@ -1,0 +1,53 @@
+"""Test support: a real app repo + workspace, and the real `rollout` command in-process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from rollout_cli.cli.app import app
+from rollout_cli.sandbox.sample_app import SampleApp, git, workspace_yaml, write_sample_app
+
+
+@dataclass
+class World:
+    root: Path
+    ws: Path
+    app: SampleApp
+
+    def cli(self, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        return rollout("-w", str(self.ws), *args, env=env)
+
+    def snapshot(self) -> dict[str, str]:
+        """Content hash of every file in the app and workspace (git internals excluded)."""
+        out = {}
+        for path in sorted(self.root.rglob("*")):
+            rel = path.relative_to(self.root)
+            if path.is_file() and ".git" not in rel.parts and ".rollout" not in rel.parts:
+                out[str(path.relative_to(self.root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return out
+
+    def head(self) -> str:
+        return git(self.app.repo, "rev-parse", "HEAD").strip()
+
+    def history(self) -> list[dict]:
+        path = self.ws / ".rollout" / "history.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def rollout(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    # wide enough that rich never wraps a line the tests look for
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **(env or {})}, catch_exceptions=False)
+
+
+def make_world(tmp_path: Path, percentage: int = 10, container: str = "litellm") -> World:
+    app_dir = tmp_path / "app"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    sample = write_sample_app(app_dir, percentage=percentage)
+    (ws / "rollout.yaml").write_text(workspace_yaml(container=container))
+    return World(tmp_path, ws, sample)

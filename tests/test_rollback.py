@@ -1,0 +1,277 @@
+"""`rollout rollback` levels 1, 2 and 4 end to end: real files, a real git repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from rollout_cli.sandbox.sample_app import git
+from support import make_world
+
+
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path, percentage=10)
+
+
+def test_level_1_sets_env_and_flags_to_zero_and_verifies(world):
+    before_env = world.app.env_file.read_text()
+    result = world.cli("rollback", "--level", "1", "--yes", "--reason", "primary down", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["levels"][0]["within_budget"] is True
+    statuses = [s["status"] for s in data["levels"][0]["steps"]]
+    assert statuses == ["ok", "ok", "ok"]
+    env = world.app.env_file.read_text()
+    assert "LITELLM_ROLLOUT_PERCENTAGE=0  # share of users through the gateway\n" in env
+    # every other line kept byte for byte
+    assert [l for l in env.splitlines() if "PERCENTAGE" not in l] == [
+        l for l in before_env.splitlines() if "PERCENTAGE" not in l
+    ]
+    flags = json.loads(world.app.flags_file.read_text())
+    fractional = flags["flags"]["litellm-gateway"]["targeting"]["fractional"]
+    assert fractional[1:] == [["on", 0], ["off", 100]]
+    assert flags["flags"]["new-checkout"]["state"] == "ENABLED"
+    record = world.history()[-1]
+    assert record["command"] == "rollback --level 1" and record["reason"] == "primary down"
+    keys = {(c["key"], c["before"], c["after"]) for c in record["changes"]}
+    assert ("LITELLM_ROLLOUT_PERCENTAGE", "10", "0") in keys
+    assert ("litellm-gateway", 10, 0) in keys
+    assert all(c["sha256_before"] != c["sha256_after"] for c in record["changes"])
+
+
+def test_level_1_twice_is_harmless(world):
+    assert world.cli("rollback", "--level", "1", "--yes").exit_code == 0
+    snap = world.snapshot()
+    again = world.cli("rollback", "--level", "1", "--yes", "--json")
+    assert again.exit_code == 0
+    assert [s["status"] for s in json.loads(again.stdout)["levels"][0]["steps"]] == ["unchanged", "unchanged", "ok"]
+    assert world.snapshot() == snap
+
+
+def test_level_1_human_output_names_budget(world):
+    result = world.cli("rollback", "--level", "1", "--yes")
+    assert result.exit_code == 0
+    assert "budget" in result.stdout and "took effect" in result.stdout
+
+
+def test_dry_run_shows_diffs_and_changes_nothing(world):
+    snap, head = world.snapshot(), world.head()
+    result = world.cli("rollback", "--level", "4", "--dry-run")
+    # no container named litellm here: level 3 would fail, and the dry run says so
+    assert result.exit_code == 4, result.output
+    assert "no container named 'litellm'" in result.stdout.replace("\n", " ") or "no container" in result.stdout
+    assert "-LITELLM_ROLLOUT_PERCENTAGE=10" in result.stdout
+    assert "+LITELLM_ROLLOUT_PERCENTAGE=0" in result.stdout
+    assert "Route LLM calls through the LiteLLM gateway" in result.stdout
+    assert world.snapshot() == snap and world.head() == head
+    assert world.history() == []
+
+
+def test_level_2_restores_router_and_commits(world):
+    result = world.cli("rollback", "--level", "2", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    router = (world.app.repo / "server/model-router.ts").read_text()
+    pre = git(world.app.repo, "show", "pre-gateway:server/model-router.ts")
+    assert router == pre
+    assert "restore router" in git(world.app.repo, "log", "-1", "--format=%s")
+    assert git(world.app.repo, "status", "--porcelain", "--untracked-files=no").strip() == "M flags.json"
+    # twice: no new commit
+    head = world.head()
+    again = world.cli("rollback", "--level", "2", "--yes", "--json")
+    assert again.exit_code == 0 and world.head() == head
+
+
+def test_level_4_reverts_integration_commit_twice_harmless(world):
+    result = world.cli("rollback", "--level", "4", "--yes", "--json")
+    # level 3 has no Docker container named litellm here: it fails, level 4 still runs
+    data = json.loads(result.stdout)
+    level4 = data["levels"][3]
+    assert level4["steps"][0]["status"] == "ok", level4
+    assert not (world.app.repo / "server/litellm-client.ts").exists()
+    subjects = git(world.app.repo, "log", "--format=%s").splitlines()
+    assert subjects[0] == 'Revert "Route LLM calls through the LiteLLM gateway"'
+    head = world.head()
+    again = world.cli("rollback", "--level", "4", "--yes", "--json")
+    assert world.head() == head
+    assert json.loads(again.stdout)["levels"][3]["steps"][0]["status"] == "unchanged"
+
+
+def test_drill_checks_preconditions_and_changes_nothing(world):
+    snap, head = world.snapshot(), world.head()
+    result = world.cli("rollback", "--level", "2", "--drill", "--json")
+    assert result.exit_code == 0, result.output
+    checks = [c for lvl in json.loads(result.stdout)["levels"] for s in lvl["steps"] for c in s.get("checks", [])]
+    assert {c["name"] for c in checks} >= {"pre-gateway ref exists", "git tree clean"}
+    assert all(c["ok"] for c in checks)
+    assert world.snapshot() == snap and world.head() == head
+
+
+def test_drill_reports_missing_ref(world):
+    (world.ws / "rollout.yaml").write_text(
+        (world.ws / "rollout.yaml").read_text().replace("pre_gateway_ref: pre-gateway", "pre_gateway_ref: nope")
+    )
+    result = world.cli("rollback", "--level", "2", "--drill")
+    assert result.exit_code == 2
+    assert "git ref 'nope' does not exist" in result.stdout
+
+
+# --- bad input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["0", "5"])
+def test_unknown_level(world, level):
+    snap = world.snapshot()
+    result = world.cli("rollback", "--level", level, "--yes")
+    assert result.exit_code == 2
+    assert f"rollback level {level} does not exist; use --level 1, 2, 3 or 4" in result.stderr
+    assert "Traceback" not in result.output
+    assert world.snapshot() == snap
+
+
+def test_no_rollout_yaml(tmp_path):
+    from support import rollout
+
+    result = rollout("-w", str(tmp_path), "rollback", "--level", "1", "--yes")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "no rollout.yaml in" in result.stderr and "rollout init" in result.stderr
+
+
+def test_malformed_env_line_is_named_and_flags_still_go_to_zero(world):
+    text = world.app.env_file.read_text() + "this is not an env line\n"
+    world.app.env_file.write_text(text)
+    result = world.cli("rollback", "--level", "1", "--yes", "--json")
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    steps = data["levels"][0]["steps"]
+    assert steps[0]["status"] == "failed" and "line 10" in steps[0]["detail"]
+    assert steps[1]["status"] == "ok"  # traffic still taken off through the flag
+    assert world.app.env_file.read_text() == text
+
+
+def test_invalid_flags_json(world):
+    world.app.flags_file.write_text('{"flags": {')
+    env_before = world.app.env_file.read_text()
+    result = world.cli("rollback", "--level", "1", "--yes", "--json")
+    assert result.exit_code == 2
+    steps = json.loads(result.stdout)["levels"][0]["steps"]
+    assert steps[1]["status"] == "failed" and "not valid JSON" in steps[1]["detail"]
+    assert steps[0]["status"] == "ok" and env_before != world.app.env_file.read_text()
+
+
+def test_flag_key_missing(world):
+    (world.ws / "rollout.yaml").write_text(
+        (world.ws / "rollout.yaml").read_text().replace("flag_key: litellm-gateway", "flag_key: nope")
+    )
+    result = world.cli("rollback", "--level", "1", "--yes", "--json")
+    assert result.exit_code == 2
+    assert "flag 'nope' not found" in json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
+
+
+def test_dirty_tree_refuses_level_2_after_level_1(world):
+    router = world.app.repo / "server/model-router.ts"
+    router.write_text(router.read_text() + "// local hack\n")
+    head = world.head()
+    result = world.cli("rollback", "--level", "2", "--yes", "--json")
+    assert result.exit_code == 1
+    steps = json.loads(result.stdout)["levels"][1]["steps"]
+    assert "uncommitted changes (server/model-router.ts)" in steps[0]["detail"]
+    assert steps[1]["status"] == "skipped"
+    assert world.head() == head and router.read_text().endswith("// local hack\n")
+
+
+def test_pre_gateway_ref_missing(world):
+    (world.ws / "rollout.yaml").write_text(
+        (world.ws / "rollout.yaml").read_text().replace("pre_gateway_ref: pre-gateway", "pre_gateway_ref: v0-nope")
+    )
+    head = world.head()
+    result = world.cli("rollback", "--level", "2", "--yes")
+    assert result.exit_code == 2
+    assert "git ref 'v0-nope' does not exist" in result.stdout
+    assert world.head() == head
+
+
+def test_env_file_not_writable(world):
+    # Root ignores permission bits; an immutable file stops even root.
+    immutable = subprocess.run(["chattr", "+i", str(world.app.env_file)], capture_output=True)
+    if immutable.returncode != 0:
+        pytest.skip(f"chattr +i not supported here: {immutable.stderr!r}")
+    try:
+        snap = world.snapshot()
+        result = world.cli("rollback", "--level", "1", "--yes", "--json")
+        steps = json.loads(result.stdout)["levels"][0]["steps"]
+        assert result.exit_code == 2
+        assert steps[0]["status"] == "failed" and str(world.app.env_file) in steps[0]["detail"]
+        assert steps[1]["status"] == "ok"  # the flag still goes to 0
+        after = world.snapshot()
+        assert after["app/.env"] == snap["app/.env"]
+        assert sorted(after) == sorted(snap)  # no temp file left behind
+        drill = world.cli("rollback", "--level", "1", "--drill")
+        assert drill.exit_code == 2 and "not writable" in drill.stdout
+    finally:
+        subprocess.run(["chattr", "-i", str(world.app.env_file)])
+
+
+def test_second_writer_gets_lock_error(world):
+    holder = subprocess.Popen(
+        ["python", "-c",
+         "import sys,time; from pathlib import Path; from rollout_cli.lock import WorkspaceLock;\n"
+         "with WorkspaceLock(Path(sys.argv[1]), command='test holder'):\n"
+         "    print('held', flush=True); time.sleep(30)",
+         str(world.ws / ".rollout")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        snap = world.snapshot()
+        result = world.cli("rollback", "--level", "1", "--yes", env={"ROLLOUT_LOCK_TIMEOUT": "1"})
+        assert result.exit_code == 4
+        assert f"pid {holder.pid}" in result.stderr
+        assert world.snapshot() == snap
+    finally:
+        holder.kill()
+        holder.wait()
+    assert world.cli("rollback", "--level", "1", "--yes").exit_code == 0
+
+
+def test_non_interactive_without_yes_refuses(world):
+    snap = world.snapshot()
+    result = world.cli("rollback", "--level", "1")
+    assert result.exit_code == 2 and "--yes" in result.stderr
+    assert world.snapshot() == snap
+
+
+def test_invalid_playbook_override_is_rejected_before_any_step(world):
+    books = world.ws / "playbooks"
+    books.mkdir()
+    (books / "rollback-2.yaml").write_text(
+        "kind: rollback\nlevel: 2\nbudget: 5m\nsteps:\n  - type: git.restore\n  - type: git.teleport\n"
+    )
+    (world.ws / "rollout.yaml").write_text((world.ws / "rollout.yaml").read_text() + "playbooks: ./playbooks\n")
+    snap = world.snapshot()
+    result = world.cli("rollback", "--level", "2", "--yes")
+    assert result.exit_code == 2
+    assert "rollback-2.yaml: step 2" in result.stderr and "unknown step type 'git.teleport'" in result.stderr
+    assert world.snapshot() == snap
+
+
+def test_playbook_mistyped_field(world):
+    books = world.ws / "playbooks"
+    books.mkdir()
+    (books / "rollback-1.yaml").write_text(
+        "kind: rollback\nlevel: 1\nbudget: 30s\nsteps:\n  - type: flag.set\n    percentage: half\n"
+    )
+    (world.ws / "rollout.yaml").write_text((world.ws / "rollout.yaml").read_text() + "playbooks: ./playbooks\n")
+    result = world.cli("rollback", "--level", "1", "--yes")
+    assert result.exit_code == 2
+    assert "step 1 (flag.set): field 'percentage' must be a whole number, got 'half'" in result.stderr
+
+
+def test_debug_shows_traceback(world):
+    result = world.cli("--debug", "rollback", "--level", "7", "--yes")
+    assert result.exit_code == 2 and "Traceback" in result.stderr
