@@ -94,10 +94,19 @@ def load(ctx: typer.Context):  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from .commands import history, init, rollback, status
+    """Every module in cli/commands/ registers its command(s); order is the help order."""
+    import importlib
+    import pkgutil
 
-    for module in (init, status, history, rollback):
-        module.register(app)
+    from . import commands
+
+    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    for name in sorted(names, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99, n)):
+        importlib.import_module(f"{commands.__name__}.{name}").register(app)
+
+
+COMMAND_ORDER = ["init", "status", "advance", "report", "watch", "health", "smoke",
+                 "rollback", "history", "gateway", "sandbox"]
 
 
 _register()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..playbook.model import format_duration
-from ..result import Result
-from .render import esc, human, status_text
+from ...playbook.model import format_duration
+from ...result import Result
+from ..render import esc, human, status_text
 
 
 def _table(*columns: str, title: str | None = None):  # type: ignore[no-untyped-def]
