@@ -41,8 +41,9 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
         existing.st_mode & 0o7777 if existing is not None else NEW_FILE_MODE
     )
     tmp_name: str | None = None
+    _sweep_orphans(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
         try:
             # fchmod, not the umask: the mode must not depend on who runs us.
             os.fchmod(fd, file_mode)
@@ -69,6 +70,33 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
                 os.unlink(tmp_name)
             except OSError:
                 pass
+
+
+def _sweep_orphans(target: Path) -> None:
+    """Remove temp files a killed writer left beside `target` (its pid is in the name)."""
+    for leftover in target.parent.glob(f".{_glob_escape(target.name)}.*.tmp"):
+        pid = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
+
+
+def _glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_text_exact(path: Path) -> str:
