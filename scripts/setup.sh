@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install rollout and everything its tests and sandbox need, on a fresh Debian 12
 # machine or this one again (every step is skipped when already done):
-# a virtualenv in .venv with rollout and its dev extra, a running Docker engine
-# and the offline images.
+# a virtualenv in .venv with rollout and its dev and gateway extras (litellm for
+# the sandbox's process runtime), a running Docker engine and the offline images
+# (the test image, and the real LiteLLM gateway image: minutes the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +18,10 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import rollout_cli, pytest, pytest_timeout' 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
+if ! .venv/bin/python -c 'import rollout_cli, pytest, pytest_timeout, prometheus_client' 2>/dev/null \
+   || [ ! -x .venv/bin/litellm ] || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing rollout into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev,gateway]"
   touch .venv/.installed
 fi
 
@@ -28,4 +29,6 @@ log "starting the Docker engine"
 bash scripts/docker-up.sh
 log "test image"
 bash scripts/build-test-image.sh
+log "gateway image"
+bash scripts/build-gateway-image.sh
 log "ready"

@@ -64,3 +64,23 @@ def busybox_image(docker_engine) -> str:
             pytest.fail(f"scripts/build-test-image.sh failed:\n{build.stderr}", pytrace=False)
         docker_engine.images.get(TEST_IMAGE)
     return TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory):
+    """One real sandbox for the whole session: simulator + the real LiteLLM proxy (process runtime).
+
+    Yields a `rollout_cli.sandbox.world.SandboxInfo`: `.root` (a complete workspace,
+    use `rollout -w <root> ...`), `.gateway_url`, `.simulator_url`, `.master_key`,
+    `.admin` (SimulatorAdmin: set_fault/clear/stats), `.client()` (GatewayClient).
+    Tests that inject faults must clear them (`sandbox.admin.clear()`) when done.
+    Starting it costs about 6 s, once per session; free ports, never 4000.
+    """
+    from rollout_cli.sandbox import world
+
+    root = tmp_path_factory.mktemp("sandbox") / "sb"
+    info = world.up(root, runtime="process", gateway_port=0, simulator_port=0, timeout=90)
+    try:
+        yield info
+    finally:
+        world.down(root)

@@ -209,11 +209,13 @@ class ContainerRuntime:
         volumes: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         restart: str | None = None,
+        healthcheck: Mapping[str, Any] | None = None,
     ) -> ContainerState:
         """Create and start a container on the host network (the only network here).
 
         `volumes` maps a host path to "container_path[:ro]". `restart` is a
         Docker restart policy such as "unless-stopped" or "on-failure:3".
+        `healthcheck` is the engine's HealthConfig ({"test": [...], "interval": ns, ...}).
         The image must already be in the engine: there is no registry to pull from.
         """
         import docker.errors
@@ -235,6 +237,7 @@ class ContainerRuntime:
                     volumes=[f"{host}:{target}" for host, target in (volumes or {}).items()],
                     labels=dict(labels or {}),
                     restart_policy=policy,
+                    healthcheck=dict(healthcheck) if healthcheck else None,
                 )
             except docker.errors.ImageNotFound as exc:
                 raise UnavailableError(
@@ -244,6 +247,11 @@ class ContainerRuntime:
         with _engine_errors(name, "start"):
             container.start()
         return replace(inspect_state(container), changed=True)
+
+    def names_with_label(self, label: str) -> list[str]:
+        """Names of the containers (stopped ones too) carrying `label` ("key=value" or "key")."""
+        with _engine_errors(label, "list"):
+            return [c.name for c in self.client.containers.list(all=True, filters={"label": label}, ignore_removed=True)]
 
     def remove(self, name: str, force: bool = True) -> bool:
         """Remove the container with exactly this name; False when there was none.

@@ -33,7 +33,7 @@ def human(command: str) -> Callable[[HumanRenderer], HumanRenderer]:
 def console(stderr: bool = False):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)  # ":free:" in model ids is not an emoji
 
 
 def render(result: Result, json_output: bool = False) -> None:
@@ -46,7 +46,7 @@ def render(result: Result, json_output: bool = False) -> None:
         if renderer is not None:
             renderer(out, result)
         for message in result.messages:
-            out.print(message)
+            out.print(message, markup=False)
     raise typer.Exit(int(result.exit_code))
 
 

@@ -69,7 +69,7 @@ export async function gatewayComplete(model: string, messages: object[]): Promis
 """
 
 
-def env_text(percentage: int, enabled: bool) -> str:
+def env_text(percentage: int, enabled: bool, gateway_url: str = "http://127.0.0.1:4000") -> str:
     return (
         "# Sample app settings (read at start-up and on SIGHUP)\n"
         "NODE_ENV=production\n"
@@ -77,7 +77,7 @@ def env_text(percentage: int, enabled: bool) -> str:
         'OPENROUTER_BASE_URL="https://openrouter.ai/api/v1"\n'
         "\n"
         "# LiteLLM gateway rollout (managed by `rollout`)\n"
-        "LITELLM_URL=http://127.0.0.1:4000\n"
+        f"LITELLM_URL={gateway_url}\n"
         f"LITELLM_ENABLED={'true' if enabled else 'false'}\n"
         f"LITELLM_ROLLOUT_PERCENTAGE={percentage}  # share of users through the gateway\n"
     )
@@ -130,7 +130,7 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-def write_sample_app(repo: Path, percentage: int = 0) -> SampleApp:
+def write_sample_app(repo: Path, percentage: int = 0, gateway_url: str = "http://127.0.0.1:4000") -> SampleApp:
     """A real git repo: pre-gateway tag, then the gateway-integration commit."""
     (repo / "server").mkdir(parents=True, exist_ok=True)
     git(repo, "init", "-q", "-b", "main")
@@ -145,7 +145,7 @@ def write_sample_app(repo: Path, percentage: int = 0) -> SampleApp:
     (repo / "server" / "litellm-client.ts").write_text(CLIENT)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", INTEGRATION_SUBJECT)
-    (repo / ".env").write_text(env_text(percentage, enabled=percentage > 0))
+    (repo / ".env").write_text(env_text(percentage, enabled=percentage > 0, gateway_url=gateway_url))
     if percentage:
         (repo / "flags.json").write_text(flagd_text(percentage))
         git(repo, "commit", "-q", "-am", f"Set {FLAG_KEY} to {percentage}%")
@@ -153,9 +153,16 @@ def write_sample_app(repo: Path, percentage: int = 0) -> SampleApp:
 
 
 def workspace_yaml(app_rel: str = "../app", gateway_url: str = "http://127.0.0.1:4000",
-                   container: str = "litellm", extra_gateway: str = "") -> str:
+                   container: str | None = "litellm", extra_gateway: str = "", *,
+                   master_key_env: str = "LITELLM_MASTER_KEY", master_key_file: str | None = None,
+                   config: str | None = None, header: str = "") -> str:
+    optional = "".join(
+        f"  {key}: {value}\n"
+        for key, value in (("master_key_file", master_key_file), ("container", container), ("config", config))
+        if value
+    )
     return f"""\
-app:
+{header}app:
   env_file: {app_rel}/.env
   flags_file: {app_rel}/flags.json
   flags_format: flagd
@@ -166,6 +173,5 @@ app:
   integration_grep: "LiteLLM gateway"
 gateway:
   url: {gateway_url}
-  master_key_env: LITELLM_MASTER_KEY
-  container: {container}
-{extra_gateway}"""
+  master_key_env: {master_key_env}
+{optional}{extra_gateway}"""

@@ -157,6 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "rollout-openrouter-sim/1"
     timeout = 120  # idle keep-alive connections end instead of holding a thread forever
+    # Headers and body go out as two writes; with Nagle on, a keep-alive client's
+    # delayed ACK holds the body back ~40 ms, which would swamp any latency we measure.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # the gateway and the tests report what matters; access logs would be noise

@@ -1,0 +1,177 @@
+"""What `rollout sandbox up` started, recorded in DIR/.rollout/sandbox.json.
+
+`down` stops exactly what this file names, and the process runtime of
+`rollout gateway` restarts litellm from it. It holds no secret: the master key
+lives only in the 0600 key file, and the sandbox's "OpenRouter key" is the
+simulator's public default key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..process import ProcessRecord
+
+STATE_NAME = "sandbox.json"
+KEY_NAME = "master.key"
+MASTER_KEY_ENV = "ROLLOUT_SANDBOX_MASTER_KEY"  # not LITELLM_MASTER_KEY: a production key in the shell must not win
+CONTAINER_PREFIX = "rollout-sandbox-"
+LABEL = "rollout.sandbox"
+LABEL_DIR = "rollout.sandbox.dir"
+CONTAINER_CONFIG = "/etc/litellm/config.yaml"
+DEFAULT_IMAGE = "rollout/litellm:local"
+IMAGE_ENV = "ROLLOUT_GATEWAY_IMAGE"
+HOST = "127.0.0.1"
+
+
+def sandbox_id(root: Path) -> str:
+    """A short stable id of a sandbox folder, for container names and labels."""
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+
+
+def container_name(root: Path) -> str:
+    return CONTAINER_PREFIX + sandbox_id(root)
+
+
+def default_image() -> str:
+    return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
+
+
+def litellm_executable() -> Path | None:
+    """litellm from the same environment as rollout (the `gateway` extra), else from PATH."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "litellm"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("litellm")
+    return Path(found) if found else None
+
+
+def litellm_argv(executable: Path | str, config: Path | str, port: int) -> list[str]:
+    return [str(executable), "--config", str(config), "--host", HOST, "--port", str(port)]
+
+
+def gateway_environment(master_key: str, simulator_api_base: str, simulator_key: str) -> dict[str, str]:
+    """What the gateway process or container needs; the deploy config reads these names."""
+    return {
+        "LITELLM_MASTER_KEY": master_key,
+        "OPENROUTER_API_KEY": simulator_key,
+        "OPENROUTER_API_BASE": simulator_api_base,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no cost-map download at start: there is no internet
+        "LITELLM_LOG": "INFO",
+        "PYTHONUNBUFFERED": "1",  # log lines reach the log file as they happen
+    }
+
+
+@dataclass
+class SandboxState:
+    root: Path
+    runtime: str  # docker | process
+    simulator_port: int
+    gateway_port: int
+    simulator_key: str
+    simulator: ProcessRecord | None = None
+    gateway_process: ProcessRecord | None = None
+    gateway_argv: list[str] = field(default_factory=list)  # process runtime: how to start litellm again
+    container: str | None = None
+    container_id: str | None = None
+    image: str | None = None
+    restarts: int = 0
+    created: str = ""
+
+    @property
+    def path(self) -> Path:
+        return state_path(self.root)
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://{HOST}:{self.simulator_port}"
+
+    @property
+    def simulator_api_base(self) -> str:
+        return self.simulator_url + "/api/v1"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{HOST}:{self.gateway_port}"
+
+    @property
+    def gateway_log(self) -> Path:
+        return self.root / ".rollout" / "gateway.log"
+
+    @property
+    def simulator_log(self) -> Path:
+        return self.root / ".rollout" / "simulator.log"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "root": str(self.root),
+            "id": sandbox_id(self.root),
+            "runtime": self.runtime,
+            "created": self.created,
+            "simulator": {
+                "url": self.simulator_url,
+                "port": self.simulator_port,
+                "api_key": self.simulator_key,  # the simulator's public default, not a secret
+                "process": self.simulator.to_json() if self.simulator else None,
+            },
+            "gateway": {
+                "url": self.gateway_url,
+                "port": self.gateway_port,
+                "process": self.gateway_process.to_json() if self.gateway_process else None,
+                "argv": self.gateway_argv,
+                "container": self.container,
+                "container_id": self.container_id,
+                "image": self.image,
+                "restarts": self.restarts,
+            },
+        }
+
+    def save(self) -> None:
+        from ..atomic import atomic_write_text
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def state_path(root: Path) -> Path:
+    return root / ".rollout" / STATE_NAME
+
+
+def load_state(root: Path) -> SandboxState | None:
+    """The recorded sandbox of `root`, or None when nothing was started there."""
+    path = state_path(root)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        sim, gw = raw["simulator"], raw["gateway"]
+        return SandboxState(
+            root=root,
+            runtime=raw["runtime"],
+            simulator_port=int(sim["port"]),
+            gateway_port=int(gw["port"]),
+            simulator_key=sim["api_key"],
+            simulator=ProcessRecord.from_json(sim["process"]) if sim.get("process") else None,
+            gateway_process=ProcessRecord.from_json(gw["process"]) if gw.get("process") else None,
+            gateway_argv=list(gw.get("argv") or []),
+            container=gw.get("container"),
+            container_id=gw.get("container_id"),
+            image=gw.get("image"),
+            restarts=int(gw.get("restarts", 0)),
+            created=raw.get("created", ""),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{path} is damaged ({exc.__class__.__name__}: {exc}); stop what it started by hand "
+            "(ps, docker ps --filter label=rollout.sandbox) and delete it"
+        ) from None

@@ -1,0 +1,560 @@
+"""`rollout sandbox up/down/status`: the whole world on one machine, and its Python API.
+
+WORKS (process runtime and docker runtime): `up()`, `down()`, `SandboxInfo`;
+tests use them through the session fixture `sandbox` in tests/conftest.py.
+
+Layout of a sandbox folder DIR (DIR is also a complete rollout workspace):
+
+    DIR/rollout.yaml                 gateway.url, master_key_file, container (docker runtime)
+    DIR/app/                         sample app git repo: .env at 0%, flagd flags, pre-gateway tag
+    DIR/gateway/litellm-config.yaml  rendered from deploy/litellm-config.yaml (sandbox overrides)
+    DIR/.rollout/master.key          generated master key, mode 0600
+    DIR/.rollout/sandbox.json        what was started: pids with start times, the container
+    DIR/.rollout/{simulator,gateway}.log
+
+`up` on a sandbox that is already up and healthy changes nothing and says so;
+one that is partly up (a process died) is stopped and started again cleanly.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DockerUnavailable, InputError, RolloutError, UnavailableError
+from ..process import spawn_detached, tail_file
+from .state import (
+    CONTAINER_CONFIG,
+    HOST,
+    KEY_NAME,
+    LABEL,
+    LABEL_DIR,
+    MASTER_KEY_ENV,
+    SandboxState,
+    container_name,
+    default_image,
+    gateway_environment,
+    litellm_argv,
+    litellm_executable,
+    load_state,
+    sandbox_id,
+)
+
+if TYPE_CHECKING:
+    from ..container import ContainerRuntime
+    from ..gateway_api import GatewayClient
+    from ..gateway_control import Progress
+    from ..simulator import SimulatorAdmin
+
+DEFAULT_DIR = "sandbox"
+DEFAULT_GATEWAY_PORT = 4000
+DEFAULT_SIMULATOR_PORT = 4010
+DEFAULT_TIMEOUT_S = 60.0
+SIMULATOR_START_TIMEOUT_S = 10.0
+RUNTIMES = ("auto", "docker", "process")
+HEADER = "# Written by `rollout sandbox up`: a workspace for trying every rollout command locally.\n"
+BUILD_SCRIPT = "scripts/build-gateway-image.sh"
+
+Step = Callable[[str], None]  # "starting the simulator", ... for a progress display
+
+
+@dataclass
+class SandboxInfo:
+    """A running sandbox, as tests and the CLI see it. The master key is read on demand, never held in JSON."""
+
+    root: Path
+    runtime: str
+    gateway_url: str
+    simulator_url: str
+    gateway_port: int
+    simulator_port: int
+    container: str | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+    already_up: bool = False
+    took_s: float = 0.0
+
+    @property
+    def workspace(self) -> Path:
+        return self.root
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / ".rollout" / KEY_NAME
+
+    @property
+    def master_key(self) -> str:
+        return os.environ.get(MASTER_KEY_ENV) or self.key_file.read_text().strip()
+
+    @property
+    def admin(self) -> SimulatorAdmin:
+        from ..simulator import SimulatorAdmin
+
+        return SimulatorAdmin(self.simulator_url)
+
+    def client(self, timeout: float = 30.0) -> GatewayClient:
+        from ..gateway_api import GatewayClient
+
+        return GatewayClient(self.gateway_url, self.master_key, timeout)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dir": str(self.root),
+            "runtime": self.runtime,
+            "gateway_url": self.gateway_url,
+            "simulator_url": self.simulator_url,
+            "container": self.container,
+            "pids": self.pids,
+            "master_key_file": str(self.key_file),
+            "already_up": self.already_up,
+            "took_s": self.took_s,
+        }
+
+
+def resolve_dir(directory: str | os.PathLike[str] | None, workspace: str | None = None) -> Path:
+    """DIR, else -w, else $ROLLOUT_WORKSPACE, else ./sandbox."""
+    chosen = directory or workspace or os.environ.get("ROLLOUT_WORKSPACE") or DEFAULT_DIR
+    return Path(chosen).expanduser().absolute()
+
+
+# --- up ----------------------------------------------------------------------
+
+
+def up(
+    root: Path,
+    *,
+    runtime: str = "auto",
+    gateway_port: int | None = None,
+    simulator_port: int | None = None,
+    image: str | None = None,
+    gateway_config: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    progress: Progress | None = None,
+    step: Step | None = None,
+) -> SandboxInfo:
+    """Start the simulator and the gateway and write a complete workspace in `root`.
+
+    Port 0 means any free port; None the port an earlier `up` of this folder
+    recorded, else 4000 (gateway) and 4010 (simulator). Runtime "auto" also
+    keeps the recorded runtime when a partly-up sandbox is restarted. Raises InputError (2) for bad input, found
+    before anything starts; UnavailableError (4) when a dependency is missing;
+    GatewayNotHealthy (4, with the gateway's last log lines) when the gateway
+    does not become healthy within `timeout`, after stopping what it started.
+    """
+    from ..lock import WorkspaceLock
+
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime is {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    for option, port in (("--gateway-port", gateway_port), ("--simulator-port", simulator_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise InputError(f"{option} is {port}; use 1..65535, or 0 for any free port")
+    if timeout <= 0:
+        raise InputError(f"--timeout is {timeout:g}; use a number of seconds > 0")
+    root = root.absolute()
+    _check_folder(root)
+    say = step or (lambda _text: None)
+    started = time.monotonic()
+    with WorkspaceLock(root / ".rollout", "rollout sandbox up", timeout=10):
+        existing = load_state(root)
+        if existing is not None:
+            if _healthy(existing):
+                if runtime != "auto" and runtime != existing.runtime:
+                    raise InputError(
+                        f"the sandbox in {root} is up with runtime {existing.runtime}; "
+                        f"run `rollout sandbox down {root}` first to switch to {runtime}"
+                    )
+                return _info(existing, already_up=True)
+            say("stopping the leftovers of an earlier sandbox")
+            _stop_all(existing)
+            existing.path.unlink(missing_ok=True)
+            # Restarted as it was, unless told otherwise: the workspace files name these ports.
+            runtime = existing.runtime if runtime == "auto" else runtime
+            gateway_port = existing.gateway_port if gateway_port is None else gateway_port
+            simulator_port = existing.simulator_port if simulator_port is None else simulator_port
+
+        # Everything that can be checked is checked before anything starts.
+        config_text = _render_config(gateway_config)
+        key = _master_key(root)
+        chosen, image = _choose_runtime(runtime, image)
+        gateway_port = _port(DEFAULT_GATEWAY_PORT if gateway_port is None else gateway_port, "--gateway-port")
+        simulator_port = _port(DEFAULT_SIMULATOR_PORT if simulator_port is None else simulator_port,
+                               "--simulator-port", avoid=gateway_port)
+        if gateway_port == simulator_port:
+            raise InputError(f"--gateway-port and --simulator-port are both {gateway_port}; choose two ports")
+
+        say("writing the workspace")
+        _write_workspace(root, config_text, chosen, gateway_port)
+        from ..simulator import DEFAULT_API_KEY
+
+        state = SandboxState(
+            root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
+            simulator_key=DEFAULT_API_KEY, image=image if chosen == "docker" else None,
+            created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        try:
+            say(f"starting the OpenRouter simulator on {state.simulator_url}")
+            _start_simulator(state)
+            say(f"starting the gateway ({chosen}) on {state.gateway_url}")
+            gateway = _start_gateway(state, key)
+            say("waiting for the gateway to become healthy")
+            from ..gateway_control import wait_until_healthy
+
+            wait_until_healthy(state.gateway_url, gateway, timeout, progress,
+                               logs=lambda: gateway.logs(40))
+        except BaseException:
+            _stop_all(state)  # also on Ctrl-C: never leave half a sandbox running
+            state.path.unlink(missing_ok=True)
+            raise
+    return _info(state, took_s=round(time.monotonic() - started, 2))
+
+
+def _check_folder(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} is a file; choose a folder for the sandbox")
+    if not root.exists() or not any(root.iterdir()):
+        return
+    config = root / "rollout.yaml"
+    ours = config.is_file() and config.read_text(encoding="utf-8", errors="replace").startswith(HEADER)
+    only_state = {p.name for p in root.iterdir()} <= {".rollout"}
+    if not (ours or only_state):
+        raise InputError(
+            f"{root} is not empty and not a sandbox (no rollout.yaml written by `rollout sandbox up`); "
+            "choose an empty or new DIR"
+        )
+
+
+def _render_config(source: Path | None) -> str:
+    from ..gateway_config import packaged_config, render_sandbox_config
+
+    path = source or packaged_config()
+    if not path.is_file():
+        raise InputError(f"gateway config {path} does not exist; pass --gateway-config FILE or reinstall rollout")
+    return render_sandbox_config(path)
+
+
+def _master_key(root: Path) -> str:
+    """$ROLLOUT_SANDBOX_MASTER_KEY, else the key file, else a new key written to it (0600)."""
+    from ..atomic import atomic_write_text
+    from ..gateway_config import check_master_key, generate_master_key
+
+    from_env = os.environ.get(MASTER_KEY_ENV)
+    if from_env is not None:
+        return check_master_key(from_env, f"${MASTER_KEY_ENV}")
+    path = root / ".rollout" / KEY_NAME
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # a key readable by others is fixed, not trusted as is
+        return check_master_key(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    key = generate_master_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, key + "\n", mode=0o600)
+    return key
+
+
+def _choose_runtime(runtime: str, image: str | None) -> tuple[str, str]:
+    """docker when asked, or on auto when an engine answers and the image is there; else process."""
+    image = image or default_image()
+    if runtime in ("auto", "docker"):
+        try:
+            present = _image_present(image)
+        except DockerUnavailable as exc:
+            if runtime == "docker":
+                raise DockerUnavailable(
+                    f"{exc.message}; or run the gateway as a local process: "
+                    "`rollout sandbox up --runtime process`"
+                ) from None
+            present = False
+        if present:
+            return "docker", image
+        if runtime == "docker":
+            raise UnavailableError(
+                f"gateway image {image!r} is not in the Docker engine; build it with {BUILD_SCRIPT} {image} "
+                "(offline, a few minutes), or use `--runtime process`"
+            )
+    if litellm_executable() is None:
+        raise UnavailableError(
+            "litellm is not installed for the process runtime; install the gateway extra "
+            "(`pip install -e '.[gateway]'`, or scripts/setup.sh), or build the image with " + BUILD_SCRIPT
+        )
+    return "process", image
+
+
+def _image_present(image: str) -> bool:
+    import docker.errors
+
+    from ..container import connect
+
+    client = connect(timeout=3)
+    try:
+        client.images.get(image)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.APIError as exc:
+        raise UnavailableError(f"Docker engine cannot look up image {image!r}: {exc.explanation}") from None
+    finally:
+        client.close()
+
+
+def _port(port: int, option: str, avoid: int | None = None) -> int:
+    if port == 0:
+        return free_port(avoid)
+    ensure_port_free(port, option)
+    return port
+
+
+def free_port(avoid: int | None = None) -> int:
+    """A port the kernel says is free on loopback now (another program may take it later)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port != avoid:
+            return port
+
+
+def ensure_port_free(port: int, option: str) -> None:
+    """InputError naming the port and the option that sets it, when something listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are not "in use"
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(
+                    f"port {port} on {HOST} is in use; choose another with {option} (or 0 for any free port)"
+                ) from None
+            raise InputError(f"cannot use port {port} on {HOST}: {exc.strerror}; choose another with {option}") from None
+
+
+def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int) -> None:
+    from ..atomic import atomic_write_text
+    from .sample_app import workspace_yaml, write_sample_app
+
+    gateway_url = f"http://{HOST}:{gateway_port}"
+    app = root / "app"
+    if not (app / ".git").is_dir():  # an existing app keeps its stage and history
+        write_sample_app(app, percentage=0, gateway_url=gateway_url)
+    (root / "gateway").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "gateway" / "litellm-config.yaml", config_text)
+    atomic_write_text(
+        root / "rollout.yaml",
+        workspace_yaml(
+            app_rel="./app",
+            gateway_url=gateway_url,
+            container=container_name(root) if runtime == "docker" else None,
+            master_key_env=MASTER_KEY_ENV,
+            master_key_file=f".rollout/{KEY_NAME}",
+            config="./gateway/litellm-config.yaml",
+            header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
+        ),
+    )
+    key_file = root / ".rollout" / KEY_NAME
+    if key_file.exists():
+        key_file.chmod(0o600)  # whatever happened to it since: the key stays private
+
+
+def _start_simulator(state: SandboxState) -> None:
+    from ..simulator import SimulatorAdmin
+
+    argv = [sys.executable, "-m", "rollout_cli.simulator", "--host", HOST,
+            "--port", str(state.simulator_port), "--api-key", state.simulator_key]
+    env = {**_clean_env(), "PYTHONUNBUFFERED": "1"}
+    state.simulator = spawn_detached(argv, log=state.simulator_log, env=env, cwd=state.root)
+    state.save()
+    admin = SimulatorAdmin(state.simulator_url, timeout=1.0)
+    deadline = time.monotonic() + SIMULATOR_START_TIMEOUT_S
+    while True:
+        try:
+            admin.health()
+            return
+        except RolloutError:
+            pass
+        if not state.simulator.alive() or time.monotonic() > deadline:
+            lines = tail_file(state.simulator_log, 5)
+            raise UnavailableError(
+                f"the simulator did not start on {state.simulator_url}: "
+                + (lines[-1] if lines else "no output") + f" (log {state.simulator_log})"
+            )
+        time.sleep(0.05)
+
+
+def _start_gateway(state: SandboxState, key: str):  # type: ignore[no-untyped-def]
+    from ..gateway_runtime import DockerGateway, ProcessGateway
+
+    config = state.root / "gateway" / "litellm-config.yaml"
+    env = gateway_environment(key, state.simulator_api_base, state.simulator_key)
+    if state.runtime == "process":
+        executable = litellm_executable()
+        assert executable is not None  # checked by _choose_runtime
+        state.gateway_argv = litellm_argv(executable, config, state.gateway_port)
+        state.gateway_process = spawn_detached(
+            state.gateway_argv, log=state.gateway_log, env={**_clean_env(), **env}, cwd=state.root
+        )
+        state.save()
+        return ProcessGateway(state, key, config)
+
+    from ..container import ContainerRuntime
+
+    name = container_name(state.root)
+    containers = ContainerRuntime()
+    _remove_ours(containers, state.root)  # a container left by a crashed `up` of this same sandbox
+    port = state.gateway_port
+    probe = (
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://{HOST}:{port}/health/liveliness', timeout=3)"
+    )
+    box = containers.run_detached(
+        state.image or default_image(),
+        name,
+        command=["--config", CONTAINER_CONFIG, "--host", HOST, "--port", str(port)],
+        environment=env,
+        volumes={str(config): f"{CONTAINER_CONFIG}:ro"},
+        labels={LABEL: sandbox_id(state.root), LABEL_DIR: str(state.root)},
+        healthcheck={
+            "test": ["CMD", "/opt/litellm/bin/python", "-c", probe],
+            "interval": 3_000_000_000,
+            "timeout": 3_000_000_000,
+            "retries": 3,
+            "start_period": 60_000_000_000,
+        },
+    )
+    state.container, state.container_id = name, box.id
+    state.save()
+    return DockerGateway(name, containers)
+
+
+def _clean_env() -> dict[str, str]:
+    """The operator's environment without proxy variables: sandbox traffic stays on loopback."""
+    blocked = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+    return {k: v for k, v in os.environ.items() if k.lower() not in blocked}
+
+
+def _healthy(state: SandboxState) -> bool:
+    from ..gateway_api import GatewayClient
+
+    if state.simulator is None or not state.simulator.alive():
+        return False
+    if state.runtime == "process" and (state.gateway_process is None or not state.gateway_process.alive()):
+        return False
+    with GatewayClient(state.gateway_url, None) as client:
+        return client.liveliness(timeout=2).ok and client.readiness(timeout=2).ok
+
+
+def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0) -> SandboxInfo:
+    pids = {}
+    if state.simulator:
+        pids["simulator"] = state.simulator.pid
+    if state.gateway_process:
+        pids["gateway"] = state.gateway_process.pid
+    return SandboxInfo(
+        root=state.root, runtime=state.runtime, gateway_url=state.gateway_url,
+        simulator_url=state.simulator_url, gateway_port=state.gateway_port,
+        simulator_port=state.simulator_port, container=state.container, pids=pids,
+        already_up=already_up, took_s=took_s,
+    )
+
+
+# --- down --------------------------------------------------------------------
+
+
+def down(root: Path) -> list[str]:
+    """Stop exactly what `up` recorded; what was stopped, in words (empty: nothing was up)."""
+    from ..lock import WorkspaceLock
+
+    root = root.absolute()
+    if not (root / ".rollout").is_dir():
+        return []
+    with WorkspaceLock(root / ".rollout", "rollout sandbox down", timeout=10):
+        state = load_state(root)
+        if state is None:
+            return []
+        stopped = _stop_all(state)
+        state.path.unlink(missing_ok=True)
+    return stopped
+
+
+def _stop_all(state: SandboxState) -> list[str]:
+    """Gateway first (it calls the simulator), then the simulator; errors do not stop the rest."""
+    stopped: list[str] = []
+    problems: list[str] = []
+    if state.gateway_process is not None and state.gateway_process.stop():
+        stopped.append(f"gateway process {state.gateway_process.pid}")
+    if state.container:
+        try:
+            from ..container import ContainerRuntime
+
+            if _remove_ours(ContainerRuntime(), state.root):
+                stopped.append(f"gateway container {state.container}")
+        except RolloutError as exc:
+            problems.append(exc.message)
+    if state.simulator is not None and state.simulator.stop():
+        stopped.append(f"simulator process {state.simulator.pid}")
+    if problems:
+        raise UnavailableError(
+            f"stopped {', '.join(stopped) or 'nothing'}, but not the gateway container: {problems[0]}"
+        )
+    return stopped
+
+
+def _remove_ours(containers: ContainerRuntime, root: Path) -> bool:
+    """Remove this sandbox's container: its name AND its label must match, so nothing else is touched."""
+    name = container_name(root)
+    if name not in containers.names_with_label(f"{LABEL}={sandbox_id(root)}"):
+        return False
+    return containers.remove(name, force=True)
+
+
+# --- status ------------------------------------------------------------------
+
+
+def status(root: Path) -> dict[str, Any]:
+    """What runs of the sandbox in `root`: processes, container, the gateway's probes."""
+    from ..gateway_api import GatewayClient
+
+    root = root.absolute()
+    state = load_state(root)
+    if state is None:
+        return {"dir": str(root), "up": False, "runtime": None}
+    sim_alive = state.simulator is not None and state.simulator.alive()
+    gateway: dict[str, Any] = {"url": state.gateway_url, "port": state.gateway_port}
+    if state.runtime == "process":
+        record = state.gateway_process
+        gateway.update(pid=record.pid if record else None,
+                       running=bool(record and record.alive()),
+                       uptime_s=record.uptime_s() if record else None, restarts=state.restarts)
+    else:
+        gateway.update(container=state.container, image=state.image)
+        try:
+            from ..container import ContainerRuntime
+
+            box = ContainerRuntime().state(state.container or container_name(root))
+            gateway.update(running=box.running, status=box.status, health=box.health, uptime_s=box.uptime_s)
+        except RolloutError as exc:
+            gateway.update(running=False, status="unknown", error=exc.message)
+    with GatewayClient(state.gateway_url, None) as client:
+        live = client.liveliness(timeout=2)
+        ready = client.readiness(timeout=2) if live.ok else None
+    gateway.update(liveliness=live.ok, readiness=bool(ready and ready.ok))
+    faults: dict[str, Any] | None = None
+    if sim_alive:
+        try:
+            from ..simulator import SimulatorAdmin
+
+            faults = SimulatorAdmin(state.simulator_url, timeout=2).faults()
+        except RolloutError:
+            faults = None
+    simulator = {
+        "url": state.simulator_url, "port": state.simulator_port,
+        "pid": state.simulator.pid if state.simulator else None, "running": sim_alive, "faults": faults,
+    }
+    healthy = sim_alive and bool(gateway.get("running")) and live.ok and bool(ready and ready.ok)
+    return {"dir": str(root), "up": True, "healthy": healthy, "runtime": state.runtime,
+            "created": state.created, "simulator": simulator, "gateway": gateway}
