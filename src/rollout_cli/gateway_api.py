@@ -104,6 +104,31 @@ class GatewayClient:
     def readiness(self, timeout: float = 3.0) -> Probe:
         return self._probe("/health/readiness", timeout)
 
+    def list_models(self, timeout: float = 3.0) -> tuple[Probe, list[str]]:
+        """GET /v1/models: the aliases the gateway serves, and a key check that costs no upstream request.
+
+        It needs the master key, so a non-200 here while liveliness answers is the
+        gateway refusing the key (LiteLLM answers 400 or 500 for that, not 401).
+        """
+        import httpx
+
+        started = time.perf_counter()
+        try:
+            response = self._http.get("/v1/models", timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Probe(False, None, _ms(started), _short(exc)), []
+        if response.status_code != 200:
+            try:
+                message = _error_message(response.json())
+            except ValueError:
+                message = _short(response.text) or "empty body"
+            return Probe(False, response.status_code, _ms(started), message), []
+        try:
+            names = [str(entry["id"]) for entry in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            return Probe(False, 200, _ms(started), "malformed /v1/models answer"), []
+        return Probe(True, 200, _ms(started)), names
+
     def complete(
         self,
         model: str,
@@ -140,7 +165,11 @@ class GatewayClient:
             attempted_fallbacks=_int(response.headers.get("x-litellm-attempted-fallbacks")),
             attempted_retries=_int(response.headers.get("x-litellm-attempted-retries")),
             gateway_duration_ms=_float(response.headers.get("x-litellm-response-duration-ms")),
-            retry_after=_float(response.headers.get("retry-after")),
+            # LiteLLM passes an upstream Retry-After on as `llm_provider-retry-after`;
+            # its own (cooldown) answers use plain `retry-after`.
+            retry_after=_float(
+                response.headers.get("retry-after") or response.headers.get("llm_provider-retry-after")
+            ),
         )
         try:
             payload = response.json()

@@ -1,0 +1,262 @@
+"""`rollout health`: is the gateway up, and does every model answer through it, right now?
+
+One real completion per alias, all at once (threads: the work is waiting on
+sockets), each with its own timeout, so five slow models cost one slow answer.
+
+A fallback must not hide a failing model: every check is sent with
+`disable_fallbacks: true` (the failing model then answers with its own error),
+and the answer's `x-litellm-model-group` is still read: if another alias
+served, the model counts as down. The gateway's `/health?model=` is not used:
+it calls the model the same way but judges an empty answer healthy, and says
+nothing about which alias served.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ExitCode
+from ..result import Result
+from ..workspace import Workspace
+from .budget import RequestBudget
+from .classify import AUTH_ERROR, FAILING, HEALTHY, INCONCLUSIVE, NOT_CHECKED, classify
+from .preflight import GatewayState, check_gateway, known_aliases, open_client, select_models
+from .topology import Topology, load_topology
+
+HEALTH_PROMPT = "ping: reply with the single word pong"
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MAX_TOKENS = 16
+SEQUENTIAL_ENV = "ROLLOUT_CHECKS_SEQUENTIAL"  # benchmarks compare against a one-at-a-time run
+
+
+@dataclass
+class ModelHealth:
+    alias: str
+    status: str  # healthy | rate-limited | down | broken | auth-error | not-checked
+    upstream_id: str | None = None
+    latency_ms: float | None = None
+    http_status: int | None = None
+    error_class: str | None = None
+    served_by: str | None = None
+    retry_after: float | None = None
+    attempted_fallbacks: int | None = None
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == HEALTHY
+
+    @property
+    def failing(self) -> bool:
+        return self.status in FAILING
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.status in INCONCLUSIVE
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class HealthReport:
+    """Everything `rollout health` found; the advance gates read it directly."""
+
+    gateway: GatewayState
+    models: list[ModelHealth]
+    container: dict[str, Any] | None = None
+    primary: str | None = None
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
+    config: str | None = None
+    requests: dict[str, Any] = field(default_factory=dict)
+    duration_ms: float = 0.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    def model(self, alias: str) -> ModelHealth | None:
+        return next((m for m in self.models if m.alias == alias), None)
+
+    @property
+    def healthy_count(self) -> int:
+        return sum(1 for m in self.models if m.ok)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for m in self.models:
+            out[m.status] = out.get(m.status, 0) + 1
+        return out
+
+    @property
+    def verdict(self) -> str:
+        """unreachable | auth-error | failing | inconclusive | healthy."""
+        if self.gateway.problem in ("unreachable", "auth-error"):
+            return self.gateway.problem
+        if self.gateway.problem or any(m.failing for m in self.models):
+            return "failing"
+        if any(m.inconclusive for m in self.models):
+            return "inconclusive"
+        return "healthy"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {
+            "unreachable": ExitCode.UNAVAILABLE,
+            "auth-error": ExitCode.BAD_INPUT,
+            "failing": ExitCode.FAILED,
+            "inconclusive": ExitCode.HOLD,
+        }.get(self.verdict, ExitCode.OK)
+
+    @property
+    def messages(self) -> list[str]:
+        lines = [self.gateway.message] if self.gateway.message else []
+        if self.gateway.problem in ("unreachable", "auth-error"):
+            return lines  # one cause, said once
+        for m in self.models:
+            if m.failing or m.inconclusive:
+                lines.append(f"{m.alias}: {m.status} ({m.error_class}): {m.message or ''}".rstrip(": "))
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "gateway": self.gateway.to_json(),
+            "container": self.container,
+            "config": self.config,
+            "primary": self.primary,
+            "fallbacks": self.fallbacks,
+            "models": [m.to_json() for m in self.models],
+            "counts": self.counts,
+            "requests": self.requests,
+            "timeout_s": self.timeout_s,
+            "duration_ms": self.duration_ms,
+        }
+
+    def to_result(self) -> Result:
+        return Result("health", self.to_json(), self.messages, self.exit_code)
+
+
+def check_health(
+    ws: Workspace,
+    models: Sequence[str] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    sequential: bool | None = None,
+    container: bool = True,
+    topology: Topology | None = None,
+) -> HealthReport:
+    """Check the gateway and every (or each named) model alias; never raises for what it finds.
+
+    Raises InputError only for bad input: an unknown alias in `models`, an
+    unreadable gateway config.
+    """
+    started = time.perf_counter()
+    if sequential is None:
+        sequential = os.environ.get(SEQUENTIAL_ENV) == "1"
+    topology = topology if topology is not None else load_topology(ws.gateway.config)
+    if topology is not None:  # bad input is refused before anything is sent
+        selected = select_models(models, topology.aliases, f"gateway config {topology.source}")
+
+    box: dict[str, Any] = {}
+    box_thread = None
+    if container and ws.gateway.container:
+        # Docker may be slow or absent; it never holds up the model checks.
+        box_thread = threading.Thread(target=_read_container, args=(ws, box), daemon=True)
+        box_thread.start()
+
+    client = open_client(ws.gateway, timeout)
+    try:
+        state = check_gateway(client, ws.gateway)
+        if topology is None:
+            selected = select_models(models, known_aliases(None, state), f"gateway {ws.gateway.url}")
+        budget = RequestBudget(client, planned=len(selected) if state.usable else 0)
+        if state.usable:
+            results = _check_models(budget, selected, topology, timeout, max_tokens, sequential)
+        else:
+            # Nothing was sent: with the key refused every model is an auth error, with no gateway unknown.
+            status = AUTH_ERROR if state.problem == "auth-error" else NOT_CHECKED
+            results = [
+                ModelHealth(
+                    alias, status, _upstream(topology, alias),
+                    error_class="gateway-auth" if status == AUTH_ERROR else None,
+                    message=f"not sent: {state.problem}",
+                )
+                for alias in selected
+            ]
+    finally:
+        client.close()
+    container_state = None
+    if box_thread is not None:
+        box_thread.join(timeout=6.0)
+        container_state = box.get("state") or {
+            "name": ws.gateway.container, "status": "unknown", "error": "Docker engine did not answer in 6 s",
+        }
+    return HealthReport(
+        gateway=state,
+        models=results,
+        container=container_state,
+        primary=topology.primary if topology else (selected[0] if selected else None),
+        fallbacks=topology.fallbacks if topology else {},
+        config=str(topology.source) if topology and topology.source else None,
+        requests=budget.to_json(),
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        timeout_s=timeout,
+    )
+
+
+def health(ws: Workspace, models: Sequence[str] | None = None, **options: Any) -> Result:
+    """The `rollout health` command's core: check_health rendered as a Result."""
+    return check_health(ws, models, **options).to_result()
+
+
+def _check_models(
+    budget: RequestBudget,
+    aliases: list[str],
+    topology: Topology | None,
+    timeout: float,
+    max_tokens: int,
+    sequential: bool,
+) -> list[ModelHealth]:
+    def one(alias: str) -> ModelHealth:
+        # Health is one shot per alias: a 429 is reported at once, the next run (or --watch round) is the retry.
+        seen = budget.ask(alias, HEALTH_PROMPT, max_tokens=max_tokens, timeout=timeout, retry=False)
+        verdict = classify(seen, alias)
+        return ModelHealth(
+            alias=alias,
+            status=verdict.status,
+            upstream_id=_upstream(topology, alias),
+            latency_ms=seen.latency_ms,
+            http_status=seen.status,
+            error_class=verdict.error_class,
+            served_by=seen.served_by,
+            retry_after=seen.retry_after,
+            attempted_fallbacks=seen.attempted_fallbacks,
+            message=verdict.message,
+        )
+
+    if sequential or len(aliases) <= 1:
+        return [one(alias) for alias in aliases]
+    with ThreadPoolExecutor(max_workers=len(aliases), thread_name_prefix="health") as pool:
+        return list(pool.map(one, aliases))
+
+
+def _upstream(topology: Topology | None, alias: str) -> str | None:
+    if topology is None:
+        return None
+    deployments = topology.deployments(alias)
+    return deployments[0].upstream_id if deployments else None
+
+
+def _read_container(ws: Workspace, box: dict[str, Any]) -> None:
+    from ..status import container_summary
+
+    try:
+        box["state"] = container_summary(ws)
+    except Exception as exc:  # noqa: BLE001 - the container is context here, never a reason to fail
+        box["state"] = {"name": ws.gateway.container, "status": "unknown", "error": str(exc)}

@@ -1,0 +1,144 @@
+"""Before any model is asked anything: does the gateway answer, is it ready, does it take our key?
+
+All three cost no upstream request, so they never spend a free model's rate
+limit. Health and smoke both start here; their exit codes follow from it:
+unreachable -> 4, key missing or refused -> 2 (the operator's input is wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ExitCode, InputError
+from ..gateway_api import GatewayClient, Probe
+from ..workspace import GatewayConfig, Workspace
+from .classify import is_auth_failure
+from .topology import Topology, load_topology
+
+LIVELINESS = "liveliness"
+READINESS = "readiness"
+
+
+@dataclass
+class GatewayState:
+    url: str
+    liveliness: Probe | None = None
+    readiness: Probe | None = None
+    auth: Probe | None = None
+    served_aliases: list[str] = field(default_factory=list)  # from /v1/models
+    problem: str | None = None  # unreachable | auth-error | not-ready
+    message: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.problem not in ("unreachable",)
+
+    @property
+    def usable(self) -> bool:
+        """Whether model checks can be sent at all."""
+        return self.problem in (None, "not-ready")
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {
+            "unreachable": ExitCode.UNAVAILABLE,
+            "auth-error": ExitCode.BAD_INPUT,
+            "not-ready": ExitCode.FAILED,
+        }.get(self.problem or "", ExitCode.OK)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "reachable": self.reachable,
+            "liveliness": self.liveliness.to_json() if self.liveliness else None,
+            "readiness": self.readiness.to_json() if self.readiness else None,
+            "auth": self.auth.to_json() if self.auth else None,
+            "problem": self.problem,
+            "message": self.message,
+        }
+
+
+def key_source(config: GatewayConfig) -> str:
+    """Where the master key comes from, for a message that says what to fix (never the key itself)."""
+    import os
+
+    if os.environ.get(config.master_key_env):
+        return f"${config.master_key_env}"
+    if config.master_key_file and config.master_key_file.is_file():
+        return f"key file {config.master_key_file}"
+    if config.master_key_file:
+        return f"${config.master_key_env} or key file {config.master_key_file}"
+    return f"${config.master_key_env}"
+
+
+def open_client(config: GatewayConfig, timeout: float = 10.0) -> GatewayClient:
+    """A client with the key when there is one; `check_gateway` reports a missing key."""
+    return GatewayClient(config.url, config.master_key(), timeout)
+
+
+def check_gateway(client: GatewayClient, config: GatewayConfig) -> GatewayState:
+    state = GatewayState(url=config.url)
+    state.liveliness = client.liveliness()
+    if not state.liveliness.ok:
+        state.problem = "unreachable"
+        seen = (
+            f"HTTP {state.liveliness.status} on /health/liveliness"
+            if state.liveliness.status is not None
+            else state.liveliness.error
+        )
+        state.message = (
+            f"gateway {config.url} does not answer ({seen}); start it (`rollout sandbox up`, "
+            "or its container) or fix gateway.url in rollout.yaml"
+        )
+        return state
+    state.readiness = client.readiness()
+    if not config.master_key():
+        state.problem = "auth-error"
+        state.message = (
+            f"no gateway master key: set {key_source(config)} to the gateway's master key "
+            "(rollout never stores it)"
+        )
+        return state
+    state.auth, state.served_aliases = client.list_models()
+    if not state.auth.ok and is_auth_failure(state.auth.status, state.auth.error):
+        state.problem = "auth-error"
+        state.message = (
+            f"gateway {config.url} refused the master key from {key_source(config)} "
+            f"(HTTP {state.auth.status}: {state.auth.error}); set it to the gateway's master key"
+        )
+        return state
+    if not state.readiness.ok:
+        state.problem = "not-ready"
+        state.message = (
+            f"gateway {config.url} is alive but not ready (/health/readiness: "
+            f"{state.readiness.status or state.readiness.error})"
+        )
+    return state
+
+
+def known_aliases(topology: Topology | None, state: GatewayState | None = None) -> list[str]:
+    """The aliases checks may name: the gateway config's, else what the gateway serves, else the catalog's."""
+    if topology is not None:
+        return topology.aliases
+    if state is not None and state.served_aliases:
+        return list(state.served_aliases)
+    from ..simulator.catalog import FREE_MODELS
+
+    return [alias for alias, _ in FREE_MODELS]
+
+
+def select_models(requested: list[str] | tuple[str, ...] | None, known: list[str], source: str) -> list[str]:
+    """The requested aliases in the order given (duplicates dropped), or all known ones."""
+    if not requested:
+        return list(known)
+    unknown = [name for name in requested if name not in known]
+    if unknown:
+        raise InputError(
+            f"unknown model '{unknown[0]}' for --model; {source} knows: {', '.join(known) or 'none'}"
+        )
+    return list(dict.fromkeys(requested))
+
+
+def workspace_topology(ws: Workspace) -> Topology | None:
+    return load_topology(ws.gateway.config)

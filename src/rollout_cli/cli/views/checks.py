@@ -1,0 +1,144 @@
+"""Human renderings of `rollout health` and `rollout smoke` (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...result import Result
+from ..render import esc, human
+
+STATUS_STYLE = {
+    "healthy": "green", "pass": "green", "ok": "green",
+    "rate-limited": "yellow", "inconclusive": "yellow", "not-verifiable": "yellow", "skipped": "yellow",
+    "not-checked": "dim", "unknown": "dim",
+    "down": "bold red", "broken": "bold red", "auth-error": "bold red", "fail": "bold red",
+    "failing": "bold red", "unreachable": "bold red",
+}
+
+
+def styled(status: str) -> str:
+    style = STATUS_STYLE.get(status)
+    return f"[{style}]{esc(status)}[/]" if style else esc(status)
+
+
+def _table(*columns: str, title: str | None = None):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def health_renderable(result: Result):  # type: ignore[no-untyped-def]
+    """The health report as one rich renderable: also what `--watch` refreshes."""
+    from rich.console import Group
+    from rich.text import Text
+
+    d = result.data
+    gw = d["gateway"]
+    parts: list[Any] = []
+
+    def probe(name: str, p: dict[str, Any] | None) -> str:
+        if p is None:
+            return f"{name} [dim]-[/]"
+        mark = "[green]ok[/]" if p["ok"] else f"[bold red]{esc(p['status'] or 'no answer')}[/]"
+        return f"{name} {mark}"
+
+    parts.append(Text.from_markup(
+        f"[bold]gateway[/] {esc(gw['url'])}  {probe('live', gw['liveliness'])}  "
+        f"{probe('ready', gw['readiness'])}  {probe('key', gw['auth'])}"
+    ))
+    box = d.get("container")
+    if box:
+        line = f"[bold]container[/] {esc(box.get('name'))}: {styled(str(box.get('status')))}"
+        if box.get("health"):
+            line += f", health {esc(box['health'])}"
+        if box.get("error"):
+            line += f" [dim]({esc(box['error'])})[/]"
+        parts.append(Text.from_markup(line))
+    if d.get("fallbacks") and d.get("primary"):
+        chain = [d["primary"], *d["fallbacks"].get(d["primary"], [])]
+        parts.append(Text.from_markup(f"[bold]fallback chain[/] {esc(' -> '.join(chain))}"))
+    table = _table("model", "status", "latency", "HTTP", "error", "served by")
+    for m in d["models"]:
+        served = m["served_by"] or "-"
+        if m["served_by"] and m["served_by"] != m["alias"]:
+            served = f"[bold red]{esc(served)}[/]"
+        else:
+            served = esc(served)
+        table.add_row(
+            esc(m["alias"]), styled(m["status"]), _ms(m["latency_ms"]),
+            esc(m["http_status"] if m["http_status"] is not None else "-"), esc(m["error_class"] or "-"), served,
+        )
+    parts.append(table)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(d["counts"].items()))
+    parts.append(Text.from_markup(
+        f"{styled(d['verdict'])} (exit {result.to_json()['exit_code']}): {esc(counts or 'no models')}; "
+        f"{d['requests'].get('sent', 0)} request(s) in {d['duration_ms'] / 1000:.2f} s"
+    ))
+    return Group(*parts)
+
+
+@human("health")
+def health_view(out: Any, result: Result) -> None:
+    out.print(health_renderable(result))
+
+
+@human("smoke")
+def smoke_view(out: Any, result: Result) -> None:
+    d = result.data
+    if d["mode"] == "plan":
+        _plan_view(out, d["plan"])
+        return
+    checks = d["checks"]
+    cases = d["plan"]["cases"]
+    gateway = next((c for c in checks if c["model"] == "gateway" and c["check"] == "gateway"), None)
+    if gateway:
+        out.print(f"[bold]gateway[/] {esc(d['gateway']['url'])}: {styled(gateway['status'])}")
+    by_key = {(c["model"], c["check"]): c for c in checks}
+    table = _table("model", *cases, "cost")
+    cost_models = [m["alias"] for m in (d.get("cost") or {}).get("models", [])]
+    for model in list(dict.fromkeys(d["plan"]["models"] + cost_models)):
+        cells = []
+        for column in [*cases, "cost"]:
+            check = by_key.get((model, column))
+            cells.append(styled(check["status"]) if check else "[dim]-[/]")
+        table.add_row(esc(model), *cells)
+    out.print(table)
+    drill = by_key.get((d["plan"]["drill"]["model"], "fallback-drill")) if d["plan"].get("drill") else None
+    if drill:
+        out.print(f"[bold]fallback drill[/] {styled(drill['status'])}: {esc(drill['detail'])}")
+    counts = d["counts"]
+    req = d["requests"]
+    out.print(
+        f"{styled(d['verdict'])} (exit {result.to_json()['exit_code']}): {counts['pass']} passed, "
+        f"{counts['fail']} failed, {counts['inconclusive'] + counts['not-verifiable']} inconclusive, "
+        f"{counts['skipped']} skipped; {req.get('sent', 0)} request(s) sent ({req.get('retries', 0)} retries) "
+        f"+ {req.get('catalog', 0)} catalog read(s) in {d['duration_ms'] / 1000:.2f} s"
+    )
+    for key in ("junit_xml", "markdown"):
+        if d.get(key):
+            out.print(f"wrote {esc(d[key])}")
+
+
+def _plan_view(out: Any, plan: dict[str, Any]) -> None:
+    table = _table("model", "requests", "checks")
+    for model, n in plan["per_model"].items():
+        table.add_row(esc(model), str(n), esc(", ".join(plan["cases"])))
+    if plan["drill"]:
+        drill = plan["drill"]
+        table.add_row(
+            esc(drill["model"]), str(drill["requests"]),
+            esc(f"fallback drill (expects {drill['expected'] or 'a fallback'})"),
+        )
+    out.print(table)
+    cap = f" of --max-requests {plan['cap']}" if plan["cap"] is not None else ""
+    out.print(
+        f"plan: {plan['completions']} completion request(s){cap} through the gateway, "
+        f"+ {plan['catalog_requests']} read(s) of OpenRouter's /models for the cost guard; nothing sent"
+    )
