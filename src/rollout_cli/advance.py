@@ -1,0 +1,158 @@
+"""`rollout advance`: leave the current stage for the next one, on evidence.
+
+Evaluate every gate (checks run concurrently, outside the lock); on GO write
+the next stage into the env and flags files through the same typed steps the
+rollback playbooks use (atomic, locked, read back), record it, then post-check
+the new path. A failed post-check triggers the plan's rollback level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .audit import AuditLog
+from .errors import CheckFailed, ExitCode, InputError, RolloutError
+from .gates import Decision, Verdict, evaluate
+from .lock import WorkspaceLock
+from .plan import StagePlan, load_plan
+from .playbook import engine
+from .playbook.context import StepContext
+from .playbook.model import Playbook
+from .playbook.steps import EnvSet, FlagSet, Verify
+from .result import Result
+from .samples import SampleStore
+from .stage import read_stage
+from .workspace import ENABLED_KEY, PERCENTAGE_KEY, Workspace
+
+Confirm = Callable[[Decision], bool]
+
+
+def stage_playbook(ws: Workspace, percentage: int) -> Playbook:
+    """The writes that put the app at `percentage`: env, flags, then read both back."""
+    steps = [
+        EnvSet(values={ENABLED_KEY: "true" if percentage > 0 else "false", PERCENTAGE_KEY: str(percentage)}),
+        FlagSet(percentage=percentage),
+        Verify(percentage=percentage),
+    ]
+    return Playbook(f"advance to {percentage}%", 0, 30.0, steps, ws.config_path)
+
+
+def advance(
+    ws: Workspace,
+    *,
+    reason: str | None = None,
+    dry_run: bool = False,
+    skip_soak: bool = False,
+    confirm: Confirm | None = None,
+) -> Result:
+    if skip_soak and not reason:
+        raise InputError("--skip-soak needs --reason TEXT: skipping the soak is recorded in the audit trail")
+    plan = load_plan(ws.playbooks)
+    stage = read_stage(ws)
+    if plan.next_stage(stage.percentage) is None and not stage.drift:
+        return Result(
+            "advance",
+            {"complete": True, "current": stage.percentage, "next": None, "verdict": Verdict.GO.value},
+            [f"the rollout is complete: {stage.percentage}% of traffic goes through the gateway"],
+        )
+    decision = evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None)
+    data: dict[str, Any] = {"complete": False, "dry_run": dry_run, **decision.to_json()}
+    if dry_run:
+        return Result("advance", data, ["dry run: nothing written"], decision.verdict.exit_code)
+    audit = AuditLog(ws.state_dir)
+    if decision.verdict is not Verdict.GO:
+        audit.append("advance", reason=reason, result=decision.verdict.value, decision=_brief(decision), changes=[])
+        return Result("advance", data, [f"stays at {decision.current}%: nothing written"], decision.verdict.exit_code)
+    if confirm is not None and not confirm(decision):
+        raise InputError("advance not confirmed; nothing written")
+    target = decision.next
+    assert target is not None
+    reports = _write_stage(ws, decision.current, target)
+    code = engine.exit_code_of(reports)
+    changes = [c for r in reports for s in r.steps for c in s.changes]
+    audit.append(
+        "advance", reason=reason, result="ok" if code == 0 else "failed", exit_code=int(code),
+        skip_soak=skip_soak, decision=_brief(decision), changes=changes,
+    )
+    data["written"] = [r.to_json() for r in reports]
+    if code != 0:
+        return Result("advance", data, [f"writing {target}% failed: see the steps"], code)
+    _baseline(ws, target)
+    post = post_check(ws)
+    data["post_check"] = post
+    messages = [f"advanced {decision.current}% -> {target}%"]
+    if post["ok"]:
+        if target == 100:
+            messages.append("the rollout is complete: 100% of traffic goes through the gateway")
+        return Result("advance", data, messages, ExitCode.OK)
+    messages.append(f"post-check failed: {post['reason']}")
+    if plan.on_post_check_failure is None:
+        messages.append("the plan names no rollback (on_post_check_failure: none): roll back by hand if needed")
+        return Result("advance", data, messages, ExitCode.FAILED)
+    from .rollback import rollback
+
+    level = plan.on_post_check_failure
+    undo = rollback(ws, level, reason=f"post-check failed after advancing to {target}%: {post['reason']}")
+    data["rollback"] = undo.data
+    after = read_stage(ws)
+    messages.append(
+        f"rolled back with level {level} (exit {int(undo.exit_code)}): traffic now {after.percentage}%"
+    )
+    return Result("advance", data, messages, ExitCode.FAILED)
+
+
+def _write_stage(ws: Workspace, current: int, target: int) -> list[engine.LevelReport]:
+    with WorkspaceLock(ws.state_dir, command=f"rollout advance to {target}%"):
+        now = read_stage(ws).percentage
+        if now != current:
+            raise CheckFailed(
+                f"the stage changed from {current}% to {now}% while the gates were evaluated; run advance again"
+            )
+        return engine.execute([stage_playbook(ws, target)], StepContext(ws))
+
+
+def _baseline(ws: Workspace, stage: int) -> None:
+    """A metrics sample at the start of the new stage: the window's baseline."""
+    from .gates import scrape_metrics
+
+    scrape, error = scrape_metrics(ws)
+    SampleStore(ws.state_dir).append({"stage": stage, "source": "advance", "metrics": scrape, "metrics_error": error})
+
+
+def post_check(ws: Workspace) -> dict[str, Any]:
+    """Gateway live and the primary answering well through it, right after the write."""
+    from .checks.health import check_health
+    from .checks.topology import load_topology
+    from .gates import _model_text
+
+    try:
+        topology = load_topology(ws.gateway.config)
+        primary = topology.primary if topology else None
+        report = check_health(ws, [primary] if primary else None, container=False, topology=topology)
+    except RolloutError as exc:
+        return {"ok": False, "reason": str(exc)}
+    if report.gateway.problem:
+        return {"ok": False, "reason": f"gateway {report.gateway.url}: {report.gateway.problem}"}
+    model = report.model(report.primary) if report.primary else None
+    if model is None:
+        return {"ok": False, "reason": "no primary model to check"}
+    return {
+        "ok": model.ok,
+        "primary": model.alias,
+        "status": model.status,
+        "reason": f"primary {model.alias}: {_model_text(model)}",
+    }
+
+
+def _brief(decision: Decision) -> dict[str, Any]:
+    return {
+        "verdict": decision.verdict.value,
+        "from": decision.current,
+        "to": decision.next,
+        "reasons": decision.reasons,
+        "warnings": decision.warnings,
+    }
+
+
+__all__ = ["advance", "post_check", "stage_playbook", "StagePlan"]

@@ -1,0 +1,133 @@
+"""Human renderings of `advance` and `report`: the verdict, the matrix, every gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...playbook.model import format_duration
+from ...result import Result
+from ..render import esc, human
+
+VERDICT_STYLE = {"GO": "bold green", "HOLD": "bold yellow", "NO-GO": "bold red"}
+CELL_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "skipped": "dim",
+              "warn": "yellow", "healthy": "green", "rate-limited": "yellow", "down": "bold red",
+              "broken": "bold red", "auth-error": "bold red", "ok": "green"}
+
+
+def _cell(value: object) -> str:
+    text = "-" if value is None else str(value)
+    style = CELL_STYLE.get(text)
+    return f"[{style}]{esc(text)}[/]" if style else esc(text)
+
+
+def decision_renderable(d: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    nxt = f"{d['next']}%" if d.get("next") is not None else "complete"
+    head = Text.from_markup(
+        f"[{VERDICT_STYLE[d['verdict']]}]{d['verdict']}[/]  {d['current']}% -> {nxt}"
+        f"  ({d.get('requests_sent', 0)} check requests sent)"
+    )
+    matrix = Table(title="models", title_justify="left", show_edge=False, pad_edge=False)
+    for column in ("model", "role", "health", "detail", "latency", "smoke", "verdict"):
+        matrix.add_column(column)
+    for r in d["matrix"]:
+        latency = f"{r['latency_ms']:.0f} ms" if r["latency_ms"] is not None else "-"
+        matrix.add_row(esc(r["alias"]), esc(r["role"]), _cell(r["health"]), esc(r["detail"]), latency,
+                       _cell(r["smoke"]), _cell(r["verdict"]))
+    gates = Table(title="gates", title_justify="left", show_edge=False, pad_edge=False)
+    for column in ("gate", "status", "value", "threshold", "source"):
+        gates.add_column(column)
+    for g in d["gates"]:
+        gates.add_row(esc(g["name"]), _cell(g["status"]), esc(g["value"]), esc(g["threshold"]), esc(g["source"]))
+    parts: list[Any] = [head, matrix, gates]
+    if d["reasons"]:
+        parts.append(Text("why:"))
+        parts += [Text(f"  - {r}") for r in d["reasons"]]
+    if d["warnings"]:
+        parts.append(Text("warnings:", style="yellow"))
+        parts += [Text(f"  - {w}") for w in d["warnings"]]
+    return Group(*parts)
+
+
+@human("advance")
+def advance_view(out: Any, result: Result) -> None:
+    d = result.data
+    if d.get("complete"):
+        return
+    out.print(decision_renderable(d))
+    post = d.get("post_check")
+    if post:
+        style = "green" if post["ok"] else "bold red"
+        out.print(f"post-check: [{style}]{'ok' if post['ok'] else 'FAILED'}[/] {esc(post['reason'])}")
+
+
+@human("report")
+def report_view(out: Any, result: Result) -> None:
+    from rich.table import Table
+
+    d = result.data
+    out.print(f"[bold]rollout report[/] for {esc(d['workspace'])}: stage {d['current']}%")
+    out.print(decision_renderable(d))
+    out.print("[bold]stage history[/]")
+    if not d["history"]:
+        out.print("  no stage change recorded yet")
+    for h in d["history"]:
+        out.print(f"  {esc(h['time'])}  {esc(h['from'])}% -> {esc(h['to'])}%  by {esc(h['actor'])} "
+                  f"({esc(h['command'])})" + (f": {esc(h['reason'])}" if h.get("reason") else ""))
+    table = Table(title="rollback readiness (drill: every precondition, nothing changed)",
+                  title_justify="left", show_edge=False, pad_edge=False)
+    for column in ("level", "ready", "budget", "problems"):
+        table.add_column(column)
+    for r in d["rollback_readiness"]:
+        table.add_row(str(r["level"]), _cell("pass" if r["ready"] else "fail"),
+                      format_duration(r["budget_s"]) if r["budget_s"] else "-", esc("; ".join(r["problems"]) or "-"))
+    out.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return f"{value * 100:.2f}%" if value is not None else "-"
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if value is not None else "-"
+
+
+def watch_renderable(v: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    alive = "[green]alive[/]" if v["alive"] else "[bold red]NOT ANSWERING[/]"
+    parts: list[Any] = [Text.from_markup(
+        f"[bold]{esc(v['time'])}[/]  stage {v['stage']}%  soak {esc(v['soak']['text'])}  gateway {alive}"
+    )]
+    if v.get("drift"):
+        parts.append(Text(f"DRIFT: {v['drift']}", style="bold red"))
+    if v.get("metrics_error"):
+        parts.append(Text(f"metrics: {v['metrics_error']}", style="yellow"))
+    window = v.get("window")
+    if window:
+        figures = Table(show_edge=False, pad_edge=False)
+        for column in ("", "requests", "errors", "error rate", "latency p50", "latency p95", "added p95", "fallbacks"):
+            figures.add_column(column)
+        for label, f in (("soak window", window), ("since last sample", v.get("since_last"))):
+            if f:
+                figures.add_row(label, f"{f['requests']:g}", f"{f['failed']:g}", _pct(f["error_rate"]),
+                                _ms(f["latency_p50_ms"]), _ms(f["latency_p95_ms"]), _ms(f["overhead_p95_ms"]),
+                                f"{f['fallbacks']:g}")
+        parts.append(figures)
+    models = v.get("models") or []
+    if models:
+        table = Table(title="models", title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("model", "state", "requests", "errors", "recent", "health probe"):
+            table.add_column(column)
+        for m in models:
+            recent = f"{m['recent_requests'] or 0:g} req, {m['recent_failed'] or 0:g} err" if m["recent_requests"] is not None else "-"
+            probe = (v.get("health") or {}).get(m["model"])
+            table.add_row(esc(m["model"]), _cell(m["state"]),
+                          f"{m['requests']:g}", f"{m['failed']:g}", recent, _cell(probe))
+        parts.append(table)
+    return Group(*parts)

@@ -1,0 +1,100 @@
+"""`rollout report`: the go/no-go report for now. Reads everything, changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+from .audit import AuditLog
+from .errors import RolloutError
+from .gates import evaluate
+from .plan import load_plan
+from .playbook import engine
+from .playbook.context import StepContext
+from .playbook.model import format_duration
+from .result import Result
+from .stage import read_stage
+from .workspace import PERCENTAGE_KEY, Workspace
+
+
+def stage_history(ws: Workspace) -> list[dict[str, Any]]:
+    """Every recorded move of the rollout percentage, oldest first."""
+    out = []
+    for record in AuditLog(ws.state_dir).records():
+        for change in record.get("changes", []):
+            if change.get("key") == PERCENTAGE_KEY:
+                out.append({
+                    "time": record.get("time"), "actor": record.get("actor"), "command": record.get("command"),
+                    "from": change.get("before"), "to": change.get("after"), "reason": record.get("reason"),
+                })
+    return out
+
+
+def rollback_readiness(ws: Workspace) -> list[dict[str, Any]]:
+    """Each level's drill (every precondition checked, nothing changed) and budget."""
+    from .rollback import LEVELS, load_plan as load_rollback_plan
+
+    try:
+        plan = load_rollback_plan(ws, max(LEVELS))
+    except RolloutError as exc:
+        return [{"level": n, "ready": False, "budget_s": None, "problems": [str(exc)]} for n in LEVELS]
+    reports = engine.drill(plan, StepContext(ws))
+    out = []
+    for level in reports:
+        problems = [c["detail"] for s in level.steps for c in s.checks if not c["ok"]]
+        out.append({"level": level.level, "name": level.name, "ready": not problems,
+                    "budget_s": level.budget_s, "problems": problems})
+    return out
+
+
+def report(ws: Workspace, markdown: Path | None = None) -> Result:
+    plan = load_plan(ws.playbooks)
+    stage = read_stage(ws)
+    decision = evaluate(ws, plan, stage)
+    data = {
+        "workspace": str(ws.root),
+        "stage": stage.to_json(),
+        "plan": {"stages": list(plan.stages), "soak_s": plan.soak_for(stage.percentage)},
+        **decision.to_json(),
+        "history": stage_history(ws),
+        "rollback_readiness": rollback_readiness(ws),
+    }
+    messages = []
+    if markdown is not None:
+        atomic_write_text(markdown, to_markdown(data))
+        messages.append(f"wrote {markdown}")
+    return Result("report", data, messages, decision.verdict.exit_code)
+
+
+def to_markdown(data: dict[str, Any]) -> str:
+    """The report as Markdown, for a PR comment or a change ticket."""
+    nxt = f"{data['next']}%" if data["next"] is not None else "complete"
+    lines = [
+        f"## rollout report: **{data['verdict']}** ({data['current']}% -> {nxt})",
+        "",
+    ]
+    if data["reasons"]:
+        lines += [f"- {r}" for r in data["reasons"]] + [""]
+    if data["warnings"]:
+        lines += ["**Warnings**", ""] + [f"- {w}" for w in data["warnings"]] + [""]
+    lines += ["### Models", "", "| model | role | health | detail | latency | smoke | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in data["matrix"]:
+        latency = f"{r['latency_ms']:.0f} ms" if r["latency_ms"] is not None else "-"
+        lines.append(f"| {r['alias']} | {r['role']} | {r['health']} | {r['detail']} | {latency} | "
+                     f"{r['smoke'] or '-'} | {r['verdict']} |")
+    lines += ["", "### Gates", "", "| gate | status | value | threshold | source |", "| --- | --- | --- | --- | --- |"]
+    for g in data["gates"]:
+        lines.append(f"| {g['name']} | {g['status']} | {g['value']} | {g['threshold']} | {g['source']} |")
+    lines += ["", "### Stage history", ""]
+    if data["history"]:
+        lines += [f"- {h['time']} {h['from']}% -> {h['to']}% by {h['actor']} ({h['command']})"
+                  + (f": {h['reason']}" if h.get("reason") else "") for h in data["history"]]
+    else:
+        lines.append("- no stage change recorded yet")
+    lines += ["", "### Rollback readiness", "", "| level | ready | budget | problems |", "| --- | --- | --- | --- |"]
+    for r in data["rollback_readiness"]:
+        budget = format_duration(r["budget_s"]) if r["budget_s"] else "-"
+        lines.append(f"| {r['level']} | {'yes' if r['ready'] else 'no'} | {budget} | {'; '.join(r['problems']) or '-'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,122 @@
+"""Stage plan validation and the metrics arithmetic the gates rest on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rollout_cli import metrics
+from rollout_cli.errors import PlaybookError
+from rollout_cli.gates import FAIL, INCONCLUSIVE, PASS, Gate, Verdict, combine
+from rollout_cli.plan import load_plan, parse_plan
+
+P = Path("rollout.yaml")
+
+
+def test_shipped_plan_is_the_documented_default():
+    plan = load_plan(None)
+    assert plan.stages == (10, 50, 100)
+    assert plan.soak_s == 48 * 3600
+    assert plan.gates.max_added_latency_p95_ms == 10 and plan.gates.min_healthy_models == 4
+    assert plan.gates.max_error_rate == 0.01 and plan.on_post_check_failure == 1
+    assert plan.next_stage(0) == 10 and plan.next_stage(10) == 50 and plan.next_stage(100) is None
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ("stages: [50, 10, 100]", "stages [50, 10, 100] are not in increasing order"),
+        ("stages: [10, 50, 150]", "stage 150% is outside 1..100"),
+        ("stages: [10, 50]", "the last stage is 50%; a rollout ends at 100"),
+        ("stages: ten", "'stages' must be a list of whole percentages"),
+        ("gates: {max_error_rate: lots}", "'gates.max_error_rate' must be a number, got 'lots'"),
+        ("gates: {min_healthy_models: 4.5}", "'gates.min_healthy_models' must be a whole number"),
+        ("gates: {smoke: 1}", "'gates.smoke' must be true or false"),
+        ("gates: {max_error_rate: 5}", "is a fraction 0..1"),
+        ("gates: {latency: 10}", "unknown gate 'gates.latency'"),
+        ("soak: forever", "expected a duration like 30s, 5m or 48h"),
+        ("soak_overrides: {20: 1h}", "soak_overrides names stage 20"),
+        ("on_post_check_failure: panic", "must be rollback-1..rollback-4 or none"),
+        ("stage: [10]", "unknown key 'stage'"),
+    ],
+)
+def test_bad_plans_are_named(doc, message):
+    with pytest.raises(PlaybookError) as err:
+        parse_plan(yaml.safe_load(doc), P)
+    assert message in str(err.value)
+
+
+def test_plan_overrides():
+    plan = parse_plan(yaml.safe_load("stages: [5, 100]\nsoak: 1h\nsoak_overrides: {5: 30m}\n"), P)
+    assert plan.soak_for(5) == 1800 and plan.soak_for(100) == 3600
+
+
+SCRAPE = """\
+# HELP litellm_proxy_total_requests_metric_total Total requests
+# TYPE litellm_proxy_total_requests_metric_total counter
+litellm_proxy_total_requests_metric_total{model="glm-4.5-air",status_code="200"} 90.0
+litellm_proxy_total_requests_metric_total{model="kimi-k2",status_code="500"} 10.0
+litellm_proxy_failed_requests_metric_total{model="kimi-k2"} 10.0
+litellm_overhead_latency_metric_bucket{le="0.005",model="a"} 50.0
+litellm_overhead_latency_metric_bucket{le="0.01",model="a"} 90.0
+litellm_overhead_latency_metric_bucket{le="0.025",model="a"} 100.0
+litellm_overhead_latency_metric_bucket{le="+Inf",model="a"} 100.0
+litellm_deployment_state{litellm_model_name="openrouter/moonshotai/kimi-k2:free"} 2.0
+"""
+
+
+def test_summarize_and_quantile():
+    s = metrics.summarize(SCRAPE)
+    assert s["requests"] == 100 and s["failed"] == 10
+    assert s["deployment_state"] == {"openrouter/moonshotai/kimi-k2:free": 2.0}
+    p95 = metrics.quantile(s["overhead_buckets"], 0.95)
+    assert 0.01 < p95 < 0.025  # rank 95 lies in the (10 ms, 25 ms] bucket
+    assert metrics.quantile(s["overhead_buckets"], 0.5) == pytest.approx(0.005)
+
+
+def test_delta_over_a_window_and_after_restart():
+    then = metrics.summarize(SCRAPE.replace("90.0", "40.0").replace("} 10.0", "} 5.0"))
+    now = metrics.summarize(SCRAPE)
+    window = metrics.delta(now, then)
+    assert window["requests"] == 55 and window["failed"] == 5
+    restarted = metrics.summarize(SCRAPE.replace("90.0", "1.0").replace("} 10.0", "} 0.0"))
+    assert metrics.delta(restarted, now)["requests"] == 1  # counters reset: take now alone
+
+
+def test_quantile_of_empty_histogram_is_none():
+    assert metrics.quantile({}, 0.95) is None
+    assert metrics.quantile({"0.01": 0.0, "+Inf": 0.0}, 0.95) is None
+
+
+def _gate(status):
+    return Gate("g", status, "v", "t", "s", "r")
+
+
+@pytest.mark.parametrize(
+    ("statuses", "verdict"),
+    [
+        ([PASS, PASS], Verdict.GO),
+        ([PASS, "skipped"], Verdict.GO),
+        ([PASS, INCONCLUSIVE], Verdict.HOLD),
+        ([INCONCLUSIVE, FAIL], Verdict.NO_GO),
+        ([FAIL], Verdict.NO_GO),
+    ],
+)
+def test_verdict_combination(statuses, verdict):
+    assert combine([_gate(s) for s in statuses]) is verdict
+    assert verdict.exit_code == {"GO": 0, "HOLD": 3, "NO-GO": 1}[verdict.value]
+
+
+def test_sample_store_stays_bounded(tmp_path):
+    from rollout_cli.samples import SampleStore
+
+    store = SampleStore(tmp_path, max_bytes=20_000)
+    for i in range(400):
+        store.append({"i": i, "pad": "x" * 200})
+    size = store.path.stat().st_size
+    assert size <= 20_000 + 300
+    records = store.records()
+    assert records[-1]["i"] == 399 and records[0]["i"] > 0  # oldest dropped, newest kept
+    assert [r["i"] for r in records] == sorted(r["i"] for r in records)
