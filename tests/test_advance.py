@@ -274,3 +274,41 @@ def test_watch_records_samples_that_advance_judges(world, sandbox):
     assert "> 1%" in gate["reason"]
     assert data["verdict"] == "NO-GO"
     assert "LITELLM_ROLLOUT_PERCENTAGE=10" in world.app.env_file.read_text()
+
+
+def test_sandbox_traffic_splits_by_the_rollout_percentage(sandbox):
+    from support import rollout
+
+    env = sandbox.root / "app" / ".env"
+    original = env.read_text()
+    before = sandbox.admin.stats()["total"]
+    try:
+        env.write_text(original.replace("LITELLM_ENABLED=false", "LITELLM_ENABLED=true")
+                       .replace("LITELLM_ROLLOUT_PERCENTAGE=0 ", "LITELLM_ROLLOUT_PERCENTAGE=50 "))
+        result = rollout("-w", str(sandbox.root), "sandbox", "traffic", "--rps", "40", "--duration", "1", "--json")
+    finally:
+        env.write_text(original)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    gateway, direct = data["paths"]["gateway"], data["paths"]["direct"]
+    assert data["percentage"] == 50 and data["requests"] == 40
+    assert gateway["requests"] + direct["requests"] == 40
+    assert 8 <= gateway["requests"] <= 32  # about half, by the app's own bucketing
+    assert gateway["failed"] == 0 and direct["failed"] == 0
+    assert sandbox.admin.stats()["total"] - before == 40  # every request reached the simulated OpenRouter
+
+
+def test_sandbox_traffic_refuses_a_silly_rate(sandbox):
+    from support import rollout
+
+    result = rollout("-w", str(sandbox.root), "sandbox", "traffic", "--rps", "5000")
+    assert result.exit_code == 2 and "--rps 5000 is outside" in result.stderr
+
+
+def test_bucketing_matches_the_sample_app():
+    from rollout_cli.sandbox.traffic import bucket
+
+    # the TypeScript router: h = (h * 31 + code) >>> 0; h % 100
+    assert bucket("") == 0 and bucket("a") == 97 and bucket("ab") == (97 * 31 + 98) % 100
+    shares = sum(bucket(f"u-{i:x}{i * 7919:x}") < 10 for i in range(2000)) / 2000
+    assert 0.05 < shares < 0.15

@@ -126,11 +126,21 @@ def validate_config(raw: Any, path: Path | str) -> list[str]:
     return aliases
 
 
-def render_sandbox_config(source: Path) -> str:
-    """The deploy config with the sandbox's overrides, as YAML text (no secret in it)."""
+def render_sandbox_config(source: Path, api_base: str | None = None) -> str:
+    """The deploy config with the sandbox's overrides, as YAML text (no secret in it).
+
+    `api_base` (the simulator) replaces `os.environ/OPENROUTER_API_BASE` in the
+    file itself, so `rollout` reading the config (the cost guard's price check)
+    finds the same OpenRouter the gateway talks to.
+    """
     import yaml
 
     raw = load_config(source)
+    if api_base:
+        for entry in raw.get("model_list") or []:
+            params = entry.get("litellm_params") if isinstance(entry, dict) else None
+            if isinstance(params, dict) and params.get("api_base") == "os.environ/OPENROUTER_API_BASE":
+                params["api_base"] = api_base
     for section, values in SANDBOX_OVERRIDES.items():
         current = raw.get(section)
         raw[section] = {**(current if isinstance(current, dict) else {}), **values}

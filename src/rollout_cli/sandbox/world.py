@@ -180,7 +180,7 @@ def up(
             simulator_port = existing.simulator_port if simulator_port is None else simulator_port
 
         # Everything that can be checked is checked before anything starts.
-        config_text = _render_config(gateway_config)
+        _render_config(gateway_config)  # validated before anything starts
         key = _master_key(root)
         chosen, image = _choose_runtime(runtime, image)
         gateway_port = _port(DEFAULT_GATEWAY_PORT if gateway_port is None else gateway_port, "--gateway-port")
@@ -190,6 +190,7 @@ def up(
             raise InputError(f"--gateway-port and --simulator-port are both {gateway_port}; choose two ports")
 
         say("writing the workspace")
+        config_text = _render_config(gateway_config, f"http://127.0.0.1:{simulator_port}/api/v1")
         _write_workspace(root, config_text, chosen, gateway_port)
         from ..simulator import DEFAULT_API_KEY
 
@@ -230,13 +231,13 @@ def _check_folder(root: Path) -> None:
         )
 
 
-def _render_config(source: Path | None) -> str:
+def _render_config(source: Path | None, api_base: str | None = None) -> str:
     from ..gateway_config import packaged_config, render_sandbox_config
 
     path = source or packaged_config()
     if not path.is_file():
         raise InputError(f"gateway config {path} does not exist; pass --gateway-config FILE or reinstall rollout")
-    return render_sandbox_config(path)
+    return render_sandbox_config(path, api_base)
 
 
 def _master_key(root: Path) -> str:

@@ -95,3 +95,16 @@ def register(app: typer.Typer) -> None:
 
         render(commands.fault(_dir(ctx, None), model, clear=clear, status=status, rate=rate,
                               latency_ms=latency_ms, retry_after=retry_after, mode=mode), json_output)
+
+    @sandbox.command("traffic", help="Send app-like traffic, split by the current rollout percentage: users "
+                     "below it go through the gateway, the others direct to the simulated OpenRouter.")
+    def traffic(
+        ctx: typer.Context,
+        rps: float = typer.Option(5.0, "--rps", help="Requests per second (at most 50)."),
+        duration: float = typer.Option(10.0, "--duration", help="Seconds to send for (at most 3600)."),
+        model: str = typer.Option(None, "--model", "-m", help="Gateway alias the app asks for (default: the primary)."),
+        json_output: bool = JSON,
+    ) -> None:
+        from ...sandbox.traffic import traffic as core_traffic
+
+        render(core_traffic(_dir(ctx, None), rps=rps, duration=duration, model=model), json_output)

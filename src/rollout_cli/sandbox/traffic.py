@@ -1,0 +1,118 @@
+"""`rollout sandbox traffic`: app-like traffic, split the way the sample app splits it.
+
+Each simulated user is bucketed as the app's router does (a stable hash mod
+100); users below the rollout percentage go through the gateway, the others
+straight to the (simulated) OpenRouter. So the gateway gets real metrics to
+judge, and both paths' latency can be compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..result import Result
+from ..stage import read_stage
+from ..workspace import load_workspace
+
+MAX_RPS = 50.0
+MAX_DURATION_S = 3600.0
+PROMPTS = ("ping", "Summarize our refund policy in one sentence.", "Reply with json: an object {\"ok\": true}")
+
+
+def bucket(user: str) -> int:
+    """The sample app's bucketing (server/model-router.ts): 31-hash of the user id, mod 100."""
+    h = 0
+    for c in user:
+        h = (h * 31 + ord(c)) & 0xFFFFFFFF
+    return h % 100
+
+
+def _p(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1], 1)
+
+
+def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str | None = None) -> Result:
+    if not 0 < rps <= MAX_RPS:
+        raise InputError(f"--rps {rps:g} is outside (0, {MAX_RPS:g}]; choose a rate the free tier could carry")
+    if not 0 < duration <= MAX_DURATION_S:
+        raise InputError(f"--duration {duration:g} is outside (0, {MAX_DURATION_S:g}] seconds")
+    from ..checks.topology import load_topology
+    from ..gateway_api import GatewayClient
+    from ..simulator import GATEWAY_ALIASES
+    from .state import load_state
+
+    state = load_state(root)
+    if state is None:
+        raise InputError(f"no sandbox is up in {root}; start one with `rollout sandbox up {root}`")
+    ws = load_workspace(root)
+    topology = load_topology(ws.gateway.config)
+    alias = model or (topology.primary if topology else "glm-4.5-air")
+    if alias not in GATEWAY_ALIASES:
+        raise InputError(f"unknown model {alias!r}; use one of {', '.join(GATEWAY_ALIASES)}")
+    percentage = read_stage(ws).env_effective
+    total = max(1, int(round(rps * duration)))
+    results: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    gateway = GatewayClient.from_config(ws.gateway, timeout=30.0)
+    direct = GatewayClient(state.simulator_api_base.removesuffix("/v1"), state.simulator_key, timeout=30.0)
+
+    def one(i: int) -> None:
+        user = "u-" + hashlib.sha1(str(i).encode()).hexdigest()[:10]  # ids as varied as real ones
+        prompt = PROMPTS[i % len(PROMPTS)]
+        if bucket(user) < percentage:
+            seen = gateway.complete(alias, prompt, max_tokens=32)
+            path = "gateway"
+        else:
+            seen = direct.complete(GATEWAY_ALIASES[alias], prompt, max_tokens=32)
+            path = "direct"
+        with lock:
+            results.append({"path": path, "status": seen.status, "latency_ms": seen.latency_ms,
+                            "error": seen.error, "served_by": seen.served_by})
+
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=min(32, max(2, int(rps * 2)))) as pool:
+            for i in range(total):
+                delay = started + i / rps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                pool.submit(one, i)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gateway.close()
+        direct.close()
+    took = time.monotonic() - started
+    paths: dict[str, Any] = {}
+    for name in ("gateway", "direct"):
+        rows = [r for r in results if r["path"] == name]
+        ok = [r["latency_ms"] for r in rows if r["status"] == 200 and not r["error"]]
+        statuses: dict[str, int] = {}
+        for r in rows:
+            key = str(r["status"] or r["error"])
+            statuses[key] = statuses.get(key, 0) + 1
+        paths[name] = {"requests": len(rows), "ok": len(ok), "failed": len(rows) - len(ok), "statuses": statuses,
+                       "latency_p50_ms": _p(ok, 0.5), "latency_p95_ms": _p(ok, 0.95)}
+    data = {"dir": str(root), "percentage": percentage, "model": alias, "rps": rps, "duration_s": round(took, 2),
+            "requests": len(results), "paths": paths}
+    g, d = paths["gateway"], paths["direct"]
+    messages = [f"sent {len(results)} requests in {took:.1f} s at {percentage}% through the gateway: "
+                f"{g['requests']} via the gateway ({g['failed']} failed), {d['requests']} direct ({d['failed']} failed)"]
+    if g["latency_p50_ms"] is not None and d["latency_p50_ms"] is not None:
+        messages.append(f"p50 latency: gateway {g['latency_p50_ms']} ms, direct {d['latency_p50_ms']} ms "
+                        f"(the gateway adds about {g['latency_p50_ms'] - d['latency_p50_ms']:.1f} ms)")
+    if percentage == 0:
+        messages.append("the rollout is at 0%: every request went direct; `rollout advance` moves users to the gateway")
+    return Result("sandbox traffic", data, messages)
