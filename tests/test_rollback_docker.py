@@ -1,4 +1,4 @@
-"""Rollback level 3 against the real Docker engine and a real running container."""
+"""Rollback level 3 against the real Docker engine and a real running container, and on a process sandbox."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from rollout_cli.sandbox.sample_app import git
 from support import make_world
 
-pytestmark = pytest.mark.docker
+
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ def _status(docker_engine, name):
     return docker_engine.containers.get(name).status
 
 
+@pytest.mark.docker
 def test_level_3_stops_the_container_and_twice_is_harmless(tmp_path, docker_engine, gateway_box):
     name, _ = gateway_box
     world = make_world(tmp_path, container=name)
@@ -37,7 +38,7 @@ def test_level_3_stops_the_container_and_twice_is_harmless(tmp_path, docker_engi
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [lvl["level"] for lvl in data["levels"]] == [1, 2, 3]
-    assert data["levels"][2]["steps"][1]["detail"].startswith(f"verified: container {name} exited")
+    assert data["levels"][2]["steps"][1]["detail"].startswith(f"verified: gateway {name} exited")
     assert _status(docker_engine, name) == "exited"
     record = world.history()[-1]
     assert {"container": name, "before": "running", "after": "exited"} in record["changes"]
@@ -46,6 +47,7 @@ def test_level_3_stops_the_container_and_twice_is_harmless(tmp_path, docker_engi
     assert json.loads(again.stdout)["levels"][2]["steps"][0]["status"] == "unchanged"
 
 
+@pytest.mark.docker
 def test_level_3_finds_container_by_compose_service(tmp_path, docker_engine, gateway_box):
     name, service = gateway_box
     world = make_world(tmp_path, container=service)
@@ -54,6 +56,7 @@ def test_level_3_finds_container_by_compose_service(tmp_path, docker_engine, gat
     assert _status(docker_engine, name) == "exited"
 
 
+@pytest.mark.docker
 def test_level_3_drill_checks_engine_and_container_without_stopping(tmp_path, docker_engine, gateway_box):
     name, _ = gateway_box
     world = make_world(tmp_path, container=name)
@@ -65,6 +68,7 @@ def test_level_3_drill_checks_engine_and_container_without_stopping(tmp_path, do
     assert world.snapshot() == snap
 
 
+@pytest.mark.docker
 def test_container_absent_names_it(tmp_path, docker_engine):
     world = make_world(tmp_path, container="no-such-gateway-xyz")
     result = world.cli("rollback", "--level", "3", "--yes", "--json")
@@ -74,6 +78,7 @@ def test_container_absent_names_it(tmp_path, docker_engine):
     assert "check gateway.container in rollout.yaml" in step["detail"]
 
 
+@pytest.mark.docker
 def test_engine_down_levels_1_and_2_still_take_effect(tmp_path, docker_engine, gateway_box):
     name, _ = gateway_box
     world = make_world(tmp_path, container=name)
@@ -92,6 +97,7 @@ def test_engine_down_levels_1_and_2_still_take_effect(tmp_path, docker_engine, g
     assert _status(docker_engine, name) == "running"
 
 
+@pytest.mark.docker
 def test_level_4_runs_after_levels_1_to_3(tmp_path, docker_engine, gateway_box):
     name, _ = gateway_box
     world = make_world(tmp_path, container=name)
@@ -104,9 +110,27 @@ def test_level_4_runs_after_levels_1_to_3(tmp_path, docker_engine, gateway_box):
     assert git(world.app.repo, "status", "--porcelain", "--untracked-files=no").strip() == "M flags.json"
 
 
+@pytest.mark.docker
 def test_status_shows_container_state(tmp_path, docker_engine, gateway_box):
     name, _ = gateway_box
     world = make_world(tmp_path, container=name)
     result = world.cli("status", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["container"]["status"] == "running"
+
+
+def test_level_3_on_a_process_sandbox_stops_the_litellm_process(tmp_path):
+    """No container there: level 3 stops the sandbox's gateway process, and says so."""
+    from rollout_cli.sandbox import world
+    from support import rollout
+
+    info = world.up(tmp_path / "sb", runtime="process", gateway_port=0, simulator_port=0, timeout=90)
+    try:
+        result = rollout("-w", str(info.root), "rollback", "--level", "3", "--yes", "--json")
+        assert result.exit_code == 0, result.output
+        level3 = json.loads(result.stdout)["levels"][2]["steps"]
+        assert level3[0]["status"] == "ok" and level3[1]["detail"].startswith("verified: gateway litellm (process) exited")
+        status = rollout("-w", str(info.root), "gateway", "status", "--json")
+        assert status.exit_code == 4 and json.loads(status.stdout)["state"]["running"] is False
+    finally:
+        world.down(info.root)

@@ -12,13 +12,14 @@ from .workspace import PERCENTAGE_KEY, Workspace
 
 
 def container_summary(ws: Workspace) -> dict[str, Any] | None:
-    """The gateway container's state, or why it cannot be read; None when none is named."""
-    if not ws.gateway.container:
-        return None
-    from .container import ContainerRuntime
+    """The gateway's container (or sandbox process) state, or why it cannot be read; None when none is named."""
+    from .gateway_runtime import runtime_for
+    from .sandbox.state import load_state
 
+    if not ws.gateway.container and load_state(ws.root) is None:
+        return None
     try:
-        state = ContainerRuntime().state(ws.gateway.container)
+        state = runtime_for(ws).state()
     except RolloutError as exc:
         return {"name": ws.gateway.container, "status": "unknown", "error": str(exc)}
     return state.as_dict()

@@ -17,12 +17,18 @@ class StepContext:
     _docker: Any = field(default=None, repr=False)
     _repo: GitRepo | None = field(default=None, repr=False)
 
-    def containers(self) -> Any:
-        """The Docker engine, connected on first use so levels 1-2 never import docker."""
-        if self._docker is None:
-            from ..container import ContainerRuntime
+    def gateway(self, name: str | None = None) -> Any:
+        """The gateway's runtime: its container (by name or compose service), or a
+        process-runtime sandbox's litellm process. Opened on first use, so levels
+        1-2 never import docker."""
+        if name is not None:
+            from ..gateway_runtime import DockerGateway
 
-            self._docker = ContainerRuntime()
+            return DockerGateway(name)
+        if self._docker is None:
+            from ..gateway_runtime import runtime_for
+
+            self._docker = runtime_for(self.workspace)
         return self._docker
 
     def repo(self) -> GitRepo:
@@ -32,11 +38,6 @@ class StepContext:
             self._repo = GitRepo(self.workspace.app.repo)
         return self._repo
 
-    def container_name(self, override: str | None) -> str:
-        name = override or self.workspace.gateway.container
-        if not name:
-            raise InputError("gateway.container is not set in rollout.yaml; level 3 needs it")
-        return name
 
     def managed_files(self) -> tuple[Path, ...]:
         """Files rollout edits itself; their changes never make the app's tree 'dirty'."""

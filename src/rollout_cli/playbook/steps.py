@@ -186,7 +186,7 @@ class Verify(Step):
         if self.percentage is not None:
             parts.append(f"env and flags at {self.percentage}%")
         if self.container:
-            parts.append(f"container {ctx.container_name(None)} {self.container}")
+            parts.append(f"gateway {self.container}")
         if self.tree_clean:
             parts.append("git tree clean")
         if self.router_at_ref:
@@ -211,11 +211,11 @@ class Verify(Step):
                 )
             seen.append(f"traffic {self.percentage}%")
         if self.container:
-            state = ctx.containers().state(ctx.container_name(None))
+            state = ctx.gateway().state()
             running = state.running
             if running != (self.container == "running"):
-                raise CheckFailed(f"container {state.name} is {state.status}, expected {self.container}")
-            seen.append(f"container {state.name} {state.status}")
+                raise CheckFailed(f"gateway {state.name} is {state.status}, expected {self.container}")
+            seen.append(f"gateway {state.name} {state.status}")
         if self.tree_clean:
             ctx.repo().require_clean(ctx.managed_files())
             seen.append("git tree clean")
@@ -231,7 +231,7 @@ class Verify(Step):
 
 def _container_precondition(ctx: StepContext, name: str | None) -> list[Check]:
     def probe() -> str:
-        state = ctx.containers().state(ctx.container_name(name))
+        state = ctx.gateway(name).state()
         return f"container {state.name} found ({state.status})"
 
     return [_check("Docker engine answers and the gateway container exists", probe)]
@@ -246,10 +246,10 @@ class ContainerStop(Step):
     timeout: float = 10.0
 
     def describe(self, ctx: StepContext) -> str:
-        return f"stop container {ctx.container_name(self.container)}"
+        return f"stop the gateway container {self.container or ctx.workspace.gateway.container or '(sandbox process)'}"
 
     def preview(self, ctx: StepContext) -> Preview:
-        state = ctx.containers().state(ctx.container_name(self.container))
+        state = ctx.gateway(self.container).state()
         if not state.running:
             return Preview(f"container {state.name} already {state.status}: nothing to do")
         return Preview(f"stop container {state.name} ({state.status}, image {state.image})")
@@ -258,11 +258,11 @@ class ContainerStop(Step):
         return _container_precondition(ctx, self.container)
 
     def run(self, ctx: StepContext) -> Outcome:
-        name = ctx.container_name(self.container)
-        before = ctx.containers().state(name)
+        gateway = ctx.gateway(self.container)
+        before = gateway.state()
         if not before.running:
             return Outcome("unchanged", f"container {before.name} already {before.status}")
-        after = ctx.containers().stop(name, timeout=int(self.timeout))
+        after = gateway.stop(timeout=int(self.timeout))
         change = {"container": before.name, "before": before.status, "after": after.status}
         return Outcome("ok", f"stopped container {before.name} ({after.status})", [change])
 
@@ -275,17 +275,17 @@ class ContainerStart(Step):
     container: str | None = None
 
     def describe(self, ctx: StepContext) -> str:
-        return f"start container {ctx.container_name(self.container)}"
+        return f"start the gateway container {self.container or ctx.workspace.gateway.container or '(sandbox process)'}"
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
         return _container_precondition(ctx, self.container)
 
     def run(self, ctx: StepContext) -> Outcome:
-        name = ctx.container_name(self.container)
-        before = ctx.containers().state(name)
+        gateway = ctx.gateway(self.container)
+        before = gateway.state()
         if before.running:
             return Outcome("unchanged", f"container {before.name} already running")
-        after = ctx.containers().start(name)
+        after = gateway.start()
         change = {"container": before.name, "before": before.status, "after": after.status}
         return Outcome("ok", f"started container {before.name}", [change])
 
