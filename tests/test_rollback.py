@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
 import subprocess
 
 import pytest
@@ -275,3 +273,31 @@ def test_playbook_mistyped_field(world):
 def test_debug_shows_traceback(world):
     result = world.cli("--debug", "rollback", "--level", "7", "--yes")
     assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_dry_run_says_unchanged_when_already_rolled_back(world):
+    assert world.cli("rollback", "--level", "2", "--yes").exit_code == 0
+    data = json.loads(world.cli("rollback", "--level", "2", "--dry-run", "--json").stdout)
+    statuses = [s["status"] for lvl in data["levels"] for s in lvl["steps"]]
+    assert statuses == ["unchanged", "unchanged", "would-verify", "unchanged", "would-verify"]
+
+
+def test_declining_the_prompt_changes_nothing(world):
+    import os
+    import pty
+    import sys
+    from pathlib import Path
+
+    snap = world.snapshot()
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "rollout"), "-w", str(world.ws), "rollback", "--level", "1"],
+        stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    os.close(follower)
+    os.write(leader, b"n\n")
+    out, err = proc.communicate(timeout=30)
+    os.close(leader)
+    assert proc.returncode == 2, err
+    assert "Roll back to level 1" in err and "rollout: error: not confirmed; nothing changed" in err
+    assert world.snapshot() == snap

@@ -134,3 +134,14 @@ def test_level_3_on_a_process_sandbox_stops_the_litellm_process(tmp_path):
         assert status.exit_code == 4 and json.loads(status.stdout)["state"]["running"] is False
     finally:
         world.down(info.root)
+
+
+@pytest.mark.docker
+def test_level_3_stops_a_paused_container(tmp_path, docker_engine, gateway_box):
+    name, _ = gateway_box
+    docker_engine.containers.get(name).pause()
+    world = make_world(tmp_path, container=name)
+    result = world.cli("rollback", "--level", "3", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["levels"][2]["steps"][0]["status"] == "ok"
+    assert _status(docker_engine, name) == "exited"

@@ -149,7 +149,7 @@ def test_concurrent_audit_appends_stay_whole_lines(tmp_path):
 
 def test_kill_9_mid_rollback_leaves_files_whole_and_next_run_works(tmp_path):
     world = make_world(tmp_path, percentage=10, container="")
-    old_env, new_env = world.app.env_file.read_text(), None
+    old_env = world.app.env_file.read_text()
     old_flags = world.app.flags_file.read_text()
     rng = random.Random(7)
     for _ in range(12):

@@ -48,7 +48,7 @@ def rollback(ws: Workspace, level: int, *, reason: str | None = None, mode: Mode
     code = engine.exit_code_of(reports)
     took_effect = [
         f"level {r.level} step {s.index}: {s.detail}"
-        for r in reports for s in r.steps if s.status == "ok"
+        for r in reports for s in r.steps if s.status == "ok" and s.type != "verify"
     ]
     data = {
         "level": level,
@@ -75,4 +75,4 @@ def rollback(ws: Workspace, level: int, *, reason: str | None = None, mode: Mode
                 for r in reports for s in r.steps
             ],
         )
-    return Result(f"rollback", data, exit_code=code)
+    return Result("rollback", data, exit_code=code)

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
 
 OPENROUTER_PREFIX = "openrouter/"
 OPENROUTER_API_BASE = "https://openrouter.ai/api/v1"
@@ -84,66 +83,23 @@ class Topology:
 
 
 def read_topology(path: Path) -> Topology:
-    """Parse a LiteLLM proxy config; every problem is an InputError naming the file and key."""
-    import yaml
+    """Parse a LiteLLM proxy config, validated whole (gateway_config.load_config) first."""
+    from ..gateway_config import load_config
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise InputError(f"gateway config {path} is not valid YAML{where}; fix the file") from exc
-    except OSError as exc:
-        raise InputError(
-            f"cannot read gateway config {path}: {exc.strerror}; check gateway.config in rollout.yaml"
-        ) from exc
-    if not isinstance(raw, dict):
-        raise InputError(f"gateway config {path}: expected a mapping with model_list at the top")
-    entries = raw.get("model_list")
-    if not isinstance(entries, list) or not entries:
-        raise InputError(f"gateway config {path}: 'model_list' must be a non-empty list")
-    models = []
-    for index, entry in enumerate(entries):
-        where = f"gateway config {path}: model_list[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str):
-            raise InputError(f"{where} needs a string 'model_name'")
-        params = entry.get("litellm_params")
-        if not isinstance(params, dict) or not isinstance(params.get("model"), str):
-            raise InputError(f"{where} ({entry['model_name']}) needs 'litellm_params.model'")
-        models.append(GatewayModel(entry["model_name"], params["model"], _resolve(params.get("api_base"))))
-    router = raw.get("router_settings") or {}
-    litellm_settings = raw.get("litellm_settings") or {}
-    general = raw.get("general_settings") or {}
-    # The proxy reads fallbacks from router_settings, or from litellm_settings in older configs.
-    chains = router.get("fallbacks") if isinstance(router, dict) and "fallbacks" in router else (
-        litellm_settings.get("fallbacks") if isinstance(litellm_settings, dict) else None
+    raw = load_config(path)
+    models = tuple(
+        GatewayModel(entry["model_name"], entry["litellm_params"]["model"],
+                     _resolve(entry["litellm_params"].get("api_base")))
+        for entry in raw["model_list"]
     )
+    router = raw.get("router_settings") or {}
+    general = raw.get("general_settings") or {}
     return Topology(
-        models=tuple(models),
-        fallbacks=_fallbacks(path, chains),
-        mock_testing_allowed=bool(
-            isinstance(general, dict) and general.get("dangerously_allow_mock_testing_request_params")
-        ),
+        models=models,
+        fallbacks={alias: list(targets) for rule in router.get("fallbacks") or [] for alias, targets in rule.items()},
+        mock_testing_allowed=bool(general.get("dangerously_allow_mock_testing_request_params")),
         source=path,
     )
-
-
-def _fallbacks(path: Path, chains: Any) -> dict[str, list[str]]:
-    if chains is None:
-        return {}
-    if not isinstance(chains, list):
-        raise InputError(f"gateway config {path}: 'router_settings.fallbacks' must be a list of {{alias: [aliases]}}")
-    out: dict[str, list[str]] = {}
-    for index, chain in enumerate(chains):
-        if not isinstance(chain, dict):
-            raise InputError(f"gateway config {path}: router_settings.fallbacks[{index}] must be {{alias: [aliases]}}")
-        for alias, targets in chain.items():
-            if isinstance(targets, str):
-                targets = [targets]
-            if not isinstance(targets, list):
-                raise InputError(f"gateway config {path}: fallbacks of '{alias}' must be a list of aliases")
-            out[str(alias)] = [t if isinstance(t, str) else str(t.get("model", "")) for t in targets]
-    return out
 
 
 def _resolve(value: Any) -> str | None:

@@ -37,6 +37,8 @@ class RolloutGroup(TyperGroup):
             typer.echo("rollout: interrupted", err=True)
             ctx.exit(130)
         except Exception as exc:
+            if type(exc).__name__ == "Abort":  # a declined confirmation (typer's or its click's)
+                _report(ctx, exc, "not confirmed; nothing changed", ExitCode.BAD_INPUT)
             if _is_cli_flow(exc):
                 raise
             # a bug: still one line unless --debug

@@ -41,6 +41,7 @@ def render(result: Result, json_output: bool = False) -> None:
     if json_output:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     else:
+        _load_views()
         out = console()
         renderer = _HUMAN.get(result.command)
         if renderer is not None:
@@ -48,6 +49,17 @@ def render(result: Result, json_output: bool = False) -> None:
         for message in result.messages:
             out.print(message, markup=False)
     raise typer.Exit(int(result.exit_code))
+
+
+def _load_views() -> None:
+    """Import every module of cli/views/ once: each registers its renderers with @human."""
+    import importlib
+    import pkgutil
+
+    from . import views
+
+    for module in pkgutil.iter_modules(views.__path__):
+        importlib.import_module(f"{views.__name__}.{module.name}")
 
 
 def esc(text: object) -> str:

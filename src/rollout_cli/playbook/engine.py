@@ -121,7 +121,7 @@ def preview(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
                     StepReport(index, step.type, description, "failed", str(exc), exit_code=int(exc.exit_code))
                 )
                 continue
-            status = "would-change" if seen.diff or not seen.detail.endswith("nothing to do") else "unchanged"
+            status = "would-change" if seen.changes else "unchanged"
             if step.type == "verify":
                 status = "would-verify"
             level.steps.append(StepReport(index, step.type, description, status, seen.detail, diff=seen.diff))

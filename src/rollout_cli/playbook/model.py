@@ -60,6 +60,7 @@ class Preview:
 
     detail: str
     diff: str | None = None
+    changes: bool = True  # False: already as the step wants it
     error: RolloutError | None = None
 
 

@@ -84,7 +84,9 @@ class EnvSet(Step):
         for key, value in self.values.items():
             env.set(key, value)
         diff = _diff(path, before, env.text())
-        return Preview(self.describe(ctx) if diff else f"{path} already has {self._assignments()}", diff)
+        if diff is None:
+            return Preview(f"{path} already has {self._assignments()}", changes=False)
+        return Preview(self.describe(ctx), diff)
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
         path = ctx.workspace.app.env_file
@@ -129,13 +131,14 @@ class FlagSet(Step):
 
     def preview(self, ctx: StepContext) -> Preview:
         if ctx.workspace.app.flags_file is None:
-            return Preview("no flags file configured: nothing to do")
+            return Preview("no flags file configured: nothing to do", changes=False)
         flags = self._open(ctx)
         before = flags.text()
         flags.set_percentage(self.percentage)
         diff = _diff(ctx.workspace.app.flags_file, before, flags.text())  # type: ignore[arg-type]
-        detail = self.describe(ctx) if diff else f"flag already at {self.percentage}%"
-        return Preview(detail, diff)
+        if diff is None:
+            return Preview(f"flag already at {self.percentage}%", changes=False)
+        return Preview(self.describe(ctx), diff)
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
         path = ctx.workspace.app.flags_file
@@ -194,7 +197,7 @@ class Verify(Step):
         return "verify " + ", ".join(parts)
 
     def preview(self, ctx: StepContext) -> Preview:
-        return Preview("would " + self.describe(ctx))
+        return Preview("would " + self.describe(ctx), changes=False)
 
     def run(self, ctx: StepContext) -> Outcome:
         seen = []
@@ -212,8 +215,8 @@ class Verify(Step):
             seen.append(f"traffic {self.percentage}%")
         if self.container:
             state = ctx.gateway().state()
-            running = state.running
-            if running != (self.container == "running"):
+            # paused or restarting is not stopped: it may answer again at any moment
+            if (state.running if self.container == "running" else not _up(state)) is False:
                 raise CheckFailed(f"gateway {state.name} is {state.status}, expected {self.container}")
             seen.append(f"gateway {state.name} {state.status}")
         if self.tree_clean:
@@ -227,6 +230,11 @@ class Verify(Step):
                 raise CheckFailed(f"{', '.join(differing)} still differ from {ref}")
             seen.append(f"{', '.join(paths)} at {ref}")
         return Outcome("ok", "verified: " + ", ".join(seen))
+
+
+def _up(state) -> bool:  # type: ignore[no-untyped-def]
+    """Running, restarting or paused: not stopped."""
+    return state.running or state.status in ("running", "restarting", "paused")
 
 
 def _container_precondition(ctx: StepContext, name: str | None) -> list[Check]:
@@ -250,8 +258,8 @@ class ContainerStop(Step):
 
     def preview(self, ctx: StepContext) -> Preview:
         state = ctx.gateway(self.container).state()
-        if not state.running:
-            return Preview(f"container {state.name} already {state.status}: nothing to do")
+        if not _up(state):
+            return Preview(f"container {state.name} already {state.status}: nothing to do", changes=False)
         return Preview(f"stop container {state.name} ({state.status}, image {state.image})")
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
@@ -260,7 +268,7 @@ class ContainerStop(Step):
     def run(self, ctx: StepContext) -> Outcome:
         gateway = ctx.gateway(self.container)
         before = gateway.state()
-        if not before.running:
+        if not _up(before):
             return Outcome("unchanged", f"container {before.name} already {before.status}")
         after = gateway.stop(timeout=int(self.timeout))
         change = {"container": before.name, "before": before.status, "after": after.status}
@@ -322,7 +330,7 @@ class GitRestore(Step):
         repo.resolve(ref)
         diff = repo.diff(ref, paths)
         if not diff:
-            return Preview(f"{', '.join(paths)} already at {ref}: nothing to do")
+            return Preview(f"{', '.join(paths)} already at {ref}: nothing to do", changes=False)
         return Preview(self.describe(ctx), diff)
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
@@ -385,11 +393,9 @@ class GitRevert(Step):
 
     def preview(self, ctx: StepContext) -> Preview:
         done = ctx.repo().reverted()
-        lines = [
-            f"{'already reverted' if sha in done else 'revert'} {sha[:10]} {subject}"
-            for sha, subject in self.targets(ctx)
-        ]
-        return Preview("; ".join(lines))
+        targets = self.targets(ctx)
+        lines = [f"{'already reverted' if sha in done else 'revert'} {sha[:10]} {subject}" for sha, subject in targets]
+        return Preview("; ".join(lines), changes=any(sha not in done for sha, _ in targets))
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
         return [

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, UnavailableError
 from ..result import Result
 from ..stage import read_stage
 from ..workspace import load_workspace
@@ -54,7 +54,7 @@ def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str 
 
     state = load_state(root)
     if state is None:
-        raise InputError(f"no sandbox is up in {root}; start one with `rollout sandbox up {root}`")
+        raise UnavailableError(f"no sandbox is up in {root}; start one with `rollout sandbox up {root}`")
     ws = load_workspace(root)
     topology = load_topology(ws.gateway.config)
     alias = model or (topology.primary if topology else "glm-4.5-air")

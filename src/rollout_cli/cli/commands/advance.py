@@ -25,7 +25,6 @@ def register(app: typer.Typer) -> None:
         from ...advance import advance as core_advance
         from ...errors import InputError
         from ..app import load
-        from ..views import rollout as _views  # noqa: F401  (registers the human renderer)
 
         ws = load(ctx)
         if skip_soak and not reason:

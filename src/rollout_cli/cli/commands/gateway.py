@@ -19,7 +19,6 @@ def register(app: typer.Typer) -> None:
     def status(ctx: typer.Context, json_output: bool = JSON) -> None:
         from ... import gateway_control
         from ..app import load
-        from ..views import gateway as _views  # noqa: F401  (registers the human renderers)
 
         render(gateway_control.status(load(ctx)), json_output)
 
@@ -46,7 +45,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from ... import gateway_control
         from ..app import load
-        from ..views import gateway as _views  # noqa: F401
 
         render(gateway_control.stop(load(ctx), timeout=timeout), json_output)
 
@@ -75,7 +73,6 @@ def register(app: typer.Typer) -> None:
         from ... import gateway_control
         from ...errors import InputError
         from ..app import load
-        from ..views import gateway as _views  # noqa: F401
 
         if not follow:
             render(gateway_control.logs(load(ctx), tail=tail), json_output)

@@ -25,7 +25,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from ...checks.health import check_health
         from ..app import load
-        from ..views import checks as _views  # noqa: F401  (registers the human renderer)
 
         ws = load(ctx)
         options = {"timeout": timeout, "sequential": sequential or None}

@@ -15,7 +15,6 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         from ...status import history as core_history
-        from ..views import rollback as _views  # noqa: F401  (registers the human renderer)
         from ..app import load
 
         render(core_history(load(ctx), limit), json_output)

@@ -21,6 +21,5 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from ...report import report as core_report
         from ..app import load
-        from ..views import rollout as _views  # noqa: F401
 
         render(core_report(load(ctx), markdown=markdown), json_output)

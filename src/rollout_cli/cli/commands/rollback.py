@@ -25,7 +25,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from ...errors import InputError
         from ...rollback import load_plan, rollback as core_rollback
-        from ..views import rollback as _views  # noqa: F401  (registers the human renderer)
         from ..app import load
 
         if dry_run and drill:

@@ -62,7 +62,6 @@ def register(app: typer.Typer) -> None:
         json_output: bool = JSON,
     ) -> None:
         from ...sandbox import commands
-        from ..views import gateway as _views  # noqa: F401
 
         render(commands.down(_dir(ctx, directory)), json_output)
 
@@ -73,7 +72,6 @@ def register(app: typer.Typer) -> None:
         json_output: bool = JSON,
     ) -> None:
         from ...sandbox import commands
-        from ..views import gateway as _views  # noqa: F401
 
         render(commands.status(_dir(ctx, directory)), json_output)
 
@@ -91,7 +89,6 @@ def register(app: typer.Typer) -> None:
         json_output: bool = JSON,
     ) -> None:
         from ...sandbox import commands
-        from ..views import gateway as _views  # noqa: F401
 
         render(commands.fault(_dir(ctx, None), model, clear=clear, status=status, rate=rate,
                               latency_ms=latency_ms, retry_after=retry_after, mode=mode), json_output)

@@ -28,7 +28,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from ...checks.smoke import smoke as core_smoke
         from ..app import load
-        from ..views import checks as _views  # noqa: F401  (registers the human renderer)
 
         render(
             core_smoke(

@@ -14,7 +14,6 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         from ...status import status as core_status
-        from ..views import rollback as _views  # noqa: F401  (registers the human renderer)
         from ..app import load
 
         render(core_status(load(ctx)), json_output)
