@@ -312,3 +312,40 @@ def test_bucketing_matches_the_sample_app():
     assert bucket("") == 0 and bucket("a") == 97 and bucket("ab") == (97 * 31 + 98) % 100
     shares = sum(bucket(f"u-{i:x}{i * 7919:x}") < 10 for i in range(2000)) / 2000
     assert 0.05 < shares < 0.15
+
+
+def test_the_master_key_never_reaches_reports_or_the_audit_trail(world, sandbox, tmp_path):
+    assert world.cli("advance", "--yes", "--reason", "key check").exit_code == 0
+    md = tmp_path / "out.md"
+    world.cli("report", "--markdown", str(md))
+    outputs = [world.cli("report", "--json").stdout, md.read_text(),
+               (world.ws / ".rollout" / "history.jsonl").read_text(),
+               (world.ws / ".rollout" / "samples.jsonl").read_text()]
+    assert all(sandbox.master_key not in text for text in outputs)
+
+
+def test_gateway_that_stops_answering_mid_evaluation(tmp_path):
+    """Every model answers slowly; the gateway dies while the checks are in flight: NO-GO, nothing written."""
+    import threading
+
+    from rollout_cli.gateway_runtime import runtime_for
+    from rollout_cli.sandbox import world as sandbox_world
+    from rollout_cli.workspace import load_workspace
+    from support import rollout
+
+    info = sandbox_world.up(tmp_path / "sb", runtime="process", gateway_port=0, simulator_port=0, timeout=90)
+    try:
+        info.admin.set_fault("*", latency_ms=2000)
+        env_before = (info.root / "app" / ".env").read_text()
+        killer = threading.Timer(1.0, lambda: runtime_for(load_workspace(info.root)).stop(timeout=0))
+        killer.start()
+        result = rollout("-w", str(info.root), "advance", "--yes", "--json")
+        killer.join()
+        assert result.exit_code == 1, result.output
+        data = json.loads(result.stdout)
+        assert data["verdict"] == "NO-GO"
+        primary = next(g for g in data["gates"] if g["name"] == "primary model")
+        assert primary["status"] == "fail"
+        assert (info.root / "app" / ".env").read_text() == env_before
+    finally:
+        sandbox_world.down(info.root)
