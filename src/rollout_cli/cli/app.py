@@ -76,7 +76,7 @@ app = typer.Typer(
 def _globals(
     ctx: typer.Context,
     workspace: str = typer.Option(
-        None, "--workspace", "-w", help="Workspace folder (default: $ROLLOUT_WORKSPACE or .)."
+        None, "--workspace", "-w", metavar="DIR", help="Workspace folder (default: $ROLLOUT_WORKSPACE or .)."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
