@@ -196,8 +196,9 @@ def test_skip_soak_is_recorded_and_window_needs_samples(world):
     soak = next(g for g in data["gates"] if g["name"] == "soak")
     assert soak["status"] == "skipped" and "staging soaked for a week" in soak["reason"]
     error_rate = next(g for g in data["gates"] if g["name"] == "error rate")
-    # only the post-check request went through since 10% began: too few to judge
-    assert error_rate["status"] == "inconclusive" and "too few" in error_rate["reason"]
+    # only rollout's own check requests went through since 10% began; they do not count
+    assert error_rate["status"] == "inconclusive"
+    assert error_rate["reason"].startswith("no requests through the gateway in the window")
     assert result.exit_code == 3
 
 
@@ -264,14 +265,16 @@ def test_watch_records_samples_that_advance_judges(world, sandbox):
     assert len(samples) == 3  # the advance's baseline and two watch samples
     # 25 requests through the gateway, one in five failing: the window's error rate is 20%
     sandbox.admin.set_fault("qwen3-coder", status=500, rate=0.2)
-    with sandbox.client() as client:
+    from rollout_cli.gateway_api import GatewayClient
+
+    with GatewayClient(sandbox.gateway_url, sandbox.master_key, user_agent="test-app/1.0") as client:
         for _ in range(25):
             client.complete("qwen3-coder", "hello", extra={"num_retries": 0})
     sandbox.admin.clear()
     data = _advance(world, "--skip-soak", "--reason", "test")[1]
     gate = next(g for g in data["gates"] if g["name"] == "error rate")
-    assert gate["status"] == "fail" and gate["reason"].startswith("error rate 1")  # 5 of 2x requests
-    assert "> 1%" in gate["reason"]
+    # exactly the 25 app requests count (not the checks' own): 5 of them failed
+    assert gate["status"] == "fail" and gate["reason"] == "error rate 20.00% (5 of 25) > 1%"
     assert data["verdict"] == "NO-GO"
     assert "LITELLM_ROLLOUT_PERCENTAGE=10" in world.app.env_file.read_text()
 

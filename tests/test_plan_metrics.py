@@ -120,3 +120,13 @@ def test_sample_store_stays_bounded(tmp_path):
     records = store.records()
     assert records[-1]["i"] == 399 and records[0]["i"] > 0  # oldest dropped, newest kept
     assert [r["i"] for r in records] == sorted(r["i"] for r in records)
+
+
+def test_checks_own_requests_do_not_count_in_the_error_rate():
+    text = SCRAPE + (
+        'litellm_proxy_total_requests_metric_total{requested_model="kimi-k2",user_agent="rollout-check/0.1.0"} 7.0\n'
+        'litellm_proxy_failed_requests_metric_total{requested_model="kimi-k2",user_agent="rollout-check/0.1.0"} 7.0\n'
+    )
+    s = metrics.summarize(text)
+    assert s["requests"] == 100 and s["failed"] == 10 and s["check_requests"] == 7
+    assert s["models"]["kimi-k2"] == {"requests": 10.0, "failed": 10.0}

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import GatewayUnavailable, InputError
+from .metrics import CHECK_USER_AGENT_PREFIX
 from .workspace import GatewayConfig
 
 
@@ -61,12 +62,21 @@ def master_key_or_fail(config: GatewayConfig) -> str:
     return key
 
 
+def check_user_agent() -> str:
+    """The checks' own requests carry it, so the window's error rate can leave them
+    out: they run with fallbacks off and fail where app traffic would not."""
+    from . import __version__
+
+    return f"{CHECK_USER_AGENT_PREFIX}{__version__}"
+
+
 class GatewayClient:
-    def __init__(self, url: str, key: str | None, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, key: str | None, timeout: float = 10.0, user_agent: str | None = None) -> None:
         import httpx
 
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers["User-Agent"] = user_agent or check_user_agent()
         # trust_env=False: a proxy variable must never route loopback traffic elsewhere
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, trust_env=False,

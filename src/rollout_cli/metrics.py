@@ -49,12 +49,27 @@ def parse(text: str) -> list[Sample]:
     return out
 
 
+CHECK_USER_AGENT_PREFIX = "rollout-check/"  # gateway_api sends it on every check request
+
+
+def _is_check(sample: Sample) -> bool:
+    return sample.labels.get("user_agent", "").startswith(CHECK_USER_AGENT_PREFIX)
+
+
 def summarize(text: str) -> dict[str, Any]:
-    """The figures a gate needs from one scrape, as plain JSON-ready data."""
+    """The figures a gate needs from one scrape, as plain JSON-ready data.
+
+    Request and failure counts leave out rollout's own check requests (sent with
+    fallbacks off, they fail where app traffic would fall back); the latency
+    histograms carry no user agent, so they include them.
+    """
     samples = parse(text)
 
     def total(name: str) -> float:
-        return sum(s.value for s in samples if s.name == name)
+        return sum(s.value for s in samples if s.name == name and not _is_check(s))
+
+    def checks(name: str) -> float:
+        return sum(s.value for s in samples if s.name == name and _is_check(s))
 
     def buckets(name: str) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -65,7 +80,7 @@ def summarize(text: str) -> dict[str, Any]:
 
     models: dict[str, dict[str, float]] = {}
     for s in samples:
-        if s.name in (TOTAL, FAILED):
+        if s.name in (TOTAL, FAILED) and not _is_check(s):
             alias = s.labels.get("requested_model") or s.labels.get("model_group") or s.labels.get("model") or "?"
             row = models.setdefault(alias, {"requests": 0.0, "failed": 0.0})
             row["requests" if s.name == TOTAL else "failed"] += s.value
@@ -77,6 +92,7 @@ def summarize(text: str) -> dict[str, Any]:
     return {
         "requests": total(TOTAL),
         "failed": total(FAILED),
+        "check_requests": checks(TOTAL),
         "fallbacks": total(FALLBACKS),
         "overhead_buckets": buckets(OVERHEAD),
         "latency_buckets": buckets(LATENCY),

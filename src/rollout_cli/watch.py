@@ -63,7 +63,7 @@ def take_sample(ws: Workspace, previous: dict[str, Any] | None, probe: bool = Fa
         step = metrics.delta(scrape, previous) if previous else None
         view["window"] = _figures(window)
         view["since_last"] = _figures(step) if step else None
-        view["models"] = _models(scrape, step)
+        view["models"] = _models(ws, scrape, step)
     return {"record": record, "scrape": scrape, "view": view}
 
 
@@ -95,11 +95,20 @@ def _figures(window: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _models(scrape: dict[str, Any], step: dict[str, Any] | None) -> list[dict[str, Any]]:
-    rows = []
+def _models(ws: Workspace, scrape: dict[str, Any], step: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A row per model of the gateway config (else per model seen in the metrics)."""
+    from .checks.topology import load_topology
+
+    topology = load_topology(ws.gateway.config)
+    upstream = {m.alias: m.model.removeprefix("openrouter/") for m in topology.models} if topology else {}
+    seen = scrape.get("models", {})
+    aliases = list(upstream) or sorted(seen)
     states = scrape.get("deployment_state", {})
-    for alias, row in sorted(scrape.get("models", {}).items()):
-        state = next((v for k, v in states.items() if alias in k), None)
+    rows = []
+    for alias in aliases:
+        row = seen.get(alias, {"requests": 0.0, "failed": 0.0})
+        key = upstream.get(alias, alias)
+        state = next((v for k, v in states.items() if k.endswith(key)), None)
         recent = (step or {}).get("models", {}).get(alias, {})
         rows.append({
             "model": alias,

@@ -21,6 +21,7 @@ from ..result import Result
 from ..stage import read_stage
 from ..workspace import load_workspace
 
+APP_USER_AGENT = "sample-app/1.0 (rollout sandbox traffic)"  # app traffic, not a check: it counts
 MAX_RPS = 50.0
 MAX_DURATION_S = 3600.0
 PROMPTS = ("ping", "Summarize our refund policy in one sentence.", "Reply with json: an object {\"ok\": true}")
@@ -48,7 +49,7 @@ def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str 
     if not 0 < duration <= MAX_DURATION_S:
         raise InputError(f"--duration {duration:g} is outside (0, {MAX_DURATION_S:g}] seconds")
     from ..checks.topology import load_topology
-    from ..gateway_api import GatewayClient
+    from ..gateway_api import GatewayClient, master_key_or_fail
     from ..simulator import GATEWAY_ALIASES
     from .state import load_state
 
@@ -65,7 +66,7 @@ def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str 
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
 
-    gateway = GatewayClient.from_config(ws.gateway, timeout=30.0)
+    gateway = GatewayClient(ws.gateway.url, master_key_or_fail(ws.gateway), timeout=30.0, user_agent=APP_USER_AGENT)
     direct = GatewayClient(state.simulator_api_base.removesuffix("/v1"), state.simulator_key, timeout=30.0)
 
     def one(i: int) -> None:
