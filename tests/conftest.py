@@ -84,3 +84,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory):
         yield info
     finally:
         world.down(root)
+
+
+@pytest.fixture
+def sb(sandbox):
+    """The session sandbox with no fault in force and its request counts at zero."""
+    sandbox.admin.clear()
+    sandbox.admin.reset_stats()
+    yield sandbox
+    sandbox.admin.clear()

@@ -14,19 +14,10 @@ import pytest
 
 from rollout_cli.checks.classify import classify
 from rollout_cli.gateway_api import Completion
-from support import rollout
+from support import ALIASES, rollout
 
 pytestmark = pytest.mark.gateway
 
-ALIASES = ["glm-4.5-air", "deepseek-chat-v3.1", "minimax-m2", "kimi-k2", "qwen3-coder"]
-
-
-@pytest.fixture
-def sb(sandbox):
-    sandbox.admin.clear()
-    sandbox.admin.reset_stats()
-    yield sandbox
-    sandbox.admin.clear()
 
 
 def health(sb, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from support import rollout
+from support import ALIASES, rollout
 
 pytestmark = pytest.mark.gateway
 
-ALIASES = ["glm-4.5-air", "deepseek-chat-v3.1", "minimax-m2", "kimi-k2", "qwen3-coder"]
-
-
-@pytest.fixture
-def sb(sandbox):
-    sandbox.admin.clear()
-    sandbox.admin.reset_stats()
-    yield sandbox
-    sandbox.admin.clear()
 
 
 def catalog_env(sb) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -29,13 +29,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="Seconds to wait for health."),
         json_output: bool = JSON,
     ) -> None:
-        from ... import gateway_control
-        from ..app import load
-        from ..views.gateway import wait_display
-
-        with wait_display(json_output) as progress:
-            result = gateway_control.start(load(ctx), wait=wait, timeout=timeout, progress=progress)
-        render(result, json_output)
+        _start_or_restart(ctx, "start", wait, timeout, json_output)
 
     @gateway.command("stop", help="Stop the gateway (SIGTERM, then SIGKILL after --timeout).")
     def stop(
@@ -55,13 +49,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="Seconds to wait for health."),
         json_output: bool = JSON,
     ) -> None:
-        from ... import gateway_control
-        from ..app import load
-        from ..views.gateway import wait_display
-
-        with wait_display(json_output) as progress:
-            result = gateway_control.restart(load(ctx), wait=wait, timeout=timeout, progress=progress)
-        render(result, json_output)
+        _start_or_restart(ctx, "restart", wait, timeout, json_output)
 
     @gateway.command("logs", help="The gateway's last log lines; --follow keeps printing new ones.")
     def logs(
@@ -94,3 +82,13 @@ def register(app: typer.Typer) -> None:
         with wait_display(json_output) as progress:
             result = gateway_control.wait(load(ctx), timeout=timeout, progress=progress)
         render(result, json_output)
+
+
+def _start_or_restart(ctx: typer.Context, action: str, wait: bool, timeout: float, json_output: bool) -> None:
+    from ... import gateway_control
+    from ..app import load
+    from ..views.gateway import wait_display
+
+    with wait_display(json_output) as progress:
+        result = getattr(gateway_control, action)(load(ctx), wait=wait, timeout=timeout, progress=progress)
+    render(result, json_output)
