@@ -7,13 +7,13 @@ is never cooled down and takes the repeated faults.
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
 
 from rollout_cli.checks.classify import classify
 from rollout_cli.gateway_api import Completion
+from rollout_cli.sandbox.world import free_port
 from support import ALIASES, rollout
 
 pytestmark = pytest.mark.gateway
@@ -107,9 +107,7 @@ def test_missing_key_names_the_variable_and_the_key_file(sb, tmp_path):
 
 
 def test_gateway_down_exits_4(sb, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "rollout.yaml").write_text(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rollout_cli.sandbox.world import free_port
 from support import ALIASES, rollout
 
 pytestmark = pytest.mark.gateway
@@ -176,11 +177,7 @@ def test_a_workspace_suite_overrides_the_packaged_one(sb, tmp_path):
 
 
 def test_gateway_down_exits_4_and_still_writes_junit(sb, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "rollout.yaml").write_text(

@@ -124,7 +124,7 @@ def post_check(ws: Workspace) -> dict[str, Any]:
     """Gateway live and the primary answering well through it, right after the write."""
     from .checks.health import check_health
     from .checks.topology import load_topology
-    from .gates import _model_text
+    from .gates import model_text
 
     try:
         topology = load_topology(ws.gateway.config)
@@ -141,7 +141,7 @@ def post_check(ws: Workspace) -> dict[str, Any]:
         "ok": model.ok,
         "primary": model.alias,
         "status": model.status,
-        "reason": f"primary {model.alias}: {_model_text(model)}",
+        "reason": f"primary {model.alias}: {model_text(model)}",
     }
 
 

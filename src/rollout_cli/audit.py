@@ -21,6 +21,35 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def append_line(path: Path, record: dict[str, Any], *, fsync: bool = False) -> None:
+    """One JSON line, in one write(2) on an O_APPEND descriptor: whole even beside other writers."""
+    line = (json.dumps(record, default=str) + "\n").encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.write(fd, line) != len(line):  # pragma: no cover - disk full mid-write
+            raise OSError(f"short write to {path}")
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file, oldest first; a torn line (a crashed writer) is skipped."""
+    if not path.is_file():
+        return []
+    out: list[dict[str, Any]] = []
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
 class AuditLog:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / HISTORY_NAME
@@ -28,30 +57,12 @@ class AuditLog:
     def append(self, command: str, **fields: Any) -> dict[str, Any]:
         """Append one record stamped with UTC time and actor; returns it."""
         record = {"time": utc_now(), "actor": actor(), "command": command, **fields}
-        line = (json.dumps(record, sort_keys=False, default=str) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            written = os.write(fd, line)
-            if written != len(line):  # pragma: no cover - disk full mid-write
-                raise OSError(f"short write to {self.path}")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, record, fsync=True)
         return record
 
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Records oldest first (the last `limit` of them). A torn line is skipped."""
-        if not self.path.is_file():
-            return []
-        out: list[dict[str, Any]] = []
-        for raw in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                continue  # only a crash of a foreign writer can leave one
-            if isinstance(record, dict):
-                out.append(record)
+        """Records oldest first (the last `limit` of them)."""
+        out = read_lines(self.path)
         return out[-limit:] if limit else out
 
     def last_change(self, key: str) -> dict[str, Any] | None:

@@ -248,7 +248,7 @@ def _smoke(ws: Workspace) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
-def _model_text(m: Any) -> str:
+def model_text(m: Any) -> str:
     parts = [] if m.ok else [m.status]
     if m.http_status:
         parts.append(f"HTTP {m.http_status}")
@@ -285,7 +285,7 @@ def health_gates(plan: StagePlan, health: Any, error: str | None) -> list[Gate]:
         if pm is None:
             gates.append(Gate("primary model", FAIL, "unknown", "healthy", source, "no primary model found in the gateway config"))
         else:
-            value = _model_text(pm)
+            value = model_text(pm)
             status = PASS if pm.ok else INCONCLUSIVE if pm.inconclusive else FAIL
             gates.append(Gate("primary model", status, value, "healthy", source, f"primary {primary}: {value}"))
     total = len(health.models)
@@ -293,7 +293,7 @@ def health_gates(plan: StagePlan, health: Any, error: str | None) -> list[Gate]:
     unsure = sum(1 for m in health.models if m.inconclusive)
     value = f"{healthy} of {total} healthy"
     threshold = f">= {g.min_healthy_models} of {total}"
-    bad = [f"{m.alias}: {_model_text(m)}" for m in health.models if not m.ok]
+    bad = [f"{m.alias}: {model_text(m)}" for m in health.models if not m.ok]
     if healthy >= g.min_healthy_models:
         warnings = [f"{line} (a fallback model; the gate allows it)" for line in bad if not line.startswith(f"{primary}:")]
         gates.append(Gate("healthy models", PASS, value, threshold, source, f"{value} >= {g.min_healthy_models}", warnings))
@@ -378,7 +378,7 @@ def verdict_matrix(health: Any, smoke: Any) -> list[ModelRow]:
             verdict = "pass"
         rows.append(ModelRow(
             m.alias, "primary" if is_primary else f"fallback {chain.index(m.alias)}",
-            m.status, _model_text(m), m.latency_ms, smoke_status, smoke_detail, verdict,
+            m.status, model_text(m), m.latency_ms, smoke_status, smoke_detail, verdict,
         ))
     return rows
 

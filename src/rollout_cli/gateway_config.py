@@ -44,19 +44,11 @@ def packaged_config() -> Path:
 
 def load_config(path: Path) -> dict[str, Any]:
     """Read and validate a gateway config; every problem is one line naming the key."""
-    import yaml
+    from .yamlfile import read_yaml
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"gateway config {path} does not exist; check gateway.config in rollout.yaml") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise InputError(f"gateway config {path} is not valid YAML{where}: {problem}; fix the file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read gateway config {path}: {exc.strerror}") from None
+    if not path.exists():
+        raise InputError(f"gateway config {path} does not exist; check gateway.config in rollout.yaml")
+    raw = read_yaml(path, label="gateway config ")
     validate_config(raw, path)
     return raw
 

@@ -33,10 +33,10 @@ def stage_history(ws: Workspace) -> list[dict[str, Any]]:
 
 def rollback_readiness(ws: Workspace) -> list[dict[str, Any]]:
     """Each level's drill (every precondition checked, nothing changed) and budget."""
-    from .rollback import LEVELS, load_plan as load_rollback_plan
+    from .rollback import LEVELS, load_levels
 
     try:
-        plan = load_rollback_plan(ws, max(LEVELS))
+        plan = load_levels(ws, max(LEVELS))
     except RolloutError as exc:
         return [{"level": n, "ready": False, "budget_s": None, "problems": [str(exc)]} for n in LEVELS]
     reports = engine.drill(plan, StepContext(ws))

@@ -23,7 +23,7 @@ LEVELS = (1, 2, 3, 4)
 Mode = Literal["run", "dry-run", "drill"]
 
 
-def load_plan(ws: Workspace, level: int) -> list[Playbook]:
+def load_levels(ws: Workspace, level: int) -> list[Playbook]:
     """Playbooks for levels 1..level, every one validated before anything runs."""
     if level not in LEVELS:
         raise InputError(f"rollback level {level} does not exist; use --level 1, 2, 3 or 4")
@@ -34,7 +34,7 @@ def load_plan(ws: Workspace, level: int) -> list[Playbook]:
 
 
 def rollback(ws: Workspace, level: int, *, reason: str | None = None, mode: Mode = "run") -> Result:
-    plan = load_plan(ws, level)
+    plan = load_levels(ws, level)
     ctx = StepContext(ws)
     started = time.monotonic()
     if mode == "dry-run":

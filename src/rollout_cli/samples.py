@@ -6,14 +6,12 @@ under the workspace lock), so a watch left running for weeks cannot fill a disk.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .audit import utc_now
+from .audit import append_line, read_lines, utc_now
 from .lock import WorkspaceLock
 
 SAMPLES_NAME = "samples.jsonl"
@@ -28,13 +26,7 @@ class SampleStore:
 
     def append(self, sample: dict[str, Any]) -> dict[str, Any]:
         record = {"time": utc_now(), "ts": round(time.time(), 3), **sample}
-        line = (json.dumps(record, default=str) + "\n").encode()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        append_line(self.path, record)
         if self.path.stat().st_size > self.max_bytes:
             self._compact()
         return record
@@ -46,14 +38,4 @@ class SampleStore:
             atomic_write_text(self.path, "".join(keep))
 
     def records(self, since_ts: float | None = None) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        out = []
-        for raw in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and (since_ts is None or record.get("ts", 0) >= since_ts):
-                out.append(record)
-        return out
+        return [r for r in read_lines(self.path) if since_ts is None or r.get("ts", 0) >= since_ts]

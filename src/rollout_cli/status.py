@@ -13,11 +13,12 @@ from .workspace import PERCENTAGE_KEY, Workspace
 
 def container_summary(ws: Workspace) -> dict[str, Any] | None:
     """The gateway's container (or sandbox process) state, or why it cannot be read; None when none is named."""
-    from .gateway_runtime import runtime_for
     from .sandbox.state import load_state
 
     if not ws.gateway.container and load_state(ws.root) is None:
         return None
+    from .gateway_runtime import runtime_for
+
     try:
         state = runtime_for(ws).state()
     except RolloutError as exc:

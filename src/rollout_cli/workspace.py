@@ -103,24 +103,14 @@ def resolve_root(option: str | os.PathLike[str] | None) -> Path:
 
 def load_workspace(root: Path) -> Workspace:
     """Read and validate `root/rollout.yaml`; every problem is named with its key path."""
-    import yaml
+    from .yamlfile import read_yaml
 
     path = root / CONFIG_NAME
     if not path.is_file():
         raise InputError(
             f"no {CONFIG_NAME} in {root}; run `rollout init {root}` or pass --workspace DIR"
         )
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" (line {mark.line + 1}, column {mark.column + 1})"
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise InputError(f"{path} is not valid YAML{where}: {problem}; fix the file") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping with `app:` and `gateway:` at the top")
     unknown = sorted(set(raw) - _TOP_KEYS)

@@ -38,23 +38,6 @@ class RequestBudget:
     _first_sends: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def ask(
-        self,
-        alias: str,
-        prompt: str,
-        *,
-        max_tokens: int,
-        timeout: float,
-        disable_fallbacks: bool = True,
-        extra: dict[str, Any] | None = None,
-        retry: bool = True,
-    ) -> Completion:
-        """One completion for `alias` (plus at most `retries` after a short Retry-After)."""
-        return self.ask_counted(
-            alias, prompt, max_tokens=max_tokens, timeout=timeout,
-            disable_fallbacks=disable_fallbacks, extra=extra, retry=retry,
-        )[0]
-
     def ask_counted(
         self,
         alias: str,
@@ -66,7 +49,8 @@ class RequestBudget:
         extra: dict[str, Any] | None = None,
         retry: bool = True,
     ) -> tuple[Completion, int]:
-        """Like `ask`, with the number of requests it took."""
+        """One completion for `alias` (plus at most one retry after a short Retry-After),
+        and the number of requests it took."""
         body = {"num_retries": 0, "timeout": timeout, **(extra or {})}
         attempt = 0
         while True:

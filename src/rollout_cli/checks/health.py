@@ -225,7 +225,7 @@ def _check_models(
 ) -> list[ModelHealth]:
     def one(alias: str) -> ModelHealth:
         # Health is one shot per alias: a 429 is reported at once, the next run (or --watch round) is the retry.
-        seen = budget.ask(alias, HEALTH_PROMPT, max_tokens=max_tokens, timeout=timeout, retry=False)
+        seen, _ = budget.ask_counted(alias, HEALTH_PROMPT, max_tokens=max_tokens, timeout=timeout, retry=False)
         verdict = classify(seen, alias)
         return ModelHealth(
             alias=alias,

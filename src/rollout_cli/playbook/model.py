@@ -135,16 +135,9 @@ def find_playbook(filename: str, override_dir: Path | None) -> Path:
 
 
 def read_yaml(path: Path) -> Any:
-    import yaml
+    from ..yamlfile import read_yaml as read
 
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise PlaybookError(f"{path} is not valid YAML{where}; fix the file") from exc
-    except OSError as exc:
-        raise PlaybookError(f"cannot read playbook {path}: {exc.strerror}") from exc
+    return read(path, label="playbook ", error=PlaybookError)
 
 
 def load_rollback_playbook(path: Path, level: int, registry: dict[str, type[Step]]) -> Playbook:

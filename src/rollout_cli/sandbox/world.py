@@ -25,10 +25,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..audit import utc_now
 from ..errors import DockerUnavailable, InputError, RolloutError, UnavailableError
 from ..process import spawn_detached, tail_file
 from .state import (
@@ -197,7 +197,7 @@ def up(
         state = SandboxState(
             root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
             simulator_key=DEFAULT_API_KEY, image=image if chosen == "docker" else None,
-            created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            created=utc_now(),
         )
         try:
             say(f"starting the OpenRouter simulator on {state.simulator_url}")

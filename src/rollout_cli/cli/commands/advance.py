@@ -27,8 +27,6 @@ def register(app: typer.Typer) -> None:
         from ..app import load
 
         ws = load(ctx)
-        if skip_soak and not reason:
-            raise InputError("--skip-soak needs --reason TEXT: skipping the soak is recorded in the audit trail")
         confirm = None
         if not yes and not dry_run:
             if not sys.stdin.isatty():

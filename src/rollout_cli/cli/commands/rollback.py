@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         from ...errors import InputError
-        from ...rollback import load_plan, rollback as core_rollback
+        from ...rollback import load_levels, rollback as core_rollback
         from ..app import load
 
         if dry_run and drill:
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         ws = load(ctx)
         mode = "dry-run" if dry_run else "drill" if drill else "run"
         if mode == "run" and not yes:
-            load_plan(ws, level)  # bad level or playbook: say so before asking
+            load_levels(ws, level)  # bad level or playbook: say so before asking
             if not sys.stdin.isatty():
                 raise InputError("rollback needs confirmation; pass --yes to run it non-interactively")
             typer.confirm(f"Roll back to level {level} in {ws.root}?", abort=True, err=True)
