@@ -18,7 +18,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from rollout_cli.sandbox.sample_app import env_text, flagd_text, workspace_yaml, write_sample_app  # noqa: E402
+from rollout_cli.sandbox.sample_app import (  # noqa: E402 - after the sys.path line, so a checkout without install works
+    env_text,
+    flagd_text,
+    workspace_yaml,
+    write_sample_app,
+)
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
 ROLLOUT = shutil.which("rollout", path=str(Path(sys.executable).parent)) or "rollout"

@@ -19,8 +19,8 @@ def docker_engine():
     Failing, not skipping, keeps CI honest: a green run means the Docker
     paths were exercised. ROLLOUT_TESTS_ALLOW_NO_DOCKER=1 skips instead (local dev only).
     """
-    from rollout_cli.container import connect
     from rollout_cli.errors import DockerUnavailable
+    from rollout_cli.io.container import connect
 
     try:
         client = connect()

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from rollout_cli.cli.app import app
 from rollout_cli.sandbox.sample_app import SampleApp, git, workspace_yaml, write_sample_app
 
-
 ALIASES = ["glm-4.5-air", "deepseek-chat-v3.1", "minimax-m2", "kimi-k2", "qwen3-coder"]
 
 

@@ -265,7 +265,7 @@ def test_watch_records_samples_that_advance_judges(world, sandbox):
     assert len(samples) == 3  # the advance's baseline and two watch samples
     # 25 requests through the gateway, one in five failing: the window's error rate is 20%
     sandbox.admin.set_fault("qwen3-coder", status=500, rate=0.2)
-    from rollout_cli.gateway_api import GatewayClient
+    from rollout_cli.gateway.api import GatewayClient
 
     with GatewayClient(sandbox.gateway_url, sandbox.master_key, user_agent="test-app/1.0") as client:
         for _ in range(25):
@@ -331,9 +331,9 @@ def test_gateway_that_stops_answering_mid_evaluation(tmp_path):
     """Every model answers slowly; the gateway dies while the checks are in flight: NO-GO, nothing written."""
     import threading
 
-    from rollout_cli.gateway_runtime import runtime_for
+    from rollout_cli.core.workspace import load_workspace
+    from rollout_cli.gateway.runtime import runtime_for
     from rollout_cli.sandbox import world as sandbox_world
-    from rollout_cli.workspace import load_workspace
     from support import rollout
 
     info = sandbox_world.up(tmp_path / "sb", runtime="process", gateway_port=0, simulator_port=0, timeout=90)

@@ -6,13 +6,13 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from rollout_cli.container import ContainerRuntime, ContainerState, connect, find_container
 from rollout_cli.errors import ContainerNotFound, DockerUnavailable, UnavailableError
+from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, find_container
 
 pytestmark = pytest.mark.docker
 
@@ -114,7 +114,7 @@ def test_running_state_fields(make_container, busybox_image):
     assert state.health is None  # the test image has no healthcheck
     assert state.exit_code is None and state.finished_at is None
     assert state.started_at is not None
-    assert datetime.now(timezone.utc) - state.started_at < timedelta(seconds=30)
+    assert datetime.now(UTC) - state.started_at < timedelta(seconds=30)
     assert state.uptime_s is not None and state.uptime_s >= 0
     assert state.restart_count == 0 and not state.oom_killed
 

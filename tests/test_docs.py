@@ -40,7 +40,7 @@ def _commands() -> list[tuple[tuple[str, ...], object]]:
     def walk(command: object, path: tuple[str, ...]) -> None:
         found.append((path, command))
         for name, sub in sorted((getattr(command, "commands", None) or {}).items()):
-            walk(sub, path + (name,))
+            walk(sub, (*path, name))
 
     walk(typer.main.get_command(app), ())
     return found
@@ -136,9 +136,10 @@ def _kind(body: str) -> str | None:
 )
 def test_playbooks_md_examples_load(tmp_path: Path, line: int, shipped: str | None, body: str) -> None:
     from rollout_cli.checks.suite import load_suite
-    from rollout_cli.plan import parse_plan
-    from rollout_cli.playbook.model import load_rollback_playbook, read_yaml
+    from rollout_cli.core.playbooks import read_yaml
+    from rollout_cli.playbook.model import load_rollback_playbook
     from rollout_cli.playbook.steps import STEP_TYPES
+    from rollout_cli.rollout.plan import parse_plan
 
     if shipped is not None:
         assert body == (ROOT / shipped).read_text(encoding="utf-8"), (
@@ -171,7 +172,7 @@ def test_playbooks_md_has_an_example_of_each_kind() -> None:
 
 
 def test_setup_md_workspace_examples_load(tmp_path: Path) -> None:
-    from rollout_cli.workspace import load_workspace
+    from rollout_cli.core.workspace import load_workspace
 
     blocks = [body for _, _, body in _yaml_blocks(SETUP_MD) if isinstance(yaml.safe_load(body), dict) and "app" in yaml.safe_load(body)]
     assert blocks, "docs/SETUP.md has no rollout.yaml example"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rollout_cli.gateway.runtime import PROCESS_RECORD, GatewayProcess
 from rollout_cli.sandbox.state import LABEL, load_state, sandbox_id
 from support import rollout
 
@@ -77,8 +78,9 @@ def test_stop_wait_start_restart_the_process(sandbox) -> None:
     assert restarted.exit_code == 0, restarted.output
     data = json.loads(restarted.stdout)
     assert data["healthy"] is True and data["state"]["restart_count"] == 2
-    state = load_state(ws)
-    assert state is not None and state.gateway_process is not None and state.gateway_process.alive()
+    record = GatewayProcess.load(ws / ".rollout" / PROCESS_RECORD)
+    assert record is not None and record.process is not None and record.process.alive()
+    assert record.restarts == 2 and "LITELLM_MASTER_KEY" not in record.env  # the key is never recorded
     with sandbox.client() as client:
         assert client.complete("qwen3-coder", "ping").content == "pong"
 
@@ -118,7 +120,8 @@ def docker_sandbox(docker_engine, tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.docker
 def test_docker_sandbox_runs_a_labelled_host_network_container(docker_sandbox: Path, docker_engine) -> None:
     state = load_state(docker_sandbox)
-    assert state is not None and state.runtime == "docker" and state.gateway_process is None
+    assert state is not None and state.runtime == "docker"
+    assert not (docker_sandbox / ".rollout" / PROCESS_RECORD).exists()
     box = docker_engine.containers.get(state.container)
     assert box.labels[LABEL] == sandbox_id(docker_sandbox)
     assert box.attrs["HostConfig"]["NetworkMode"] == "host"
@@ -135,8 +138,8 @@ def test_docker_sandbox_runs_a_labelled_host_network_container(docker_sandbox: P
 
 @pytest.mark.docker
 def test_fallback_through_the_container(docker_sandbox: Path) -> None:
-    from rollout_cli.gateway_api import GatewayClient
-    from rollout_cli.workspace import load_workspace
+    from rollout_cli.core.workspace import load_workspace
+    from rollout_cli.gateway.api import GatewayClient
 
     ws = load_workspace(docker_sandbox)
     assert rollout("-w", str(docker_sandbox), "sandbox", "fault", "glm-4.5-air", "--status", "500").exit_code == 0
@@ -204,9 +207,9 @@ def _ns(duration: str) -> int:
 def test_compose_service_found_by_its_label_with_the_production_config(docker_engine, tmp_path: Path) -> None:
     """The compose service as written (command, healthcheck, env, read-only config), with the offline image
     for the registry's and a free port for 4000: `rollout gateway` finds it by its compose service label."""
-    from rollout_cli.container import COMPOSE_SERVICE_LABEL, ContainerRuntime
-    from rollout_cli.gateway_api import GatewayClient
-    from rollout_cli.sandbox.world import free_port
+    from rollout_cli.gateway.api import GatewayClient
+    from rollout_cli.io.container import COMPOSE_SERVICE_LABEL, ContainerRuntime
+    from rollout_cli.io.net import free_port
     from rollout_cli.simulator import Simulator
 
     service = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())["services"]["litellm"]

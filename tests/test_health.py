@@ -12,8 +12,8 @@ import time
 import pytest
 
 from rollout_cli.checks.classify import classify
-from rollout_cli.gateway_api import Completion
-from rollout_cli.sandbox.world import free_port
+from rollout_cli.gateway.api import Completion
+from rollout_cli.io.net import free_port
 from support import ALIASES, rollout
 
 pytestmark = pytest.mark.gateway

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rollout_cli.errors import ExitCode, InputError, LockError
-from rollout_cli.lock import WorkspaceLock, actor, read_holder
+from rollout_cli.io.lock import WorkspaceLock, actor, read_holder
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -23,7 +23,7 @@ HOLDER_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from rollout_cli.lock import WorkspaceLock
+    from rollout_cli.io.lock import WorkspaceLock
 
     lock = WorkspaceLock(Path(sys.argv[1]), sys.argv[2], timeout=5)
     lock.acquire()
@@ -117,9 +117,8 @@ def test_waiter_gets_the_lock_when_holder_finishes_within_timeout(tmp_path: Path
 
 
 def test_second_lock_in_same_process_is_refused_not_reentrant(tmp_path: Path) -> None:
-    with WorkspaceLock(tmp_path, "rollout advance"):
-        with pytest.raises(LockError, match=f"pid {os.getpid()}"):
-            WorkspaceLock(tmp_path, "rollout rollback", timeout=0).acquire()
+    with WorkspaceLock(tmp_path, "rollout advance"), pytest.raises(LockError, match=f"pid {os.getpid()}"):
+        WorkspaceLock(tmp_path, "rollout rollback", timeout=0).acquire()
 
 
 def test_lock_in_a_folder_that_cannot_be_created_is_an_input_error(tmp_path: Path) -> None:

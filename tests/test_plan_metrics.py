@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout_cli import metrics
 from rollout_cli.errors import PlaybookError
-from rollout_cli.gates import FAIL, INCONCLUSIVE, PASS, Gate, Verdict, combine
-from rollout_cli.plan import load_plan, parse_plan
+from rollout_cli.rollout import metrics
+from rollout_cli.rollout.gates import FAIL, INCONCLUSIVE, PASS, Gate, Verdict, combine
+from rollout_cli.rollout.plan import load_plan, parse_plan
 
 P = Path("rollout.yaml")
 
@@ -110,7 +110,7 @@ def test_verdict_combination(statuses, verdict):
 
 
 def test_sample_store_stays_bounded(tmp_path):
-    from rollout_cli.samples import SampleStore
+    from rollout_cli.rollout.samples import SampleStore
 
     store = SampleStore(tmp_path, max_bytes=20_000)
     for i in range(400):

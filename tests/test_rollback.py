@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -27,8 +28,8 @@ def test_level_1_sets_env_and_flags_to_zero_and_verifies(world):
     env = world.app.env_file.read_text()
     assert "LITELLM_ROLLOUT_PERCENTAGE=0  # share of users through the gateway\n" in env
     # every other line kept byte for byte
-    assert [l for l in env.splitlines() if "PERCENTAGE" not in l] == [
-        l for l in before_env.splitlines() if "PERCENTAGE" not in l
+    assert [line for line in env.splitlines() if "PERCENTAGE" not in line] == [
+        line for line in before_env.splitlines() if "PERCENTAGE" not in line
     ]
     flags = json.loads(world.app.flags_file.read_text())
     fractional = flags["flags"]["litellm-gateway"]["targeting"]["fractional"]
@@ -217,8 +218,8 @@ def test_env_file_not_writable(world):
 
 def test_second_writer_gets_lock_error(world):
     holder = subprocess.Popen(
-        ["python", "-c",
-         "import sys,time; from pathlib import Path; from rollout_cli.lock import WorkspaceLock;\n"
+        [sys.executable, "-c",
+         "import sys,time; from pathlib import Path; from rollout_cli.io.lock import WorkspaceLock;\n"
          "with WorkspaceLock(Path(sys.argv[1]), command='test holder'):\n"
          "    print('held', flush=True); time.sleep(30)",
          str(world.ws / ".rollout")],
@@ -296,7 +297,7 @@ def test_declining_the_prompt_changes_nothing(world):
     )
     os.close(follower)
     os.write(leader, b"n\n")
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     os.close(leader)
     assert proc.returncode == 2, err
     assert "Roll back to level 1" in err and "rollout: error: not confirmed; nothing changed" in err

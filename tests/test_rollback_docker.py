@@ -11,8 +11,6 @@ from rollout_cli.sandbox.sample_app import git
 from support import make_world
 
 
-
-
 @pytest.fixture
 def gateway_box(docker_engine, busybox_image):
     """A running container standing in for the gateway (level 3 only stops it)."""

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rollout_cli.process import ProcessRecord
+from rollout_cli.gateway.runtime import PROCESS_RECORD, GatewayProcess
+from rollout_cli.io.process import ProcessRecord
 from rollout_cli.sandbox.state import load_state
 from rollout_cli.simulator import FREE_MODELS
 from support import rollout
@@ -95,7 +96,7 @@ def test_the_workspace_is_complete_and_the_key_private(sandbox) -> None:
 def test_every_free_model_answers_through_the_gateway(sandbox) -> None:
     sandbox.admin.reset_stats()
     with sandbox.client() as client:
-        for alias, model_id in FREE_MODELS:
+        for alias, _model_id in FREE_MODELS:
             seen = client.complete(alias, "Reply with one word to this ping", disable_fallbacks=True)
             assert (seen.status, seen.served_by, seen.content) == (200, alias, "pong"), seen
     stats = sandbox.admin.stats()["models"]
@@ -139,7 +140,8 @@ def test_up_again_on_a_healthy_sandbox_changes_nothing(sandbox) -> None:
     assert "already up and healthy: nothing to do" in result.output
     after = load_state(sandbox.root)
     assert after is not None and before is not None
-    assert after.gateway_process == before.gateway_process and after.simulator == before.simulator
+    assert after.simulator == before.simulator
+    assert after.gateway_process.record() == before.gateway_process.record()
 
 
 def test_a_different_runtime_on_a_running_sandbox_is_refused(sandbox) -> None:
@@ -219,7 +221,7 @@ def test_missing_master_key_exits_2(fresh: Path) -> None:
 )
 def test_invalid_gateway_config_exits_2_naming_the_key_before_starting(fresh: Path, tmp_path: Path, mutate,
                                                                        expected: str) -> None:
-    from rollout_cli.gateway_config import packaged_config
+    from rollout_cli.gateway.config import packaged_config
 
     config = yaml.safe_load(packaged_config().read_text())
     mutate(config)
@@ -281,9 +283,9 @@ def test_down_never_signals_a_pid_that_now_belongs_to_another_process(tmp_path: 
 def test_up_on_a_partly_up_sandbox_stops_the_leftovers_and_reuses_its_ports(fresh: Path) -> None:
     """A sandbox whose simulator died: `up` stops what still runs (here a stand-in), then starts
     again with the recorded runtime and ports. A 1 s timeout keeps the test from paying for a full start."""
-    from rollout_cli.process import spawn_detached
+    from rollout_cli.io.net import free_port
+    from rollout_cli.io.process import spawn_detached
     from rollout_cli.sandbox.state import SandboxState
-    from rollout_cli.sandbox.world import free_port
 
     fresh.mkdir(parents=True)
     leftover = spawn_detached(["sleep", "60"], log=fresh / ".rollout" / "gateway.log", env=dict(os.environ))
@@ -292,7 +294,9 @@ def test_up_on_a_partly_up_sandbox_stops_the_leftovers_and_reuses_its_ports(fres
     gateway_port = free_port()
     SandboxState(root=fresh.absolute(), runtime="process", simulator_port=free_port(gateway_port),
                  gateway_port=gateway_port, simulator_key="sk-sim-rollout-local", simulator=dead,
-                 gateway_process=leftover, gateway_argv=["litellm"]).save()
+                 ).save()
+    GatewayProcess(argv=["litellm"], cwd=fresh, log=fresh / ".rollout" / "gateway.log", env={},
+                   port=gateway_port, process=leftover).save(fresh / ".rollout" / PROCESS_RECORD)
     assert leftover.alive()
 
     result = rollout("sandbox", "up", str(fresh), "--timeout", "1")

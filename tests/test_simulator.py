@@ -222,7 +222,7 @@ def test_empty_returns_200_with_empty_content(sim: Simulator) -> None:
 
 
 def test_unknown_model_in_fault_is_rejected_listing_known_ones(sim: Simulator) -> None:
-    with pytest.raises(InputError, match="known models: glm-4.5-air"):
+    with pytest.raises(InputError, match=r"known models: glm-4.5-air"):
         sim.set_fault("gpt-5-free", status=500)
     reply = call(sim.url + "/_sim/faults/gpt-5-free", {"status": 500}, method="PUT")
     assert reply.status == 400

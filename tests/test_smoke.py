@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout_cli.sandbox.world import free_port
+from rollout_cli.io.net import free_port
 from support import ALIASES, rollout
 
 pytestmark = pytest.mark.gateway
@@ -186,7 +186,7 @@ def test_gateway_down_exits_4_and_still_writes_junit(sb, tmp_path):
         f"  config: {sb.root / 'gateway' / 'litellm-config.yaml'}\n"
     )
     junit = tmp_path / "smoke.xml"
-    result, data = smoke(sb, "--junit-xml", str(junit), ws=ws)
+    result, _data = smoke(sb, "--junit-xml", str(junit), ws=ws)
     assert result.exit_code == 4
     root = ET.parse(junit).getroot()
     assert root.get("failures") == "1"  # the gateway case; the model cases are skipped, not sent
@@ -216,7 +216,7 @@ def test_junit_counts_every_status():
 
 def test_budget_retries_once_within_the_cap_and_honours_retry_after():
     from rollout_cli.checks.budget import RequestBudget
-    from rollout_cli.gateway_api import Completion
+    from rollout_cli.gateway.api import Completion
 
     class Gateway:
         calls = 0
@@ -253,7 +253,7 @@ def test_fallback_drill_verdicts(answer, status):
     from rollout_cli.checks.budget import RequestBudget
     from rollout_cli.checks.smoke import _run_drill
     from rollout_cli.checks.suite import Suite
-    from rollout_cli.gateway_api import Completion
+    from rollout_cli.gateway.api import Completion
 
     code, served, message = answer
 
@@ -273,7 +273,7 @@ def test_the_ci_example_is_a_workflow_whose_workspace_loads(tmp_path):
 
     import yaml
 
-    from rollout_cli.workspace import load_workspace
+    from rollout_cli.core.workspace import load_workspace
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "ci-smoke.yml"
     workflow = yaml.safe_load(doc.read_text())

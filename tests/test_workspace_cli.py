@@ -135,7 +135,7 @@ def test_level_1_does_not_import_docker_or_httpx(tmp_path):
 def test_concurrent_audit_appends_stay_whole_lines(tmp_path):
     state = tmp_path / ".rollout"
     code = (
-        "import sys; from pathlib import Path; from rollout_cli.audit import AuditLog\n"
+        "import sys; from pathlib import Path; from rollout_cli.core.audit import AuditLog\n"
         "log = AuditLog(Path(sys.argv[1]))\n"
         "for i in range(200): log.append('test', writer=sys.argv[2], i=i, pad='x' * 3000)\n"
     )
@@ -174,7 +174,7 @@ def test_kill_9_mid_rollback_leaves_files_whole_and_next_run_works(tmp_path):
 
 
 def test_orphan_temp_file_of_a_dead_writer_is_swept(tmp_path):
-    from rollout_cli.atomic import atomic_write_text
+    from rollout_cli.io.atomic import atomic_write_text
 
     target = tmp_path / ".env"
     target.write_text("A=1\n")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..gateway_api import Completion, GatewayClient
+from rollout_cli.gateway.api import Completion, GatewayClient
 
 RETRY_WAIT_MAX_S = 10.0  # a longer Retry-After is reported as rate-limited, not waited for
 TIMEOUT_GRACE_S = 2.0  # the gateway gets the per-model timeout; we wait a little longer for its 408

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..gateway_api import Completion
+from rollout_cli.gateway.api import Completion
 
 HEALTHY = "healthy"
 RATE_LIMITED = "rate-limited"
@@ -67,9 +67,7 @@ def is_auth_failure(status: int | None, message: str | None) -> bool:
     if status in (401, 403):
         return True
     text = (message or "").lower()
-    if status in (400, 500) and any(hint in text for hint in _AUTH_HINTS):
-        return True
-    return False
+    return bool(status in (400, 500) and any(hint in text for hint in _AUTH_HINTS))
 
 
 def tidy_message(message: str | None) -> str | None:

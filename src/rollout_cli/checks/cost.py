@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .topology import OPENROUTER_API_BASE, GatewayModel, Topology
+from rollout_cli.gateway.topology import OPENROUTER_API_BASE, GatewayModel, Topology
 
 FREE = "free"
 PAID = "paid"

@@ -16,18 +16,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import ExitCode
-from ..result import Result
-from ..workspace import Workspace
-from .budget import RequestBudget
-from .classify import AUTH_ERROR, FAILING, HEALTHY, INCONCLUSIVE, NOT_CHECKED, classify
-from .preflight import GatewayState, check_gateway, known_aliases, open_client, select_models
-from .topology import Topology, load_topology
+from rollout_cli.checks.budget import RequestBudget
+from rollout_cli.checks.classify import AUTH_ERROR, FAILING, HEALTHY, INCONCLUSIVE, NOT_CHECKED, classify
+from rollout_cli.checks.evidence import Evidence
+from rollout_cli.checks.preflight import GatewayState, known_aliases, select_models
+from rollout_cli.core.result import Result
+from rollout_cli.core.workspace import Workspace
+from rollout_cli.errors import ExitCode
+from rollout_cli.gateway.runtime import runtime_summary
+from rollout_cli.gateway.topology import Topology
 
 HEALTH_PROMPT = "ping: reply with the single word pong"
 DEFAULT_TIMEOUT_S = 10.0
@@ -137,8 +139,8 @@ class HealthReport:
             "duration_ms": self.duration_ms,
         }
 
-    def to_result(self) -> Result:
-        return Result("health", self.to_json(), self.messages, self.exit_code)
+    def to_result(self) -> Result[HealthReport]:
+        return Result("health", self, self.messages, self.exit_code)
 
 
 def check_health(
@@ -149,33 +151,35 @@ def check_health(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     sequential: bool | None = None,
     container: bool = True,
-    topology: Topology | None = None,
+    evidence: Evidence | None = None,
 ) -> HealthReport:
     """Check the gateway and every (or each named) model alias; never raises for what it finds.
 
-    Raises InputError only for bad input: an unknown alias in `models`, an
-    unreadable gateway config.
+    `evidence` shares the parsed gateway config, the client and the preflight
+    with the other checks of one decision. Raises InputError only for bad
+    input: an unknown alias in `models`, an unreadable gateway config.
     """
     started = time.perf_counter()
     if sequential is None:
         sequential = os.environ.get(SEQUENTIAL_ENV) == "1"
-    topology = topology if topology is not None else load_topology(ws.gateway.config)
+    own = evidence is None
+    evidence = evidence or Evidence(ws, timeout=timeout)
+    topology = evidence.topology
     if topology is not None:  # bad input is refused before anything is sent
         selected = select_models(models, topology.aliases, f"gateway config {topology.source}")
 
     box: dict[str, Any] = {}
     box_thread = None
-    if container and ws.gateway.container:
+    if container and (ws.gateway.container or ws.gateway.runtime == "process"):
         # Docker may be slow or absent; it never holds up the model checks.
         box_thread = threading.Thread(target=_read_container, args=(ws, box), daemon=True)
         box_thread.start()
 
-    client = open_client(ws.gateway, timeout)
     try:
-        state = check_gateway(client, ws.gateway)
+        state = evidence.gateway()
         if topology is None:
             selected = select_models(models, known_aliases(None, state), f"gateway {ws.gateway.url}")
-        budget = RequestBudget(client, planned=len(selected) if state.usable else 0)
+        budget = RequestBudget(evidence.client, planned=len(selected) if state.usable else 0)
         if state.usable:
             results = _check_models(budget, selected, topology, timeout, max_tokens, sequential)
         else:
@@ -190,7 +194,8 @@ def check_health(
                 for alias in selected
             ]
     finally:
-        client.close()
+        if own:
+            evidence.close()
     container_state = None
     if box_thread is not None:
         box_thread.join(timeout=6.0)
@@ -210,9 +215,26 @@ def check_health(
     )
 
 
-def health(ws: Workspace, models: Sequence[str] | None = None, **options: Any) -> Result:
-    """The `rollout health` command's core: check_health rendered as a Result."""
-    return check_health(ws, models, **options).to_result()
+
+def watch_health(
+    ws: Workspace,
+    models: Sequence[str] | None = None,
+    *,
+    interval: float = 5.0,
+    count: int | None = None,
+    **options: Any,
+) -> Iterator[Result[HealthReport]]:
+    """`rollout health --watch`: one report per round, `interval` seconds apart, until `count` rounds.
+
+    The caller renders each round and ends the loop early by closing the generator (or Ctrl-C).
+    """
+    rounds = 0
+    while True:
+        yield check_health(ws, models, **options).to_result()
+        rounds += 1
+        if count is not None and rounds >= count:
+            return
+        time.sleep(interval)
 
 
 def _check_models(
@@ -254,9 +276,8 @@ def _upstream(topology: Topology | None, alias: str) -> str | None:
 
 
 def _read_container(ws: Workspace, box: dict[str, Any]) -> None:
-    from ..status import container_summary
 
     try:
-        box["state"] = container_summary(ws)
-    except Exception as exc:  # noqa: BLE001 - the container is context here, never a reason to fail
+        box["state"] = runtime_summary(ws)
+    except Exception as exc:
         box["state"] = {"name": ws.gateway.container, "status": "unknown", "error": str(exc)}

@@ -31,7 +31,7 @@ def smoke_markdown(data: dict[str, Any]) -> str:
     models = data.get("plan", {}).get("models", [])
     by_key = {(c["model"], c["check"]): c for c in checks}
     if models:
-        columns = case_names + ["cost"]
+        columns = [*case_names, "cost"]
         lines.append("| model | " + " | ".join(columns) + " |")
         lines.append("| --- |" + " --- |" * len(columns))
         for model in models:

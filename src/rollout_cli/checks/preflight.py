@@ -7,17 +7,15 @@ unreachable -> 4, key missing or refused -> 2 (the operator's input is wrong).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ExitCode, InputError
-from ..gateway_api import GatewayClient, Probe
-from ..workspace import GatewayConfig, Workspace
-from .classify import is_auth_failure
-from .topology import Topology, load_topology
-
-LIVELINESS = "liveliness"
-READINESS = "readiness"
+from rollout_cli.checks.classify import is_auth_failure
+from rollout_cli.core.workspace import GatewayConfig
+from rollout_cli.errors import InputError
+from rollout_cli.gateway.api import GatewayClient, Probe
+from rollout_cli.gateway.topology import Topology
 
 
 @dataclass
@@ -39,14 +37,6 @@ class GatewayState:
         """Whether model checks can be sent at all."""
         return self.problem in (None, "not-ready")
 
-    @property
-    def exit_code(self) -> ExitCode:
-        return {
-            "unreachable": ExitCode.UNAVAILABLE,
-            "auth-error": ExitCode.BAD_INPUT,
-            "not-ready": ExitCode.FAILED,
-        }.get(self.problem or "", ExitCode.OK)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -57,24 +47,6 @@ class GatewayState:
             "problem": self.problem,
             "message": self.message,
         }
-
-
-def key_source(config: GatewayConfig) -> str:
-    """Where the master key comes from, for a message that says what to fix (never the key itself)."""
-    import os
-
-    if os.environ.get(config.master_key_env):
-        return f"${config.master_key_env}"
-    if config.master_key_file and config.master_key_file.is_file():
-        return f"key file {config.master_key_file}"
-    if config.master_key_file:
-        return f"${config.master_key_env} or key file {config.master_key_file}"
-    return f"${config.master_key_env}"
-
-
-def open_client(config: GatewayConfig, timeout: float = 10.0) -> GatewayClient:
-    """A client with the key when there is one; `check_gateway` reports a missing key."""
-    return GatewayClient(config.url, config.master_key(), timeout)
 
 
 def check_gateway(client: GatewayClient, config: GatewayConfig) -> GatewayState:
@@ -93,18 +65,18 @@ def check_gateway(client: GatewayClient, config: GatewayConfig) -> GatewayState:
         )
         return state
     state.readiness = client.readiness()
-    if not config.master_key():
+    if not config.key.value:
         state.problem = "auth-error"
-        state.message = (
-            f"no gateway master key: set {key_source(config)} to the gateway's master key "
-            "(rollout never stores it)"
-        )
+        try:
+            config.key.require()
+        except InputError as exc:
+            state.message = exc.message
         return state
     state.auth, state.served_aliases = client.list_models()
     if not state.auth.ok and is_auth_failure(state.auth.status, state.auth.error):
         state.problem = "auth-error"
         state.message = (
-            f"gateway {config.url} refused the master key from {key_source(config)} "
+            f"gateway {config.url} refused the master key from {config.key.source} "
             f"(HTTP {state.auth.status}: {state.auth.error}); set it to the gateway's master key"
         )
         return state
@@ -118,17 +90,13 @@ def check_gateway(client: GatewayClient, config: GatewayConfig) -> GatewayState:
 
 
 def known_aliases(topology: Topology | None, state: GatewayState | None = None) -> list[str]:
-    """The aliases checks may name: the gateway config's, else what the gateway serves, else the catalog's."""
+    """The aliases checks may name: the gateway config's, else what the gateway serves."""
     if topology is not None:
         return topology.aliases
-    if state is not None and state.served_aliases:
-        return list(state.served_aliases)
-    from ..simulator.catalog import FREE_MODELS
-
-    return [alias for alias, _ in FREE_MODELS]
+    return list(state.served_aliases) if state is not None else []
 
 
-def select_models(requested: list[str] | tuple[str, ...] | None, known: list[str], source: str) -> list[str]:
+def select_models(requested: Sequence[str] | None, known: list[str], source: str) -> list[str]:
     """The requested aliases in the order given (duplicates dropped), or all known ones."""
     if not requested:
         return list(known)
@@ -139,6 +107,3 @@ def select_models(requested: list[str] | tuple[str, ...] | None, known: list[str
         )
     return list(dict.fromkeys(requested))
 
-
-def workspace_topology(ws: Workspace) -> Topology | None:
-    return load_topology(ws.gateway.config)

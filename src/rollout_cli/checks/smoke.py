@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExitCode, InputError
-from ..result import Result
-from ..workspace import Workspace
-from .budget import RequestBudget
-from .classify import AUTH_ERROR, BROKEN, DOWN, HEALTHY, RATE_LIMITED, classify
-from .cost import CostReport, catalog_urls, check_cost
-from .preflight import GatewayState, check_gateway, known_aliases, open_client, select_models
-from .suite import Suite, evaluate, load_suite, suite_path
-from .topology import Topology, load_topology
+from rollout_cli.checks.budget import RequestBudget
+from rollout_cli.checks.classify import AUTH_ERROR, BROKEN, DOWN, HEALTHY, RATE_LIMITED, classify
+from rollout_cli.checks.cost import CostReport, catalog_urls, check_cost
+from rollout_cli.checks.evidence import Evidence
+from rollout_cli.checks.preflight import GatewayState, known_aliases, select_models
+from rollout_cli.checks.suite import Suite, evaluate, load_suite, suite_path
+from rollout_cli.core.result import Result
+from rollout_cli.core.workspace import Workspace
+from rollout_cli.errors import ExitCode, InputError
+from rollout_cli.gateway.topology import Topology, load_topology
 
 PASS = "pass"
 FAIL = "fail"
@@ -108,6 +110,8 @@ class SmokeReport:
     requests: dict[str, Any] = field(default_factory=dict)
     duration_ms: float = 0.0
     config: str | None = None
+    junit_xml: str | None = None  # where `smoke --junit-xml` wrote it
+    markdown: str | None = None  # where `smoke --markdown` wrote it
 
     @property
     def counts(self) -> dict[str, int]:
@@ -129,10 +133,6 @@ class SmokeReport:
         return "passed"
 
     @property
-    def passed(self) -> bool:
-        return self.verdict == "passed"
-
-    @property
     def exit_code(self) -> ExitCode:
         return {
             "unreachable": ExitCode.UNAVAILABLE,
@@ -150,6 +150,7 @@ class SmokeReport:
         return lines
 
     def to_json(self) -> dict[str, Any]:
+        written = {k: v for k, v in (("junit_xml", self.junit_xml), ("markdown", self.markdown)) if v is not None}
         return {
             "mode": "run",
             "verdict": self.verdict,
@@ -162,18 +163,30 @@ class SmokeReport:
             "cost": self.cost.to_json() if self.cost else None,
             "requests": self.requests,
             "duration_ms": self.duration_ms,
+            **written,
         }
 
-    def to_result(self) -> Result:
-        return Result("smoke", self.to_json(), self.messages, self.exit_code)
+    def to_result(self) -> Result[SmokeReport]:
+        return Result("smoke", self, self.messages, self.exit_code)
+
+
+@dataclass(frozen=True)
+class SmokePlanPayload:
+    """`rollout smoke --plan`: the requests a run would send; nothing was sent."""
+
+    plan: SmokePlan
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": "plan", "plan": self.plan.to_json()}
 
 
 def prepare(
-    ws: Workspace, suite_file: Path | None = None, models: Sequence[str] | None = None, max_requests: int | None = None
+    ws: Workspace, suite_file: Path | None = None, models: Sequence[str] | None = None,
+    max_requests: int | None = None, topology: Topology | None = None,
 ) -> tuple[Suite, Topology | None, SmokePlan]:
     """Validate the suite, the gateway config and --model, and plan the requests; sends nothing."""
     suite = load_suite(suite_path(suite_file, ws.playbooks))
-    topology = load_topology(ws.gateway.config)
+    topology = topology if topology is not None else load_topology(ws.gateway.config)
     source = f"gateway config {topology.source}" if topology else "the default model list"
     selected = select_models(models, known_aliases(topology), source)
     drill = None
@@ -208,12 +221,18 @@ def run_smoke(
     models: Sequence[str] | None = None,
     *,
     max_requests: int | None = None,
+    evidence: Evidence | None = None,
 ) -> SmokeReport:
-    """Run the smoke step; never raises for what it finds (InputError for bad input only)."""
+    """Run the smoke step; never raises for what it finds (InputError for bad input only).
+
+    `evidence` shares the parsed gateway config, the client and the preflight
+    with the other checks of one decision.
+    """
     started = time.perf_counter()
-    suite, topology, plan = prepare(ws, suite_file, models, max_requests)
-    timeout = max([c.timeout_s for c in suite.cases] + [suite.drill.timeout_s])
-    client = open_client(ws.gateway, timeout)
+    suite, topology, plan = prepare(ws, suite_file, models, max_requests,
+                                    topology=evidence.topology if evidence else None)
+    own = evidence is None
+    evidence = evidence or Evidence(ws, topology=topology)
     cost_box: dict[str, CostReport] = {}
     cost_thread = None
     if topology is not None:
@@ -221,13 +240,16 @@ def run_smoke(
         cost_thread = threading.Thread(target=lambda: cost_box.update(cost=check_cost(topology)), daemon=True)
         cost_thread.start()
     try:
-        state = check_gateway(client, ws.gateway)
-        budget = RequestBudget(client, cap=max_requests, planned=plan.completions)
+        state = evidence.gateway()
+        budget = RequestBudget(evidence.client, cap=max_requests, planned=plan.completions)
         checks: list[CheckResult] = [_gateway_check(state)]
         if state.usable:
-            jobs = [lambda alias=alias: _run_cases(budget, suite, alias) for alias in plan.models]
-            if plan.drill:
-                jobs.append(lambda: [_run_drill(budget, suite, plan.drill)])
+            jobs: list[Callable[[], list[CheckResult]]] = [
+                partial(_run_cases, budget, suite, alias) for alias in plan.models
+            ]
+            drill = plan.drill
+            if drill:
+                jobs.append(lambda: [_run_drill(budget, suite, drill)])
             with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="smoke") as pool:
                 for found in pool.map(lambda job: job(), jobs):
                     checks.extend(found)
@@ -235,7 +257,8 @@ def run_smoke(
             for alias in plan.models:
                 checks.extend(CheckResult(alias, case, SKIPPED, f"not sent: {state.problem}") for case in plan.cases)
     finally:
-        client.close()
+        if own:
+            evidence.close()
     cost = None
     if cost_thread is not None:
         cost_thread.join()
@@ -352,28 +375,26 @@ def smoke(
     plan_only: bool = False,
     junit_xml: Path | None = None,
     markdown: Path | None = None,
-) -> Result:
+) -> Result[SmokeReport] | Result[SmokePlanPayload]:
     """The `rollout smoke` command's core: plan, or run and write the JUnit and Markdown files."""
     if plan_only:
-        plan = plan_smoke(ws, suite_file, models, max_requests)
-        return Result("smoke", {"mode": "plan", "plan": plan.to_json()})
+        return Result("smoke", SmokePlanPayload(plan_smoke(ws, suite_file, models, max_requests)))
     report = run_smoke(ws, suite_file, models, max_requests=max_requests)
-    result = report.to_result()
     if junit_xml is not None:
-        from .junit import smoke_junit_xml
+        from rollout_cli.checks.junit import smoke_junit_xml
 
-        _write_report(junit_xml, smoke_junit_xml(result.to_json()), "--junit-xml")
-        result.data["junit_xml"] = str(junit_xml)
+        _write_report(junit_xml, smoke_junit_xml(report.to_result().to_json()), "--junit-xml")
+        report.junit_xml = str(junit_xml)
     if markdown is not None:
-        from .markdown import smoke_markdown
+        from rollout_cli.checks.markdown import smoke_markdown
 
-        _write_report(markdown, smoke_markdown(result.to_json()), "--markdown")
-        result.data["markdown"] = str(markdown)
-    return result
+        _write_report(markdown, smoke_markdown(report.to_result().to_json()), "--markdown")
+        report.markdown = str(markdown)
+    return report.to_result()
 
 
 def _write_report(path: Path, text: str, option: str) -> None:
-    from ..atomic import atomic_write_text
+    from rollout_cli.io.atomic import atomic_write_text
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import PlaybookError
-from ..gateway_api import Completion
-from ..playbook.model import find_playbook, parse_duration, read_yaml
+from rollout_cli.core.playbooks import find_playbook, parse_duration, read_yaml
+from rollout_cli.errors import PlaybookError
+from rollout_cli.gateway.api import Completion
 
 SUITE_FILE = "smoke.yaml"
 DEFAULT_MAX_TOKENS = 64

@@ -1,7 +1,8 @@
 """The `rollout` command: parses options, calls one core function, renders its Result.
 
 Errors from the core (`RolloutError`) become one line on stderr and their exit
-code; a traceback reaches the user only with `--debug`.
+code; a traceback reaches the user only with `--debug`. With `--json`, stdout
+also gets the error envelope.
 """
 
 from __future__ import annotations
@@ -9,40 +10,58 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
-from ..errors import ExitCode, RolloutError
-
-
-@dataclass
-class Globals:
-    workspace: str | None = None
-    debug: bool = False
+from rollout_cli.cli.context import Globals, load, workspace_root
+from rollout_cli.cli.options import JSON_COMMAND
+from rollout_cli.cli.render import print_error_json
+from rollout_cli.errors import ExitCode, RolloutError
 
 
 class RolloutGroup(TyperGroup):
-    """Maps RolloutError to its exit code for every command, CliRunner included."""
+    """Maps RolloutError to its exit code for every command, CliRunner included.
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    With `--json` a failure still prints one JSON object on stdout (the error
+    envelope, schemas/error.schema.json) besides the one line on stderr, so a
+    CI job parsing stdout never reads nothing.
+    """
+
+    # typer.Context is what click hands every command; the base classes name click's own Context
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        # --debug is global but welcome anywhere on the line: `rollout health --debug`.
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            ctx.meta[DEBUG] = True
+            args = [a for a in args[:end] if a != "--debug"] + args[end:]
+        rest = super().parse_args(ctx, args)
+        ctx.meta[REST] = [*ctx._protected_args, *rest]  # for an error before the command's own options parse
+        return rest
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except RolloutError as exc:
             _report(ctx, exc, exc.message, exc.exit_code)
         except KeyboardInterrupt:
-            typer.echo("rollout: interrupted", err=True)
-            ctx.exit(130)
+            _report(ctx, None, "interrupted", 130, prefix="rollout: ")
         except Exception as exc:
             if type(exc).__name__ == "Abort":  # a declined confirmation (typer's or its click's)
                 _report(ctx, exc, "not confirmed; nothing changed", ExitCode.BAD_INPUT)
             if _is_cli_flow(exc):
+                if isinstance(exc, typer.TyperException):  # a usage error: the parser prints it on stderr
+                    json_command = _json_command(self, ctx)
+                    if json_command is not None:
+                        print_error_json(json_command, exc.exit_code, exc.format_message())
                 raise
             # a bug: still one line unless --debug
             _report(ctx, exc, f"internal error: {exc!r}; rerun with --debug and report it", ExitCode.FAILED)
+
+
+DEBUG = "rollout.debug"  # ctx.meta keys
+REST = "rollout.rest"
 
 
 def _is_cli_flow(exc: Exception) -> bool:
@@ -52,12 +71,41 @@ def _is_cli_flow(exc: Exception) -> bool:
     return type(exc).__module__.startswith(("typer.", "click.")) and hasattr(exc, "exit_code")
 
 
-def _report(ctx: typer.Context, exc: BaseException, message: str, code: int) -> None:
-    debug = isinstance(ctx.obj, Globals) and ctx.obj.debug or os.environ.get("ROLLOUT_DEBUG") == "1"
-    if debug:
+def _json_command(group: TyperGroup, ctx: typer.Context) -> str | None:
+    """The failing command's path when it was given --json, else None.
+
+    The --json option records itself when parsed; an error raised before that
+    (a usage error) is judged from the words left after the global options.
+    """
+    if JSON_COMMAND in ctx.meta:
+        return str(ctx.meta[JSON_COMMAND])
+    rest: list[str] = ctx.meta.get(REST, [])
+    words = rest[: rest.index("--")] if "--" in rest else rest
+    if "--json" not in words:
+        return None
+    path: list[str] = []
+    command: Any = group
+    for word in words:
+        sub = (getattr(command, "commands", None) or {}).get(word)
+        if sub is None:
+            break
+        path.append(word)
+        command = sub
+    return " ".join(path)
+
+
+def _report(ctx: typer.Context, exc: BaseException | None, message: str, code: int, *,
+            prefix: str = "rollout: error: ") -> NoReturn:
+    debug = (isinstance(ctx.obj, Globals) and ctx.obj.debug) or ctx.meta.get(DEBUG) \
+        or os.environ.get("ROLLOUT_DEBUG") == "1"
+    if debug and exc is not None:
         traceback.print_exception(exc, file=sys.stderr)
-    typer.echo(f"rollout: error: {message}", err=True)
+    json_command = _json_command(ctx.command, ctx) if isinstance(ctx.command, TyperGroup) else None
+    if json_command is not None:
+        print_error_json(json_command, code, message)
+    typer.echo(f"{prefix}{message}", err=True)
     ctx.exit(int(code))
+    raise AssertionError("unreachable")  # ctx.exit raises
 
 
 app = typer.Typer(
@@ -80,19 +128,7 @@ def _globals(
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
-    ctx.obj = Globals(workspace=workspace, debug=debug)
-
-
-def workspace_root(ctx: typer.Context) -> Path:
-    from ..workspace import resolve_root
-
-    return resolve_root(ctx.obj.workspace if isinstance(ctx.obj, Globals) else None)
-
-
-def load(ctx: typer.Context):  # type: ignore[no-untyped-def]
-    from ..workspace import load_workspace
-
-    return load_workspace(workspace_root(ctx))
+    ctx.obj = Globals(workspace=workspace, debug=debug or bool(ctx.meta.get(DEBUG)))
 
 
 def _register() -> None:
@@ -100,7 +136,7 @@ def _register() -> None:
     import importlib
     import pkgutil
 
-    from . import commands
+    from rollout_cli.cli import commands
 
     names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
     for name in sorted(names, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99, n)):
@@ -112,6 +148,8 @@ COMMAND_ORDER = ["init", "status", "advance", "report", "watch", "health", "smok
 
 
 _register()
+
+__all__ = ["Globals", "app", "load", "main", "workspace_root"]
 
 
 def main() -> None:

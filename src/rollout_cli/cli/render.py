@@ -1,18 +1,29 @@
-"""Renderers over Result: JSON, or human text with rich. The only place that prints."""
+"""Renderers over Result: JSON, or human text with rich. The only place that prints.
+
+Human views are chosen by the payload's type: each module of cli/views/ registers
+its renderers with `@human(PayloadType)` (and `@live(PayloadType)` for what a
+display refreshes in place). JSON needs no view: `Result.to_json()` is the
+published shape (`rollout_cli/schemas/`).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from ..result import Result
+from rollout_cli.core.result import SCHEMA_VERSION, Result, error_json
 
-HumanRenderer = Callable[[Any, Result], None]
-_HUMAN: dict[str, HumanRenderer] = {}
+if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
+    from rich.console import Console
+
+HumanRenderer = Callable[[Any, Result[Any]], None]
+LiveRenderer = Callable[[Result[Any]], Any]
+_HUMAN: dict[type, HumanRenderer] = {}
+_LIVE: dict[type, LiveRenderer] = {}
 
 STATUS_STYLE = {
     "ok": "green", "pass": "green", "unchanged": "dim", "skipped": "yellow",
@@ -20,50 +31,127 @@ STATUS_STYLE = {
 }
 
 
-def human(command: str) -> Callable[[HumanRenderer], HumanRenderer]:
-    """Register the human renderer of one command."""
+def human(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
+    """Register the human renderer of results whose payload is one of `payload_types`."""
 
     def register(fn: HumanRenderer) -> HumanRenderer:
-        _HUMAN[command] = fn
+        for payload_type in payload_types:
+            _HUMAN[payload_type] = fn
         return fn
 
     return register
 
 
-def console(stderr: bool = False):  # type: ignore[no-untyped-def]
-    from rich.console import Console
+def live(*payload_types: type) -> Callable[[LiveRenderer], LiveRenderer]:
+    """Register the renderable a live display shows for results of these payload types."""
+
+    def register(fn: LiveRenderer) -> LiveRenderer:
+        for payload_type in payload_types:
+            _LIVE[payload_type] = fn
+        return fn
+
+    return register
+
+
+def _find(registry: dict[type, Any], payload: object) -> Any:
+    return next((registry[cls] for cls in type(payload).__mro__ if cls in registry), None)
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console  # lazy: start-up time
 
     return Console(stderr=stderr, highlight=False, soft_wrap=False, emoji=False)  # ":free:" in model ids is not an emoji
 
 
-def render(result: Result, json_output: bool = False) -> None:
+def print_json(data: dict[str, Any], *, line: bool = False) -> None:
+    """One JSON object on stdout: indented, or on one line for a stream of them."""
+    sys.stdout.write(json.dumps(data, indent=None if line else 2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def json_line(command: str, data: dict[str, Any]) -> None:
+    """One item of a JSON-lines stream (a `watch` sample), with the envelope's schema_version and command."""
+    print_json({"schema_version": SCHEMA_VERSION, "command": command, **data}, line=True)
+
+
+def print_error_json(command: str | None, exit_code: int, message: str) -> None:
+    """The `--json` error envelope (schemas/error.schema.json)."""
+    print_json(error_json(command, exit_code, message))
+
+
+def render(result: Result[Any], json_output: bool = False) -> NoReturn:
     """Print the result and exit with its code."""
     if json_output:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+        print_json(result.to_json())
     else:
-        _load_views()
+        _load_views(result.payload)
         out = console()
-        renderer = _HUMAN.get(result.command)
+        renderer = _find(_HUMAN, result.payload)
         if renderer is not None:
             renderer(out, result)
         for message in result.messages:
             out.print(message, markup=False)
+    exit_with(result)
+
+
+def exit_with(result: Result[Any]) -> NoReturn:
+    """Exit with the result's code, printing nothing (its output was streamed)."""
     raise typer.Exit(int(result.exit_code))
 
 
-def _load_views() -> None:
-    """Import every module of cli/views/ once: each registers its renderers with @human."""
-    import importlib
-    import pkgutil
+def render_rounds(rounds: Iterable[Result[Any]], json_output: bool) -> NoReturn:
+    """Each round as it comes: one JSON line, or a live display refreshed in place.
 
-    from . import views
+    Ctrl-C is how an endless stream ends; the exit code is the last round's (130 if none finished).
+    """
+    last: Result[Any] | None = None
+    try:
+        if json_output:
+            for last in rounds:
+                print_json(last.to_json(), line=True)
+        else:
+            from rich.live import Live  # lazy: start-up time
 
-    for module in pkgutil.iter_modules(views.__path__):
-        importlib.import_module(f"{views.__name__}.{module.name}")
+            _load_views()
+            with Live(console=console(), auto_refresh=False, transient=False) as display:
+                for last in rounds:
+                    display.update(_find(_LIVE, last.payload)(last), refresh=True)
+    except KeyboardInterrupt:
+        pass
+    raise typer.Exit(int(last.exit_code) if last is not None else 130)
+
+
+def render_lines(lines: Iterable[str]) -> None:
+    """A stream of plain lines (`gateway logs --follow`), printed as they come, unstyled."""
+    for line in lines:
+        typer.echo(line)
+
+
+# Which views module renders the payloads of which core module: only that one is
+# imported, so a rollback does not pay for loading the report, health and sandbox views.
+VIEWS_OF = {
+    "rollout_cli.checks.health": "checks", "rollout_cli.checks.smoke": "checks",
+    "rollout_cli.gateway.control": "gateway", "rollout_cli.sandbox.commands": "gateway",
+    "rollout_cli.playbook.levels": "rollback", "rollout_cli.rollout.status": "rollback",
+    "rollout_cli.rollout.advance": "rollout", "rollout_cli.rollout.report": "rollout",
+}
+
+
+def _load_views(payload: object = None) -> None:
+    """Import the views module of `payload` (all of cli/views/ when unknown): each registers with @human."""
+    import importlib  # lazy: start-up time
+    import pkgutil  # lazy: start-up time
+
+    from rollout_cli.cli import views
+
+    name = VIEWS_OF.get(type(payload).__module__) if payload is not None else None
+    modules = [name] if name else [m.name for m in pkgutil.iter_modules(views.__path__)]
+    for module in modules:
+        importlib.import_module(f"{views.__name__}.{module}")
 
 
 def esc(text: object) -> str:
-    from rich.markup import escape
+    from rich.markup import escape  # lazy: start-up time
 
     return escape(str(text))
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..gitrepo import GitRepo
-from ..workspace import Workspace
+from rollout_cli.core.workspace import Workspace
+from rollout_cli.errors import InputError
+from rollout_cli.io.gitrepo import GitRepo
 
 
 @dataclass
@@ -22,11 +22,11 @@ class StepContext:
         process-runtime sandbox's litellm process. Opened on first use, so levels
         1-2 never import docker."""
         if name is not None:
-            from ..gateway_runtime import DockerGateway
+            from rollout_cli.gateway.runtime import DockerGateway
 
             return DockerGateway(name)
         if self._docker is None:
-            from ..gateway_runtime import runtime_for
+            from rollout_cli.gateway.runtime import runtime_for
 
             self._docker = runtime_for(self.workspace)
         return self._docker

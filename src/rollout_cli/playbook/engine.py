@@ -9,12 +9,13 @@ can and reports exactly which steps took effect.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ExitCode, RolloutError
-from .context import StepContext
-from .model import Playbook, Step
+from rollout_cli.errors import ExitCode, RolloutError
+from rollout_cli.playbook.context import StepContext
+from rollout_cli.playbook.model import Playbook, Step
 
 
 @dataclass
@@ -73,8 +74,15 @@ def _describe(step: Step, ctx: StepContext) -> str:
         return f"{step.type} ({exc})"
 
 
-def execute(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
-    """Run every step of every playbook in order; never raises for a step's failure."""
+StepRunner = Callable[[Playbook, int, Step, str], StepReport]
+
+
+def _walk(plan: list[Playbook], ctx: StepContext, one: StepRunner, *, halting: bool) -> list[LevelReport]:
+    """Every step of every playbook in order, each turned into a timed report by `one`.
+
+    With `halting`, a failed step that stops on failure marks every later step
+    (and level) "skipped" instead of running it.
+    """
     reports: list[LevelReport] = []
     halted: str | None = None
     for book in plan:
@@ -86,72 +94,63 @@ def execute(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
                 level.steps.append(StepReport(index, step.type, description, "skipped", halted))
                 continue
             t0 = time.monotonic()
-            try:
-                outcome = step.run(ctx)
-            except RolloutError as exc:
-                report = StepReport(
-                    index, step.type, description, "failed", str(exc),
-                    exit_code=int(exc.exit_code),
-                )
-                if step.stops_on_failure:
-                    halted = f"not run: level {book.level} step {index} ({step.type}) failed"
-            else:
-                report = StepReport(
-                    index, step.type, description, outcome.status, outcome.detail,
-                    changes=outcome.changes,
-                )
+            report = one(book, index, step, description)
             report.duration_s = time.monotonic() - t0
             level.steps.append(report)
+            if halting and report.status == "failed" and step.stops_on_failure:
+                halted = f"not run: level {book.level} step {index} ({step.type}) failed"
         level.duration_s = time.monotonic() - started
         reports.append(level)
     return reports
 
 
+def execute(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
+    """Run every step of every playbook in order; never raises for a step's failure."""
+
+    def run(book: Playbook, index: int, step: Step, description: str) -> StepReport:
+        try:
+            outcome = step.run(ctx)
+        except RolloutError as exc:
+            return StepReport(index, step.type, description, "failed", str(exc), exit_code=int(exc.exit_code))
+        return StepReport(index, step.type, description, outcome.status, outcome.detail, changes=outcome.changes)
+
+    return _walk(plan, ctx, run, halting=True)
+
+
 def preview(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
     """What each step would do, reading the world and changing nothing."""
-    reports = []
-    for book in plan:
-        level = LevelReport(book.level, book.name, book.budget_s, str(book.source))
-        for index, step in enumerate(book.steps, 1):
-            description = _describe(step, ctx)
-            try:
-                seen = step.preview(ctx)
-            except RolloutError as exc:
-                level.steps.append(
-                    StepReport(index, step.type, description, "failed", str(exc), exit_code=int(exc.exit_code))
-                )
-                continue
-            status = "would-change" if seen.changes else "unchanged"
-            if step.type == "verify":
-                status = "would-verify"
-            level.steps.append(StepReport(index, step.type, description, status, seen.detail, diff=seen.diff))
-        reports.append(level)
+
+    def look(book: Playbook, index: int, step: Step, description: str) -> StepReport:
+        try:
+            seen = step.preview(ctx)
+        except RolloutError as exc:
+            return StepReport(index, step.type, description, "failed", str(exc), exit_code=int(exc.exit_code))
+        status = "would-verify" if step.type == "verify" else "would-change" if seen.changes else "unchanged"
+        return StepReport(index, step.type, description, status, seen.detail, diff=seen.diff)
+
+    reports = _walk(plan, ctx, look, halting=False)
+    for level in reports:  # a preview costs no time worth reporting against a budget
+        level.duration_s = 0.0
+        for report in level.steps:
+            report.duration_s = 0.0
     return reports
 
 
 def drill(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
     """Check every precondition of every step, changing nothing."""
-    reports = []
-    for book in plan:
-        level = LevelReport(book.level, book.name, book.budget_s, str(book.source))
-        started = time.monotonic()
-        for index, step in enumerate(book.steps, 1):
-            t0 = time.monotonic()
-            checks = step.preconditions(ctx)
-            failed = [c for c in checks if not c.ok]
-            level.steps.append(
-                StepReport(
-                    index, step.type, _describe(step, ctx),
-                    "fail" if failed else "pass",
-                    failed[0].detail if failed else f"{len(checks)} precondition(s) hold",
-                    duration_s=time.monotonic() - t0,
-                    exit_code=failed[0].exit_code if failed else 0,
-                    checks=[c.__dict__ for c in checks],
-                )
-            )
-        level.duration_s = time.monotonic() - started
-        reports.append(level)
-    return reports
+
+    def rehearse(book: Playbook, index: int, step: Step, description: str) -> StepReport:
+        checks = step.preconditions(ctx)
+        failed = [c for c in checks if not c.ok]
+        return StepReport(
+            index, step.type, description,
+            "fail" if failed else "pass",
+            failed[0].detail if failed else f"{len(checks)} precondition(s) hold",
+            exit_code=failed[0].exit_code if failed else 0,
+            checks=[c.__dict__ for c in checks],
+        )
+
+    return _walk(plan, ctx, rehearse, halting=False)
 
 
 def exit_code_of(reports: list[LevelReport]) -> ExitCode:

@@ -7,42 +7,15 @@ Adding a step type means one `Step` subclass and one line in `STEP_TYPES`
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import PlaybookError, RolloutError
+from rollout_cli.core.playbooks import parse_duration, read_yaml
+from rollout_cli.errors import PlaybookError
 
 if TYPE_CHECKING:
-    from .context import StepContext
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any, where: str) -> float:
-    """Seconds from `30`, `30s`, `5m`, `48h`, `1.5h`."""
-    if isinstance(value, bool):
-        raise PlaybookError(f"{where}: expected a duration like 30s, 5m or 48h, got {value!r}")
-    if isinstance(value, (int, float)) and value >= 0:
-        return float(value)
-    match = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if not match:
-        raise PlaybookError(f"{where}: expected a duration like 30s, 5m or 48h, got {value!r}")
-    return float(match.group(1)) * _UNIT[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-
+    from rollout_cli.playbook.context import StepContext
 
 @dataclass
 class Check:
@@ -61,7 +34,6 @@ class Preview:
     detail: str
     diff: str | None = None
     changes: bool = True  # False: already as the step wants it
-    error: RolloutError | None = None
 
 
 @dataclass
@@ -114,30 +86,6 @@ class Playbook:
 
 
 # --- loading ----------------------------------------------------------------
-
-
-def packaged_dir() -> Path:
-    """The default playbooks: inside the wheel, or the repo's `playbooks/` in a checkout."""
-    shipped = resources.files("rollout_cli") / "playbooks"
-    if shipped.is_dir():
-        return Path(str(shipped))
-    return Path(__file__).resolve().parents[3] / "playbooks"
-
-
-def find_playbook(filename: str, override_dir: Path | None) -> Path:
-    """The workspace's copy when it has one, else the packaged default."""
-    if override_dir is not None and (override_dir / filename).is_file():
-        return override_dir / filename
-    path = packaged_dir() / filename
-    if not path.is_file():
-        raise PlaybookError(f"playbook {filename} not found in {packaged_dir()}; reinstall rollout")
-    return path
-
-
-def read_yaml(path: Path) -> Any:
-    from ..yamlfile import read_yaml as read
-
-    return read(path, label="playbook ", error=PlaybookError)
 
 
 def load_rollback_playbook(path: Path, level: int, registry: dict[str, type[Step]]) -> Playbook:

@@ -6,17 +6,19 @@ import difflib
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import sha256_of
-from ..dotenv import EnvFile
-from ..errors import CheckFailed, InputError, PlaybookError, RolloutError
-from ..flags import open_flags
-from ..stage import read_stage
-from ..workspace import ENABLED_KEY, PERCENTAGE_KEY
-from .context import StepContext
-from .model import Check, Outcome, Preview, Step
+from rollout_cli.core.stage import read_stage
+from rollout_cli.core.workspace import ENABLED_KEY, PERCENTAGE_KEY
+from rollout_cli.errors import CheckFailed, InputError, PlaybookError, RolloutError
+from rollout_cli.io.atomic import sha256_of
+from rollout_cli.io.container import ContainerState
+from rollout_cli.io.dotenv import EnvFile
+from rollout_cli.io.flags import FlagStore, open_flags
+from rollout_cli.playbook.context import StepContext
+from rollout_cli.playbook.model import Check, Outcome, Preview, Step
 
 
 def _diff(path: Path, before: str, after: str) -> str | None:
@@ -28,13 +30,13 @@ def _diff(path: Path, before: str, after: str) -> str | None:
     return "".join(lines)
 
 
-def _check(name: str, probe) -> Check:  # type: ignore[no-untyped-def]
-    """Run one precondition probe; its RolloutError becomes a failed check."""
+def _check(name: str, probe: Callable[[], object]) -> Check:
+    """Run one precondition probe; its RolloutError becomes a failed check, a string it returns the detail."""
     try:
         detail = probe()
     except RolloutError as exc:
         return Check(name, False, str(exc), int(exc.exit_code))
-    return Check(name, True, detail or "ok")
+    return Check(name, True, detail if isinstance(detail, str) and detail else "ok")
 
 
 def _writable(path: Path) -> str:
@@ -125,17 +127,18 @@ class FlagSet(Step):
         app = ctx.workspace.app
         return f"set flag {app.flag_key} to {self.percentage}% in {app.flags_file}"
 
-    def _open(self, ctx: StepContext):  # type: ignore[no-untyped-def]
+    def _open(self, ctx: StepContext, path: Path) -> FlagStore:
         app = ctx.workspace.app
-        return open_flags(app.flags_file, app.flags_format, app.flag_key)  # type: ignore[arg-type]
+        return open_flags(path, app.flags_format, app.flag_key)
 
     def preview(self, ctx: StepContext) -> Preview:
-        if ctx.workspace.app.flags_file is None:
+        path = ctx.workspace.app.flags_file
+        if path is None:
             return Preview("no flags file configured: nothing to do", changes=False)
-        flags = self._open(ctx)
+        flags = self._open(ctx, path)
         before = flags.text()
         flags.set_percentage(self.percentage)
-        diff = _diff(ctx.workspace.app.flags_file, before, flags.text())  # type: ignore[arg-type]
+        diff = _diff(path, before, flags.text())
         if diff is None:
             return Preview(f"flag already at {self.percentage}%", changes=False)
         return Preview(self.describe(ctx), diff)
@@ -145,7 +148,7 @@ class FlagSet(Step):
         if path is None:
             return []
         return [
-            _check(f"flags file parses: {path}", lambda: self._open(ctx) and None),
+            _check(f"flags file parses: {path}", lambda: self._open(ctx, path) and None),
             _check(f"flags file writable: {path}", lambda: _writable(path)),
         ]
 
@@ -153,7 +156,7 @@ class FlagSet(Step):
         path = ctx.workspace.app.flags_file
         if path is None:
             return Outcome("skipped", "no flags file configured")
-        flags = self._open(ctx)
+        flags = self._open(ctx, path)
         before = flags.percentage()
         if not flags.set_percentage(self.percentage):
             return Outcome("unchanged", f"flag {ctx.workspace.app.flag_key} already at {self.percentage}%")
@@ -232,7 +235,7 @@ class Verify(Step):
         return Outcome("ok", "verified: " + ", ".join(seen))
 
 
-def _up(state) -> bool:  # type: ignore[no-untyped-def]
+def _up(state: ContainerState) -> bool:
     """Running, restarting or paused: not stopped."""
     return state.running or state.status in ("running", "restarting", "paused")
 

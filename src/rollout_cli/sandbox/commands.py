@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExitCode, InputError, UnavailableError
-from ..result import Result
-from . import world
-from .state import load_state
+from rollout_cli.core.result import Result
+from rollout_cli.errors import ExitCode, InputError, UnavailableError
+from rollout_cli.sandbox import world
+from rollout_cli.sandbox.state import load_state
 
 
 def next_steps(root: Path) -> list[str]:
@@ -31,28 +32,91 @@ def _next_lines(root: Path) -> list[str]:
     return ["next, try:", *(f"  {command}" for command in next_steps(root))]
 
 
-def up(root: Path, *, progress: Any = None, step: Any = None, **options: Any) -> Result:
+@dataclass(frozen=True)
+class SandboxUpPayload:
+    """`rollout sandbox up`: what runs where, or (up=False) why the gateway did not come up."""
+
+    dir: str
+    info: world.SandboxInfo | None = None  # None: it did not come up
+    next: list[str] = field(default_factory=list)
+    error: str | None = None
+    log_lines: list[str] = field(default_factory=list)
+    waited_s: float | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.info is not None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.info is None:
+            return {"dir": self.dir, "up": False, "error": self.error, "log_lines": self.log_lines,
+                    "waited_s": self.waited_s}
+        return {**self.info.to_json(), "up": True, "next": self.next}
+
+
+@dataclass(frozen=True)
+class SandboxDownPayload:
+    """`rollout sandbox down`: what was stopped."""
+
+    dir: str
+    stopped: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dir": self.dir, "stopped": self.stopped}
+
+
+@dataclass(frozen=True)
+class SandboxStatusPayload:
+    """`rollout sandbox status`: `world.status()` as it found it, and what to try next when it is up."""
+
+    status: dict[str, Any]
+    next: list[str] | None = None
+
+    @property
+    def up(self) -> bool:
+        return bool(self.status["up"])
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.status.get("healthy"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.status, "next": self.next} if self.next is not None else dict(self.status)
+
+
+@dataclass(frozen=True)
+class SandboxFaultPayload:
+    """`rollout sandbox fault`: the faults in force after the change."""
+
+    dir: str
+    simulator_url: str
+    faults: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dir": self.dir, "simulator_url": self.simulator_url, "faults": self.faults}
+
+
+def up(root: Path, *, progress: Any = None, step: Any = None, **options: Any) -> Result[SandboxUpPayload]:
     """Start the sandbox; a gateway that does not come up is exit 4 with its last log lines."""
-    from ..gateway_control import GatewayNotHealthy
+    from rollout_cli.gateway.control import GatewayNotHealthy
 
     try:
         info = world.up(root, progress=progress, step=step, **options)
     except GatewayNotHealthy as exc:
-        data = {"dir": str(root), "up": False, "error": exc.message, "log_lines": exc.log_lines,
-                "waited_s": exc.waited_s}
-        return Result("sandbox up", data, [exc.message + "; everything it started was stopped"],
+        failed = SandboxUpPayload(str(root), error=exc.message, log_lines=exc.log_lines, waited_s=exc.waited_s)
+        return Result("sandbox up", failed, [exc.message + "; everything it started was stopped"],
                       ExitCode.UNAVAILABLE)
-    data = {**info.to_json(), "up": True, "next": next_steps(info.root)}
     if info.already_up:
         messages = [f"the sandbox in {info.root} is already up and healthy: nothing to do "
                     f"(`rollout sandbox down {shlex.quote(str(info.root))}` stops it)"]
     else:
         messages = [f"sandbox up in {info.took_s:g} s: gateway {info.gateway_url} ({info.runtime}), "
                     f"simulator {info.simulator_url}"]
-    return Result("sandbox up", data, messages + _next_lines(info.root))
+    payload = SandboxUpPayload(str(info.root), info, next_steps(info.root))
+    return Result("sandbox up", payload, messages + _next_lines(info.root))
 
 
-def down(root: Path) -> Result:
+def down(root: Path) -> Result[SandboxDownPayload]:
     """Stop what `up` recorded; harmless (exit 0) when nothing is up."""
     stopped = world.down(root)
     if stopped:
@@ -60,19 +124,19 @@ def down(root: Path) -> Result:
                     f"(`rollout sandbox up {shlex.quote(str(root))}` starts it again)"]
     else:
         messages = [f"nothing to stop: no sandbox is running in {root}"]
-    return Result("sandbox down", {"dir": str(root), "stopped": stopped}, messages)
+    return Result("sandbox down", SandboxDownPayload(str(root), stopped), messages)
 
 
-def status(root: Path) -> Result:
-    data = world.status(root)
-    if not data["up"]:
-        return Result("sandbox status", data, [f"no sandbox is up in {root}; start one with "
-                                               f"`rollout sandbox up {shlex.quote(str(root))}`"],
+def status(root: Path) -> Result[SandboxStatusPayload]:
+    found = world.status(root)
+    if not found["up"]:
+        return Result("sandbox status", SandboxStatusPayload(found),
+                      [f"no sandbox is up in {root}; start one with `rollout sandbox up {shlex.quote(str(root))}`"],
                       ExitCode.UNAVAILABLE)
-    data["next"] = next_steps(root)
-    if data["healthy"]:
-        return Result("sandbox status", data, _next_lines(root))
-    return Result("sandbox status", data, [
+    payload = SandboxStatusPayload(found, next_steps(root))
+    if payload.healthy:
+        return Result("sandbox status", payload, _next_lines(root))
+    return Result("sandbox status", payload, [
         f"the sandbox in {root} is not healthy; `rollout sandbox up {shlex.quote(str(root))}` restarts it cleanly"
     ], ExitCode.UNAVAILABLE)
 
@@ -87,9 +151,9 @@ def fault(
     latency_ms: int | None = None,
     retry_after: int | None = None,
     mode: str | None = None,
-) -> Result:
+) -> Result[SandboxFaultPayload]:
     """Set, clear or list the simulator's faults; model names are checked before any request."""
-    from ..simulator import FaultBook, SimulatorAdmin
+    from rollout_cli.simulator import FaultBook, SimulatorAdmin
 
     state = load_state(root)
     if state is None:
@@ -115,8 +179,7 @@ def fault(
         admin.set_fault(model, **given)
         message = f"set the fault of {model}; clear it with `rollout sandbox fault --clear {model}`"
     faults = admin.faults()
-    data = {"dir": str(root), "simulator_url": state.simulator_url, "faults": faults}
     messages = [message] if message else []
     if not faults:
         messages.append("no fault in force")
-    return Result("sandbox fault", data, messages)
+    return Result("sandbox fault", SandboxFaultPayload(str(root), state.simulator_url, faults), messages)

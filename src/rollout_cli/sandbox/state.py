@@ -1,7 +1,8 @@
 """What `rollout sandbox up` started, recorded in DIR/.rollout/sandbox.json.
 
-`down` stops exactly what this file names, and the process runtime of
-`rollout gateway` restarts litellm from it. It holds no secret: the master key
+`down` stops exactly what this file names. A process-runtime gateway is
+recorded beside it, in `.rollout/gateway-process.json`, the workspace's own
+record that `rollout gateway` restarts litellm from. Neither holds a secret: the master key
 lives only in the 0600 key file, and the sandbox's "OpenRouter key" is the
 simulator's public default key.
 """
@@ -12,12 +13,14 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..process import ProcessRecord
+from rollout_cli.core.workspace import MasterKey
+from rollout_cli.errors import InputError
+from rollout_cli.gateway.runtime import PROCESS_RECORD, ProcessGateway
+from rollout_cli.io.process import ProcessRecord
 
 STATE_NAME = "sandbox.json"
 KEY_NAME = "master.key"
@@ -59,10 +62,9 @@ def litellm_argv(executable: Path | str, config: Path | str, port: int) -> list[
     return [str(executable), "--config", str(config), "--host", HOST, "--port", str(port)]
 
 
-def gateway_environment(master_key: str, simulator_api_base: str, simulator_key: str) -> dict[str, str]:
-    """What the gateway process or container needs; the deploy config reads these names."""
+def gateway_settings(simulator_api_base: str, simulator_key: str) -> dict[str, str]:
+    """What the gateway process or container needs besides its master key; the deploy config reads these names."""
     return {
-        "LITELLM_MASTER_KEY": master_key,
         "OPENROUTER_API_KEY": simulator_key,
         "OPENROUTER_API_BASE": simulator_api_base,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no cost-map download at start: there is no internet
@@ -79,12 +81,9 @@ class SandboxState:
     gateway_port: int
     simulator_key: str
     simulator: ProcessRecord | None = None
-    gateway_process: ProcessRecord | None = None
-    gateway_argv: list[str] = field(default_factory=list)  # process runtime: how to start litellm again
     container: str | None = None
     container_id: str | None = None
     image: str | None = None
-    restarts: int = 0
     created: str = ""
 
     @property
@@ -102,6 +101,25 @@ class SandboxState:
     @property
     def gateway_url(self) -> str:
         return f"http://{HOST}:{self.gateway_port}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / ".rollout" / KEY_NAME
+
+    def master_key(self) -> MasterKey:
+        from_env = os.environ.get(MASTER_KEY_ENV)
+        if from_env:
+            return MasterKey(from_env, f"${MASTER_KEY_ENV}")
+        try:
+            return MasterKey(self.key_file.read_text(encoding="utf-8").strip() or None, f"key file {self.key_file}")
+        except OSError:
+            return MasterKey(None, f"${MASTER_KEY_ENV} or key file {self.key_file}")
+
+    @property
+    def gateway_process(self) -> ProcessGateway:
+        """The process-runtime gateway, through the same runtime `rollout gateway` uses."""
+        return ProcessGateway(self.root / ".rollout" / PROCESS_RECORD, self.master_key(),
+                              self.root / "gateway" / "litellm-config.yaml")
 
     @property
     def gateway_log(self) -> Path:
@@ -127,17 +145,14 @@ class SandboxState:
             "gateway": {
                 "url": self.gateway_url,
                 "port": self.gateway_port,
-                "process": self.gateway_process.to_json() if self.gateway_process else None,
-                "argv": self.gateway_argv,
                 "container": self.container,
                 "container_id": self.container_id,
                 "image": self.image,
-                "restarts": self.restarts,
             },
         }
 
     def save(self) -> None:
-        from ..atomic import atomic_write_text
+        from rollout_cli.io.atomic import atomic_write_text
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(self.to_json(), indent=2) + "\n")
@@ -160,12 +175,9 @@ def load_state(root: Path) -> SandboxState | None:
             gateway_port=int(gw["port"]),
             simulator_key=sim["api_key"],
             simulator=ProcessRecord.from_json(sim["process"]) if sim.get("process") else None,
-            gateway_process=ProcessRecord.from_json(gw["process"]) if gw.get("process") else None,
-            gateway_argv=list(gw.get("argv") or []),
             container=gw.get("container"),
             container_id=gw.get("container_id"),
             image=gw.get("image"),
-            restarts=int(gw.get("restarts", 0)),
             created=raw.get("created", ""),
         )
     except FileNotFoundError:

@@ -13,13 +13,14 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, UnavailableError
-from ..result import Result
-from ..stage import read_stage
-from ..workspace import load_workspace
+from rollout_cli.core.result import Result
+from rollout_cli.core.stage import read_stage
+from rollout_cli.core.workspace import load_workspace
+from rollout_cli.errors import InputError, UnavailableError
 
 APP_USER_AGENT = "sample-app/1.0 (rollout sandbox traffic)"  # app traffic, not a check: it counts
 MAX_RPS = 50.0
@@ -43,15 +44,34 @@ def _p(values: list[float], q: float) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1], 1)
 
 
-def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str | None = None) -> Result:
+@dataclass(frozen=True)
+class TrafficPayload:
+    """`rollout sandbox traffic`: what was sent down each path, and how it went."""
+
+    dir: str
+    percentage: int
+    model: str
+    rps: float
+    duration_s: float
+    requests: int
+    paths: dict[str, Any]  # gateway | direct -> requests, ok, failed, statuses, latency_p50_ms, latency_p95_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dir": self.dir, "percentage": self.percentage, "model": self.model, "rps": self.rps,
+                "duration_s": self.duration_s, "requests": self.requests, "paths": self.paths}
+
+
+def traffic(
+    root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str | None = None
+) -> Result[TrafficPayload]:
     if not 0 < rps <= MAX_RPS:
         raise InputError(f"--rps {rps:g} is outside (0, {MAX_RPS:g}]; choose a rate the free tier could carry")
     if not 0 < duration <= MAX_DURATION_S:
         raise InputError(f"--duration {duration:g} is outside (0, {MAX_DURATION_S:g}] seconds")
-    from ..checks.topology import load_topology
-    from ..gateway_api import GatewayClient, master_key_or_fail
-    from ..simulator import GATEWAY_ALIASES
-    from .state import load_state
+    from rollout_cli.gateway.api import GatewayClient
+    from rollout_cli.gateway.topology import load_topology
+    from rollout_cli.sandbox.state import load_state
+    from rollout_cli.simulator import GATEWAY_ALIASES
 
     state = load_state(root)
     if state is None:
@@ -62,11 +82,11 @@ def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str 
     if alias not in GATEWAY_ALIASES:
         raise InputError(f"unknown model {alias!r}; use one of {', '.join(GATEWAY_ALIASES)}")
     percentage = read_stage(ws).env_effective
-    total = max(1, int(round(rps * duration)))
+    total = max(1, round(rps * duration))
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
 
-    gateway = GatewayClient(ws.gateway.url, master_key_or_fail(ws.gateway), timeout=30.0, user_agent=APP_USER_AGENT)
+    gateway = GatewayClient(ws.gateway.url, ws.gateway.key.require(), timeout=30.0, user_agent=APP_USER_AGENT)
     direct = GatewayClient(state.simulator_api_base.removesuffix("/v1"), state.simulator_key, timeout=30.0)
 
     def one(i: int) -> None:
@@ -106,8 +126,7 @@ def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str 
             statuses[key] = statuses.get(key, 0) + 1
         paths[name] = {"requests": len(rows), "ok": len(ok), "failed": len(rows) - len(ok), "statuses": statuses,
                        "latency_p50_ms": _p(ok, 0.5), "latency_p95_ms": _p(ok, 0.95)}
-    data = {"dir": str(root), "percentage": percentage, "model": alias, "rps": rps, "duration_s": round(took, 2),
-            "requests": len(results), "paths": paths}
+    payload = TrafficPayload(str(root), percentage, alias, rps, round(took, 2), len(results), paths)
     g, d = paths["gateway"], paths["direct"]
     messages = [f"sent {len(results)} requests in {took:.1f} s at {percentage}% through the gateway: "
                 f"{g['requests']} via the gateway ({g['failed']} failed), {d['requests']} direct ({d['failed']} failed)"]
@@ -116,4 +135,4 @@ def traffic(root: Path, *, rps: float = 5.0, duration: float = 10.0, model: str 
                         f"(the gateway adds about {g['latency_p50_ms'] - d['latency_p50_ms']:.1f} ms)")
     if percentage == 0:
         messages.append("the rollout is at 0%: every request went direct; `rollout advance` moves users to the gateway")
-    return Result("sandbox traffic", data, messages)
+    return Result("sandbox traffic", payload, messages)

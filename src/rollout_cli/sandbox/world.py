@@ -18,9 +18,7 @@ one that is partly up (a process died) is stopped and started again cleanly.
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -28,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..audit import utc_now
-from ..errors import DockerUnavailable, InputError, RolloutError, UnavailableError
-from ..process import spawn_detached, tail_file
-from .state import (
+from rollout_cli.core.audit import utc_now
+from rollout_cli.errors import DockerUnavailable, InputError, RolloutError, UnavailableError
+from rollout_cli.gateway.runtime import DockerGateway, GatewayProcess, GatewayRuntime
+from rollout_cli.io.net import HOST, ensure_port_free, free_port, loopback_environment
+from rollout_cli.io.process import spawn_detached, tail_file
+from rollout_cli.sandbox.state import (
     CONTAINER_CONFIG,
-    HOST,
     KEY_NAME,
     LABEL,
     LABEL_DIR,
@@ -41,7 +40,7 @@ from .state import (
     SandboxState,
     container_name,
     default_image,
-    gateway_environment,
+    gateway_settings,
     litellm_argv,
     litellm_executable,
     load_state,
@@ -49,10 +48,10 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from ..container import ContainerRuntime
-    from ..gateway_api import GatewayClient
-    from ..gateway_control import Progress
-    from ..simulator import SimulatorAdmin
+    from rollout_cli.gateway.api import GatewayClient
+    from rollout_cli.gateway.control import Progress
+    from rollout_cli.io.container import ContainerRuntime
+    from rollout_cli.simulator import SimulatorAdmin
 
 DEFAULT_DIR = "sandbox"
 DEFAULT_GATEWAY_PORT = 4000
@@ -82,10 +81,6 @@ class SandboxInfo:
     took_s: float = 0.0
 
     @property
-    def workspace(self) -> Path:
-        return self.root
-
-    @property
     def key_file(self) -> Path:
         return self.root / ".rollout" / KEY_NAME
 
@@ -95,12 +90,12 @@ class SandboxInfo:
 
     @property
     def admin(self) -> SimulatorAdmin:
-        from ..simulator import SimulatorAdmin
+        from rollout_cli.simulator import SimulatorAdmin
 
         return SimulatorAdmin(self.simulator_url)
 
     def client(self, timeout: float = 30.0) -> GatewayClient:
-        from ..gateway_api import GatewayClient
+        from rollout_cli.gateway.api import GatewayClient
 
         return GatewayClient(self.gateway_url, self.master_key, timeout)
 
@@ -148,7 +143,7 @@ def up(
     GatewayNotHealthy (4, with the gateway's last log lines) when the gateway
     does not become healthy within `timeout`, after stopping what it started.
     """
-    from ..lock import WorkspaceLock
+    from rollout_cli.io.lock import WorkspaceLock
 
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime is {runtime!r}; use one of {', '.join(RUNTIMES)}")
@@ -192,7 +187,7 @@ def up(
         say("writing the workspace")
         config_text = _render_config(gateway_config, f"http://127.0.0.1:{simulator_port}/api/v1")
         _write_workspace(root, config_text, chosen, gateway_port)
-        from ..simulator import DEFAULT_API_KEY
+        from rollout_cli.simulator import DEFAULT_API_KEY
 
         state = SandboxState(
             root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
@@ -205,7 +200,7 @@ def up(
             say(f"starting the gateway ({chosen}) on {state.gateway_url}")
             gateway = _start_gateway(state, key)
             say("waiting for the gateway to become healthy")
-            from ..gateway_control import wait_until_healthy
+            from rollout_cli.gateway.control import wait_until_healthy
 
             wait_until_healthy(state.gateway_url, gateway, timeout, progress,
                                logs=lambda: gateway.logs(40))
@@ -232,7 +227,7 @@ def _check_folder(root: Path) -> None:
 
 
 def _render_config(source: Path | None, api_base: str | None = None) -> str:
-    from ..gateway_config import packaged_config, render_sandbox_config
+    from rollout_cli.gateway.config import packaged_config, render_sandbox_config
 
     path = source or packaged_config()
     if not path.is_file():
@@ -242,8 +237,8 @@ def _render_config(source: Path | None, api_base: str | None = None) -> str:
 
 def _master_key(root: Path) -> str:
     """$ROLLOUT_SANDBOX_MASTER_KEY, else the key file, else a new key written to it (0600)."""
-    from ..atomic import atomic_write_text
-    from ..gateway_config import check_master_key, generate_master_key
+    from rollout_cli.gateway.config import check_master_key, generate_master_key
+    from rollout_cli.io.atomic import atomic_write_text
 
     from_env = os.environ.get(MASTER_KEY_ENV)
     if from_env is not None:
@@ -290,7 +285,7 @@ def _choose_runtime(runtime: str, image: str | None) -> tuple[str, str]:
 def _image_present(image: str) -> bool:
     import docker.errors
 
-    from ..container import connect
+    from rollout_cli.io.container import connect
 
     client = connect(timeout=3)
     try:
@@ -311,33 +306,9 @@ def _port(port: int, option: str, avoid: int | None = None) -> int:
     return port
 
 
-def free_port(avoid: int | None = None) -> int:
-    """A port the kernel says is free on loopback now (another program may take it later)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port = int(sock.getsockname()[1])
-        if port != avoid:
-            return port
-
-
-def ensure_port_free(port: int, option: str) -> None:
-    """InputError naming the port and the option that sets it, when something listens there."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are not "in use"
-        try:
-            sock.bind((HOST, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise InputError(
-                    f"port {port} on {HOST} is in use; choose another with {option} (or 0 for any free port)"
-                ) from None
-            raise InputError(f"cannot use port {port} on {HOST}: {exc.strerror}; choose another with {option}") from None
-
-
 def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int) -> None:
-    from ..atomic import atomic_write_text
-    from .sample_app import workspace_yaml, write_sample_app
+    from rollout_cli.io.atomic import atomic_write_text
+    from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
 
     gateway_url = f"http://{HOST}:{gateway_port}"
     app = root / "app"
@@ -354,6 +325,7 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             master_key_env=MASTER_KEY_ENV,
             master_key_file=f".rollout/{KEY_NAME}",
             config="./gateway/litellm-config.yaml",
+            runtime=runtime,
             header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
         ),
     )
@@ -363,11 +335,11 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
 
 
 def _start_simulator(state: SandboxState) -> None:
-    from ..simulator import SimulatorAdmin
+    from rollout_cli.simulator import SimulatorAdmin
 
     argv = [sys.executable, "-m", "rollout_cli.simulator", "--host", HOST,
             "--port", str(state.simulator_port), "--api-key", state.simulator_key]
-    env = {**_clean_env(), "PYTHONUNBUFFERED": "1"}
+    env = {**loopback_environment(), "PYTHONUNBUFFERED": "1"}
     state.simulator = spawn_detached(argv, log=state.simulator_log, env=env, cwd=state.root)
     state.save()
     admin = SimulatorAdmin(state.simulator_url, timeout=1.0)
@@ -387,22 +359,22 @@ def _start_simulator(state: SandboxState) -> None:
         time.sleep(0.05)
 
 
-def _start_gateway(state: SandboxState, key: str):  # type: ignore[no-untyped-def]
-    from ..gateway_runtime import DockerGateway, ProcessGateway
-
+def _start_gateway(state: SandboxState, key: str) -> GatewayRuntime:
     config = state.root / "gateway" / "litellm-config.yaml"
-    env = gateway_environment(key, state.simulator_api_base, state.simulator_key)
+    settings = gateway_settings(state.simulator_api_base, state.simulator_key)
     if state.runtime == "process":
         executable = litellm_executable()
         assert executable is not None  # checked by _choose_runtime
-        state.gateway_argv = litellm_argv(executable, config, state.gateway_port)
-        state.gateway_process = spawn_detached(
-            state.gateway_argv, log=state.gateway_log, env={**_clean_env(), **env}, cwd=state.root
-        )
-        state.save()
-        return ProcessGateway(state, key, config)
+        gateway = state.gateway_process
+        GatewayProcess(
+            argv=litellm_argv(executable, config, state.gateway_port), cwd=state.root, log=state.gateway_log,
+            env=settings, port=state.gateway_port,
+        ).save(gateway.record_path)
+        gateway.start()
+        return gateway
+    env = {**settings, "LITELLM_MASTER_KEY": key}
 
-    from ..container import ContainerRuntime
+    from rollout_cli.io.container import ContainerRuntime
 
     name = container_name(state.root)
     containers = ContainerRuntime()
@@ -432,18 +404,12 @@ def _start_gateway(state: SandboxState, key: str):  # type: ignore[no-untyped-de
     return DockerGateway(name, containers)
 
 
-def _clean_env() -> dict[str, str]:
-    """The operator's environment without proxy variables: sandbox traffic stays on loopback."""
-    blocked = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
-    return {k: v for k, v in os.environ.items() if k.lower() not in blocked}
-
-
 def _healthy(state: SandboxState) -> bool:
-    from ..gateway_api import GatewayClient
+    from rollout_cli.gateway.api import GatewayClient
 
     if state.simulator is None or not state.simulator.alive():
         return False
-    if state.runtime == "process" and (state.gateway_process is None or not state.gateway_process.alive()):
+    if state.runtime == "process" and not state.gateway_process.state().running:
         return False
     with GatewayClient(state.gateway_url, None) as client:
         return client.liveliness(timeout=2).ok and client.readiness(timeout=2).ok
@@ -453,8 +419,9 @@ def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0)
     pids = {}
     if state.simulator:
         pids["simulator"] = state.simulator.pid
-    if state.gateway_process:
-        pids["gateway"] = state.gateway_process.pid
+    record = state.gateway_process.record() if state.runtime == "process" else None
+    if record is not None and record.process is not None:
+        pids["gateway"] = record.process.pid
     return SandboxInfo(
         root=state.root, runtime=state.runtime, gateway_url=state.gateway_url,
         simulator_url=state.simulator_url, gateway_port=state.gateway_port,
@@ -468,7 +435,7 @@ def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0)
 
 def down(root: Path) -> list[str]:
     """Stop exactly what `up` recorded; what was stopped, in words (empty: nothing was up)."""
-    from ..lock import WorkspaceLock
+    from rollout_cli.io.lock import WorkspaceLock
 
     root = root.absolute()
     if not (root / ".rollout").is_dir():
@@ -486,11 +453,15 @@ def _stop_all(state: SandboxState) -> list[str]:
     """Gateway first (it calls the simulator), then the simulator; errors do not stop the rest."""
     stopped: list[str] = []
     problems: list[str] = []
-    if state.gateway_process is not None and state.gateway_process.stop():
-        stopped.append(f"gateway process {state.gateway_process.pid}")
+    if state.runtime == "process":
+        gateway = state.gateway_process
+        record = gateway.record()
+        if gateway.stop(timeout=5).changed and record is not None and record.process is not None:
+            stopped.append(f"gateway process {record.process.pid}")
+        gateway.record_path.unlink(missing_ok=True)
     if state.container:
         try:
-            from ..container import ContainerRuntime
+            from rollout_cli.io.container import ContainerRuntime
 
             if _remove_ours(ContainerRuntime(), state.root):
                 stopped.append(f"gateway container {state.container}")
@@ -518,7 +489,7 @@ def _remove_ours(containers: ContainerRuntime, root: Path) -> bool:
 
 def status(root: Path) -> dict[str, Any]:
     """What runs of the sandbox in `root`: processes, container, the gateway's probes."""
-    from ..gateway_api import GatewayClient
+    from rollout_cli.gateway.api import GatewayClient
 
     root = root.absolute()
     state = load_state(root)
@@ -527,14 +498,15 @@ def status(root: Path) -> dict[str, Any]:
     sim_alive = state.simulator is not None and state.simulator.alive()
     gateway: dict[str, Any] = {"url": state.gateway_url, "port": state.gateway_port}
     if state.runtime == "process":
-        record = state.gateway_process
-        gateway.update(pid=record.pid if record else None,
-                       running=bool(record and record.alive()),
-                       uptime_s=record.uptime_s() if record else None, restarts=state.restarts)
+        runtime = state.gateway_process
+        record = runtime.record()
+        box = runtime.state()
+        gateway.update(pid=record.process.pid if record and record.process else None, running=box.running,
+                       uptime_s=box.uptime_s, restarts=box.restart_count)
     else:
         gateway.update(container=state.container, image=state.image)
         try:
-            from ..container import ContainerRuntime
+            from rollout_cli.io.container import ContainerRuntime
 
             box = ContainerRuntime().state(state.container or container_name(root))
             gateway.update(running=box.running, status=box.status, health=box.health, uptime_s=box.uptime_s)
@@ -547,7 +519,7 @@ def status(root: Path) -> dict[str, Any]:
     faults: dict[str, Any] | None = None
     if sim_alive:
         try:
-            from ..simulator import SimulatorAdmin
+            from rollout_cli.simulator import SimulatorAdmin
 
             faults = SimulatorAdmin(state.simulator_url, timeout=2).faults()
         except RolloutError:

@@ -161,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     # delayed ACK holds the body back ~40 ms, which would swamp any latency we measure.
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the gateway and the tests report what matters; access logs would be noise
 
     # -- routing --
@@ -523,9 +523,6 @@ class Simulator:
     def set_fault(self, model: str, **fault: Any) -> Fault:
         """Put a fault in force for a model id, `openrouter/` id, gateway alias, or `*` (latency only)."""
         return self._require().faults.set(model, fault)[1]
-
-    def clear_faults(self, model: str | None = None) -> None:
-        self._require().faults.clear(model)
 
     def faults(self) -> dict[str, dict[str, Any]]:
         return self._require().faults.snapshot()

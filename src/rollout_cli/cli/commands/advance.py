@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
-from ..render import render
+from rollout_cli.cli.context import load
+from rollout_cli.cli.options import dry_run_option, json_option, reason_option, yes_option
+from rollout_cli.cli.render import console, render
+from rollout_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from rollout_cli.rollout.gates import Decision
 
 HELP = (
     "Advance to the next stage (0 -> 10 -> 50 -> 100%) if every gate passes: health, smoke, cost, "
@@ -16,15 +23,13 @@ def register(app: typer.Typer) -> None:
     @app.command("advance", help=HELP)
     def advance(
         ctx: typer.Context,
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before writing the next stage."),
-        reason: str = typer.Option(None, "--reason", help="Why; recorded in the audit trail."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Evaluate the gates; write nothing."),
+        yes: bool = yes_option("Do not ask before writing the next stage."),
+        reason: str = reason_option(),
+        dry_run: bool = dry_run_option("Evaluate the gates; write nothing."),
         skip_soak: bool = typer.Option(False, "--skip-soak", help="Do not wait for the soak time (needs --reason)."),
-        json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+        json_output: bool = json_option(),
     ) -> None:
-        from ...advance import advance as core_advance
-        from ...errors import InputError
-        from ..app import load
+        from rollout_cli.rollout.advance import advance as core_advance  # lazy: start-up time
 
         ws = load(ctx)
         confirm = None
@@ -35,10 +40,8 @@ def register(app: typer.Typer) -> None:
         render(core_advance(ws, reason=reason, dry_run=dry_run, skip_soak=skip_soak, confirm=confirm), json_output)
 
 
-def _ask(decision) -> bool:  # type: ignore[no-untyped-def]
-    from ..render import console
-    from ..views.rollout import decision_renderable
+def _ask(decision: Decision) -> bool:
+    from rollout_cli.cli.views.rollout import decision_renderable  # lazy: start-up time (rich)
 
-    out = console(stderr=True)
-    out.print(decision_renderable(decision.to_json()))
+    console(stderr=True).print(decision_renderable(decision.to_json()))
     return typer.confirm(f"GO: advance {decision.current}% -> {decision.next}%?", err=True)

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import typer
 
-from ..render import render
+from rollout_cli.cli.context import load
+from rollout_cli.cli.options import json_option
+from rollout_cli.cli.render import render
 
 HELP = "Show the audit trail (.rollout/history.jsonl), oldest first."
 
@@ -12,9 +14,8 @@ def register(app: typer.Typer) -> None:
     def history(
         ctx: typer.Context,
         limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show the last N records."),
-        json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+        json_output: bool = json_option("Print JSON (the full records)."),
     ) -> None:
-        from ...status import history as core_history
-        from ..app import load
+        from rollout_cli.rollout.status import history as core_history  # lazy: start-up time
 
         render(core_history(load(ctx), limit), json_output)

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import typer
 
-from ..render import render
+from rollout_cli.cli.context import load
+from rollout_cli.cli.options import json_option, markdown_option
+from rollout_cli.cli.render import render
 
 HELP = (
     "The go/no-go report for now: verdict matrix, every gate, stage history, rollback readiness. "
@@ -16,10 +18,9 @@ def register(app: typer.Typer) -> None:
     @app.command("report", help=HELP)
     def report(
         ctx: typer.Context,
-        markdown: Path = typer.Option(None, "--markdown", help="Also write the report as Markdown to FILE."),
-        json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+        markdown: Path = markdown_option("Also write the report as Markdown to FILE."),
+        json_output: bool = json_option(),
     ) -> None:
-        from ...report import report as core_report
-        from ..app import load
+        from rollout_cli.rollout.report import report as core_report  # lazy: start-up time
 
         render(core_report(load(ctx), markdown=markdown), json_output)

@@ -4,7 +4,10 @@ import sys
 
 import typer
 
-from ..render import render
+from rollout_cli.cli.context import load
+from rollout_cli.cli.options import dry_run_option, json_option, reason_option, yes_option
+from rollout_cli.cli.render import render
+from rollout_cli.errors import InputError
 
 HELP = (
     "Roll back: level 1 flag to 0% (30 s), 2 router code (5 min), 3 stop the gateway "
@@ -17,23 +20,21 @@ def register(app: typer.Typer) -> None:
     def rollback(
         ctx: typer.Context,
         level: int = typer.Option(..., "--level", "-l", help="Rollback level, 1..4."),
-        reason: str = typer.Option(None, "--reason", help="Why; recorded in the audit trail."),
-        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; change nothing."),
+        reason: str = reason_option(),
+        yes: bool = yes_option(),
+        dry_run: bool = dry_run_option("Show what would change; change nothing."),
         drill: bool = typer.Option(False, "--drill", help="Check every precondition; change nothing."),
-        json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+        json_output: bool = json_option(),
     ) -> None:
-        from ...errors import InputError
-        from ...rollback import load_levels, rollback as core_rollback
-        from ..app import load
+        from rollout_cli.playbook.levels import Mode, plan_rollback, run_rollback  # lazy: start-up time
 
         if dry_run and drill:
             raise InputError("--dry-run and --drill exclude each other; pick one")
         ws = load(ctx)
-        mode = "dry-run" if dry_run else "drill" if drill else "run"
+        plan = plan_rollback(ws, level)  # a bad level or playbook is said before asking
+        mode: Mode = "dry-run" if dry_run else "drill" if drill else "run"
         if mode == "run" and not yes:
-            load_levels(ws, level)  # bad level or playbook: say so before asking
             if not sys.stdin.isatty():
                 raise InputError("rollback needs confirmation; pass --yes to run it non-interactively")
             typer.confirm(f"Roll back to level {level} in {ws.root}?", abort=True, err=True)
-        render(core_rollback(ws, level, reason=reason, mode=mode), json_output)
+        render(run_rollback(ws, plan, reason=reason, mode=mode), json_output)

@@ -1,4 +1,4 @@
-"""`rollout sandbox up|down|status|fault`: the whole world locally, no key and no network needed."""
+"""`rollout sandbox up|down|status|fault|traffic`: the whole world locally, no key and no network needed."""
 
 from __future__ import annotations
 
@@ -6,19 +6,18 @@ from pathlib import Path
 
 import typer
 
-from ..render import render
+from rollout_cli.cli.context import workspace_option
+from rollout_cli.cli.options import json_option, models_option, sandbox_dir_argument, timeout_option
+from rollout_cli.cli.render import render
 
 HELP = "Run the whole world locally: OpenRouter simulator, LiteLLM gateway, sample app and workspace."
-JSON = typer.Option(False, "--json", help="Print JSON.")
-DIR_HELP = "Sandbox folder (default: -w, $ROLLOUT_WORKSPACE, else ./sandbox)."
 
 
 def _dir(ctx: typer.Context, directory: Path | None) -> Path:
-    from ...sandbox.world import resolve_dir
-    from ..app import Globals
+    """DIR, else -w, else $ROLLOUT_WORKSPACE, else ./sandbox: the same for every verb."""
+    from rollout_cli.sandbox.world import resolve_dir  # lazy: start-up time
 
-    workspace = ctx.obj.workspace if isinstance(ctx.obj, Globals) else None
-    return resolve_dir(directory, workspace)
+    return resolve_dir(directory, workspace_option(ctx))
 
 
 def register(app: typer.Typer) -> None:
@@ -26,9 +25,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sandbox, name="sandbox")
 
     @sandbox.command("up", help="Start the simulator and the gateway and write a complete workspace in DIR "
-                     "(default ./sandbox). Already up and healthy: nothing changes; partly up: restarted cleanly.")
+                     "(default: -w, $ROLLOUT_WORKSPACE, else ./sandbox). Already up and healthy: nothing "
+                     "changes; partly up: restarted cleanly.")
     def up(
-        directory: Path = typer.Argument(None, help="Sandbox folder (default ./sandbox)."),
+        ctx: typer.Context,
+        directory: Path = sandbox_dir_argument(),
         runtime: str = typer.Option("auto", "--runtime", help="docker, process, or auto: docker when an "
                                     "engine answers and the image exists, else process."),
         gateway_port: int = typer.Option(None, "--gateway-port", help="Gateway port on 127.0.0.1 (default 4000, "
@@ -39,14 +40,13 @@ def register(app: typer.Typer) -> None:
                                   "else rollout/litellm:local)."),
         gateway_config: Path = typer.Option(None, "--gateway-config", help="LiteLLM config to start from "
                                             "(default: the shipped deploy/litellm-config.yaml)."),
-        timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for a healthy gateway."),
-        json_output: bool = JSON,
+        timeout: float = timeout_option(60.0, "Seconds to wait for a healthy gateway.", min=None),
+        json_output: bool = json_option(),
     ) -> None:
-        from ...sandbox import commands
-        from ...sandbox.world import DEFAULT_DIR
-        from ..views.gateway import wait_display
+        from rollout_cli.cli.views.gateway import wait_display  # lazy: start-up time (rich)
+        from rollout_cli.sandbox import commands  # lazy: start-up time
 
-        root = (directory or Path(DEFAULT_DIR)).expanduser().absolute()
+        root = _dir(ctx, directory)
         with wait_display(json_output, steps=True) as progress:
             result = commands.up(
                 root, runtime=runtime, gateway_port=gateway_port, simulator_port=simulator_port, image=image,
@@ -56,22 +56,14 @@ def register(app: typer.Typer) -> None:
         render(result, json_output)
 
     @sandbox.command("down", help="Stop exactly what `sandbox up` started; harmless when nothing is up.")
-    def down(
-        ctx: typer.Context,
-        directory: Path = typer.Argument(None, help=DIR_HELP),
-        json_output: bool = JSON,
-    ) -> None:
-        from ...sandbox import commands
+    def down(ctx: typer.Context, directory: Path = sandbox_dir_argument(), json_output: bool = json_option()) -> None:
+        from rollout_cli.sandbox import commands  # lazy: start-up time
 
         render(commands.down(_dir(ctx, directory)), json_output)
 
     @sandbox.command("status", help="The simulator and the gateway of a sandbox: state, ports, runtime, faults.")
-    def status(
-        ctx: typer.Context,
-        directory: Path = typer.Argument(None, help=DIR_HELP),
-        json_output: bool = JSON,
-    ) -> None:
-        from ...sandbox import commands
+    def status(ctx: typer.Context, directory: Path = sandbox_dir_argument(), json_output: bool = json_option()) -> None:
+        from rollout_cli.sandbox import commands  # lazy: start-up time
 
         render(commands.status(_dir(ctx, directory)), json_output)
 
@@ -86,9 +78,9 @@ def register(app: typer.Typer) -> None:
         latency_ms: int = typer.Option(None, "--latency-ms", help="Latency added to every request of MODEL."),
         retry_after: int = typer.Option(None, "--retry-after", help="Retry-After seconds (429; default 1)."),
         mode: str = typer.Option(None, "--mode", help="hang, malformed or empty instead of a status."),
-        json_output: bool = JSON,
+        json_output: bool = json_option(),
     ) -> None:
-        from ...sandbox import commands
+        from rollout_cli.sandbox import commands  # lazy: start-up time
 
         render(commands.fault(_dir(ctx, None), model, clear=clear, status=status, rate=rate,
                               latency_ms=latency_ms, retry_after=retry_after, mode=mode), json_output)
@@ -99,9 +91,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         rps: float = typer.Option(5.0, "--rps", help="Requests per second (at most 50)."),
         duration: float = typer.Option(10.0, "--duration", help="Seconds to send for (at most 3600)."),
-        model: str = typer.Option(None, "--model", "-m", help="Gateway alias the app asks for (default: the primary)."),
-        json_output: bool = JSON,
+        model: str = models_option("Gateway alias the app asks for (default: the primary)."),
+        json_output: bool = json_option(),
     ) -> None:
-        from ...sandbox.traffic import traffic as core_traffic
+        from rollout_cli.sandbox.traffic import traffic as core_traffic  # lazy: start-up time
 
         render(core_traffic(_dir(ctx, None), rps=rps, duration=duration, model=model), json_output)

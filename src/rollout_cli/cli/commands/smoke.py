@@ -4,7 +4,9 @@ from pathlib import Path
 
 import typer
 
-from ..render import render
+from rollout_cli.cli.context import load
+from rollout_cli.cli.options import json_option, markdown_option, models_option
+from rollout_cli.cli.render import render
 
 HELP = (
     "The CI smoke step: the suite against every model, a fallback drill, a cost guard. "
@@ -17,22 +19,18 @@ def register(app: typer.Typer) -> None:
     def smoke(
         ctx: typer.Context,
         suite: Path = typer.Option(None, "--suite", help="Suite YAML (default: playbooks/smoke.yaml)."),
-        models: list[str] = typer.Option(None, "--model", "-m", help="Run against this alias only (repeatable)."),
+        models: list[str] = models_option("Run against this alias only (repeatable)."),
         junit_xml: Path = typer.Option(None, "--junit-xml", help="Write JUnit XML here (one case per model x check)."),
-        markdown: Path = typer.Option(None, "--markdown", help="Write a Markdown summary here (PR comment)."),
+        markdown: Path = markdown_option("Write a Markdown summary here (PR comment)."),
         plan: bool = typer.Option(False, "--plan", help="Print the requests a run would send; send nothing."),
         max_requests: int = typer.Option(
             None, "--max-requests", min=1, help="Refuse to run when the plan needs more requests than N."
         ),
-        json_output: bool = typer.Option(False, "--json", help="Print JSON."),
+        json_output: bool = json_option(),
     ) -> None:
-        from ...checks.smoke import smoke as core_smoke
-        from ..app import load
+        from rollout_cli.checks.smoke import smoke as core_smoke  # lazy: start-up time
 
-        render(
-            core_smoke(
-                load(ctx), suite, models, max_requests=max_requests, plan_only=plan,
-                junit_xml=junit_xml, markdown=markdown,
-            ),
-            json_output,
+        result = core_smoke(
+            load(ctx), suite, models, max_requests=max_requests, plan_only=plan, junit_xml=junit_xml, markdown=markdown
         )
+        render(result, json_output)

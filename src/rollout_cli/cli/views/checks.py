@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...result import Result
-from ..render import esc, human
+from rollout_cli.checks.health import HealthReport
+from rollout_cli.checks.smoke import SmokePlanPayload, SmokeReport
+from rollout_cli.cli.render import esc, human, live
+from rollout_cli.core.result import Result
+
+if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
+    from rich.console import Group
+    from rich.table import Table
 
 STATUS_STYLE = {
     "healthy": "green", "pass": "green", "ok": "green",
@@ -21,7 +27,7 @@ def styled(status: str) -> str:
     return f"[{style}]{esc(status)}[/]" if style else esc(status)
 
 
-def _table(*columns: str, title: str | None = None):  # type: ignore[no-untyped-def]
+def _table(*columns: str, title: str | None = None) -> Table:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
@@ -34,7 +40,8 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 
 
-def health_renderable(result: Result):  # type: ignore[no-untyped-def]
+@live(HealthReport)
+def health_renderable(result: Result[HealthReport]) -> Group:
     """The health report as one rich renderable: also what `--watch` refreshes."""
     from rich.console import Group
     from rich.text import Text
@@ -67,10 +74,7 @@ def health_renderable(result: Result):  # type: ignore[no-untyped-def]
     table = _table("model", "status", "latency", "HTTP", "error", "served by")
     for m in d["models"]:
         served = m["served_by"] or "-"
-        if m["served_by"] and m["served_by"] != m["alias"]:
-            served = f"[bold red]{esc(served)}[/]"
-        else:
-            served = esc(served)
+        served = f"[bold red]{esc(served)}[/]" if m["served_by"] and m["served_by"] != m["alias"] else esc(served)
         table.add_row(
             esc(m["alias"]), styled(m["status"]), _ms(m["latency_ms"]),
             esc(m["http_status"] if m["http_status"] is not None else "-"), esc(m["error_class"] or "-"), served,
@@ -78,23 +82,25 @@ def health_renderable(result: Result):  # type: ignore[no-untyped-def]
     parts.append(table)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(d["counts"].items()))
     parts.append(Text.from_markup(
-        f"{styled(d['verdict'])} (exit {result.to_json()['exit_code']}): {esc(counts or 'no models')}; "
+        f"{styled(result.payload.verdict)} (exit {int(result.exit_code)}): {esc(counts or 'no models')}; "
         f"{d['requests'].get('sent', 0)} request(s) in {d['duration_ms'] / 1000:.2f} s"
     ))
     return Group(*parts)
 
 
-@human("health")
-def health_view(out: Any, result: Result) -> None:
+@human(HealthReport)
+def health_view(out: Any, result: Result[HealthReport]) -> None:
     out.print(health_renderable(result))
 
 
-@human("smoke")
-def smoke_view(out: Any, result: Result) -> None:
+@human(SmokePlanPayload)
+def smoke_plan_view(out: Any, result: Result[SmokePlanPayload]) -> None:
+    _plan_view(out, result.payload.plan.to_json())
+
+
+@human(SmokeReport)
+def smoke_view(out: Any, result: Result[SmokeReport]) -> None:
     d = result.data
-    if d["mode"] == "plan":
-        _plan_view(out, d["plan"])
-        return
     checks = d["checks"]
     cases = d["plan"]["cases"]
     gateway = next((c for c in checks if c["model"] == "gateway" and c["check"] == "gateway"), None)
@@ -116,7 +122,7 @@ def smoke_view(out: Any, result: Result) -> None:
     counts = d["counts"]
     req = d["requests"]
     out.print(
-        f"{styled(d['verdict'])} (exit {result.to_json()['exit_code']}): {counts['pass']} passed, "
+        f"{styled(result.payload.verdict)} (exit {int(result.exit_code)}): {counts['pass']} passed, "
         f"{counts['fail']} failed, {counts['inconclusive'] + counts['not-verifiable']} inconclusive, "
         f"{counts['skipped']} skipped; {req.get('sent', 0)} request(s) sent ({req.get('retries', 0)} retries) "
         f"+ {req.get('catalog', 0)} catalog read(s) in {d['duration_ms'] / 1000:.2f} s"

@@ -7,8 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ...result import Result
-from ..render import console, esc, human
+from rollout_cli.cli.render import console, esc, human
+from rollout_cli.core.result import Result
+from rollout_cli.gateway.control import (
+    GatewayActionPayload,
+    GatewayLogsPayload,
+    GatewayStatusPayload,
+    GatewayWaitPayload,
+)
+from rollout_cli.sandbox.commands import SandboxFaultPayload, SandboxStatusPayload, SandboxUpPayload
 
 
 class _Display:
@@ -89,17 +96,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-@human("gateway status")
-def gateway_status_view(out: Any, result: Result) -> None:
+@human(GatewayStatusPayload)
+def gateway_status_view(out: Any, result: Result[GatewayStatusPayload]) -> None:
     d = result.data
-    verdict = "[green]healthy[/]" if d["healthy"] else "[bold red]not healthy[/]"
+    verdict = "[green]healthy[/]" if result.payload.healthy else "[bold red]not healthy[/]"
     out.print(f"[bold]gateway[/] {esc(d['url'])}: {verdict}")
     _state_lines(out, d)
     out.print(_probe("liveliness", d["liveliness"]))
     out.print(_probe("readiness", d["readiness"]))
 
 
-def _action_view(out: Any, result: Result) -> None:
+@human(GatewayActionPayload)
+def gateway_action_view(out: Any, result: Result[GatewayActionPayload]) -> None:
     d = result.data
     _state_lines(out, d)
     _log_lines(out, d)
@@ -113,25 +121,21 @@ def _log_lines(out: Any, d: dict[str, Any]) -> None:
             out.print("  " + esc(line), style="dim")
 
 
-for _name in ("gateway start", "gateway stop", "gateway restart"):
-    human(_name)(_action_view)
-
-
-@human("gateway wait")
-def gateway_wait_view(out: Any, result: Result) -> None:
+@human(GatewayWaitPayload)
+def gateway_wait_view(out: Any, result: Result[GatewayWaitPayload]) -> None:
     _log_lines(out, result.data)
 
 
-@human("gateway logs")
-def gateway_logs_view(out: Any, result: Result) -> None:
-    for line in result.data["lines"]:
+@human(GatewayLogsPayload)
+def gateway_logs_view(out: Any, result: Result[GatewayLogsPayload]) -> None:
+    for line in result.payload.lines:
         out.print(esc(line))
 
 
-@human("sandbox up")
-def sandbox_up_view(out: Any, result: Result) -> None:
+@human(SandboxUpPayload)
+def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
     d = result.data
-    if not d["up"]:
+    if not result.payload.up:
         _log_lines(out, d)
         return
     out.print(f"[bold]sandbox[/] {esc(d['dir'])}  (runtime {esc(d['runtime'])})")
@@ -142,10 +146,10 @@ def sandbox_up_view(out: Any, result: Result) -> None:
     out.print(f"  master key {esc(d['master_key_file'])} (mode 0600)")
 
 
-@human("sandbox status")
-def sandbox_status_view(out: Any, result: Result) -> None:
+@human(SandboxStatusPayload)
+def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
     d = result.data
-    if not d["up"]:
+    if not result.payload.up:
         return
     verdict = "[green]healthy[/]" if d["healthy"] else "[bold red]not healthy[/]"
     out.print(f"[bold]sandbox[/] {esc(d['dir'])}: {verdict} (runtime {esc(d['runtime'])}, since {esc(d['created'])})")
@@ -181,9 +185,9 @@ def _fault_text(fault: dict[str, Any]) -> str:
     return esc(", ".join(parts))
 
 
-@human("sandbox fault")
-def sandbox_fault_view(out: Any, result: Result) -> None:
-    faults = result.data["faults"]
+@human(SandboxFaultPayload)
+def sandbox_fault_view(out: Any, result: Result[SandboxFaultPayload]) -> None:
+    faults = result.payload.faults
     if faults:
         out.print("[bold]faults in force[/]:")
         for model, fault in faults.items():

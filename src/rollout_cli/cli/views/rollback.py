@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ...playbook.model import format_duration
-from ...result import Result
-from ..render import esc, human, status_text
+from rollout_cli.cli.render import esc, human, status_text
+from rollout_cli.core.playbooks import format_duration
+from rollout_cli.core.result import Result
+from rollout_cli.playbook.levels import RollbackPayload
+from rollout_cli.rollout.status import HistoryPayload, StatusPayload
+
+if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
+    from rich.table import Table
 
 
-def _table(*columns: str, title: str | None = None):  # type: ignore[no-untyped-def]
+def _table(*columns: str, title: str | None = None) -> Table:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
@@ -18,8 +23,8 @@ def _table(*columns: str, title: str | None = None):  # type: ignore[no-untyped-
     return table
 
 
-@human("status")
-def status_view(out: Any, result: Result) -> None:
+@human(StatusPayload)
+def status_view(out: Any, result: Result[StatusPayload]) -> None:
     d = result.data
     stage = d["stage"]
     out.print(f"[bold]stage[/] {stage['percentage']}% through the gateway")
@@ -55,11 +60,11 @@ def _v(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-@human("history")
-def history_view(out: Any, result: Result) -> None:
-    records = result.data["records"]
+@human(HistoryPayload)
+def history_view(out: Any, result: Result[HistoryPayload]) -> None:
+    records = result.payload.records
     if not records:
-        out.print(f"no history yet in {esc(result.data['path'])}")
+        out.print(f"no history yet in {esc(result.payload.path)}")
         return
     table = _table("time", "actor", "command", "result", "changes", "reason")
     for r in records:
@@ -75,8 +80,8 @@ def history_view(out: Any, result: Result) -> None:
     out.print(table)
 
 
-@human("rollback")
-def rollback_view(out: Any, result: Result) -> None:
+@human(RollbackPayload)
+def rollback_view(out: Any, result: Result[RollbackPayload]) -> None:
     d = result.data
     verb = {"run": "rollback", "dry-run": "dry run of rollback", "drill": "drill of rollback"}[d["mode"]]
     for level in d["levels"]:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from ...playbook.model import format_duration
-from ...result import Result
-from ..render import esc, human
+from rollout_cli.cli.render import console, esc, human, json_line
+from rollout_cli.core.playbooks import format_duration
+from rollout_cli.core.result import Result
+from rollout_cli.rollout.advance import AdvancePayload
+from rollout_cli.rollout.report import ReportPayload
+
+if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
+    from rich.console import Group
 
 VERDICT_STYLE = {"GO": "bold green", "HOLD": "bold yellow", "NO-GO": "bold red"}
 CELL_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "skipped": "dim",
@@ -20,7 +27,7 @@ def _cell(value: object) -> str:
     return f"[{style}]{esc(text)}[/]" if style else esc(text)
 
 
-def decision_renderable(d: dict[str, Any]):  # type: ignore[no-untyped-def]
+def decision_renderable(d: dict[str, Any]) -> Group:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -52,11 +59,11 @@ def decision_renderable(d: dict[str, Any]):  # type: ignore[no-untyped-def]
     return Group(*parts)
 
 
-@human("advance")
-def advance_view(out: Any, result: Result) -> None:
-    d = result.data
-    if d.get("complete"):
+@human(AdvancePayload)
+def advance_view(out: Any, result: Result[AdvancePayload]) -> None:
+    if result.payload.complete:
         return
+    d = result.data
     out.print(decision_renderable(d))
     post = d.get("post_check")
     if post:
@@ -64,8 +71,8 @@ def advance_view(out: Any, result: Result) -> None:
         out.print(f"post-check: [{style}]{'ok' if post['ok'] else 'FAILED'}[/] {esc(post['reason'])}")
 
 
-@human("report")
-def report_view(out: Any, result: Result) -> None:
+@human(ReportPayload)
+def report_view(out: Any, result: Result[ReportPayload]) -> None:
     from rich.table import Table
 
     d = result.data
@@ -95,7 +102,7 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if value is not None else "-"
 
 
-def watch_renderable(v: dict[str, Any]):  # type: ignore[no-untyped-def]
+def watch_renderable(v: dict[str, Any]) -> Group:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -131,3 +138,17 @@ def watch_renderable(v: dict[str, Any]):  # type: ignore[no-untyped-def]
                           f"{m['requests']:g}", f"{m['failed']:g}", recent, _cell(probe))
         parts.append(table)
     return Group(*parts)
+
+
+@contextmanager
+def sample_display(json_output: bool) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """`rollout watch`'s display: each sample's view refreshed in place, or one JSON line per sample."""
+    if json_output:
+        yield lambda view: json_line("watch", view)
+        return
+    from rich.live import Live  # lazy: start-up time
+
+    out = console()
+    with Live(console=out, auto_refresh=False, transient=False) as display:
+        yield lambda view: display.update(watch_renderable(view), refresh=True)
+    out.print()

@@ -1,0 +1,46 @@
+"""Evidence gathered once per command or decision, and shared by every check that needs it.
+
+One `advance` evaluation runs health, smoke, the cost guard and a metrics
+scrape: they read the gateway config, the master key and the gateway's own
+preflight (liveliness, readiness, key) once, through one HTTP client, instead
+of each rebuilding them.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from rollout_cli.checks.preflight import GatewayState, check_gateway
+from rollout_cli.core.workspace import Workspace
+from rollout_cli.gateway.api import GatewayClient
+from rollout_cli.gateway.topology import Topology, load_topology
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class Evidence:
+    """The workspace's gateway config (parsed), one client with the key (read once) and one preflight."""
+
+    def __init__(self, ws: Workspace, *, timeout: float = DEFAULT_TIMEOUT_S, topology: Topology | None = None) -> None:
+        self.ws = ws
+        self.topology = topology if topology is not None else load_topology(ws.gateway.config)
+        self.client = GatewayClient(ws.gateway.url, ws.gateway.key.value, timeout)
+        self._gateway: GatewayState | None = None
+        self._lock = threading.Lock()
+
+    def gateway(self) -> GatewayState:
+        """The preflight (no upstream request), run once however many checks ask, even concurrently."""
+        with self._lock:
+            if self._gateway is None:
+                self._gateway = check_gateway(self.client, self.ws.gateway)
+            return self._gateway
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Evidence:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,106 @@
+"""The audit trail: `.rollout/history.jsonl`, one JSON line per action.
+
+Each record is written with a single `write(2)` on an `O_APPEND` descriptor, so
+concurrent appends never interleave inside a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rollout_cli.core.workspace import PERCENTAGE_KEY
+from rollout_cli.io.lock import actor
+
+HISTORY_NAME = "history.jsonl"
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One recorded move of the rollout percentage."""
+
+    time: str
+    actor: str | None
+    command: str | None
+    reason: str | None
+    before: Any
+    after: Any
+
+    @property
+    def timestamp(self) -> float:
+        return datetime.fromisoformat(self.time.replace("Z", "+00:00")).timestamp()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time, "actor": self.actor, "command": self.command,
+                "from": self.before, "to": self.after, "reason": self.reason}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def append_line(path: Path, record: dict[str, Any], *, fsync: bool = False) -> None:
+    """One JSON line, in one write(2) on an O_APPEND descriptor: whole even beside other writers."""
+    line = (json.dumps(record, default=str) + "\n").encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.write(fd, line) != len(line):  # pragma: no cover - disk full mid-write
+            raise OSError(f"short write to {path}")
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every record of a JSON-lines file, oldest first; a torn line (a crashed writer) is skipped."""
+    if not path.is_file():
+        return []
+    out: list[dict[str, Any]] = []
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+class AuditLog:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / HISTORY_NAME
+
+    def append(self, command: str, **fields: Any) -> dict[str, Any]:
+        """Append one record stamped with UTC time and actor; returns it."""
+        record = {"time": utc_now(), "actor": actor(), "command": command, **fields}
+        append_line(self.path, record, fsync=True)
+        return record
+
+    def records(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Records oldest first (the last `limit` of them)."""
+        out = read_lines(self.path)
+        return out[-limit:] if limit else out
+
+    def last_change(self, *keys: str) -> dict[str, Any] | None:
+        """The newest record that changed any of `keys` in any file."""
+        for record in reversed(self.records()):
+            if any(change.get("key") in keys for change in record.get("changes", [])):
+                return record
+        return None
+
+
+def stage_changes(log: AuditLog) -> list[StageChange]:
+    """Every recorded move of the rollout percentage, oldest first: the one query of the trail for stages."""
+    out = []
+    for record in log.records():
+        for change in record.get("changes", []):
+            if change.get("key") == PERCENTAGE_KEY:
+                out.append(StageChange(str(record.get("time")), record.get("actor"), record.get("command"),
+                                       record.get("reason"), change.get("before"), change.get("after")))
+    return out

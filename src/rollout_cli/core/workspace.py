@@ -1,0 +1,258 @@
+"""The workspace: `rollout.yaml`, validated whole into typed objects before anything runs.
+
+Relative paths in `rollout.yaml` resolve against the workspace folder, so a
+workspace can sit beside the app it controls (`../app/.env`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rollout_cli.errors import InputError
+
+if TYPE_CHECKING:
+    from rollout_cli.core.result import Result
+
+CONFIG_NAME = "rollout.yaml"
+STATE_DIR = ".rollout"
+FLAG_FORMATS = ("env", "json", "yaml", "flagd")
+RUNTIMES = ("docker", "process")
+
+ENABLED_KEY = "LITELLM_ENABLED"
+PERCENTAGE_KEY = "LITELLM_ROLLOUT_PERCENTAGE"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    env_file: Path
+    flags_file: Path | None = None
+    flags_format: str = "flagd"
+    flag_key: str = "litellm-gateway"
+    repo: Path | None = None
+    router_paths: tuple[str, ...] = ()
+    pre_gateway_ref: str | None = None
+    integration_commits: tuple[str, ...] = ()
+    integration_grep: str | None = None
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    """The gateway master key and where it came from; its repr never shows the key."""
+
+    value: str | None = field(repr=False)
+    source: str  # "$LITELLM_MASTER_KEY", "key file PATH", ...: what to fix, never the key itself
+
+    def require(self) -> str:
+        """The key, or one InputError that says where to put it."""
+        if not self.value:
+            raise InputError(f"no gateway master key: set {self.source} to the gateway's master key "
+                             "(rollout never stores it)")
+        return self.value
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    url: str = "http://127.0.0.1:4000"
+    master_key_env: str = "LITELLM_MASTER_KEY"
+    master_key_file: Path | None = None
+    container: str | None = None
+    config: Path | None = None
+    runtime: str = "docker"  # docker | process
+
+    @cached_property
+    def key(self) -> MasterKey:
+        """Read once per command: from the environment, else from the key file; never stored elsewhere."""
+        value = os.environ.get(self.master_key_env)
+        if value:
+            return MasterKey(value, f"${self.master_key_env}")
+        if self.master_key_file and self.master_key_file.is_file():
+            return MasterKey(self.master_key_file.read_text().strip() or None, f"key file {self.master_key_file}")
+        where = f"${self.master_key_env}" + (f" or key file {self.master_key_file}" if self.master_key_file else "")
+        return MasterKey(None, where)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    app: AppConfig
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    playbooks: Path | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+
+# --- schema -----------------------------------------------------------------
+# key -> (kind, required). Kinds: str, path, url, bool, list[str], format.
+
+_APP_SCHEMA: dict[str, tuple[str, bool]] = {
+    "env_file": ("path", True),
+    "flags_file": ("path", False),
+    "flags_format": ("format", False),
+    "flag_key": ("str", False),
+    "repo": ("path", False),
+    "router_paths": ("list[str]", False),
+    "pre_gateway_ref": ("str", False),
+    "integration_commits": ("list[str]", False),
+    "integration_grep": ("str", False),
+}
+_GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
+    "url": ("url", False),
+    "master_key_env": ("str", False),
+    "master_key_file": ("path", False),
+    "container": ("str", False),
+    "config": ("path", False),
+    "runtime": ("runtime", False),
+}
+_TOP_KEYS = {"app", "gateway", "playbooks"}
+
+
+def resolve_root(option: str | os.PathLike[str] | None) -> Path:
+    """`--workspace`, else `ROLLOUT_WORKSPACE`, else the current folder."""
+    chosen = option or os.environ.get("ROLLOUT_WORKSPACE") or "."
+    return Path(chosen).expanduser().absolute()
+
+
+def load_workspace(root: Path) -> Workspace:
+    """Read and validate `root/rollout.yaml`; every problem is named with its key path."""
+    from rollout_cli.io.yamlfile import read_yaml
+
+    path = root / CONFIG_NAME
+    if not path.is_file():
+        raise InputError(
+            f"no {CONFIG_NAME} in {root}; run `rollout init {root}` or pass --workspace DIR"
+        )
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping with `app:` and `gateway:` at the top")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise InputError(
+            f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(_TOP_KEYS))})"
+        )
+    if "app" not in raw:
+        raise InputError(f"{path}: missing required key 'app'")
+    app = _section(path, root, "app", raw["app"], _APP_SCHEMA)
+    gateway = _section(path, root, "gateway", raw.get("gateway") or {}, _GATEWAY_SCHEMA)
+    playbooks = raw.get("playbooks")
+    if playbooks is not None:
+        playbooks = _convert(path, root, "playbooks", "path", playbooks)
+    for key in ("router_paths", "integration_commits"):
+        if key in app:
+            app[key] = tuple(app[key])
+    return Workspace(
+        root=root,
+        app=AppConfig(**app),
+        gateway=GatewayConfig(**gateway),
+        playbooks=playbooks,
+    )
+
+
+def _section(
+    path: Path, root: Path, name: str, raw: Any, schema: dict[str, tuple[str, bool]]
+) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: '{name}' must be a mapping, got {_kind(raw)}")
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise InputError(
+            f"{path}: unknown key '{name}.{unknown[0]}' (known: {', '.join(schema)})"
+        )
+    values: dict[str, Any] = {}
+    for key, (kind, required) in schema.items():
+        if raw.get(key) is None:
+            if required:
+                raise InputError(f"{path}: missing required key '{name}.{key}'")
+            continue
+        values[key] = _convert(path, root, f"{name}.{key}", kind, raw[key])
+    return values
+
+
+def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
+    def wrong(expected: str) -> InputError:
+        return InputError(f"{path}: '{key}' must be {expected}, got {_kind(value)} {value!r}")
+
+    if kind == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise wrong("a list of strings")
+        return list(value)
+    if not isinstance(value, str) or not value.strip():
+        raise wrong("a non-empty string")
+    if kind == "path":
+        return (root / Path(value).expanduser()).resolve()
+    if kind == "url" and not value.startswith(("http://", "https://")):
+        raise wrong("an http:// or https:// URL")
+    if kind == "format" and value not in FLAG_FORMATS:
+        raise InputError(f"{path}: '{key}' is '{value}'; use one of {', '.join(FLAG_FORMATS)}")
+    if kind == "runtime" and value not in RUNTIMES:
+        raise InputError(f"{path}: '{key}' is '{value}'; use one of {', '.join(RUNTIMES)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+INIT_TEMPLATE = """\
+# rollout workspace: what `rollout` reads and writes.
+# Relative paths resolve against this folder. Docs: docs/PLAYBOOKS.md, docs/SETUP.md.
+app:
+  env_file: ../app/.env              # dotenv file the app reads (LITELLM_ENABLED, LITELLM_ROLLOUT_PERCENTAGE)
+  flags_file: ../app/flags.json      # optional; must agree with env_file
+  flags_format: flagd                # env | json | yaml | flagd (OpenFeature, fractional targeting)
+  flag_key: litellm-gateway          # flag name (flagd), dotted key path (json/yaml) or variable (env)
+  repo: ../app                       # git repo of the app (rollback levels 2 and 4)
+  router_paths: [server/model-router.ts]  # level 2 restores these paths...
+  pre_gateway_ref: pre-gateway       # ...from this tag or commit
+  integration_commits: []            # level 4 reverts these, newest first (or, when empty:)
+  integration_grep: "LiteLLM gateway"  # commits whose message matches
+gateway:
+  url: http://127.0.0.1:4000
+  master_key_env: LITELLM_MASTER_KEY # the key is read from this variable, never stored
+  # master_key_file: ./.rollout/master.key  # or from this file (mode 0600)
+  runtime: docker                    # docker | process (a litellm rollout started here; the sandbox's)
+  container: litellm                 # container name or compose service name (level 3)
+  config: ../gateway/litellm-config.yaml
+# playbooks: ./playbooks             # optional: overrides the packaged defaults
+"""
+
+
+@dataclass(frozen=True)
+class InitPayload:
+    """`rollout init`: the file written."""
+
+    path: str
+    overwritten: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "overwritten": self.overwritten}
+
+
+def init_workspace(root: Path, *, force: bool = False) -> Result[InitPayload]:
+    """Write a commented rollout.yaml; an existing one is kept unless `force`."""
+    from rollout_cli.core.result import Result
+    from rollout_cli.io.atomic import atomic_write_text
+
+    path = root / CONFIG_NAME
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists; pass --force to overwrite it")
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} is not a folder; choose another DIR")
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, INIT_TEMPLATE)
+    return Result(
+        "init",
+        InitPayload(str(path), force),
+        [f"wrote {path}; edit its paths, then run `rollout -w {root} status`"],
+    )

@@ -1,0 +1,240 @@
+"""The LiteLLM proxy's HTTP API: liveliness, readiness, completions, /health, /metrics.
+
+One real implementation over httpx (imported lazily). Calls that probe the
+gateway never raise for an HTTP error: they return what was seen, so a check
+can classify it. The master key goes into the Authorization header only; it is
+never part of a returned value or an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rollout_cli.core.workspace import GatewayConfig
+from rollout_cli.errors import GatewayUnavailable
+
+CHECK_USER_AGENT_PREFIX = "rollout-check/"  # the checks' own requests; the error-rate window leaves them out
+
+
+@dataclass
+class Probe:
+    """One GET against a health endpoint."""
+
+    ok: bool
+    status: int | None
+    latency_ms: float
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    """What one chat completion through the gateway looked like."""
+
+    model: str
+    status: int | None  # None: no HTTP answer at all
+    latency_ms: float
+    served_by: str | None = None  # x-litellm-model-group
+    attempted_fallbacks: int | None = None
+    attempted_retries: int | None = None
+    gateway_duration_ms: float | None = None  # x-litellm-response-duration-ms
+    retry_after: float | None = None
+    content: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # timeout | connect | http | malformed | empty
+    message: str | None = None  # the gateway's error message, shortened
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_user_agent() -> str:
+    """The checks' own requests carry it, so the window's error rate can leave them
+    out: they run with fallbacks off and fail where app traffic would not."""
+    from rollout_cli import __version__
+
+    return f"{CHECK_USER_AGENT_PREFIX}{__version__}"
+
+
+class GatewayClient:
+    def __init__(self, url: str, key: str | None, timeout: float = 10.0, user_agent: str | None = None) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers["User-Agent"] = user_agent or check_user_agent()
+        # trust_env=False: a proxy variable must never route loopback traffic elsewhere
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, trust_env=False,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, timeout: float = 10.0) -> GatewayClient:
+        key = config.key.require()
+        return cls(config.url, key, timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _probe(self, path: str, timeout: float) -> Probe:
+        import httpx
+
+        started = time.perf_counter()
+        try:
+            response = self._http.get(path, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Probe(False, None, _ms(started), _short(exc))
+        ok = response.status_code == 200
+        return Probe(ok, response.status_code, _ms(started), None if ok else _short(response.text))
+
+    def liveliness(self, timeout: float = 3.0) -> Probe:
+        return self._probe("/health/liveliness", timeout)
+
+    def readiness(self, timeout: float = 3.0) -> Probe:
+        return self._probe("/health/readiness", timeout)
+
+    def list_models(self, timeout: float = 3.0) -> tuple[Probe, list[str]]:
+        """GET /v1/models: the aliases the gateway serves, and a key check that costs no upstream request.
+
+        It needs the master key, so a non-200 here while liveliness answers is the
+        gateway refusing the key (LiteLLM answers 400 or 500 for that, not 401).
+        """
+        import httpx
+
+        started = time.perf_counter()
+        try:
+            response = self._http.get("/v1/models", timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Probe(False, None, _ms(started), _short(exc)), []
+        if response.status_code != 200:
+            try:
+                message = _error_message(response.json())
+            except ValueError:
+                message = _short(response.text) or "empty body"
+            return Probe(False, response.status_code, _ms(started), message), []
+        try:
+            names = [str(entry["id"]) for entry in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            return Probe(False, 200, _ms(started), "malformed /v1/models answer"), []
+        return Probe(True, 200, _ms(started)), names
+
+    def complete(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        max_tokens: int = 16,
+        timeout: float = 15.0,
+        disable_fallbacks: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> Completion:
+        """One real completion; never raises for an HTTP or transport failure."""
+        import httpx
+
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+        }
+        if disable_fallbacks:
+            body["disable_fallbacks"] = True
+        body.update(extra or {})
+        started = time.perf_counter()
+        try:
+            response = self._http.post("/v1/chat/completions", json=body, timeout=timeout)
+        except httpx.TimeoutException:
+            return Completion(model, None, _ms(started), error="timeout", message=f"no answer in {timeout:g} s")
+        except httpx.HTTPError as exc:
+            return Completion(model, None, _ms(started), error="connect", message=_short(exc))
+        seen = Completion(
+            model,
+            response.status_code,
+            _ms(started),
+            served_by=response.headers.get("x-litellm-model-group"),
+            attempted_fallbacks=_int(response.headers.get("x-litellm-attempted-fallbacks")),
+            attempted_retries=_int(response.headers.get("x-litellm-attempted-retries")),
+            gateway_duration_ms=_float(response.headers.get("x-litellm-response-duration-ms")),
+            # LiteLLM passes an upstream Retry-After on as `llm_provider-retry-after`;
+            # its own (cooldown) answers use plain `retry-after`.
+            retry_after=_float(
+                response.headers.get("retry-after") or response.headers.get("llm_provider-retry-after")
+            ),
+        )
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, ValueError):
+            seen.error = "malformed" if response.status_code == 200 else "http"
+            seen.message = _short(response.text) or "empty body"
+            return seen
+        if response.status_code != 200:
+            seen.error = "http"
+            seen.message = _error_message(payload)
+            return seen
+        try:
+            seen.content = payload["choices"][0]["message"]["content"]
+            seen.usage = payload.get("usage") or {}
+        except (KeyError, IndexError, TypeError):
+            seen.error, seen.message = "malformed", "no choices[0].message.content in the answer"
+            return seen
+        if not isinstance(seen.content, str) or not seen.content.strip():
+            seen.error, seen.message = "empty", "the answer's content is empty"
+        return seen
+
+    def metrics(self, timeout: float = 5.0) -> str:
+        """The Prometheus text from /metrics/; GatewayUnavailable when it cannot be read."""
+        import httpx
+
+        try:
+            response = self._http.get("/metrics/", timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise GatewayUnavailable(f"gateway {self.url} /metrics/ does not answer: {_short(exc)}") from exc
+        if response.status_code != 200:
+            raise GatewayUnavailable(
+                f"gateway {self.url} /metrics/ answered HTTP {response.status_code}; "
+                "enable the prometheus callback and check the master key"
+            )
+        return response.text
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(value: object, limit: int = 200) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error_message(payload: Any) -> str:
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict):
+            return _short(error.get("message") or error)
+        return _short(error)
+    return _short(payload)

@@ -1,0 +1,320 @@
+"""`rollout gateway status|start|stop|restart|logs|wait`: the gateway's runtime plus its HTTP API.
+
+The runtime (container or sandbox process) says whether the gateway runs; the
+proxy's own /health/liveliness and /health/readiness say whether it serves.
+"Healthy" needs both. Progress while waiting is reported through a callback,
+so that the CLI decides how to show it and the core never prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from rollout_cli.core.result import Result
+from rollout_cli.core.workspace import Workspace
+from rollout_cli.errors import ExitCode, GatewayUnavailable, RolloutError
+from rollout_cli.gateway.api import GatewayClient, Probe
+from rollout_cli.gateway.runtime import GatewayRuntime, runtime_for
+from rollout_cli.io.container import ContainerState
+
+LOG_LINES_ON_FAILURE = 20
+POLL_INTERVAL_S = 0.25
+
+
+@dataclass
+class WaitProgress:
+    """One poll of `wait_until_healthy`, for a progress display."""
+
+    elapsed_s: float
+    timeout_s: float
+    liveliness: Probe
+    readiness: Probe | None
+    runtime_status: str | None  # running, restarting, exited, ... (None: no runtime known)
+
+    @property
+    def summary(self) -> str:
+        parts = [f"liveliness {_probe_word(self.liveliness)}"]
+        if self.readiness is not None:
+            parts.append(f"readiness {_probe_word(self.readiness)}")
+        if self.runtime_status is not None:
+            parts.append(self.runtime_status)
+        return ", ".join(parts)
+
+
+Progress = Callable[[WaitProgress], None]
+
+
+class GatewayNotHealthy(GatewayUnavailable):
+    """The gateway did not become healthy in time; carries its last log lines."""
+
+    def __init__(self, message: str, log_lines: list[str], waited_s: float) -> None:
+        super().__init__(message)
+        self.log_lines = log_lines
+        self.waited_s = waited_s
+
+
+def wait_until_healthy(
+    url: str,
+    runtime: GatewayRuntime | None,
+    timeout: float,
+    progress: Progress | None = None,
+    *,
+    logs: Callable[[], list[str]] | None = None,
+) -> float:
+    """Poll until liveliness and readiness answer 200 and the runtime runs; the seconds it took.
+
+    A container whose health is "starting" counts once our own liveliness probe
+    passes (its healthcheck is the same probe, it has just not run yet);
+    "unhealthy" never does. A runtime that stopped (exited, dead) fails at once:
+    nothing will come up. Raises GatewayNotHealthy with the last log lines.
+    """
+    started = time.monotonic()
+    client = GatewayClient(url, None, timeout=3.0)
+    last_problem = "no answer yet"
+    try:
+        while True:
+            elapsed = time.monotonic() - started
+            remaining = max(0.1, timeout - elapsed)
+            live = client.liveliness(timeout=min(2.0, remaining))
+            ready = client.readiness(timeout=min(2.0, remaining)) if live.ok else None
+            status: str | None = None
+            state: ContainerState | None = None
+            if runtime is not None:
+                try:
+                    state = runtime.state()
+                    status = state.status + (f" ({state.health})" if state.health else "")
+                except RolloutError as exc:
+                    status = "unknown"
+                    last_problem = exc.message
+            if progress is not None:
+                progress(WaitProgress(round(elapsed, 2), timeout, live, ready, status))
+            runs = state is None or (state.running and state.health != "unhealthy")
+            if live.ok and ready is not None and ready.ok and (runtime is None or (state is not None and runs)):
+                return round(time.monotonic() - started, 2)
+            if state is not None and state.status in ("exited", "dead", "not started"):
+                raise _not_healthy(
+                    f"gateway {runtime.name if runtime else url} is {state.status}"
+                    + (f" (exit code {state.exit_code})" if state.exit_code is not None else "")
+                    + " and will not become healthy; see its last log lines",
+                    logs, elapsed,
+                )
+            if not live.ok:
+                last_problem = f"liveliness: {live.error or f'HTTP {live.status}'}"
+            elif ready is not None and not ready.ok:
+                last_problem = f"readiness: {ready.error or f'HTTP {ready.status}'}"
+            elif state is not None and not runs:
+                last_problem = f"{runtime.name if runtime else 'runtime'} is {status}"
+            if elapsed >= timeout:
+                raise _not_healthy(
+                    f"gateway at {url} not healthy after {timeout:g} s ({last_problem}); "
+                    "see its last log lines, or wait longer with --timeout",
+                    logs, elapsed,
+                )
+            time.sleep(min(POLL_INTERVAL_S, max(0.0, timeout - elapsed)))
+    finally:
+        client.close()
+
+
+def _not_healthy(message: str, logs: Callable[[], list[str]] | None, elapsed: float) -> GatewayNotHealthy:
+    lines: list[str] = []
+    if logs is not None:
+        try:
+            lines = logs()[-LOG_LINES_ON_FAILURE:]
+        except RolloutError as exc:
+            lines = [f"(no log lines: {exc.message})"]
+    return GatewayNotHealthy(message, lines, round(elapsed, 2))
+
+
+def _probe_word(probe: Probe) -> str:
+    if probe.ok:
+        return "ok"
+    return f"HTTP {probe.status}" if probe.status is not None else "no answer"
+
+
+# --- the commands' core ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewayStatusPayload:
+    """`rollout gateway status`: the runtime's state and the proxy's own probes."""
+
+    url: str
+    runtime: str | None  # docker | process (None: no runtime known)
+    target: str | None  # container or process name
+    state: ContainerState | None
+    runtime_error: str | None
+    liveliness: Probe
+    readiness: Probe
+
+    @property
+    def healthy(self) -> bool:
+        return self.liveliness.ok and self.readiness.ok
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "runtime": self.runtime,
+            "target": self.target,
+            "state": self.state.as_dict() if self.state else None,
+            "runtime_error": self.runtime_error,
+            "liveliness": self.liveliness.to_json(),
+            "readiness": self.readiness.to_json(),
+            "healthy": self.healthy,
+        }
+
+
+@dataclass(frozen=True)
+class GatewayWaitPayload:
+    """`rollout gateway wait` (and the waiting part of start and restart)."""
+
+    url: str
+    timeout_s: float
+    runtime: str | None
+    healthy: bool
+    waited_s: float
+    log_lines: list[str]
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "url": self.url, "timeout_s": self.timeout_s, "runtime": self.runtime,
+            "healthy": self.healthy, "waited_s": self.waited_s, "log_lines": self.log_lines,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True)
+class GatewayActionPayload:
+    """`rollout gateway start|stop|restart`: what the runtime did, then (unless --no-wait) the wait."""
+
+    action: str  # start | stop | restart
+    url: str
+    runtime: str
+    target: str
+    state: ContainerState
+    wait: GatewayWaitPayload | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.state.changed
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "runtime": self.runtime, "target": self.target, "state": self.state.as_dict(),
+            "url": self.url, "action": self.action, "changed": self.changed,
+        }
+        if self.wait is not None:
+            out.update(self.wait.to_json())
+        return out
+
+
+@dataclass(frozen=True)
+class GatewayLogsPayload:
+    """`rollout gateway logs`: the last lines."""
+
+    runtime: str
+    target: str
+    tail: int
+    lines: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "target": self.target, "tail": self.tail, "lines": self.lines}
+
+
+def status(ws: Workspace) -> Result[GatewayStatusPayload]:
+    """Runtime state and the proxy's liveliness and readiness; exit 0 only when both answer."""
+    runtime_error: str | None = None
+    kind: str | None = None
+    target: str | None = None
+    state: ContainerState | None = None
+    try:
+        runtime = runtime_for(ws)
+        kind, target = runtime.kind, runtime.name
+        state = runtime.state()
+    except RolloutError as exc:
+        runtime_error = exc.message
+    with GatewayClient(ws.gateway.url, None) as client:
+        live = client.liveliness()
+        ready = client.readiness() if live.ok else Probe(False, None, 0.0, "skipped: not live")
+    payload = GatewayStatusPayload(ws.gateway.url, kind, target, state, runtime_error, live, ready)
+    messages = []
+    if not payload.healthy:
+        messages.append(f"gateway at {ws.gateway.url} is not healthy; try `rollout gateway logs` "
+                        "or `rollout gateway start`")
+    return Result("gateway status", payload, messages, ExitCode.OK if payload.healthy else ExitCode.UNAVAILABLE)
+
+
+def start(ws: Workspace, *, wait: bool, timeout: float, progress: Progress | None = None) -> Result[GatewayActionPayload]:
+    return _act(ws, "start", lambda r: r.start(), wait=wait, timeout=timeout, progress=progress)
+
+
+def stop(ws: Workspace, *, timeout: int = 10) -> Result[GatewayActionPayload]:
+    return _act(ws, "stop", lambda r: r.stop(timeout), wait=False, timeout=0)
+
+
+def restart(ws: Workspace, *, wait: bool, timeout: float, progress: Progress | None = None) -> Result[GatewayActionPayload]:
+    return _act(ws, "restart", lambda r: r.restart(), wait=wait, timeout=timeout, progress=progress)
+
+
+def _act(
+    ws: Workspace,
+    verb: str,
+    action: Callable[[GatewayRuntime], ContainerState],
+    *,
+    wait: bool,
+    timeout: float,
+    progress: Progress | None = None,
+) -> Result[GatewayActionPayload]:
+    runtime = runtime_for(ws)
+    state = action(runtime)
+    past = {"start": "started", "stop": "stopped", "restart": "restarted"}[verb]
+    messages = [f"{past} {runtime.name} ({state.status})" if state.changed
+                else f"{runtime.name} already {state.status}: nothing to do"]
+    waited: GatewayWaitPayload | None = None
+    code = ExitCode.OK
+    if not wait:
+        if verb != "stop":
+            messages.append("check it with `rollout gateway wait`")
+    else:
+        waited, wait_messages, code = _wait(ws, runtime, timeout, progress)
+        messages += wait_messages
+    payload = GatewayActionPayload(verb, ws.gateway.url, runtime.kind, runtime.name, state, waited)
+    return Result(f"gateway {verb}", payload, messages, code)
+
+
+def wait(ws: Workspace, *, timeout: float, progress: Progress | None = None) -> Result[GatewayWaitPayload]:
+    try:
+        runtime: GatewayRuntime | None = runtime_for(ws)
+    except RolloutError:
+        runtime = None  # no container named: the HTTP API alone decides
+    payload, messages, code = _wait(ws, runtime, timeout, progress)
+    return Result("gateway wait", payload, messages, code)
+
+
+def _wait(
+    ws: Workspace, runtime: GatewayRuntime | None, timeout: float, progress: Progress | None
+) -> tuple[GatewayWaitPayload, list[str], ExitCode]:
+    kind = runtime.kind if runtime else None
+    try:
+        took = wait_until_healthy(ws.gateway.url, runtime, timeout, progress,
+                                  logs=(lambda: runtime.logs(LOG_LINES_ON_FAILURE)) if runtime else None)
+    except GatewayNotHealthy as exc:
+        payload = GatewayWaitPayload(ws.gateway.url, timeout, kind, False, exc.waited_s, exc.log_lines, exc.message)
+        return payload, [exc.message], ExitCode.UNAVAILABLE
+    payload = GatewayWaitPayload(ws.gateway.url, timeout, kind, True, took, [])
+    return payload, [f"gateway at {ws.gateway.url} is healthy (after {took:g} s)"], ExitCode.OK
+
+
+def logs(ws: Workspace, *, tail: int) -> Result[GatewayLogsPayload]:
+    runtime = runtime_for(ws)
+    return Result("gateway logs", GatewayLogsPayload(runtime.kind, runtime.name, tail, runtime.logs(tail)))
+
+
+def follow_logs(ws: Workspace, *, tail: int) -> Iterator[str]:
+    """Log lines as they come; the CLI prints them (a stream has no Result to render)."""
+    return runtime_for(ws).follow_logs(tail)

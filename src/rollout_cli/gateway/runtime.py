@@ -1,0 +1,273 @@
+"""Where the gateway runs, as `gateway.runtime` in rollout.yaml says: a Docker container, or a local process.
+
+`rollout gateway ...` and rollback level 3 work the same on both. `docker`
+(the default) finds the container by name or compose service label. `process`
+is a litellm that rollout started on this machine (`rollout sandbox up
+--runtime process` does, where no Docker engine runs); how to start it again is
+recorded in `.rollout/gateway-process.json`. Both report their state as a
+`ContainerState`, so renderers and checks need no second shape. The runtime is
+read from the workspace, never guessed from what happens to run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rollout_cli.core.workspace import MasterKey, Workspace
+from rollout_cli.errors import InputError, RolloutError, UnavailableError
+from rollout_cli.gateway.config import check_master_key, load_config
+from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.container import ContainerState
+from rollout_cli.io.net import ensure_port_free, loopback_environment
+from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
+
+if TYPE_CHECKING:
+    from rollout_cli.io.container import ContainerRuntime
+
+PROCESS_RECORD = "gateway-process.json"
+
+
+class GatewayRuntime(ABC):
+    kind: str  # docker | process
+    name: str  # as shown to the operator
+
+    @abstractmethod
+    def state(self) -> ContainerState: ...
+
+    @abstractmethod
+    def start(self) -> ContainerState: ...
+
+    @abstractmethod
+    def stop(self, timeout: int = 10) -> ContainerState: ...
+
+    def restart(self, timeout: int = 10) -> ContainerState:
+        self.stop(timeout)
+        return replace(self.start(), changed=True)
+
+    @abstractmethod
+    def logs(self, tail: int = 100) -> list[str]: ...
+
+    @abstractmethod
+    def follow_logs(self, tail: int = 0) -> Iterator[str]: ...
+
+
+class DockerGateway(GatewayRuntime):
+    """The gateway's container, by name or compose service, through the Docker SDK."""
+
+    kind = "docker"
+
+    def __init__(self, name: str, runtime: ContainerRuntime | None = None) -> None:
+        self.name = name
+        self._runtime = runtime
+
+    @property
+    def runtime(self) -> ContainerRuntime:
+        if self._runtime is None:
+            from rollout_cli.io.container import ContainerRuntime
+
+            self._runtime = ContainerRuntime()
+        return self._runtime
+
+    def state(self) -> ContainerState:
+        return self.runtime.state(self.name)
+
+    def start(self) -> ContainerState:
+        return self.runtime.start(self.name)
+
+    def stop(self, timeout: int = 10) -> ContainerState:
+        return self.runtime.stop(self.name, timeout=timeout)
+
+    def restart(self, timeout: int = 10) -> ContainerState:
+        return self.runtime.restart(self.name, timeout=timeout)
+
+    def logs(self, tail: int = 100) -> list[str]:
+        return self.runtime.logs(self.name, tail=tail).splitlines()
+
+    def follow_logs(self, tail: int = 0) -> Iterator[str]:
+        return self.runtime.follow_logs(self.name, tail=tail)
+
+
+@dataclass
+class GatewayProcess:
+    """How to start the gateway as a local process again, and the process running now.
+
+    `env` holds only settings that are not secret; the master key comes from
+    the workspace (`gateway.master_key_env` / `master_key_file`) at each start.
+    """
+
+    argv: list[str]
+    cwd: Path
+    log: Path
+    env: dict[str, str]
+    port: int | None = None
+    process: ProcessRecord | None = None
+    restarts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "argv": self.argv, "cwd": str(self.cwd), "log": str(self.log), "env": self.env, "port": self.port,
+            "process": self.process.to_json() if self.process else None, "restarts": self.restarts,
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> GatewayProcess | None:
+        """The record at `path`, or None when no process gateway was ever started there."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                argv=[str(a) for a in raw["argv"]], cwd=Path(raw["cwd"]), log=Path(raw["log"]),
+                env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
+                port=int(raw["port"]) if raw.get("port") is not None else None,
+                process=ProcessRecord.from_json(raw["process"]) if raw.get("process") else None,
+                restarts=int(raw.get("restarts", 0)),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{path} is damaged ({exc.__class__.__name__}: {exc}); stop the gateway process by hand and delete it"
+            ) from None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
+
+
+class ProcessGateway(GatewayRuntime):
+    """The gateway as a local process (`gateway.runtime: process`), from its record in `.rollout/`.
+
+    Start and restart rebuild the process from the record: the same command
+    line, the config checked again first (an operator may have edited it), and
+    the master key from the workspace.
+    """
+
+    kind = "process"
+
+    def __init__(self, record_path: Path, key: MasterKey, config: Path | None) -> None:
+        self.record_path = record_path
+        self.key = key
+        self.config = config
+        self.name = f"litellm process recorded in {record_path}"
+
+    def record(self) -> GatewayProcess | None:
+        return GatewayProcess.load(self.record_path)
+
+    def _need_record(self) -> GatewayProcess:
+        record = self.record()
+        if record is None:
+            raise InputError(
+                f"gateway.runtime is process but {self.record_path} records no gateway process; "
+                "start one with `rollout sandbox up --runtime process`, or set gateway.runtime: docker"
+            )
+        return record
+
+    def state(self) -> ContainerState:
+        record = self.record()
+        proc = record.process if record else None
+        running = proc is not None and proc.alive()
+        started = datetime.fromtimestamp(proc.started_at, UTC) if proc else None
+        return ContainerState(
+            name="litellm (process)",
+            id=f"pid {proc.pid}" if proc else "-",
+            status="running" if running else ("exited" if proc else "not started"),
+            running=running,
+            health=None,
+            started_at=started,
+            finished_at=None,
+            uptime_s=proc.uptime_s() if proc and running else None,
+            restart_count=record.restarts if record else 0,
+            image=record.argv[0] if record and record.argv else "litellm",
+            exit_code=None,  # not our child: its exit status is not ours to read
+            oom_killed=False,
+        )
+
+    def start(self) -> ContainerState:
+        record = self._need_record()
+        if record.process is not None and record.process.alive():
+            return self.state()
+        if self.config is not None:
+            load_config(self.config)
+        key = check_master_key(self.key.value, self.key.source)
+        if record.port is not None:
+            ensure_port_free(record.port, "the gateway's port (recorded in " + str(self.record_path) + ")")
+        env = {**loopback_environment(), **record.env, "LITELLM_MASTER_KEY": key}
+        # Under the test suite's coverage run, every Python process we start would be measured;
+        # litellm is not ours to measure, and tracing would only slow its start down.
+        env = {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}
+        was_started = record.process is not None
+        record.process = spawn_detached(record.argv, log=record.log, env=env, cwd=record.cwd)
+        if was_started:
+            record.restarts += 1
+        record.save(self.record_path)
+        return replace(self.state(), changed=True)
+
+    def stop(self, timeout: int = 10) -> ContainerState:
+        record = self.record()
+        if record is None or record.process is None or not record.process.alive():
+            return self.state()
+        record.process.stop(grace_s=timeout)
+        return replace(self.state(), changed=True)
+
+    def logs(self, tail: int = 100) -> list[str]:
+        record = self._need_record()
+        return tail_file(record.log, tail)
+
+    def follow_logs(self, tail: int = 0) -> Iterator[str]:
+        """The last `tail` lines, then new ones as they come, until the process ends."""
+        log = self._need_record().log
+        yield from self.logs(tail)
+        try:
+            # opened apart from the `with`, so only a failure to open becomes this error
+            handle = open(log, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as exc:
+            raise UnavailableError(f"cannot read the gateway log {log}: {exc.strerror}") from None
+        with handle:
+            handle.seek(0, 2)
+            pending = ""
+            while True:
+                chunk = handle.read()
+                if chunk:
+                    pending += chunk
+                    *lines, pending = pending.split("\n")
+                    yield from lines
+                    continue
+                record = self.record()
+                if record is None or record.process is None or not record.process.alive():
+                    break
+                time.sleep(0.2)
+            if pending:
+                yield pending
+
+
+def process_record_path(ws: Workspace) -> Path:
+    return ws.state_dir / PROCESS_RECORD
+
+
+def runtime_for(ws: Workspace) -> GatewayRuntime:
+    """The gateway's runtime, as `gateway.runtime` in rollout.yaml says."""
+    if ws.gateway.runtime == "process":
+        return ProcessGateway(process_record_path(ws), ws.gateway.key, ws.gateway.config)
+    if not ws.gateway.container:
+        raise InputError(
+            f"gateway.container is not set in {ws.config_path}; name the gateway's container "
+            "or compose service there (or set gateway.runtime: process)"
+        )
+    return DockerGateway(ws.gateway.container)
+
+
+def runtime_summary(ws: Workspace) -> dict[str, Any] | None:
+    """The gateway's container (or process) state, or why it cannot be read; None when no runtime is named."""
+    if ws.gateway.runtime == "docker" and not ws.gateway.container:
+        return None
+    try:
+        state = runtime_for(ws).state()
+    except RolloutError as exc:
+        return {"name": ws.gateway.container, "status": "unknown", "error": str(exc)}
+    return state.as_dict()

@@ -1,0 +1,336 @@
+"""Docker adapter: find, inspect, stop, start and run the gateway's container.
+
+The one place that talks to the Docker engine (rollback level 3, health, the
+sandbox). `docker` is imported inside functions so that commands which never
+touch a container (`rollout rollback --level 1`, `--help`) start fast.
+Containers always run with host networking: the engine here has no bridge, and
+only loopback traffic is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rollout_cli.errors import ContainerNotFound, DockerUnavailable, UnavailableError
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+    from docker.models.containers import Container
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+CONNECT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What an operator needs to judge a container, read from `docker inspect`.
+
+    `changed` says whether the call that returned this state did anything
+    (stop on a stopped container is harmless and reports `changed=False`).
+    """
+
+    name: str
+    id: str
+    status: str  # created, running, paused, restarting, removing, exited, dead
+    running: bool
+    health: str | None  # None when the image has no healthcheck
+    started_at: datetime | None
+    finished_at: datetime | None
+    uptime_s: float | None
+    restart_count: int
+    image: str
+    exit_code: int | None
+    oom_killed: bool
+    changed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data for `--json` renderers."""
+        data = asdict(self)
+        for key in ("started_at", "finished_at"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        return data
+
+
+def docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+def connect(timeout: float = CONNECT_TIMEOUT_S) -> DockerClient:
+    """Return a client that has answered a ping, or raise DockerUnavailable.
+
+    Honours DOCKER_HOST (and the other DOCKER_* variables) like the docker CLI.
+    The timeout is short because a rollback must not hang on a dead engine.
+    """
+    import docker
+
+    try:
+        client = docker.DockerClient.from_env(timeout=int(timeout) or 1)
+        client.ping()
+    except Exception as exc:  # the SDK wraps socket errors in several layers
+        raise _unavailable(exc) from exc
+    return client
+
+
+def find_container(client: DockerClient, name_or_service: str) -> Container:
+    """Find by exact container name, else by compose service label (newest wins).
+
+    Stopped containers count: a rollback may need to start one again, and
+    health must be able to say "exited (code 137)" rather than "not found".
+    """
+    with _engine_errors(name_or_service, "look up"):
+        # The name filter is a regex substring match; keep exact names only.
+        by_name = client.containers.list(
+            all=True, filters={"name": name_or_service}, ignore_removed=True
+        )
+        exact = [c for c in by_name if c.name == name_or_service]
+        if exact:
+            return exact[0]
+        by_service = client.containers.list(
+            all=True,
+            filters={"label": f"{COMPOSE_SERVICE_LABEL}={name_or_service}"},
+            ignore_removed=True,
+        )
+    if not by_service:
+        raise ContainerNotFound(
+            f"no container named '{name_or_service}' or with compose service "
+            f"'{name_or_service}' (docker ps -a); check gateway.container in rollout.yaml"
+        )
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return max(by_service, key=lambda c: _parse_time(c.attrs.get("Created")) or epoch)
+
+
+def inspect_state(container: Container) -> ContainerState:
+    """Reload the container and turn `docker inspect` into a ContainerState."""
+    with _engine_errors(container.name, "inspect"):
+        container.reload()
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    started = _parse_time(state.get("StartedAt"))
+    finished = _parse_time(state.get("FinishedAt"))
+    running = bool(state.get("Running")) and state.get("Status") != "paused"
+    uptime = (datetime.now(UTC) - started).total_seconds() if running and started else None
+    never_ran = started is None and state.get("Status") == "created"
+    return ContainerState(
+        name=container.name,
+        id=container.short_id,
+        status=state.get("Status", "unknown"),
+        running=running,
+        health=(state.get("Health") or {}).get("Status"),
+        started_at=started,
+        finished_at=finished,
+        uptime_s=round(uptime, 3) if uptime is not None else None,
+        restart_count=int(attrs.get("RestartCount", 0)),
+        image=attrs.get("Config", {}).get("Image", ""),
+        exit_code=None if running or never_ran else state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled")),
+    )
+
+
+class ContainerRuntime:
+    """Operations on one engine, addressed by container name or compose service."""
+
+    def __init__(self, client: DockerClient | None = None) -> None:
+        self.client = client if client is not None else connect()
+
+    def find(self, name: str) -> Container:
+        return find_container(self.client, name)
+
+    def state(self, name: str) -> ContainerState:
+        return inspect_state(self.find(name))
+
+    def stop(self, name: str, timeout: int = 10) -> ContainerState:
+        """Stop (SIGTERM, then SIGKILL after `timeout` s); a stopped container is left alone."""
+        container = self.find(name)
+        before = inspect_state(container)
+        if before.status not in ("running", "restarting", "paused"):
+            return before
+        with _engine_errors(name, "stop"):
+            container.stop(timeout=timeout)
+        return replace(inspect_state(container), changed=True)
+
+    def start(self, name: str) -> ContainerState:
+        """Start a stopped container; a running one is left alone."""
+        container = self.find(name)
+        before = inspect_state(container)
+        if before.running:
+            return before
+        with _engine_errors(name, "start"):
+            if before.status == "paused":
+                container.unpause()
+            else:
+                container.start()
+        return replace(inspect_state(container), changed=True)
+
+    def restart(self, name: str, timeout: int = 10) -> ContainerState:
+        container = self.find(name)
+        with _engine_errors(name, "restart"):
+            container.restart(timeout=timeout)
+        return replace(inspect_state(container), changed=True)
+
+    def logs(self, name: str, tail: int = 100) -> str:
+        """The last `tail` lines of stdout and stderr, interleaved as Docker stored them."""
+        container = self.find(name)
+        with _engine_errors(name, "read logs of"):
+            raw = container.logs(stdout=True, stderr=True, tail=tail)
+        return raw.decode("utf-8", errors="replace")
+
+    def follow_logs(self, name: str, tail: int = 0) -> Iterator[str]:
+        """Yield log lines as they come (after the last `tail` ones); ends when the container stops."""
+        container = self.find(name)
+        with _engine_errors(name, "follow logs of"):
+            chunks = container.logs(stdout=True, stderr=True, stream=True, follow=True, tail=tail)
+            pending = ""
+            try:
+                # Chunks are frames, not lines: split and carry the rest over.
+                for chunk in chunks:
+                    pending += chunk.decode("utf-8", errors="replace")
+                    *lines, pending = pending.split("\n")
+                    yield from lines
+            finally:
+                chunks.close()  # also when the caller stops reading early
+            if pending:
+                yield pending
+
+    def run_detached(
+        self,
+        image: str,
+        name: str,
+        *,
+        command: str | Sequence[str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        volumes: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        restart: str | None = None,
+        healthcheck: Mapping[str, Any] | None = None,
+    ) -> ContainerState:
+        """Create and start a container on the host network (the only network here).
+
+        `volumes` maps a host path to "container_path[:ro]". `restart` is a
+        Docker restart policy such as "unless-stopped" or "on-failure:3".
+        `healthcheck` is the engine's HealthConfig ({"test": [...], "interval": ns, ...}).
+        The image must already be in the engine: there is no registry to pull from.
+        """
+        import docker.errors
+
+        policy = None
+        if restart:
+            policy_name, _, retries = restart.partition(":")
+            policy = {"Name": policy_name, "MaximumRetryCount": int(retries or 0)}
+        with _engine_errors(name, "create"):
+            try:
+                # create + start, not run: run would try to pull a missing image.
+                container = self.client.containers.create(
+                    image,
+                    command=command if command is None or isinstance(command, str) else list(command),
+                    name=name,
+                    detach=True,
+                    network_mode="host",
+                    environment=dict(environment or {}),
+                    volumes=[f"{host}:{target}" for host, target in (volumes or {}).items()],
+                    labels=dict(labels or {}),
+                    restart_policy=policy,
+                    healthcheck=dict(healthcheck) if healthcheck else None,
+                )
+            except docker.errors.ImageNotFound as exc:
+                raise UnavailableError(
+                    f"image '{image}' is not in the Docker engine (docker images); build it, "
+                    "e.g. scripts/build-gateway-image.sh or scripts/build-test-image.sh"
+                ) from exc
+        with _engine_errors(name, "start"):
+            container.start()
+        return replace(inspect_state(container), changed=True)
+
+    def names_with_label(self, label: str) -> list[str]:
+        """Names of the containers (stopped ones too) carrying `label` ("key=value" or "key")."""
+        with _engine_errors(label, "list"):
+            return [c.name for c in self.client.containers.list(all=True, filters={"label": label}, ignore_removed=True)]
+
+    def remove(self, name: str, force: bool = True) -> bool:
+        """Remove the container with exactly this name; False when there was none.
+
+        Exact name only, never a compose service: removing is not undoable.
+        """
+        import docker.errors
+
+        with _engine_errors(name, "remove"):
+            matches = [
+                c
+                for c in self.client.containers.list(all=True, filters={"name": name}, ignore_removed=True)
+                if c.name == name
+            ]
+            for container in matches:
+                try:
+                    container.remove(force=force)
+                except docker.errors.NotFound:
+                    return False  # removed meanwhile, which is what was asked
+        return bool(matches)
+
+
+@contextmanager
+def _engine_errors(name: str, action: str) -> Iterator[None]:
+    """Turn SDK exceptions into the CLI's one-line errors."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise ContainerNotFound(
+            f"container '{name}' vanished or its image is missing while trying to {action} it: "
+            f"{_explain(exc)} (docker ps -a)"
+        ) from exc
+    except docker.errors.APIError as exc:
+        raise UnavailableError(f"Docker engine refused to {action} container '{name}': {_explain(exc)}") from exc
+    except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> DockerUnavailable:
+    return DockerUnavailable(
+        f"Docker engine does not answer at {docker_host()}: {_root_reason(exc)}; "
+        "start it (e.g. scripts/docker-up.sh) or check DOCKER_HOST"
+    )
+
+
+def _root_reason(exc: BaseException) -> str:
+    """The innermost OS-level reason ("Connection refused"), not the SDK's nested repr."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        stack.extend(a for a in current.args if isinstance(a, BaseException))
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    if "timed out" in str(exc).lower():
+        return f"no answer within {CONNECT_TIMEOUT_S:g} s"
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _explain(exc: Any) -> str:
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    return str(explanation).splitlines()[0]
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    """Docker timestamps have nanoseconds and use year 1 for "never"."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    try:
+        return datetime.fromisoformat(_FRACTION.sub(r"\1", value))
+    except ValueError:
+        return None

@@ -1,0 +1,186 @@
+"""Detached local processes the sandbox starts (simulator, litellm), and stopping exactly them.
+
+A process is started through a short-lived trampoline, so it is nobody's
+child: it outlives `rollout sandbox up`, never becomes our zombie, and has its
+own session (a Ctrl-C in the operator's terminal does not reach it).
+A recorded pid is trusted only together with the process's start time (from
+/proc), so a pid the kernel has since handed to another program is never
+signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rollout_cli.errors import UnavailableError
+
+# Runs in a fresh interpreter: start the real process in its own session with
+# its output in the log file, print its pid, and leave without waiting for it.
+_TRAMPOLINE = """\
+import json, os, subprocess, sys
+spec = json.loads(sys.stdin.read())
+log = open(spec["log"], "ab", buffering=0)
+proc = subprocess.Popen(spec["argv"], cwd=spec["cwd"], env=spec["env"], stdin=subprocess.DEVNULL,
+                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+sys.stdout.write(str(proc.pid))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """Enough to find one detached process again, and to be sure it is still the same one."""
+
+    pid: int
+    start_ticks: int | None  # /proc/PID/stat field 22; None where /proc is missing
+    argv: tuple[str, ...]
+    log: str
+    started_at: float  # time.time() at spawn, for uptime
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["argv"] = list(self.argv)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
+        return cls(
+            pid=int(data["pid"]),
+            start_ticks=data.get("start_ticks"),
+            argv=tuple(data.get("argv") or ()),
+            log=str(data.get("log", "")),
+            started_at=float(data.get("started_at", 0.0)),
+        )
+
+    def alive(self) -> bool:
+        """True while this very process runs (a zombie or a reused pid is not it)."""
+        stat = _proc_stat(self.pid)
+        if stat is None:
+            if _proc_stat(os.getpid()) is not None:
+                return False  # /proc works, and the pid is gone
+            return pid_exists(self.pid)  # no /proc: the best we can do is ask the kernel
+        state, ticks = stat
+        if state in ("Z", "X"):
+            return False
+        return self.start_ticks is None or ticks == self.start_ticks
+
+    def uptime_s(self) -> float | None:
+        return round(time.time() - self.started_at, 3) if self.alive() else None
+
+    def stop(self, grace_s: float = 5.0) -> bool:
+        """SIGTERM the process group, SIGKILL after `grace_s`; False when it was not running."""
+        if not self.alive():
+            return False
+        _signal_group(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                break
+            time.sleep(0.05)
+        else:
+            _signal_group(self.pid, signal.SIGKILL)
+            kill_deadline = time.monotonic() + 5
+            while self.alive() and time.monotonic() < kill_deadline:
+                time.sleep(0.05)
+        _reap(self.pid)
+        return True
+
+
+def spawn_detached(
+    argv: Sequence[str], *, log: Path, env: Mapping[str, str], cwd: Path | None = None
+) -> ProcessRecord:
+    """Start `argv` detached, stdout and stderr appended to `log`; returns its record.
+
+    `env` is the complete environment of the process (secrets travel here,
+    never on the command line, where `ps` would show them).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as handle:  # so even a process that dies silently leaves a trace
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        handle.write(f"--- {stamp} rollout starts: {' '.join(argv)}\n")
+    spec = {"argv": list(argv), "cwd": str(cwd or log.parent), "env": dict(env), "log": str(log)}
+    started_at = time.time()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _TRAMPOLINE],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UnavailableError(f"cannot start {argv[0]}: {exc}") from exc
+    if done.returncode != 0 or not done.stdout.strip().isdigit():
+        reason = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise UnavailableError(f"cannot start {argv[0]}: {reason}")
+    pid = int(done.stdout.strip())
+    stat = _proc_stat(pid)
+    return ProcessRecord(pid, stat[1] if stat else None, tuple(argv), str(log), started_at)
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether the kernel knows `pid` (it may be another program's by now: see ProcessRecord.alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it is just not ours to signal
+    return True
+
+
+def tail_file(path: Path, lines: int = 20) -> list[str]:
+    """The last `lines` lines of a log file (read from the end, so a big log costs nothing)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()[-lines:] if lines > 0 else []
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) from /proc/PID/stat, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    # The process leads its own session (start_new_session), so its group id
+    # is its pid: signalling the group also stops what it forked (uvicorn workers).
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the process happens to be our child; harmless otherwise."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass

@@ -1,0 +1,192 @@
+"""`rollout advance`: leave the current stage for the next one, on evidence.
+
+Evaluate every gate (checks run concurrently, outside the lock); on GO write
+the next stage into the env and flags files through the same typed steps the
+rollback playbooks use (atomic, locked, read back), record it, then post-check
+the new path. A failed post-check triggers the plan's rollback level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rollout_cli.checks.evidence import Evidence
+from rollout_cli.checks.health import check_health
+from rollout_cli.core.audit import AuditLog
+from rollout_cli.core.result import Result
+from rollout_cli.core.stage import read_stage
+from rollout_cli.core.workspace import ENABLED_KEY, PERCENTAGE_KEY, Workspace
+from rollout_cli.errors import CheckFailed, ExitCode, InputError, RolloutError
+from rollout_cli.io.lock import WorkspaceLock
+from rollout_cli.playbook import engine
+from rollout_cli.playbook.context import StepContext
+from rollout_cli.playbook.levels import RollbackPayload, rollback
+from rollout_cli.playbook.model import Playbook
+from rollout_cli.playbook.steps import EnvSet, FlagSet, Verify
+from rollout_cli.rollout.gates import Decision, Verdict, evaluate, model_text, scrape_metrics
+from rollout_cli.rollout.plan import StagePlan, load_plan
+from rollout_cli.rollout.samples import SampleStore
+
+Confirm = Callable[[Decision], bool]
+
+
+def stage_playbook(ws: Workspace, percentage: int) -> Playbook:
+    """The writes that put the app at `percentage`: env, flags, then read both back."""
+    steps = [
+        EnvSet(values={ENABLED_KEY: "true" if percentage > 0 else "false", PERCENTAGE_KEY: str(percentage)}),
+        FlagSet(percentage=percentage),
+        Verify(percentage=percentage),
+    ]
+    return Playbook(f"advance to {percentage}%", 0, 30.0, steps, ws.config_path)
+
+
+
+@dataclass
+class AdvancePayload:
+    """`rollout advance`: the decision and, on GO, what was written, the post-check and any rollback.
+
+    With no `decision` the rollout is already complete (only complete, current, next, verdict).
+    """
+
+    current: int
+    decision: Decision | None = None
+    dry_run: bool = False
+    written: list[engine.LevelReport] | None = None
+    post_check: dict[str, Any] | None = None  # ok, reason (primary, status)
+    rollback: RollbackPayload | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.decision is None
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.decision.verdict if self.decision else Verdict.GO
+
+    def to_json(self) -> dict[str, Any]:
+        if self.decision is None:
+            return {"complete": True, "current": self.current, "next": None, "verdict": Verdict.GO.value}
+        out: dict[str, Any] = {"complete": False, "dry_run": self.dry_run, **self.decision.to_json()}
+        if self.written is not None:
+            out["written"] = [r.to_json() for r in self.written]
+        if self.post_check is not None:
+            out["post_check"] = self.post_check
+        if self.rollback is not None:
+            out["rollback"] = self.rollback.to_json()
+        return out
+
+
+def advance(
+    ws: Workspace,
+    *,
+    reason: str | None = None,
+    dry_run: bool = False,
+    skip_soak: bool = False,
+    confirm: Confirm | None = None,
+) -> Result[AdvancePayload]:
+    if skip_soak and not reason:
+        raise InputError("--skip-soak needs --reason TEXT: skipping the soak is recorded in the audit trail")
+    plan = load_plan(ws.playbooks)
+    stage = read_stage(ws)
+    if plan.next_stage(stage.percentage) is None and not stage.drift:
+        return Result(
+            "advance",
+            AdvancePayload(stage.percentage),
+            [f"the rollout is complete: {stage.percentage}% of traffic goes through the gateway"],
+        )
+    decision = evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None)
+    data = AdvancePayload(decision.current, decision, dry_run)
+    if dry_run:
+        return Result("advance", data, ["dry run: nothing written"], decision.verdict.exit_code)
+    audit = AuditLog(ws.state_dir)
+    if decision.verdict is not Verdict.GO:
+        audit.append("advance", reason=reason, result=decision.verdict.value, decision=_brief(decision), changes=[])
+        return Result("advance", data, [f"stays at {decision.current}%: nothing written"], decision.verdict.exit_code)
+    if confirm is not None and not confirm(decision):
+        raise InputError("advance not confirmed; nothing written")
+    target = decision.next
+    assert target is not None
+    reports = _write_stage(ws, decision.current, target)
+    code = engine.exit_code_of(reports)
+    changes = [c for r in reports for s in r.steps for c in s.changes]
+    audit.append(
+        "advance", reason=reason, result="ok" if code == 0 else "failed", exit_code=int(code),
+        skip_soak=skip_soak, decision=_brief(decision), changes=changes,
+    )
+    data.written = reports
+    if code != 0:
+        return Result("advance", data, [f"writing {target}% failed: see the steps"], code)
+    # The gateway config parsed by the gates serves the baseline and the post-check too;
+    # the preflight is new: the post-check observes the world after the write.
+    with Evidence(ws, topology=decision.topology) as evidence:
+        _baseline(ws, target, evidence)
+        post = post_check(ws, evidence)
+    data.post_check = post
+    messages = [f"advanced {decision.current}% -> {target}%"]
+    if post["ok"]:
+        if target == 100:
+            messages.append("the rollout is complete: 100% of traffic goes through the gateway")
+        return Result("advance", data, messages, ExitCode.OK)
+    messages.append(f"post-check failed: {post['reason']}")
+    if plan.on_post_check_failure is None:
+        messages.append("the plan names no rollback (on_post_check_failure: none): roll back by hand if needed")
+        return Result("advance", data, messages, ExitCode.FAILED)
+    level = plan.on_post_check_failure
+    undo = rollback(ws, level, reason=f"post-check failed after advancing to {target}%: {post['reason']}")
+    data.rollback = undo.payload
+    after = read_stage(ws)
+    messages.append(
+        f"rolled back with level {level} (exit {int(undo.exit_code)}): traffic now {after.percentage}%"
+    )
+    return Result("advance", data, messages, ExitCode.FAILED)
+
+
+def _write_stage(ws: Workspace, current: int, target: int) -> list[engine.LevelReport]:
+    with WorkspaceLock(ws.state_dir, command=f"rollout advance to {target}%"):
+        now = read_stage(ws).percentage
+        if now != current:
+            raise CheckFailed(
+                f"the stage changed from {current}% to {now}% while the gates were evaluated; run advance again"
+            )
+        return engine.execute([stage_playbook(ws, target)], StepContext(ws))
+
+
+def _baseline(ws: Workspace, stage: int, evidence: Evidence) -> None:
+    """A metrics sample at the start of the new stage: the window's baseline."""
+    scrape, error = scrape_metrics(ws, evidence.client)
+    SampleStore(ws.state_dir).append({"stage": stage, "source": "advance", "metrics": scrape, "metrics_error": error})
+
+
+def post_check(ws: Workspace, evidence: Evidence) -> dict[str, Any]:
+    """Gateway live and the primary answering well through it, right after the write."""
+    try:
+        primary = evidence.topology.primary if evidence.topology else None
+        report = check_health(ws, [primary] if primary else None, container=False, evidence=evidence)
+    except RolloutError as exc:
+        return {"ok": False, "reason": str(exc)}
+    if report.gateway.problem:
+        return {"ok": False, "reason": f"gateway {report.gateway.url}: {report.gateway.problem}"}
+    model = report.model(report.primary) if report.primary else None
+    if model is None:
+        return {"ok": False, "reason": "no primary model to check"}
+    return {
+        "ok": model.ok,
+        "primary": model.alias,
+        "status": model.status,
+        "reason": f"primary {model.alias}: {model_text(model)}",
+    }
+
+
+def _brief(decision: Decision) -> dict[str, Any]:
+    return {
+        "verdict": decision.verdict.value,
+        "from": decision.current,
+        "to": decision.next,
+        "reasons": decision.reasons,
+        "warnings": decision.warnings,
+    }
+
+
+__all__ = ["StagePlan", "advance", "post_check", "stage_playbook"]

@@ -1,0 +1,138 @@
+"""The gateway's Prometheus metrics: parse the text format, and judge a window.
+
+Counters and histograms are cumulative since the proxy started, so a window's
+figures are the difference between two scrapes: one taken now and one taken
+at (or just after) the window's start, recorded by `rollout watch`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX
+
+TOTAL = "litellm_proxy_total_requests_metric_total"
+FAILED = "litellm_proxy_failed_requests_metric_total"
+OVERHEAD = "litellm_overhead_latency_metric"
+LATENCY = "litellm_request_total_latency_metric"
+FALLBACKS = "litellm_deployment_successful_fallbacks_total"
+DEPLOYMENT_STATE = "litellm_deployment_state"
+
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+def parse(text: str) -> list[Sample]:
+    """Samples of the Prometheus text exposition format (comments skipped)."""
+    out = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group(3) or ""))
+        try:
+            value = float(match.group(4))
+        except ValueError:
+            continue
+        out.append(Sample(match.group(1), labels, value))
+    return out
+
+
+
+
+def _is_check(sample: Sample) -> bool:
+    return sample.labels.get("user_agent", "").startswith(CHECK_USER_AGENT_PREFIX)
+
+
+def summarize(text: str) -> dict[str, Any]:
+    """The figures a gate needs from one scrape, as plain JSON-ready data.
+
+    Request and failure counts leave out rollout's own check requests (sent with
+    fallbacks off, they fail where app traffic would fall back); the latency
+    histograms carry no user agent, so they include them.
+    """
+    samples = parse(text)
+
+    def total(name: str) -> float:
+        return sum(s.value for s in samples if s.name == name and not _is_check(s))
+
+    def checks(name: str) -> float:
+        return sum(s.value for s in samples if s.name == name and _is_check(s))
+
+    def buckets(name: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in samples:
+            if s.name == f"{name}_bucket" and "le" in s.labels:
+                out[s.labels["le"]] = out.get(s.labels["le"], 0.0) + s.value
+        return out
+
+    models: dict[str, dict[str, float]] = {}
+    for s in samples:
+        if s.name in (TOTAL, FAILED) and not _is_check(s):
+            alias = s.labels.get("requested_model") or s.labels.get("model_group") or s.labels.get("model") or "?"
+            row = models.setdefault(alias, {"requests": 0.0, "failed": 0.0})
+            row["requests" if s.name == TOTAL else "failed"] += s.value
+    states: dict[str, float] = {}
+    for s in samples:
+        if s.name == DEPLOYMENT_STATE:
+            key = s.labels.get("litellm_model_name") or s.labels.get("model") or s.labels.get("api_base", "?")
+            states[key] = max(states.get(key, 0.0), s.value)
+    return {
+        "requests": total(TOTAL),
+        "failed": total(FAILED),
+        "check_requests": checks(TOTAL),
+        "fallbacks": total(FALLBACKS),
+        "overhead_buckets": buckets(OVERHEAD),
+        "latency_buckets": buckets(LATENCY),
+        "deployment_state": states,
+        "models": models,
+        "has_litellm_metrics": any(s.name.startswith("litellm_") for s in samples),
+    }
+
+
+def delta(now: dict[str, Any], then: dict[str, Any] | None) -> dict[str, Any]:
+    """`now` minus `then`; when the proxy restarted in between, `now` alone (counters reset)."""
+    if then is None or now["requests"] < then["requests"]:
+        return now
+    out = dict(now)
+    for key in ("requests", "failed", "fallbacks"):
+        out[key] = now[key] - then[key]
+    for key in ("overhead_buckets", "latency_buckets"):
+        out[key] = {le: v - then[key].get(le, 0.0) for le, v in now[key].items()}
+    before = then.get("models", {})
+    out["models"] = {
+        alias: {k: v - before.get(alias, {}).get(k, 0.0) for k, v in row.items()}
+        for alias, row in now.get("models", {}).items()
+    }
+    return out
+
+
+def quantile(buckets: dict[str, float], q: float) -> float | None:
+    """The q-quantile (seconds) of a cumulative histogram, interpolated within a bucket."""
+    bounds = sorted(((math.inf if le == "+Inf" else float(le)), count) for le, count in buckets.items())
+    if not bounds or bounds[-1][1] <= 0:
+        return None
+    rank = q * bounds[-1][1]
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in bounds:
+        if count >= rank:
+            if math.isinf(bound):
+                return prev_bound  # beyond the last finite bucket: its bound is all we know
+            if count == prev_count:
+                return bound
+            return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
+        prev_bound, prev_count = bound, count
+    return None

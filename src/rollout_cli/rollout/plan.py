@@ -1,0 +1,121 @@
+"""The stage plan (`playbooks/rollout.yaml`): stages, soak time and gate thresholds, as data."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollout_cli.core.playbooks import find_playbook, parse_duration, read_yaml
+from rollout_cli.errors import PlaybookError
+
+PLAN_FILE = "rollout.yaml"
+
+
+@dataclass(frozen=True)
+class Gates:
+    gateway_healthy: bool = True
+    primary_healthy: bool = True
+    min_healthy_models: int = 4
+    smoke: bool = True
+    cost_free_only: bool = True
+    max_error_rate: float = 0.01
+    max_added_latency_p95_ms: float = 10.0
+    min_requests: int = 20
+    env_flags_agree: bool = True
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stages: tuple[int, ...] = (10, 50, 100)
+    soak_s: float = 48 * 3600
+    soak_overrides: dict[int, float] = field(default_factory=dict)
+    gates: Gates = field(default_factory=Gates)
+    on_post_check_failure: int | None = 1  # rollback level, or None to only report
+    source: Path | None = None
+
+    def soak_for(self, stage: int) -> float:
+        return self.soak_overrides.get(stage, self.soak_s)
+
+    def next_stage(self, current: int) -> int | None:
+        """The first stage above `current`, or None at 100%."""
+        return next((s for s in self.stages if s > current), None)
+
+
+_GATE_TYPES: dict[str, type] = {
+    "gateway_healthy": bool, "primary_healthy": bool, "min_healthy_models": int, "smoke": bool,
+    "cost_free_only": bool, "max_error_rate": float, "max_added_latency_p95_ms": float,
+    "min_requests": int, "env_flags_agree": bool,
+}
+_TOP = {"kind", "stages", "soak", "soak_overrides", "gates", "on_post_check_failure", "description"}
+
+
+def load_plan(override_dir: Path | None) -> StagePlan:
+    path = find_playbook(PLAN_FILE, override_dir)
+    return parse_plan(read_yaml(path), path)
+
+
+def parse_plan(raw: Any, path: Path) -> StagePlan:
+    def bad(message: str) -> PlaybookError:
+        return PlaybookError(f"{path}: {message}")
+
+    if not isinstance(raw, dict):
+        raise bad("expected a mapping with stages, soak and gates")
+    unknown = sorted(set(raw) - _TOP)
+    if unknown:
+        raise bad(f"unknown key '{unknown[0]}' (known: {', '.join(sorted(_TOP))})")
+    if raw.get("kind", "rollout") != "rollout":
+        raise bad(f"kind is {raw.get('kind')!r}, expected 'rollout'")
+    stages = raw.get("stages", [10, 50, 100])
+    if not isinstance(stages, list) or not stages or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in stages
+    ):
+        raise bad(f"'stages' must be a list of whole percentages, got {stages!r}")
+    for s in stages:
+        if not 1 <= s <= 100:
+            raise bad(f"stage {s}% is outside 1..100")
+    if any(b <= a for a, b in itertools.pairwise(stages)):
+        raise bad(f"stages {stages} are not in increasing order")
+    if stages[-1] != 100:
+        raise bad(f"the last stage is {stages[-1]}%; a rollout ends at 100")
+    soak = parse_duration(raw.get("soak", "48h"), f"{path}: soak")
+    overrides_raw = raw.get("soak_overrides") or {}
+    if not isinstance(overrides_raw, dict):
+        raise bad("'soak_overrides' must map a stage to a duration, e.g. {50: 24h}")
+    overrides = {}
+    for stage, value in overrides_raw.items():
+        if stage not in stages:
+            raise bad(f"soak_overrides names stage {stage!r}, which is not in stages {stages}")
+        overrides[stage] = parse_duration(value, f"{path}: soak_overrides.{stage}")
+    gates_raw = raw.get("gates") or {}
+    if not isinstance(gates_raw, dict):
+        raise bad("'gates' must be a mapping of gate names to thresholds")
+    gates: dict[str, Any] = {}
+    for key, value in gates_raw.items():
+        if key not in _GATE_TYPES:
+            raise bad(f"unknown gate 'gates.{key}' (known: {', '.join(_GATE_TYPES)})")
+        kind = _GATE_TYPES[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise bad(f"'gates.{key}' must be {_KIND_NAME[kind]}, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise bad(f"'gates.{key}' must not be negative, got {value!r}")
+        gates[key] = value
+    if gates.get("max_error_rate", 0) > 1:
+        raise bad(f"'gates.max_error_rate' is a fraction 0..1 (0.01 = 1%), got {gates['max_error_rate']}")
+    if gates.get("min_healthy_models", 0) > 5:
+        raise bad(f"'gates.min_healthy_models' is {gates['min_healthy_models']}, more than the 5 models")
+    on_failure = raw.get("on_post_check_failure", "rollback-1")
+    level: int | None
+    if on_failure in ("none", None):
+        level = None
+    elif isinstance(on_failure, str) and on_failure.startswith("rollback-") and on_failure[9:] in ("1", "2", "3", "4"):
+        level = int(on_failure[9:])
+    else:
+        raise bad(f"'on_post_check_failure' must be rollback-1..rollback-4 or none, got {on_failure!r}")
+    return StagePlan(tuple(stages), soak, overrides, Gates(**gates), level, path)
+
+
+_KIND_NAME = {bool: "true or false", int: "a whole number", float: "a number"}

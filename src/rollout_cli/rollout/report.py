@@ -1,0 +1,115 @@
+"""`rollout report`: the go/no-go report for now. Reads everything, changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rollout_cli.core.audit import AuditLog, stage_changes
+from rollout_cli.core.playbooks import format_duration
+from rollout_cli.core.result import Result
+from rollout_cli.core.stage import Stage, read_stage
+from rollout_cli.core.workspace import Workspace
+from rollout_cli.errors import RolloutError
+from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.playbook import engine
+from rollout_cli.playbook.context import StepContext
+from rollout_cli.rollout.gates import Decision, evaluate
+from rollout_cli.rollout.plan import load_plan
+
+
+def stage_history(ws: Workspace) -> list[dict[str, Any]]:
+    """Every recorded move of the rollout percentage, oldest first."""
+    return [change.to_json() for change in stage_changes(AuditLog(ws.state_dir))]
+
+
+def rollback_readiness(ws: Workspace) -> list[dict[str, Any]]:
+    """Each level's drill (every precondition checked, nothing changed) and budget."""
+    from rollout_cli.playbook.levels import LEVELS, load_levels
+
+    try:
+        plan = load_levels(ws, max(LEVELS))
+    except RolloutError as exc:
+        return [{"level": n, "ready": False, "budget_s": None, "problems": [str(exc)]} for n in LEVELS]
+    reports = engine.drill(plan, StepContext(ws))
+    out = []
+    for level in reports:
+        problems = [c["detail"] for s in level.steps for c in s.checks if not c["ok"]]
+        out.append({"level": level.level, "name": level.name, "ready": not problems,
+                    "budget_s": level.budget_s, "problems": problems})
+    return out
+
+
+@dataclass(frozen=True)
+class ReportPayload:
+    """`rollout report`: the decision for now, the stage history and each level's rollback readiness."""
+
+    workspace: str
+    stage: Stage
+    plan: dict[str, Any]  # stages, soak_s of the current stage
+    decision: Decision
+    history: list[dict[str, Any]]
+    rollback_readiness: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workspace": self.workspace,
+            "stage": self.stage.to_json(),
+            "plan": self.plan,
+            **self.decision.to_json(),
+            "history": self.history,
+            "rollback_readiness": self.rollback_readiness,
+        }
+
+
+def report(ws: Workspace, markdown: Path | None = None) -> Result[ReportPayload]:
+    plan = load_plan(ws.playbooks)
+    stage = read_stage(ws)
+    decision = evaluate(ws, plan, stage)
+    payload = ReportPayload(
+        workspace=str(ws.root),
+        stage=stage,
+        plan={"stages": list(plan.stages), "soak_s": plan.soak_for(stage.percentage)},
+        decision=decision,
+        history=stage_history(ws),
+        rollback_readiness=rollback_readiness(ws),
+    )
+    messages = []
+    if markdown is not None:
+        atomic_write_text(markdown, to_markdown(payload.to_json()))
+        messages.append(f"wrote {markdown}")
+    return Result("report", payload, messages, decision.verdict.exit_code)
+
+
+def to_markdown(data: dict[str, Any]) -> str:
+    """The report as Markdown, for a PR comment or a change ticket."""
+    nxt = f"{data['next']}%" if data["next"] is not None else "complete"
+    lines = [
+        f"## rollout report: **{data['verdict']}** ({data['current']}% -> {nxt})",
+        "",
+    ]
+    if data["reasons"]:
+        lines += [f"- {r}" for r in data["reasons"]] + [""]
+    if data["warnings"]:
+        lines += ["**Warnings**", ""] + [f"- {w}" for w in data["warnings"]] + [""]
+    lines += ["### Models", "", "| model | role | health | detail | latency | smoke | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in data["matrix"]:
+        latency = f"{r['latency_ms']:.0f} ms" if r["latency_ms"] is not None else "-"
+        lines.append(f"| {r['alias']} | {r['role']} | {r['health']} | {r['detail']} | {latency} | "
+                     f"{r['smoke'] or '-'} | {r['verdict']} |")
+    lines += ["", "### Gates", "", "| gate | status | value | threshold | source |", "| --- | --- | --- | --- | --- |"]
+    for g in data["gates"]:
+        lines.append(f"| {g['name']} | {g['status']} | {g['value']} | {g['threshold']} | {g['source']} |")
+    lines += ["", "### Stage history", ""]
+    if data["history"]:
+        lines += [f"- {h['time']} {h['from']}% -> {h['to']}% by {h['actor']} ({h['command']})"
+                  + (f": {h['reason']}" if h.get("reason") else "") for h in data["history"]]
+    else:
+        lines.append("- no stage change recorded yet")
+    lines += ["", "### Rollback readiness", "", "| level | ready | budget | problems |", "| --- | --- | --- | --- |"]
+    for r in data["rollback_readiness"]:
+        budget = format_duration(r["budget_s"]) if r["budget_s"] else "-"
+        lines.append(f"| {r['level']} | {'yes' if r['ready'] else 'no'} | {budget} | {'; '.join(r['problems']) or '-'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,162 @@
+"""`rollout watch`: sample the gateway during a soak and record the samples.
+
+A sample costs no model request by default: one /metrics/ scrape (error rate,
+latency, fallbacks, per-model state) and the liveliness probe. Free models are
+rate-limited, so real completions per model (`probe=True`) are opt-in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rollout_cli.core.audit import StageChange
+from rollout_cli.core.playbooks import format_duration
+from rollout_cli.core.result import Result
+from rollout_cli.core.stage import read_stage
+from rollout_cli.core.workspace import Workspace
+from rollout_cli.rollout import metrics
+from rollout_cli.rollout.gates import scrape_metrics, stage_started, window_start
+from rollout_cli.rollout.plan import StagePlan, load_plan
+from rollout_cli.rollout.samples import SampleStore
+
+STATE_NAMES = {0: "ok", 1: "partial outage", 2: "cooldown"}
+
+
+def take_sample(ws: Workspace, previous: dict[str, Any] | None, probe: bool = False) -> dict[str, Any]:
+    """One sample, recorded in .rollout/samples.jsonl, plus the view computed from it."""
+    from rollout_cli.gateway.api import GatewayClient  # lazy: httpx
+
+    stage = read_stage(ws)
+    plan = load_plan(ws.playbooks)
+    scrape, error = scrape_metrics(ws)
+    with GatewayClient(ws.gateway.url, None, timeout=3.0) as client:
+        live = client.liveliness()
+    health = None
+    if probe:
+        from rollout_cli.checks.health import check_health
+
+        report = check_health(ws, container=False)
+        health = {m.alias: m.status for m in report.models}
+    record = SampleStore(ws.state_dir).append({
+        "stage": stage.percentage, "source": "watch", "metrics": scrape, "metrics_error": error,
+        "alive": live.ok, "health": health,
+    })
+    started = stage_started(ws, stage.percentage)
+    need = plan.soak_for(stage.percentage)
+    elapsed = time.time() - started.timestamp if started else None
+    view: dict[str, Any] = {
+        "time": record["time"],
+        "stage": stage.percentage,
+        "drift": stage.drift,
+        "soak": {"elapsed_s": elapsed, "need_s": need,
+                 "text": f"{format_duration(elapsed)} of {format_duration(need)}" if elapsed is not None
+                 else "unknown (no audit record of entering this stage)"},
+        "alive": live.ok,
+        "metrics_error": error,
+        "health": health,
+    }
+    if scrape is not None:
+        window_base = _first_in_window(ws, plan, stage.percentage, started)
+        window = metrics.delta(scrape, window_base)
+        step = metrics.delta(scrape, previous) if previous else None
+        view["window"] = _figures(window)
+        view["since_last"] = _figures(step) if step else None
+        view["models"] = _models(ws, scrape, step)
+    return {"record": record, "scrape": scrape, "view": view}
+
+
+def _first_in_window(ws: Workspace, plan: StagePlan, stage: int, started: StageChange | None) -> dict[str, Any] | None:
+    for s in SampleStore(ws.state_dir).records(since_ts=window_start(plan, stage, started)):
+        if s.get("metrics"):
+            return s["metrics"]
+    return None
+
+
+def _figures(window: dict[str, Any]) -> dict[str, Any]:
+    requests, failed = window["requests"], window["failed"]
+
+    def ms(buckets: dict[str, float], q: float) -> float | None:
+        value = metrics.quantile(buckets, q)
+        return round(value * 1000, 1) if value is not None else None
+
+    return {
+        "requests": requests,
+        "failed": failed,
+        "error_rate": (failed / requests) if requests else None,
+        "fallbacks": window["fallbacks"],
+        "latency_p50_ms": ms(window["latency_buckets"], 0.5),
+        "latency_p95_ms": ms(window["latency_buckets"], 0.95),
+        "overhead_p95_ms": ms(window["overhead_buckets"], 0.95),
+    }
+
+
+def _models(ws: Workspace, scrape: dict[str, Any], step: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A row per model of the gateway config (else per model seen in the metrics)."""
+    from rollout_cli.gateway.topology import load_topology
+
+    topology = load_topology(ws.gateway.config)
+    upstream = {m.alias: m.model.removeprefix("openrouter/") for m in topology.models} if topology else {}
+    seen = scrape.get("models", {})
+    aliases = list(upstream) or sorted(seen)
+    states = scrape.get("deployment_state", {})
+    rows = []
+    for alias in aliases:
+        row = seen.get(alias, {"requests": 0.0, "failed": 0.0})
+        key = upstream.get(alias, alias)
+        state = next((v for k, v in states.items() if k.endswith(key)), None)
+        recent = (step or {}).get("models", {}).get(alias, {})
+        rows.append({
+            "model": alias,
+            "state": STATE_NAMES.get(int(state), str(state)) if state is not None else "unknown",
+            "requests": row["requests"], "failed": row["failed"],
+            "recent_requests": recent.get("requests"), "recent_failed": recent.get("failed"),
+        })
+    return rows
+
+
+
+@dataclass(frozen=True)
+class WatchPayload:
+    """`rollout watch` when it ends: how many samples, where, and the last sample's view.
+
+    With `--json` each sample's view is printed as it comes instead (schemas/watch.schema.json).
+    """
+
+    samples_taken: int
+    path: str
+    last: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples_taken": self.samples_taken, "path": self.path, "last": self.last}
+
+
+def watch(
+    ws: Workspace,
+    *,
+    interval: float = 30.0,
+    count: int | None = None,
+    probe: bool = False,
+    on_sample: Callable[[dict[str, Any]], None] | None = None,
+) -> Result[WatchPayload]:
+    """Sample until `count` samples (or Ctrl-C); the last view is the result."""
+    previous = None
+    taken = 0
+    last: dict[str, Any] = {}
+    try:
+        while True:
+            sample = take_sample(ws, previous, probe)
+            previous = sample["scrape"] or previous
+            last = sample["view"]
+            taken += 1
+            if on_sample:
+                on_sample(last)
+            if count is not None and taken >= count:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    path = SampleStore(ws.state_dir).path
+    return Result("watch", WatchPayload(taken, str(path), last), [f"{taken} sample(s) recorded in {path}"])
