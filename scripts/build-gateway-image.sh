@@ -8,11 +8,14 @@
 #
 # Usage: scripts/build-gateway-image.sh [IMAGE]
 #   IMAGE defaults to $ROLLOUT_GATEWAY_IMAGE or rollout/litellm:local.
-#   Env: LITELLM_SPEC (default 'litellm[proxy]'), FORCE=1 to rebuild,
+#   Env: LITELLM_SPEC (default 'litellm[proxy]' at requirements.lock's versions), FORCE=1 to rebuild,
 #        DEBIAN_MIRROR to override the mirror read from apt's sources.
 set -euo pipefail
 
 IMAGE="${1:-${ROLLOUT_GATEWAY_IMAGE:-rollout/litellm:local}}"
+# The versions the tests ran against (requirements.lock), unless LITELLM_SPEC asks for others.
+LOCK="$(cd "$(dirname "$0")/.." && pwd)/requirements.lock"
+[ -z "${LITELLM_SPEC:-}" ] && [ -f "${LOCK}" ] || LOCK=""
 LITELLM_SPEC="${LITELLM_SPEC:-litellm[proxy]}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 T0=$SECONDS
@@ -107,14 +110,16 @@ log "debootstrap done"
 
 cp /etc/resolv.conf "${ROOTFS}/etc/resolv.conf"
 cp "${CA}" "${ROOTFS}/tmp/host-ca.crt"
+CONSTRAINTS=()
+if [ -n "${LOCK}" ]; then cp "${LOCK}" "${ROOTFS}/tmp/requirements.lock"; CONSTRAINTS=(-c /tmp/requirements.lock); fi
 mount --bind /proc "${ROOTFS}/proc"
 
-log "pip install ${LITELLM_SPEC} prometheus-client (CA bundle from ${CA})"
+log "pip install ${LITELLM_SPEC} prometheus-client${LOCK:+ (versions from requirements.lock)} (CA bundle from ${CA})"
 chroot_env=(env -i PATH=/opt/litellm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
             HOME=/root LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180)
 chroot "${ROOTFS}" "${chroot_env[@]}" python3 -m venv /opt/litellm
 chroot "${ROOTFS}" "${chroot_env[@]}" /opt/litellm/bin/pip install -q --no-cache-dir \
-    --cert /tmp/host-ca.crt "${PIP_ARGS[@]}" "${LITELLM_SPEC}" prometheus-client \
+    --cert /tmp/host-ca.crt "${PIP_ARGS[@]}" "${CONSTRAINTS[@]}" "${LITELLM_SPEC}" prometheus-client \
     || die "pip install failed inside the chroot"
 version="$(chroot "${ROOTFS}" "${chroot_env[@]}" /opt/litellm/bin/pip show litellm | awk '/^Version:/ {print $2}')"
 log "installed litellm ${version}"
