@@ -124,7 +124,7 @@ def _base(model: GatewayModel) -> str:
 
 
 def _fetch_catalog(url: str, timeout: float) -> tuple[dict[str, dict[str, str]] | None, str | None]:
-    import httpx
+    import httpx  # lazy: start-up time
 
     host = urlsplit(url).hostname or ""
     loopback = host in ("localhost", "::1") or host.startswith("127.")

@@ -276,8 +276,7 @@ def _upstream(topology: Topology | None, alias: str) -> str | None:
 
 
 def _read_container(ws: Workspace, box: dict[str, Any]) -> None:
-
     try:
         box["state"] = runtime_summary(ws)
-    except Exception as exc:
+    except Exception as exc:  # the container is context here, never a reason to fail
         box["state"] = {"name": ws.gateway.container, "status": "unknown", "error": str(exc)}

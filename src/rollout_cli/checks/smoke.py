@@ -31,12 +31,15 @@ from rollout_cli.checks.budget import RequestBudget
 from rollout_cli.checks.classify import AUTH_ERROR, BROKEN, DOWN, HEALTHY, RATE_LIMITED, classify
 from rollout_cli.checks.cost import CostReport, catalog_urls, check_cost
 from rollout_cli.checks.evidence import Evidence
+from rollout_cli.checks.junit import smoke_junit_xml
+from rollout_cli.checks.markdown import smoke_markdown
 from rollout_cli.checks.preflight import GatewayState, known_aliases, select_models
 from rollout_cli.checks.suite import Suite, evaluate, load_suite, suite_path
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode, InputError
 from rollout_cli.gateway.topology import Topology, load_topology
+from rollout_cli.io.atomic import atomic_write_text
 
 PASS = "pass"
 FAIL = "fail"
@@ -381,21 +384,15 @@ def smoke(
         return Result("smoke", SmokePlanPayload(plan_smoke(ws, suite_file, models, max_requests)))
     report = run_smoke(ws, suite_file, models, max_requests=max_requests)
     if junit_xml is not None:
-        from rollout_cli.checks.junit import smoke_junit_xml
-
         _write_report(junit_xml, smoke_junit_xml(report.to_result().to_json()), "--junit-xml")
         report.junit_xml = str(junit_xml)
     if markdown is not None:
-        from rollout_cli.checks.markdown import smoke_markdown
-
         _write_report(markdown, smoke_markdown(report.to_result().to_json()), "--markdown")
         report.markdown = str(markdown)
     return report.to_result()
 
 
 def _write_report(path: Path, text: str, option: str) -> None:
-    from rollout_cli.io.atomic import atomic_write_text
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text)

@@ -7,7 +7,9 @@ also gets the error envelope.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -15,6 +17,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
+from rollout_cli.cli import commands
 from rollout_cli.cli.context import Globals, load, workspace_root
 from rollout_cli.cli.options import JSON_COMMAND
 from rollout_cli.cli.render import print_error_json
@@ -133,10 +136,7 @@ def _globals(
 
 def _register() -> None:
     """Every module in cli/commands/ registers its command(s); order is the help order."""
-    import importlib
-    import pkgutil
 
-    from rollout_cli.cli import commands
 
     names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
     for name in sorted(names, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99, n)):

@@ -15,19 +15,27 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
+from rollout_cli.cli import views
 from rollout_cli.core.result import SCHEMA_VERSION, Result, error_json
 
 if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
     from rich.console import Console
+    from rich.table import Table
 
 HumanRenderer = Callable[[Any, Result[Any]], None]
 LiveRenderer = Callable[[Result[Any]], Any]
 _HUMAN: dict[type, HumanRenderer] = {}
 _LIVE: dict[type, LiveRenderer] = {}
 
+# One colour per status word, whichever command shows it.
 STATUS_STYLE = {
-    "ok": "green", "pass": "green", "unchanged": "dim", "skipped": "yellow",
-    "would-change": "cyan", "would-verify": "dim", "failed": "bold red", "fail": "bold red",
+    "ok": "green", "pass": "green", "healthy": "green",
+    "unchanged": "dim", "would-verify": "dim", "not-checked": "dim", "unknown": "dim",
+    "would-change": "cyan",
+    "skipped": "yellow", "warn": "yellow", "inconclusive": "yellow", "rate-limited": "yellow",
+    "not-verifiable": "yellow",
+    "failed": "bold red", "fail": "bold red", "failing": "bold red", "down": "bold red", "broken": "bold red",
+    "auth-error": "bold red", "unreachable": "bold red",
 }
 
 
@@ -132,7 +140,7 @@ def render_lines(lines: Iterable[str]) -> None:
 VIEWS_OF = {
     "rollout_cli.checks.health": "checks", "rollout_cli.checks.smoke": "checks",
     "rollout_cli.gateway.control": "gateway", "rollout_cli.sandbox.commands": "gateway",
-    "rollout_cli.playbook.levels": "rollback", "rollout_cli.rollout.status": "rollback",
+    "rollout_cli.playbook.levels": "rollback", "rollout_cli.rollout.status": "status",
     "rollout_cli.rollout.advance": "rollout", "rollout_cli.rollout.report": "rollout",
 }
 
@@ -142,7 +150,6 @@ def _load_views(payload: object = None) -> None:
     import importlib  # lazy: start-up time
     import pkgutil  # lazy: start-up time
 
-    from rollout_cli.cli import views
 
     name = VIEWS_OF.get(type(payload).__module__) if payload is not None else None
     modules = [name] if name else [m.name for m in pkgutil.iter_modules(views.__path__)]
@@ -154,6 +161,16 @@ def esc(text: object) -> str:
     from rich.markup import escape  # lazy: start-up time
 
     return escape(str(text))
+
+
+def new_table(*columns: str, title: str | None = None) -> Table:
+    """A borderless table with these columns: the one table style of every view."""
+    from rich.table import Table  # lazy: start-up time
+
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
 
 
 def status_text(status: str) -> str:

@@ -72,7 +72,7 @@ class Stage:
             return None
         return (
             f"env file says {self.env_effective}% "
-            f"({ENABLED_KEY}={_fmt(self.env_enabled)}, {PERCENTAGE_KEY}={_fmt(self.env_percentage)}) "
+            f"({ENABLED_KEY}={format_setting(self.env_enabled)}, {PERCENTAGE_KEY}={format_setting(self.env_percentage)}) "
             f"but flags file says {flags}%"
         )
 
@@ -80,7 +80,8 @@ class Stage:
         return {**asdict(self), "percentage": self.percentage, "drift": self.drift}
 
 
-def _fmt(value: object) -> str:
+def format_setting(value: object) -> str:
+    """A setting as the operator wrote it: unset, true/false, or the value."""
     if value is None:
         return "unset"
     if isinstance(value, bool):

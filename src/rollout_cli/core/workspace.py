@@ -12,7 +12,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rollout_cli.core.result import Result
 from rollout_cli.errors import InputError
+from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.yamlfile import read_yaml
 
 if TYPE_CHECKING:
     from rollout_cli.core.result import Result
@@ -124,7 +127,6 @@ def resolve_root(option: str | os.PathLike[str] | None) -> Path:
 
 def load_workspace(root: Path) -> Workspace:
     """Read and validate `root/rollout.yaml`; every problem is named with its key path."""
-    from rollout_cli.io.yamlfile import read_yaml
 
     path = root / CONFIG_NAME
     if not path.is_file():
@@ -241,8 +243,6 @@ class InitPayload:
 
 def init_workspace(root: Path, *, force: bool = False) -> Result[InitPayload]:
     """Write a commented rollout.yaml; an existing one is kept unless `force`."""
-    from rollout_cli.core.result import Result
-    from rollout_cli.io.atomic import atomic_write_text
 
     path = root / CONFIG_NAME
     if path.exists() and not force:

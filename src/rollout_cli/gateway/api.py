@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rollout_cli import __version__
 from rollout_cli.core.workspace import GatewayConfig
 from rollout_cli.errors import GatewayUnavailable
 
@@ -56,14 +57,13 @@ class Completion:
 def check_user_agent() -> str:
     """The checks' own requests carry it, so the window's error rate can leave them
     out: they run with fallbacks off and fail where app traffic would not."""
-    from rollout_cli import __version__
 
     return f"{CHECK_USER_AGENT_PREFIX}{__version__}"
 
 
 class GatewayClient:
     def __init__(self, url: str, key: str | None, timeout: float = 10.0, user_agent: str | None = None) -> None:
-        import httpx
+        import httpx  # lazy: start-up time
 
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -89,7 +89,7 @@ class GatewayClient:
         self.close()
 
     def _probe(self, path: str, timeout: float) -> Probe:
-        import httpx
+        import httpx  # lazy: start-up time
 
         started = time.perf_counter()
         try:
@@ -111,7 +111,7 @@ class GatewayClient:
         It needs the master key, so a non-200 here while liveliness answers is the
         gateway refusing the key (LiteLLM answers 400 or 500 for that, not 401).
         """
-        import httpx
+        import httpx  # lazy: start-up time
 
         started = time.perf_counter()
         try:
@@ -141,7 +141,7 @@ class GatewayClient:
         extra: dict[str, Any] | None = None,
     ) -> Completion:
         """One real completion; never raises for an HTTP or transport failure."""
-        import httpx
+        import httpx  # lazy: start-up time
 
         body: dict[str, Any] = {
             "model": model,
@@ -194,7 +194,7 @@ class GatewayClient:
 
     def metrics(self, timeout: float = 5.0) -> str:
         """The Prometheus text from /metrics/; GatewayUnavailable when it cannot be read."""
-        import httpx
+        import httpx  # lazy: start-up time
 
         try:
             response = self._http.get("/metrics/", timeout=timeout)

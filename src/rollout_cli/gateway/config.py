@@ -10,11 +10,13 @@ here too, because LiteLLM refuses weak keys only at boot.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from rollout_cli.errors import InputError
+from rollout_cli.io.yamlfile import read_yaml
 
 CONFIG_NAME = "litellm-config.yaml"
 MASTER_KEY_PREFIX = "sk-"
@@ -44,7 +46,6 @@ def packaged_config() -> Path:
 
 def load_config(path: Path) -> dict[str, Any]:
     """Read and validate a gateway config; every problem is one line naming the key."""
-    from rollout_cli.io.yamlfile import read_yaml
 
     if not path.exists():
         raise InputError(f"gateway config {path} does not exist; check gateway.config in rollout.yaml")
@@ -125,7 +126,7 @@ def render_sandbox_config(source: Path, api_base: str | None = None) -> str:
     file itself, so `rollout` reading the config (the cost guard's price check)
     finds the same OpenRouter the gateway talks to.
     """
-    import yaml
+    import yaml  # lazy: start-up time
 
     raw = load_config(source)
     if api_base:
@@ -172,6 +173,4 @@ def check_master_key(key: str | None, where: str) -> str:
 
 
 def generate_master_key() -> str:
-    import secrets
-
     return MASTER_KEY_PREFIX + secrets.token_urlsafe(MIN_MASTER_KEY_RANDOM)

@@ -24,7 +24,7 @@ from rollout_cli.core.workspace import MasterKey, Workspace
 from rollout_cli.errors import InputError, RolloutError, UnavailableError
 from rollout_cli.gateway.config import check_master_key, load_config
 from rollout_cli.io.atomic import atomic_write_text
-from rollout_cli.io.container import ContainerState
+from rollout_cli.io.container import ContainerRuntime, ContainerState
 from rollout_cli.io.net import ensure_port_free, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
 
@@ -70,8 +70,6 @@ class DockerGateway(GatewayRuntime):
     @property
     def runtime(self) -> ContainerRuntime:
         if self._runtime is None:
-            from rollout_cli.io.container import ContainerRuntime
-
             self._runtime = ContainerRuntime()
         return self._runtime
 

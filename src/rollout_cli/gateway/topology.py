@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rollout_cli.gateway.config import load_config
+
 OPENROUTER_PREFIX = "openrouter/"
 OPENROUTER_API_BASE = "https://openrouter.ai/api/v1"
 _ENV_REF = "os.environ/"
@@ -83,7 +85,6 @@ class Topology:
 
 def read_topology(path: Path) -> Topology:
     """Parse a LiteLLM proxy config, validated whole (gateway_config.load_config) first."""
-    from rollout_cli.gateway.config import load_config
 
     raw = load_config(path)
     models = tuple(

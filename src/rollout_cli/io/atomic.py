@@ -10,6 +10,7 @@ never half of it.
 from __future__ import annotations
 
 import errno
+import glob
 import hashlib
 import os
 import tempfile
@@ -85,8 +86,6 @@ def _sweep_orphans(target: Path) -> None:
 
 
 def _glob_escape(name: str) -> str:
-    import glob
-
     return glob.escape(name)
 
 

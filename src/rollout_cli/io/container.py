@@ -69,7 +69,7 @@ def connect(timeout: float = CONNECT_TIMEOUT_S) -> DockerClient:
     Honours DOCKER_HOST (and the other DOCKER_* variables) like the docker CLI.
     The timeout is short because a rollback must not hang on a dead engine.
     """
-    import docker
+    import docker  # lazy: start-up time
 
     try:
         client = docker.DockerClient.from_env(timeout=int(timeout) or 1)
@@ -218,7 +218,7 @@ class ContainerRuntime:
         `healthcheck` is the engine's HealthConfig ({"test": [...], "interval": ns, ...}).
         The image must already be in the engine: there is no registry to pull from.
         """
-        import docker.errors
+        import docker.errors  # lazy: start-up time
 
         policy = None
         if restart:
@@ -258,7 +258,7 @@ class ContainerRuntime:
 
         Exact name only, never a compose service: removing is not undoable.
         """
-        import docker.errors
+        import docker.errors  # lazy: start-up time
 
         with _engine_errors(name, "remove"):
             matches = [
@@ -277,8 +277,8 @@ class ContainerRuntime:
 @contextmanager
 def _engine_errors(name: str, action: str) -> Iterator[None]:
     """Turn SDK exceptions into the CLI's one-line errors."""
-    import docker.errors
-    import requests.exceptions
+    import docker.errors  # lazy: start-up time
+    import requests.exceptions  # lazy: start-up time (docker's transport)
 
     try:
         yield

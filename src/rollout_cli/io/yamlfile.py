@@ -13,7 +13,7 @@ def read_yaml(path: Path, *, label: str = "", error: type[InputError] = InputErr
 
     `label` says what the file is ("playbook ", "gateway config ") in front of its path.
     """
-    import yaml
+    import yaml  # lazy: start-up time
 
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -21,13 +21,12 @@ class StepContext:
         """The gateway's runtime: its container (by name or compose service), or a
         process-runtime sandbox's litellm process. Opened on first use, so levels
         1-2 never import docker."""
-        if name is not None:
-            from rollout_cli.gateway.runtime import DockerGateway
+        # lazy: start-up time (levels 1-2 never reach the gateway's runtime)
+        from rollout_cli.gateway.runtime import DockerGateway, runtime_for
 
+        if name is not None:
             return DockerGateway(name)
         if self._docker is None:
-            from rollout_cli.gateway.runtime import runtime_for
-
             self._docker = runtime_for(self.workspace)
         return self._docker
 

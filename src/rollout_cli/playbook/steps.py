@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -457,8 +458,6 @@ class Run(Step):
         return "run " + " ".join(self.argv)
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
-        import shutil
-
         def found() -> str:
             if shutil.which(self.argv[0], path=os.environ.get("PATH")) is None and not Path(self.argv[0]).exists():
                 raise InputError(f"program {self.argv[0]!r} not found on PATH")

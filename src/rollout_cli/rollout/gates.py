@@ -385,6 +385,46 @@ def verdict_matrix(health: HealthReport | None, smoke: SmokeReport | None) -> li
 # --- the whole evaluation ------------------------------------------------------
 
 
+@dataclass
+class Findings:
+    """What the checks of one evaluation found, or why each could not run."""
+
+    health: HealthReport | None = None
+    health_error: str | None = None
+    smoke: SmokeReport | None = None
+    smoke_error: str | None = None
+    scrape: dict[str, Any] | None = None
+    scrape_error: str | None = None
+    topology: Topology | None = None  # the gateway config they read
+
+
+def gather(ws: Workspace, plan: StagePlan, stage: Stage) -> Findings:
+    """Run the checks of one evaluation, concurrently, on evidence gathered once."""
+    g = plan.gates
+    runs_smoke = g.smoke or g.cost_free_only
+    found = Findings()
+    try:
+        evidence = Evidence(ws)
+    except RolloutError as exc:  # an unreadable gateway config: the checks that read it cannot run
+        found.health_error = str(exc)
+        found.smoke_error = str(exc) if runs_smoke else None
+        if stage.percentage != 0:
+            found.scrape, found.scrape_error = scrape_metrics(ws)
+        return found
+    with evidence:
+        found.topology = evidence.topology
+        if stage.percentage != 0:
+            # Scrape first: the window must not count this evaluation's own check requests.
+            found.scrape, found.scrape_error = scrape_metrics(ws, evidence.client)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            health_f = pool.submit(_health, ws, evidence)
+            smoke_f = pool.submit(_smoke, ws, evidence) if runs_smoke else None
+            found.health, found.health_error = health_f.result()
+            if smoke_f is not None:
+                found.smoke, found.smoke_error = smoke_f.result()
+    return found
+
+
 def evaluate(ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip_soak_reason: str | None = None) -> Decision:
     """Every gate for leaving the current stage. Checks run concurrently; nothing is written.
 
@@ -392,47 +432,20 @@ def evaluate(ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip
     entering this stage) is gathered once and shared by every gate.
     """
     stage = stage or read_stage(ws)
-    current, nxt = stage.percentage, plan.next_stage(stage.percentage)
-    first_step = current == 0
-    g = plan.gates
-    try:
-        evidence = Evidence(ws)
-    except RolloutError as exc:  # an unreadable gateway config: the checks that read it cannot run
-        scrape, scrape_error = scrape_metrics(ws) if not first_step else (None, None)
-        smoke_error = str(exc) if g.smoke or g.cost_free_only else None
-        return _decide(ws, plan, stage, nxt, skip_soak_reason, None, str(exc), None, smoke_error,
-                       scrape, scrape_error)
-    with evidence:
-        # Scrape first: the window must not count this evaluation's own check requests.
-        scrape, scrape_error = scrape_metrics(ws, evidence.client) if not first_step else (None, None)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            health_f = pool.submit(_health, ws, evidence)
-            smoke_f = pool.submit(_smoke, ws, evidence) if g.smoke or g.cost_free_only else None
-            health, health_error = health_f.result()
-            smoke, smoke_error = smoke_f.result() if smoke_f else (None, None)
-    decision = _decide(ws, plan, stage, nxt, skip_soak_reason, health, health_error, smoke, smoke_error,
-                       scrape, scrape_error)
-    decision.topology = evidence.topology
-    return decision
-
-
-def _decide(
-    ws: Workspace, plan: StagePlan, stage: Stage, nxt: int | None, skip_soak_reason: str | None,
-    health: HealthReport | None, health_error: str | None, smoke: SmokeReport | None, smoke_error: str | None,
-    scrape: dict[str, Any] | None, scrape_error: str | None,
-) -> Decision:
     current = stage.percentage
     first_step = current == 0
     g = plan.gates
+    found = gather(ws, plan, stage)
+    health, smoke = found.health, found.smoke
 
     gates: list[Gate] = []
     if g.env_flags_agree:
         gates.append(agreement_gate(stage))
-    gates += health_gates(plan, health, health_error)
+    gates += health_gates(plan, health, found.health_error)
     if g.smoke:
-        gates.append(smoke_gate(smoke, smoke_error, health, plan))
+        gates.append(smoke_gate(smoke, found.smoke_error, health, plan))
     if g.cost_free_only:
-        gates.append(cost_gate(smoke, smoke_error))
+        gates.append(cost_gate(smoke, found.smoke_error))
     if first_step:
         note = "first step (0% -> first stage): no traffic through the gateway yet"
         gates.append(Gate("soak", SKIPPED, "n/a", "n/a", "stage plan", f"soak: {note}"))
@@ -441,8 +454,9 @@ def _decide(
     else:
         entered = stage_started(ws, stage.percentage)
         gates.append(soak_gate(plan, stage, entered, skip_soak_reason))
-        gates += window_gates(ws, plan, stage, entered, scrape, scrape_error)
+        gates += window_gates(ws, plan, stage, entered, found.scrape, found.scrape_error)
     matrix = verdict_matrix(health, smoke)
     warnings = [w for gate in gates for w in gate.warnings]
     sent = sum((getattr(r, "requests", None) or {}).get("sent", 0) for r in (health, smoke) if r is not None)
-    return Decision(combine(gates), current, nxt, gates, matrix, warnings, sent, scrape)
+    return Decision(combine(gates), current, plan.next_stage(current), gates, matrix, warnings, sent,
+                    found.scrape, found.topology)

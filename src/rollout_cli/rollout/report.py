@@ -15,6 +15,7 @@ from rollout_cli.errors import RolloutError
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.playbook import engine
 from rollout_cli.playbook.context import StepContext
+from rollout_cli.playbook.levels import LEVELS, load_levels
 from rollout_cli.rollout.gates import Decision, evaluate
 from rollout_cli.rollout.plan import load_plan
 
@@ -26,8 +27,6 @@ def stage_history(ws: Workspace) -> list[dict[str, Any]]:
 
 def rollback_readiness(ws: Workspace) -> list[dict[str, Any]]:
     """Each level's drill (every precondition checked, nothing changed) and budget."""
-    from rollout_cli.playbook.levels import LEVELS, load_levels
-
     try:
         plan = load_levels(ws, max(LEVELS))
     except RolloutError as exc:

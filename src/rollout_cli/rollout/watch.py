@@ -12,11 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rollout_cli.checks.evidence import Evidence
+from rollout_cli.checks.health import check_health
 from rollout_cli.core.audit import StageChange
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import Workspace
+from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.gates import scrape_metrics, stage_started, window_start
 from rollout_cli.rollout.plan import StagePlan, load_plan
@@ -25,20 +28,22 @@ from rollout_cli.rollout.samples import SampleStore
 STATE_NAMES = {0: "ok", 1: "partial outage", 2: "cooldown"}
 
 
-def take_sample(ws: Workspace, previous: dict[str, Any] | None, probe: bool = False) -> dict[str, Any]:
-    """One sample, recorded in .rollout/samples.jsonl, plus the view computed from it."""
-    from rollout_cli.gateway.api import GatewayClient  # lazy: httpx
+def take_sample(
+    ws: Workspace, plan: StagePlan, evidence: Evidence, previous: dict[str, Any] | None, probe: bool = False
+) -> dict[str, Any]:
+    """One sample, recorded in .rollout/samples.jsonl, plus the view computed from it.
 
+    The stage is read anew each time (it may move during a soak); the plan, the
+    gateway config and the client are the watch's own, gathered once.
+    """
     stage = read_stage(ws)
-    plan = load_plan(ws.playbooks)
-    scrape, error = scrape_metrics(ws)
-    with GatewayClient(ws.gateway.url, None, timeout=3.0) as client:
-        live = client.liveliness()
+    scrape, error = scrape_metrics(ws, evidence.client)
+    live = evidence.client.liveliness()
     health = None
     if probe:
-        from rollout_cli.checks.health import check_health
-
-        report = check_health(ws, container=False)
+        # A fresh Evidence per probe: each round's preflight must observe the gateway now.
+        with Evidence(ws, topology=evidence.topology) as now:
+            report = check_health(ws, container=False, evidence=now)
         health = {m.alias: m.status for m in report.models}
     record = SampleStore(ws.state_dir).append({
         "stage": stage.percentage, "source": "watch", "metrics": scrape, "metrics_error": error,
@@ -64,7 +69,7 @@ def take_sample(ws: Workspace, previous: dict[str, Any] | None, probe: bool = Fa
         step = metrics.delta(scrape, previous) if previous else None
         view["window"] = _figures(window)
         view["since_last"] = _figures(step) if step else None
-        view["models"] = _models(ws, scrape, step)
+        view["models"] = _models(evidence.topology, scrape, step)
     return {"record": record, "scrape": scrape, "view": view}
 
 
@@ -93,12 +98,9 @@ def _figures(window: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _models(ws: Workspace, scrape: dict[str, Any], step: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _models(topology: Topology | None, scrape: dict[str, Any], step: dict[str, Any] | None) -> list[dict[str, Any]]:
     """A row per model of the gateway config (else per model seen in the metrics)."""
-    from rollout_cli.gateway.topology import load_topology
-
-    topology = load_topology(ws.gateway.config)
-    upstream = {m.alias: m.model.removeprefix("openrouter/") for m in topology.models} if topology else {}
+    upstream = {m.alias: m.upstream_id for m in topology.models} if topology else {}
     seen = scrape.get("models", {})
     aliases = list(upstream) or sorted(seen)
     states = scrape.get("deployment_state", {})
@@ -115,7 +117,6 @@ def _models(ws: Workspace, scrape: dict[str, Any], step: dict[str, Any] | None) 
             "recent_requests": recent.get("requests"), "recent_failed": recent.get("failed"),
         })
     return rows
-
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,11 @@ def watch(
     previous = None
     taken = 0
     last: dict[str, Any] = {}
+    plan = load_plan(ws.playbooks)
+    evidence = Evidence(ws, timeout=3.0)
     try:
         while True:
-            sample = take_sample(ws, previous, probe)
+            sample = take_sample(ws, plan, evidence, previous, probe)
             previous = sample["scrape"] or previous
             last = sample["view"]
             taken += 1
@@ -158,5 +161,7 @@ def watch(
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+    finally:
+        evidence.close()
     path = SampleStore(ws.state_dir).path
     return Result("watch", WatchPayload(taken, str(path), last), [f"{taken} sample(s) recorded in {path}"])

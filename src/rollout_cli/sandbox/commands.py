@@ -10,8 +10,10 @@ from typing import Any
 
 from rollout_cli.core.result import Result
 from rollout_cli.errors import ExitCode, InputError, UnavailableError
+from rollout_cli.gateway.control import GatewayNotHealthy
 from rollout_cli.sandbox import world
 from rollout_cli.sandbox.state import load_state
+from rollout_cli.simulator import FaultBook, SimulatorAdmin
 
 
 def next_steps(root: Path) -> list[str]:
@@ -98,7 +100,6 @@ class SandboxFaultPayload:
 
 def up(root: Path, *, progress: Any = None, step: Any = None, **options: Any) -> Result[SandboxUpPayload]:
     """Start the sandbox; a gateway that does not come up is exit 4 with its last log lines."""
-    from rollout_cli.gateway.control import GatewayNotHealthy
 
     try:
         info = world.up(root, progress=progress, step=step, **options)
@@ -153,7 +154,6 @@ def fault(
     mode: str | None = None,
 ) -> Result[SandboxFaultPayload]:
     """Set, clear or list the simulator's faults; model names are checked before any request."""
-    from rollout_cli.simulator import FaultBook, SimulatorAdmin
 
     state = load_state(root)
     if state is None:

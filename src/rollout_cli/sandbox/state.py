@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout_cli.core.workspace import MasterKey
+from rollout_cli.core.workspace import GatewayConfig, MasterKey
 from rollout_cli.errors import InputError
 from rollout_cli.gateway.runtime import PROCESS_RECORD, ProcessGateway
+from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.process import ProcessRecord
 
 STATE_NAME = "sandbox.json"
@@ -49,7 +51,6 @@ def default_image() -> str:
 
 def litellm_executable() -> Path | None:
     """litellm from the same environment as rollout (the `gateway` extra), else from PATH."""
-    import shutil
 
     beside = Path(sys.executable).parent / "litellm"
     if beside.is_file() and os.access(beside, os.X_OK):
@@ -107,13 +108,8 @@ class SandboxState:
         return self.root / ".rollout" / KEY_NAME
 
     def master_key(self) -> MasterKey:
-        from_env = os.environ.get(MASTER_KEY_ENV)
-        if from_env:
-            return MasterKey(from_env, f"${MASTER_KEY_ENV}")
-        try:
-            return MasterKey(self.key_file.read_text(encoding="utf-8").strip() or None, f"key file {self.key_file}")
-        except OSError:
-            return MasterKey(None, f"${MASTER_KEY_ENV} or key file {self.key_file}")
+        """Read as the sandbox's rollout.yaml says: $ROLLOUT_SANDBOX_MASTER_KEY, else the key file."""
+        return sandbox_master_key(self.root)
 
     @property
     def gateway_process(self) -> ProcessGateway:
@@ -152,10 +148,13 @@ class SandboxState:
         }
 
     def save(self) -> None:
-        from rollout_cli.io.atomic import atomic_write_text
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def sandbox_master_key(root: Path) -> MasterKey:
+    """The sandbox's master key, by the same reader as any workspace's (see workspace_yaml in world.py)."""
+    return GatewayConfig(master_key_env=MASTER_KEY_ENV, master_key_file=root / ".rollout" / KEY_NAME).key
 
 
 def state_path(root: Path) -> Path:

@@ -21,6 +21,10 @@ from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import load_workspace
 from rollout_cli.errors import InputError, UnavailableError
+from rollout_cli.gateway.api import GatewayClient
+from rollout_cli.gateway.topology import load_topology
+from rollout_cli.sandbox.state import load_state
+from rollout_cli.simulator import GATEWAY_ALIASES
 
 APP_USER_AGENT = "sample-app/1.0 (rollout sandbox traffic)"  # app traffic, not a check: it counts
 MAX_RPS = 50.0
@@ -68,10 +72,6 @@ def traffic(
         raise InputError(f"--rps {rps:g} is outside (0, {MAX_RPS:g}]; choose a rate the free tier could carry")
     if not 0 < duration <= MAX_DURATION_S:
         raise InputError(f"--duration {duration:g} is outside (0, {MAX_DURATION_S:g}] seconds")
-    from rollout_cli.gateway.api import GatewayClient
-    from rollout_cli.gateway.topology import load_topology
-    from rollout_cli.sandbox.state import load_state
-    from rollout_cli.simulator import GATEWAY_ALIASES
 
     state = load_state(root)
     if state is None:

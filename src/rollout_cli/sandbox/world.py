@@ -4,7 +4,6 @@ WORKS (process runtime and docker runtime): `up()`, `down()`, `SandboxInfo`;
 tests use them through the session fixture `sandbox` in tests/conftest.py.
 
 Layout of a sandbox folder DIR (DIR is also a complete rollout workspace):
-
     DIR/rollout.yaml                 gateway.url, master_key_file, container (docker runtime)
     DIR/app/                         sample app git repo: .env at 0%, flagd flags, pre-gateway tag
     DIR/gateway/litellm-config.yaml  rendered from deploy/litellm-config.yaml (sandbox overrides)
@@ -28,9 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from rollout_cli.core.audit import utc_now
 from rollout_cli.errors import DockerUnavailable, InputError, RolloutError, UnavailableError
+from rollout_cli.gateway.api import GatewayClient
+from rollout_cli.gateway.config import check_master_key, generate_master_key, packaged_config, render_sandbox_config
+from rollout_cli.gateway.control import wait_until_healthy
 from rollout_cli.gateway.runtime import DockerGateway, GatewayProcess, GatewayRuntime
+from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.container import ContainerRuntime, connect
+from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.io.net import HOST, ensure_port_free, free_port, loopback_environment
 from rollout_cli.io.process import spawn_detached, tail_file
+from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
 from rollout_cli.sandbox.state import (
     CONTAINER_CONFIG,
     KEY_NAME,
@@ -45,7 +51,9 @@ from rollout_cli.sandbox.state import (
     litellm_executable,
     load_state,
     sandbox_id,
+    sandbox_master_key,
 )
+from rollout_cli.simulator import DEFAULT_API_KEY, SimulatorAdmin
 
 if TYPE_CHECKING:
     from rollout_cli.gateway.api import GatewayClient
@@ -86,17 +94,13 @@ class SandboxInfo:
 
     @property
     def master_key(self) -> str:
-        return os.environ.get(MASTER_KEY_ENV) or self.key_file.read_text().strip()
+        return sandbox_master_key(self.root).require()
 
     @property
     def admin(self) -> SimulatorAdmin:
-        from rollout_cli.simulator import SimulatorAdmin
-
         return SimulatorAdmin(self.simulator_url)
 
     def client(self, timeout: float = 30.0) -> GatewayClient:
-        from rollout_cli.gateway.api import GatewayClient
-
         return GatewayClient(self.gateway_url, self.master_key, timeout)
 
     def to_json(self) -> dict[str, Any]:
@@ -143,7 +147,6 @@ def up(
     GatewayNotHealthy (4, with the gateway's last log lines) when the gateway
     does not become healthy within `timeout`, after stopping what it started.
     """
-    from rollout_cli.io.lock import WorkspaceLock
 
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime is {runtime!r}; use one of {', '.join(RUNTIMES)}")
@@ -187,7 +190,6 @@ def up(
         say("writing the workspace")
         config_text = _render_config(gateway_config, f"http://127.0.0.1:{simulator_port}/api/v1")
         _write_workspace(root, config_text, chosen, gateway_port)
-        from rollout_cli.simulator import DEFAULT_API_KEY
 
         state = SandboxState(
             root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
@@ -200,7 +202,6 @@ def up(
             say(f"starting the gateway ({chosen}) on {state.gateway_url}")
             gateway = _start_gateway(state, key)
             say("waiting for the gateway to become healthy")
-            from rollout_cli.gateway.control import wait_until_healthy
 
             wait_until_healthy(state.gateway_url, gateway, timeout, progress,
                                logs=lambda: gateway.logs(40))
@@ -227,8 +228,6 @@ def _check_folder(root: Path) -> None:
 
 
 def _render_config(source: Path | None, api_base: str | None = None) -> str:
-    from rollout_cli.gateway.config import packaged_config, render_sandbox_config
-
     path = source or packaged_config()
     if not path.is_file():
         raise InputError(f"gateway config {path} does not exist; pass --gateway-config FILE or reinstall rollout")
@@ -237,8 +236,6 @@ def _render_config(source: Path | None, api_base: str | None = None) -> str:
 
 def _master_key(root: Path) -> str:
     """$ROLLOUT_SANDBOX_MASTER_KEY, else the key file, else a new key written to it (0600)."""
-    from rollout_cli.gateway.config import check_master_key, generate_master_key
-    from rollout_cli.io.atomic import atomic_write_text
 
     from_env = os.environ.get(MASTER_KEY_ENV)
     if from_env is not None:
@@ -283,9 +280,8 @@ def _choose_runtime(runtime: str, image: str | None) -> tuple[str, str]:
 
 
 def _image_present(image: str) -> bool:
-    import docker.errors
+    import docker.errors  # lazy: start-up time
 
-    from rollout_cli.io.container import connect
 
     client = connect(timeout=3)
     try:
@@ -307,9 +303,6 @@ def _port(port: int, option: str, avoid: int | None = None) -> int:
 
 
 def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int) -> None:
-    from rollout_cli.io.atomic import atomic_write_text
-    from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
-
     gateway_url = f"http://{HOST}:{gateway_port}"
     app = root / "app"
     if not (app / ".git").is_dir():  # an existing app keeps its stage and history
@@ -335,8 +328,6 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
 
 
 def _start_simulator(state: SandboxState) -> None:
-    from rollout_cli.simulator import SimulatorAdmin
-
     argv = [sys.executable, "-m", "rollout_cli.simulator", "--host", HOST,
             "--port", str(state.simulator_port), "--api-key", state.simulator_key]
     env = {**loopback_environment(), "PYTHONUNBUFFERED": "1"}
@@ -374,7 +365,6 @@ def _start_gateway(state: SandboxState, key: str) -> GatewayRuntime:
         return gateway
     env = {**settings, "LITELLM_MASTER_KEY": key}
 
-    from rollout_cli.io.container import ContainerRuntime
 
     name = container_name(state.root)
     containers = ContainerRuntime()
@@ -405,8 +395,6 @@ def _start_gateway(state: SandboxState, key: str) -> GatewayRuntime:
 
 
 def _healthy(state: SandboxState) -> bool:
-    from rollout_cli.gateway.api import GatewayClient
-
     if state.simulator is None or not state.simulator.alive():
         return False
     if state.runtime == "process" and not state.gateway_process.state().running:
@@ -435,7 +423,6 @@ def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0)
 
 def down(root: Path) -> list[str]:
     """Stop exactly what `up` recorded; what was stopped, in words (empty: nothing was up)."""
-    from rollout_cli.io.lock import WorkspaceLock
 
     root = root.absolute()
     if not (root / ".rollout").is_dir():
@@ -489,7 +476,6 @@ def _remove_ours(containers: ContainerRuntime, root: Path) -> bool:
 
 def status(root: Path) -> dict[str, Any]:
     """What runs of the sandbox in `root`: processes, container, the gateway's probes."""
-    from rollout_cli.gateway.api import GatewayClient
 
     root = root.absolute()
     state = load_state(root)

@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
 
 from rollout_cli.checks.health import HealthReport
 from rollout_cli.checks.smoke import SmokePlanPayload, SmokeReport
-from rollout_cli.cli.render import esc, human, live
+from rollout_cli.cli.render import esc, human, live, new_table, status_text
 from rollout_cli.core.result import Result
-
-if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
-    from rich.console import Group
-    from rich.table import Table
-
-STATUS_STYLE = {
-    "healthy": "green", "pass": "green", "ok": "green",
-    "rate-limited": "yellow", "inconclusive": "yellow", "not-verifiable": "yellow", "skipped": "yellow",
-    "not-checked": "dim", "unknown": "dim",
-    "down": "bold red", "broken": "bold red", "auth-error": "bold red", "fail": "bold red",
-    "failing": "bold red", "unreachable": "bold red",
-}
-
-
-def styled(status: str) -> str:
-    style = STATUS_STYLE.get(status)
-    return f"[{style}]{esc(status)}[/]" if style else esc(status)
-
-
-def _table(*columns: str, title: str | None = None) -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for column in columns:
-        table.add_column(column)
-    return table
 
 
 def _ms(value: float | None) -> str:
@@ -43,8 +20,6 @@ def _ms(value: float | None) -> str:
 @live(HealthReport)
 def health_renderable(result: Result[HealthReport]) -> Group:
     """The health report as one rich renderable: also what `--watch` refreshes."""
-    from rich.console import Group
-    from rich.text import Text
 
     d = result.data
     gw = d["gateway"]
@@ -62,7 +37,7 @@ def health_renderable(result: Result[HealthReport]) -> Group:
     ))
     box = d.get("container")
     if box:
-        line = f"[bold]container[/] {esc(box.get('name'))}: {styled(str(box.get('status')))}"
+        line = f"[bold]container[/] {esc(box.get('name'))}: {status_text(str(box.get('status')))}"
         if box.get("health"):
             line += f", health {esc(box['health'])}"
         if box.get("error"):
@@ -71,18 +46,18 @@ def health_renderable(result: Result[HealthReport]) -> Group:
     if d.get("fallbacks") and d.get("primary"):
         chain = [d["primary"], *d["fallbacks"].get(d["primary"], [])]
         parts.append(Text.from_markup(f"[bold]fallback chain[/] {esc(' -> '.join(chain))}"))
-    table = _table("model", "status", "latency", "HTTP", "error", "served by")
+    table = new_table("model", "status", "latency", "HTTP", "error", "served by")
     for m in d["models"]:
         served = m["served_by"] or "-"
         served = f"[bold red]{esc(served)}[/]" if m["served_by"] and m["served_by"] != m["alias"] else esc(served)
         table.add_row(
-            esc(m["alias"]), styled(m["status"]), _ms(m["latency_ms"]),
+            esc(m["alias"]), status_text(m["status"]), _ms(m["latency_ms"]),
             esc(m["http_status"] if m["http_status"] is not None else "-"), esc(m["error_class"] or "-"), served,
         )
     parts.append(table)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(d["counts"].items()))
     parts.append(Text.from_markup(
-        f"{styled(result.payload.verdict)} (exit {int(result.exit_code)}): {esc(counts or 'no models')}; "
+        f"{status_text(result.payload.verdict)} (exit {int(result.exit_code)}): {esc(counts or 'no models')}; "
         f"{d['requests'].get('sent', 0)} request(s) in {d['duration_ms'] / 1000:.2f} s"
     ))
     return Group(*parts)
@@ -105,24 +80,24 @@ def smoke_view(out: Any, result: Result[SmokeReport]) -> None:
     cases = d["plan"]["cases"]
     gateway = next((c for c in checks if c["model"] == "gateway" and c["check"] == "gateway"), None)
     if gateway:
-        out.print(f"[bold]gateway[/] {esc(d['gateway']['url'])}: {styled(gateway['status'])}")
+        out.print(f"[bold]gateway[/] {esc(d['gateway']['url'])}: {status_text(gateway['status'])}")
     by_key = {(c["model"], c["check"]): c for c in checks}
-    table = _table("model", *cases, "cost")
+    table = new_table("model", *cases, "cost")
     cost_models = [m["alias"] for m in (d.get("cost") or {}).get("models", [])]
     for model in list(dict.fromkeys(d["plan"]["models"] + cost_models)):
         cells = []
         for column in [*cases, "cost"]:
             check = by_key.get((model, column))
-            cells.append(styled(check["status"]) if check else "[dim]-[/]")
+            cells.append(status_text(check["status"]) if check else "[dim]-[/]")
         table.add_row(esc(model), *cells)
     out.print(table)
     drill = by_key.get((d["plan"]["drill"]["model"], "fallback-drill")) if d["plan"].get("drill") else None
     if drill:
-        out.print(f"[bold]fallback drill[/] {styled(drill['status'])}: {esc(drill['detail'])}")
+        out.print(f"[bold]fallback drill[/] {status_text(drill['status'])}: {esc(drill['detail'])}")
     counts = d["counts"]
     req = d["requests"]
     out.print(
-        f"{styled(result.payload.verdict)} (exit {int(result.exit_code)}): {counts['pass']} passed, "
+        f"{status_text(result.payload.verdict)} (exit {int(result.exit_code)}): {counts['pass']} passed, "
         f"{counts['fail']} failed, {counts['inconclusive'] + counts['not-verifiable']} inconclusive, "
         f"{counts['skipped']} skipped; {req.get('sent', 0)} request(s) sent ({req.get('retries', 0)} retries) "
         f"+ {req.get('catalog', 0)} catalog read(s) in {d['duration_ms'] / 1000:.2f} s"
@@ -133,7 +108,7 @@ def smoke_view(out: Any, result: Result[SmokeReport]) -> None:
 
 
 def _plan_view(out: Any, plan: dict[str, Any]) -> None:
-    table = _table("model", "requests", "checks")
+    table = new_table("model", "requests", "checks")
     for model, n in plan["per_model"].items():
         table.add_row(esc(model), str(n), esc(", ".join(plan["cases"])))
     if plan["drill"]:

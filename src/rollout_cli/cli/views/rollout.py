@@ -4,49 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rollout_cli.cli.render import console, esc, human, json_line
+from rich.console import Group
+from rich.text import Text
+
+from rollout_cli.cli.render import console, esc, human, json_line, new_table, status_text
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.rollout.advance import AdvancePayload
 from rollout_cli.rollout.report import ReportPayload
 
-if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
-    from rich.console import Group
-
 VERDICT_STYLE = {"GO": "bold green", "HOLD": "bold yellow", "NO-GO": "bold red"}
-CELL_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "skipped": "dim",
-              "warn": "yellow", "healthy": "green", "rate-limited": "yellow", "down": "bold red",
-              "broken": "bold red", "auth-error": "bold red", "ok": "green"}
 
 
 def _cell(value: object) -> str:
-    text = "-" if value is None else str(value)
-    style = CELL_STYLE.get(text)
-    return f"[{style}]{esc(text)}[/]" if style else esc(text)
+    return status_text("-" if value is None else str(value))
 
 
 def decision_renderable(d: dict[str, Any]) -> Group:
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     nxt = f"{d['next']}%" if d.get("next") is not None else "complete"
     head = Text.from_markup(
         f"[{VERDICT_STYLE[d['verdict']]}]{d['verdict']}[/]  {d['current']}% -> {nxt}"
         f"  ({d.get('requests_sent', 0)} check requests sent)"
     )
-    matrix = Table(title="models", title_justify="left", show_edge=False, pad_edge=False)
-    for column in ("model", "role", "health", "detail", "latency", "smoke", "verdict"):
-        matrix.add_column(column)
+    matrix = new_table("model", "role", "health", "detail", "latency", "smoke", "verdict", title="models")
     for r in d["matrix"]:
         latency = f"{r['latency_ms']:.0f} ms" if r["latency_ms"] is not None else "-"
         matrix.add_row(esc(r["alias"]), esc(r["role"]), _cell(r["health"]), esc(r["detail"]), latency,
                        _cell(r["smoke"]), _cell(r["verdict"]))
-    gates = Table(title="gates", title_justify="left", show_edge=False, pad_edge=False)
-    for column in ("gate", "status", "value", "threshold", "source"):
-        gates.add_column(column)
+    gates = new_table("gate", "status", "value", "threshold", "source", title="gates")
     for g in d["gates"]:
         gates.add_row(esc(g["name"]), _cell(g["status"]), esc(g["value"]), esc(g["threshold"]), esc(g["source"]))
     parts: list[Any] = [head, matrix, gates]
@@ -73,8 +60,6 @@ def advance_view(out: Any, result: Result[AdvancePayload]) -> None:
 
 @human(ReportPayload)
 def report_view(out: Any, result: Result[ReportPayload]) -> None:
-    from rich.table import Table
-
     d = result.data
     out.print(f"[bold]rollout report[/] for {esc(d['workspace'])}: stage {d['current']}%")
     out.print(decision_renderable(d))
@@ -84,10 +69,8 @@ def report_view(out: Any, result: Result[ReportPayload]) -> None:
     for h in d["history"]:
         out.print(f"  {esc(h['time'])}  {esc(h['from'])}% -> {esc(h['to'])}%  by {esc(h['actor'])} "
                   f"({esc(h['command'])})" + (f": {esc(h['reason'])}" if h.get("reason") else ""))
-    table = Table(title="rollback readiness (drill: every precondition, nothing changed)",
-                  title_justify="left", show_edge=False, pad_edge=False)
-    for column in ("level", "ready", "budget", "problems"):
-        table.add_column(column)
+    table = new_table("level", "ready", "budget", "problems",
+                      title="rollback readiness (drill: every precondition, nothing changed)")
     for r in d["rollback_readiness"]:
         table.add_row(str(r["level"]), _cell("pass" if r["ready"] else "fail"),
                       format_duration(r["budget_s"]) if r["budget_s"] else "-", esc("; ".join(r["problems"]) or "-"))
@@ -103,10 +86,6 @@ def _ms(value: float | None) -> str:
 
 
 def watch_renderable(v: dict[str, Any]) -> Group:
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     alive = "[green]alive[/]" if v["alive"] else "[bold red]NOT ANSWERING[/]"
     parts: list[Any] = [Text.from_markup(
         f"[bold]{esc(v['time'])}[/]  stage {v['stage']}%  soak {esc(v['soak']['text'])}  gateway {alive}"
@@ -117,9 +96,8 @@ def watch_renderable(v: dict[str, Any]) -> Group:
         parts.append(Text(f"metrics: {v['metrics_error']}", style="yellow"))
     window = v.get("window")
     if window:
-        figures = Table(show_edge=False, pad_edge=False)
-        for column in ("", "requests", "errors", "error rate", "latency p50", "latency p95", "added p95", "fallbacks"):
-            figures.add_column(column)
+        figures = new_table("", "requests", "errors", "error rate", "latency p50", "latency p95", "added p95",
+                            "fallbacks")
         for label, f in (("soak window", window), ("since last sample", v.get("since_last"))):
             if f:
                 figures.add_row(label, f"{f['requests']:g}", f"{f['failed']:g}", _pct(f["error_rate"]),
@@ -128,9 +106,7 @@ def watch_renderable(v: dict[str, Any]) -> Group:
         parts.append(figures)
     models = v.get("models") or []
     if models:
-        table = Table(title="models", title_justify="left", show_edge=False, pad_edge=False)
-        for column in ("model", "state", "requests", "errors", "recent", "health probe"):
-            table.add_column(column)
+        table = new_table("model", "state", "requests", "errors", "recent", "health probe", title="models")
         for m in models:
             recent = f"{m['recent_requests'] or 0:g} req, {m['recent_failed'] or 0:g} err" if m["recent_requests"] is not None else "-"
             probe = (v.get("health") or {}).get(m["model"])
