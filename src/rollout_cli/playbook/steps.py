@@ -10,16 +10,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import ENABLED_KEY, PERCENTAGE_KEY
 from rollout_cli.errors import CheckFailed, InputError, PlaybookError, RolloutError
 from rollout_cli.io.atomic import sha256_of
-from rollout_cli.io.container import ContainerState
 from rollout_cli.io.dotenv import EnvFile
 from rollout_cli.io.flags import FlagStore, open_flags
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, Preview, Step
+
+if TYPE_CHECKING:
+    from rollout_cli.io.container import ContainerState
 
 
 def _diff(path: Path, before: str, after: str) -> str | None:
