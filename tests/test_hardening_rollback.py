@@ -264,6 +264,19 @@ def test_level_4_reverts_again_an_integration_that_was_brought_back(world):
     assert json.loads(third.stdout)["levels"][3]["steps"][0]["status"] == "unchanged"
 
 
+def test_an_empty_integration_commit_has_nothing_to_revert(world):
+    git(world.app.repo, "commit", "-q", "--allow-empty", "-m", "LiteLLM gateway: placeholder")
+    empty = world.head()
+    override(world, rollback_2=IDLE_LEVEL.format(n=2), rollback_3=IDLE_LEVEL.format(n=3))
+    dry = json.loads(world.cli("rollback", "--level", "4", "--dry-run", "--json").stdout)
+    assert dry["levels"][3]["steps"][0]["detail"].startswith(
+        f"nothing to revert (it changes nothing) {empty[:10]} LiteLLM gateway: placeholder; revert ")
+    result = world.cli("rollback", "--level", "4", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    detail = json.loads(result.stdout)["levels"][3]["steps"][0]["detail"]
+    assert detail.startswith(f"{empty[:10]} nothing to revert (it changes nothing); reverted ")
+
+
 # --- 13: "nothing needed changing" only on success ----------------------------
 
 
@@ -333,6 +346,17 @@ def test_a_run_step_whose_folder_is_missing_says_so(world):
     assert result.exit_code == 2
     detail = json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
     assert detail == f"folder {world.ws / 'nowhere'} of run true does not exist; fix 'cwd' in the playbook"
+
+
+def test_a_run_step_that_cannot_be_started_says_why(world):
+    script = world.ws / "reload.sh"
+    script.write_text("#!/bin/sh\necho reloaded\n")
+    script.chmod(0o644)  # not executable
+    override(world, rollback_1=level_1_with(run_step([str(script)])))
+    result = world.cli("rollback", "--level", "1", "--yes", "--json")
+    assert result.exit_code == 2
+    detail = json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
+    assert detail == f"cannot start {str(script)!r}: Permission denied"
 
 
 # --- 15: a failing step leaves the tree as it was; detached HEAD -----------------
@@ -432,6 +456,20 @@ def test_status_shows_an_operation_killed_part_way_and_credits_it_not_an_older_r
     assert world.cli("rollback", "--level", "1", "--yes", "--reason", "third").exit_code == 0
     final = world.cli("status", "--json")
     assert final.exit_code == 0 and json.loads(final.stdout)["unfinished"] is None
+
+
+def test_a_finished_record_that_cannot_be_written_still_reports_what_took_effect(world):
+    history = world.ws / ".rollout" / "history.jsonl"
+    # Half-way, the audit trail is replaced by a folder: the finished record cannot be appended.
+    override(world, rollback_1=level_1_with(run_step(["sh", "-c", f"rm {history} && mkdir {history}"])))
+    result = world.cli("rollback", "--level", "1", "--yes", "--json")
+    assert result.exit_code == 2, result.output
+    data = json.loads(result.stdout)
+    assert data["messages"] == [
+        f"the audit record could not be written: {history} is a folder, not a file: move it out of the way, "
+        "then run again"]
+    assert [line.split(":")[0] for line in data["took_effect"]] == ["level 1 step 1", "level 1 step 2", "level 1 step 3"]
+    assert flag_percentage(world) == 0
 
 
 def test_ctrl_c_mid_rollback_records_what_ran_and_ends_the_run_step(world, tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,7 +125,7 @@ class Operation:
         self.log = log
         self.command = command
         self.reason = reason
-        self.id = secrets.token_hex(6)
+        self.id = os.urandom(6).hex()
 
     def finish(self, **fields: Any) -> dict[str, Any]:
         """The "finished" record: what changed and how it ended; write it before letting the lock go."""
