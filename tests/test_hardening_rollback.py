@@ -494,7 +494,11 @@ def test_ctrl_c_mid_rollback_records_what_ran_and_ends_the_run_step(world, tmp_p
     deadline = time.monotonic() + 10
     while not gone(step_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert gone(step_pid)
+    try:
+        assert gone(step_pid)
+    finally:
+        if not gone(step_pid):
+            os.kill(step_pid, 9)
     finished = world.history()[-1]
     assert (finished["phase"], finished["result"], finished["exit_code"]) == ("finished", "interrupted", 130)
     assert [(c["key"], c["after"]) for c in finished["changes"]] == [("LITELLM_ROLLOUT_PERCENTAGE", "0")]
