@@ -433,6 +433,23 @@ def test_the_started_record_is_written_before_the_first_change(world, tmp_path):
     assert after["unfinished"] is None and after["last_change"]["reason"] == "write ahead"
 
 
+def test_the_finished_record_is_written_before_the_next_writer_gets_the_lock(world):
+    override(world, rollback_1=level_1_with(run_step(["sleep", "1"]), after_flags=True))
+    first = subprocess.Popen([sys.executable, "-m", "rollout_cli", "-w", str(world.ws), "rollback", "--level", "1",
+                              "--yes", "--reason", "first"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while not world.history():  # the first holds the lock once its started record is there
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.02)
+        second = world.cli("rollback", "--level", "1", "--yes", "--reason", "second",
+                           env={"ROLLOUT_LOCK_TIMEOUT": "60"})
+    finally:
+        first.wait(timeout=60)
+    assert first.returncode == 0 and second.exit_code == 0, second.output
+    assert [(r["reason"], r["phase"]) for r in world.history()] == [
+        ("first", "started"), ("first", "finished"), ("second", "started"), ("second", "finished")]
+
+
 def test_status_shows_an_operation_killed_part_way_and_credits_it_not_an_older_record(world):
     assert world.cli("rollback", "--level", "1", "--yes", "--reason", "first").exit_code == 0
     world.app.env_file.write_text(env_text(10, enabled=True))  # back to 10% by hand
