@@ -2,6 +2,11 @@
 
 Each record is written with a single `write(2)` on an `O_APPEND` descriptor, so
 concurrent appends never interleave inside a line.
+
+A command that changes files writes ahead: a "started" record under the
+workspace lock before its first change, and the "finished" record (what
+changed) before it lets the lock go. A started record without its finished one
+is an operation killed or crashed part-way; `rollout status` shows it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from rollout_cli.core.workspace import PERCENTAGE_KEY
+from rollout_cli.errors import InputError
+from rollout_cli.io.atomic import _write_error
 from rollout_cli.io.lock import actor
 
 HISTORY_NAME = "history.jsonl"
@@ -44,17 +51,26 @@ def utc_now() -> str:
 
 
 def append_line(path: Path, record: dict[str, Any], *, fsync: bool = False) -> None:
-    """One JSON line, in one write(2) on an O_APPEND descriptor: whole even beside other writers."""
+    """One JSON line, in one write(2) on an O_APPEND descriptor: whole even beside other writers.
+
+    A path that cannot take it (a folder in its place, no permission, a full
+    disk) is an InputError naming the file, as for every file rollout writes.
+    """
     line = (json.dumps(record, default=str) + "\n").encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        if os.write(fd, line) != len(line):  # pragma: no cover - disk full mid-write
-            raise OSError(f"short write to {path}")
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if os.write(fd, line) != len(line):  # pragma: no cover - disk full mid-write
+                raise OSError(f"short write to {path}")
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not a file: move it out of the way, then run again") from None
+    except OSError as exc:
+        raise _write_error(path, exc) from None
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -82,6 +98,13 @@ class AuditLog:
         append_line(self.path, record, fsync=True)
         return record
 
+    def begin(self, command: str, *, reason: str | None = None) -> Operation:
+        """Write the "started" record of a change about to be made; call under the workspace lock."""
+        op = Operation(self, command, reason)
+        self.append(command, phase="started", op=op.id, pid=os.getpid(), reason=reason, result="started",
+                    changes=[])
+        return op
+
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Records oldest first (the last `limit` of them)."""
         out = read_lines(self.path)
@@ -93,6 +116,36 @@ class AuditLog:
             if any(change.get("key") in keys for change in record.get("changes", [])):
                 return record
         return None
+
+
+class Operation:
+    """A change in progress: `AuditLog.begin` wrote its "started" record, `finish` writes the end."""
+
+    def __init__(self, log: AuditLog, command: str, reason: str | None) -> None:
+        self.log = log
+        self.command = command
+        self.reason = reason
+        self.id = os.urandom(6).hex()
+
+    def finish(self, **fields: Any) -> dict[str, Any]:
+        """The "finished" record: what changed and how it ended; write it before letting the lock go."""
+        return self.log.append(self.command, phase="finished", op=self.id, reason=self.reason, **fields)
+
+
+def unfinished_operation(log: AuditLog) -> dict[str, Any] | None:
+    """The newest "started" record with no "finished" one, unless an operation finished after it.
+
+    An operation that finished later superseded it: its record describes the
+    files as they are now.
+    """
+    open_ops: dict[str, dict[str, Any]] = {}
+    for record in log.records():
+        phase, op = record.get("phase"), record.get("op")
+        if phase == "started" and isinstance(op, str):
+            open_ops[op] = record
+        elif phase == "finished":
+            open_ops.clear()  # what had started before it is superseded, finished or not
+    return list(open_ops.values())[-1] if open_ops else None
 
 
 def stage_changes(log: AuditLog) -> list[StageChange]:

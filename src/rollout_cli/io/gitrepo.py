@@ -1,17 +1,32 @@
-"""The app's git repository, through the real `git` binary (no shell, no editor)."""
+"""The app's git repository, through the real `git` binary (no shell, no editor).
+
+Every git command runs with settings that keep the repository from running a
+program of its own choosing when we only meant to read or to commit: no
+fsmonitor hook, no hooks at all (a rollback must not be blocked or extended by
+a developer's commit hooks), and no implicit bare repository (a folder laid out
+as a git dir, with its own config, where a work tree is expected).
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from rollout_cli.errors import CheckFailed, GitError, InputError
 
 _ENV = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+_SAFE = ("-c", "core.fsmonitor=", "-c", "safe.bareRepository=explicit", "-c", "core.hooksPath=/dev/null")
+
+# Whether a commit's changes are in a tree: "present" (its reverse applies), "absent"
+# (its forward patch applies: already reverted or undone), "unclear" (neither applies
+# cleanly: a later commit touched the same lines; only a real revert can tell), or
+# "empty" (the commit changes nothing against its mainline parent).
+RevertState = Literal["present", "absent", "unclear", "empty"]
 
 
 @dataclass(frozen=True)
@@ -29,29 +44,37 @@ class GitRepo:
         self.path = path
         self._identity_args: list[str] | None = None
 
-    def git(self, *args: str, check: bool = True, timeout: float = 60) -> str:
-        proc = self._run(*args, timeout=timeout)
+    def git(self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None,
+            env: dict[str, str] | None = None) -> str:
+        proc = self._run(*args, timeout=timeout, stdin=stdin, env=env)
         if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            reason = detail[-1] if detail else f"exit {proc.returncode}"
+            reason = _reason(proc)
             if "not a git repository" in reason:
                 raise InputError(f"{self.path} is not a git repository; check app.repo in rollout.yaml")
+            if "cannot use bare repository" in reason:
+                raise InputError(
+                    f"{self.path} is a bare git directory, not a work tree; app.repo must be the app's "
+                    "checkout (the folder holding .git)"
+                )
             raise GitError(f"git {' '.join(args[:2])} failed in {self.path}: {reason}")
         return proc.stdout
 
-    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _run(self, *args: str, timeout: float = 60, stdin: str | None = None,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         if shutil.which("git") is None:
             raise GitError("git is not installed; install it (apt-get install git)")
         if not self.path.is_dir():
             raise InputError(f"app repo {self.path} does not exist; check app.repo in rollout.yaml")
         try:
             proc = subprocess.run(
-                ["git", *self._identity(), *args],
+                ["git", *_SAFE, *self._identity(), *args],
                 cwd=self.path,
+                input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                env={**os.environ, **_ENV},
+                env={**os.environ, **_ENV, **(env or {})},
             )
         except subprocess.TimeoutExpired as exc:
             raise GitError(f"git {args[0]} in {self.path} timed out after {timeout:.0f} s") from exc
@@ -63,7 +86,8 @@ class GitRepo:
             return []
         if self._identity_args is None:
             probe = subprocess.run(
-                ["git", "config", "user.name"], cwd=self.path, capture_output=True, text=True
+                ["git", *_SAFE, "config", "user.name"], cwd=self.path, capture_output=True, text=True,
+                stdin=subprocess.DEVNULL, env={**os.environ, **_ENV},
             )
             named = probe.returncode == 0 and probe.stdout.strip()
             self._identity_args = (
@@ -87,6 +111,24 @@ class GitRepo:
     def subject(self, sha: str) -> str:
         return self.git("log", "-1", "--format=%s", sha).strip()
 
+    def parents(self, sha: str) -> list[str]:
+        return self.git("rev-list", "--parents", "-n", "1", sha).split()[1:]
+
+    def first_parent_history(self) -> set[str]:
+        """Commits on HEAD's first-parent line: the branch's own history, merged branches left out."""
+        return set(self.git("rev-list", "--first-parent", "HEAD").split())
+
+    def require_branch(self) -> str:
+        """The branch HEAD is on; GitError on a detached HEAD, where a commit would belong to no branch."""
+        branch = self.git("symbolic-ref", "-q", "--short", "HEAD", check=False).strip()
+        if not branch:
+            raise GitError(
+                f"git repo {self.path} has a detached HEAD (at {self.head()[:10]}): a rollback commit there "
+                "would be on no branch; check out the branch the app deploys from (git switch BRANCH), "
+                "then run the rollback again"
+            )
+        return branch
+
     def dirty_paths(self, ignore: tuple[Path, ...] = ()) -> list[str]:
         """Tracked files with uncommitted changes, less the ones rollout itself manages."""
         ignored = {p.resolve() for p in ignore}
@@ -109,20 +151,45 @@ class GitRepo:
 
     def differs_from(self, ref: str, paths: tuple[str, ...]) -> list[str]:
         """Which of `paths` differ between `ref` and the working tree."""
-        out = self.git("diff", "--name-only", ref, "--", *paths)
+        out = self.git("diff", "--no-ext-diff", "--no-textconv", "--name-only", ref, "--", *paths)
         return [line for line in out.splitlines() if line]
 
     def diff(self, ref: str, paths: tuple[str, ...]) -> str:
-        return self.git("diff", "-R", ref, "--", *paths)
+        return self.git("diff", "--no-ext-diff", "--no-textconv", "--no-color", "-R", ref, "--", *paths)
 
     def restore(self, ref: str, paths: tuple[str, ...], message: str) -> str | None:
-        """Bring `paths` back to `ref` and commit just those; None when nothing differed."""
+        """Bring `paths` back to `ref` and commit just those; None when nothing differed.
+
+        A failed commit (a signer that fails, a full disk) leaves the paths as
+        they were, so the tree is clean for the retry.
+        """
         changed = self.differs_from(ref, paths)
         if not changed:
             return None
-        self.git("checkout", ref, "--", *paths)
-        self.git("commit", "--no-verify", "-m", message, "--", *paths)
+        try:
+            self.git("checkout", ref, "--", *paths)
+            self.git("commit", "--no-verify", "-m", message, "--", *paths)
+        except GitError as exc:
+            raise GitError(f"{exc}; {self._discard_staged()}") from exc
         return self.head()
+
+    def _discard_staged(self) -> str:
+        """Put every staged path back as HEAD has it, in the index and the work tree; say how the tree is.
+
+        Called after a failed commit on a tree that was clean before (apart
+        from the unstaged env and flags files), so what is staged is ours.
+        """
+        def staged() -> list[str]:
+            out = self.git("diff", "--cached", "--name-only", "-z", "--no-ext-diff", "HEAD", check=False)
+            return [name for name in out.split("\0") if name]
+
+        paths = staged()
+        if paths:
+            self.git("restore", "--source=HEAD", "--staged", "--worktree", "--", *paths, check=False)
+        left = staged()
+        if left:
+            return f"staged changes remain in {', '.join(left[:3])}: git restore --staged --worktree them"
+        return "the tree is as it was"
 
     def commits_matching(self, pattern: str) -> list[Commit]:
         """Commits whose message matches, newest first (reverts excluded)."""
@@ -134,30 +201,80 @@ class GitRepo:
                 commits.append(Commit(sha, subject))
         return commits
 
-    def reverted(self) -> set[str]:
-        """Commits already reverted on this branch, so a second run does not revert twice."""
-        out = self.git("log", "--format=%B", "--grep=This reverts commit")
-        return set(re.findall(r"This reverts commit ([0-9a-f]{40})", out))
+    def _patch(self, sha: str, mainline: int | None, *, reverse: bool) -> str:
+        """The commit's change against its (mainline) parent, as a patch `git apply` takes.
 
-    def revert(self, sha: str) -> str | None:
-        """Revert one commit without an editor; None when it changes nothing any more."""
-        proc = self._run("revert", "--no-edit", sha)
+        diff-tree is plumbing: no colour, external diff, prefix or textconv
+        settings of the repository change its output.
+        """
+        parents = self.parents(sha)
+        base = parents[(mainline or 1) - 1] if parents else self.git("hash-object", "-t", "tree", "/dev/null").strip()
+        old, new = (sha, base) if reverse else (base, sha)
+        return self.git("diff-tree", "-p", "--binary", "--full-index", "--no-color", old, new)
+
+    def revert_states(self, commits: list[tuple[str, int | None]]) -> list[RevertState]:
+        """Whether each commit's changes are in HEAD, judged in order as if the earlier ones were reverted.
+
+        `commits` are (sha, mainline parent or None), newest first. Nothing in
+        the repository changes: the patches are checked (`git apply --check`)
+        against a temporary index holding HEAD's tree.
+        """
+        states: list[RevertState] = []
+        with tempfile.TemporaryDirectory(prefix="rollout-git-") as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self.git("read-tree", "HEAD", env=env)
+            reverted = ""  # the reverse patches of the commits judged present so far
+
+            def applies(patch: str) -> bool:
+                proc = self._run("apply", "--check", "--cached", stdin=reverted + patch, env=env)
+                return proc.returncode == 0
+
+            for sha, mainline in commits:
+                back = self._patch(sha, mainline, reverse=True)
+                if not back.strip():
+                    states.append("empty")
+                elif applies(back):
+                    states.append("present")
+                    reverted += back
+                elif applies(self._patch(sha, mainline, reverse=False)):
+                    states.append("absent")
+                else:
+                    states.append("unclear")
+        return states
+
+    def revert(self, sha: str, mainline: int | None = None) -> str | None:
+        """Revert one commit without an editor; None when it changes nothing any more.
+
+        Whatever fails, the tree is left as it was: a conflict is aborted, a
+        failed commit (e.g. a signer that fails) has its staged changes discarded.
+        A merge commit is reverted against `mainline` (`git revert -m`).
+        """
+        args = ["revert", "--no-edit", *(["-m", str(mainline)] if mainline else []), sha]
+        proc = self._run(*args)
         if proc.returncode == 0:
             return self.head()
+        output = proc.stdout + proc.stderr
         if self.git("rev-parse", "-q", "--verify", "REVERT_HEAD", check=False).strip():
             status = self.git("status", "--porcelain")
             conflicted = [line[3:] for line in status.splitlines() if line[:2] in ("UU", "AA", "DU", "UD")]
-            if not conflicted:
+            if not conflicted and "nothing to commit" in output:
                 # The revert's changes are already in the tree (e.g. level 2 restored them).
                 self.git("revert", "--skip", check=False)
                 self.git("revert", "--abort", check=False)
                 return None
             self.git("revert", "--abort", check=False)
-            raise GitError(
-                f"git revert {sha[:10]} conflicts in {', '.join(conflicted)}; "
-                "resolve it by hand (git revert) and run the rollback again"
-            )
-        if "nothing to commit" in proc.stdout + proc.stderr:
+            if conflicted:
+                raise GitError(
+                    f"git revert {sha[:10]} conflicts in {', '.join(conflicted)}; "
+                    "resolve it by hand (git revert) and run the rollback again"
+                )
+        elif "nothing to commit" in output:
             return None
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise GitError(f"git revert {sha[:10]} failed in {self.path}: {lines[-1] if lines else proc.returncode}")
+        raise GitError(f"git revert {sha[:10]} failed in {self.path}: {_reason(proc)}; {self._discard_staged()}")
+
+
+def _reason(proc: subprocess.CompletedProcess[str]) -> str:
+    """Why git failed, in one line: its first "error:" line (the cause; the "fatal:" after it is the
+    consequence), else its last line."""
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    return next((line for line in lines if line.startswith("error:")), lines[-1] if lines else f"exit {proc.returncode}")

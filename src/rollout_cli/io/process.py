@@ -1,4 +1,5 @@
-"""Detached local processes the sandbox starts (simulator, litellm), and stopping exactly them.
+"""Processes rollout starts: detached ones for the sandbox (simulator, litellm), and stopping exactly
+them; and a playbook's `run` steps, waited for with a timeout.
 
 A process is started through a short-lived trampoline, so it is nobody's
 child: it outlives `rollout sandbox up`, never becomes our zombie, and has its
@@ -15,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -126,6 +128,71 @@ def spawn_detached(
     pid = int(done.stdout.strip())
     stat = _proc_stat(pid)
     return ProcessRecord(pid, stat[1] if stat else None, tuple(argv), str(log), started_at)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a program run by `run_in_session` ended."""
+
+    returncode: int | None  # None: killed at the timeout
+    last_line: str  # its last line of output (stdout and stderr together), for a one-line report
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: float = 2.0) -> Finished:
+    """Run `argv` in its own session and wait for that process alone, at most `timeout` seconds.
+
+    Its output goes to a temporary file, not a pipe: a background child it
+    leaves running (`sleep 20 &`) inherits the file, and waiting for the end of
+    a pipe would wait for that child too. On the timeout the whole process group
+    gets SIGTERM, then SIGKILL after `grace_s`; so does it on Ctrl-C, which a
+    separate session no longer receives from the terminal. Raises OSError when
+    the program cannot be started.
+    """
+    with tempfile.TemporaryFile(prefix="rollout-run-") as out:
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_group(proc, grace_s)
+            code = None
+        except BaseException:
+            _end_group(proc, grace_s)
+            raise
+        out.seek(0, os.SEEK_END)
+        out.seek(max(0, out.tell() - 4096))
+        lines = out.read().decode("utf-8", errors="replace").strip().splitlines()
+    return Finished(code, lines[-1].strip() if lines else "")
+
+
+def _end_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the process's group, SIGKILL it after `grace_s`, then reap the process.
+
+    The process is reaped only at the end: until then its pid (the group's id)
+    cannot be handed to another program, so the signals reach only its group.
+    """
+    _signal_only_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            break
+        time.sleep(0.02)
+    # Whatever is left in the group (a child that ignores SIGTERM) goes too.
+    _signal_only_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_only_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def pid_exists(pid: int) -> bool:

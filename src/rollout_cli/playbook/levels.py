@@ -14,7 +14,7 @@ from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.playbooks import find_playbook
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
-from rollout_cli.errors import InputError
+from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.playbook import engine
 from rollout_cli.playbook.context import StepContext
@@ -22,6 +22,7 @@ from rollout_cli.playbook.model import Playbook, load_rollback_playbook
 from rollout_cli.playbook.steps import STEP_TYPES
 
 LEVELS = (1, 2, 3, 4)
+INTERRUPTED = 130  # the exit code of a command ended by Ctrl-C, as the audit record notes it
 Mode = Literal["run", "dry-run", "drill"]
 
 
@@ -90,43 +91,55 @@ def run_rollback(
     ws: Workspace, plan: RollbackPlan, *, reason: str | None = None, mode: Mode = "run"
 ) -> Result[RollbackPayload]:
     level = plan.level
+    command = f"rollback --level {level}"
     ctx = StepContext(ws)
     started = time.monotonic()
+    messages: list[str] = []
     if mode == "dry-run":
         reports = engine.preview(plan.playbooks, ctx)
+        code = engine.exit_code_of(reports)
     elif mode == "drill":
         reports = engine.drill(plan.playbooks, ctx)
+        code = engine.exit_code_of(reports)
+        AuditLog(ws.state_dir).append(command + " --drill", reason=reason, **_record(reports, code, started))
     else:
-        with WorkspaceLock(ws.state_dir, command=f"rollout rollback --level {level}"):
-            reports = engine.execute(plan.playbooks, ctx)
-    total = time.monotonic() - started
-    code = engine.exit_code_of(reports)
-    took_effect = [
-        f"level {r.level} step {s.index}: {s.detail}"
-        for r in reports for s in r.steps if s.status == "ok" and s.type != "verify"
-    ]
+        reports = []
+        with WorkspaceLock(ws.state_dir, command=f"rollout {command}"):
+            # Written ahead, before the first change: a kill part-way leaves a trace.
+            op = AuditLog(ws.state_dir).begin(command, reason=reason)
+            try:
+                engine.execute(plan.playbooks, ctx, into=reports)
+            except BaseException:  # Ctrl-C: record what ran, then let it end the command
+                op.finish(**_record(reports, INTERRUPTED, started, result="interrupted"))
+                raise
+            code = engine.exit_code_of(reports)
+            try:
+                op.finish(**_record(reports, code, started))
+            except RolloutError as exc:  # the changes are made: still report them, and say the record is missing
+                messages.append(f"the audit record could not be written: {exc}")
+                code = code or exc.exit_code
     payload = RollbackPayload(
         level=level,
         mode=mode,
         reason=reason,
         budget_s=plan.budget_s,
-        duration_s=round(total, 4),
+        duration_s=round(time.monotonic() - started, 4),
         levels=reports,
-        took_effect=took_effect,
+        took_effect=engine.took_effect(reports),
     )
-    if mode != "dry-run":
-        changes = [c for r in reports for s in r.steps for c in s.changes]
-        AuditLog(ws.state_dir).append(
-            f"rollback --level {level}" + (" --drill" if mode == "drill" else ""),
-            reason=reason,
-            result="ok" if code == 0 else "failed",
-            exit_code=int(code),
-            duration_s=round(total, 4),
-            changes=changes,
-            steps=[
-                {"level": r.level, "index": s.index, "type": s.type, "status": s.status,
-                 "detail": s.detail, "duration_s": round(s.duration_s, 4)}
-                for r in reports for s in r.steps
-            ],
-        )
-    return Result("rollback", payload, exit_code=code)
+    return Result("rollback", payload, messages, exit_code=code)
+
+
+def _record(reports: list[engine.LevelReport], code: int, started: float, result: str | None = None) -> dict[str, Any]:
+    """The audit record's fields of a run or a drill: how it ended, the changes, every step."""
+    return {
+        "result": result or ("ok" if code == 0 else "failed"),
+        "exit_code": int(code),
+        "duration_s": round(time.monotonic() - started, 4),
+        "changes": [c for r in reports for s in r.steps for c in s.changes],
+        "steps": [
+            {"level": r.level, "index": s.index, "type": s.type, "status": s.status,
+             "detail": s.detail, "duration_s": round(s.duration_s, 4)}
+            for r in reports for s in r.steps
+        ],
+    }

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rollout_cli.core.playbooks import parse_duration, read_yaml
-from rollout_cli.errors import PlaybookError
+from rollout_cli.errors import PlaybookError, RolloutError
 
 if TYPE_CHECKING:
     from rollout_cli.playbook.context import StepContext
@@ -43,6 +43,26 @@ class Outcome:
     status: str  # ok | unchanged | skipped
     detail: str
     changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def unexpected(exc: Exception) -> str:
+    """One line for an error rollout did not expect: its kind only, never its text (it may quote a secret)."""
+    return f"unexpected error ({type(exc).__name__}): a bug in rollout; please report it"
+
+
+class PartialFailure(RolloutError):
+    """A step that failed part-way: what it changed before the failure took effect and is reported.
+
+    Raised by a step with the error that stopped it (its message and exit
+    code) and the changes already made, e.g. the commits a level-4 revert
+    reverted before the next one conflicted.
+    """
+
+    def __init__(self, cause: RolloutError, changes: list[dict[str, Any]], done: str) -> None:
+        super().__init__(cause.message)
+        self.exit_code = cause.exit_code
+        self.changes = changes
+        self.done = done
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +17,10 @@ from rollout_cli.errors import CheckFailed, InputError, PlaybookError, RolloutEr
 from rollout_cli.io.atomic import sha256_of
 from rollout_cli.io.dotenv import EnvFile
 from rollout_cli.io.flags import FlagStore, open_flags
+from rollout_cli.io.gitrepo import GitRepo
+from rollout_cli.io.process import run_in_session
 from rollout_cli.playbook.context import StepContext
-from rollout_cli.playbook.model import Check, Outcome, Preview, Step
+from rollout_cli.playbook.model import Check, Outcome, PartialFailure, Preview, Step, unexpected
 
 if TYPE_CHECKING:
     from rollout_cli.io.container import ContainerState
@@ -40,6 +41,8 @@ def _check(name: str, probe: Callable[[], object]) -> Check:
         detail = probe()
     except RolloutError as exc:
         return Check(name, False, str(exc), int(exc.exit_code))
+    except Exception as exc:  # a bug in a probe fails its check, not the whole drill
+        return Check(name, False, unexpected(exc), 1)
     return Check(name, True, detail if isinstance(detail, str) and detail else "ok")
 
 
@@ -319,6 +322,14 @@ def _router_paths(ctx: StepContext, override: list[str] | None = None) -> tuple[
     return paths
 
 
+def _commit_preconditions(ctx: StepContext) -> list[Check]:
+    """What levels 2 and 4 need before they commit: a branch to commit on, and a clean tree."""
+    return [
+        _check("HEAD on a branch", lambda: f"on branch {ctx.repo().require_branch()}"),
+        _check("git tree clean", lambda: ctx.repo().require_clean(ctx.managed_files())),
+    ]
+
+
 @dataclass
 class GitRestore(Step):
     """Restore the router paths from the pre-gateway ref, and commit just those."""
@@ -335,6 +346,7 @@ class GitRestore(Step):
     def preview(self, ctx: StepContext) -> Preview:
         repo, ref, paths = ctx.repo(), _pre_gateway_ref(ctx, self.ref), _router_paths(ctx, self.paths)
         repo.resolve(ref)
+        repo.require_branch()
         diff = repo.diff(ref, paths)
         if not diff:
             return Preview(f"{', '.join(paths)} already at {ref}: nothing to do", changes=False)
@@ -347,12 +359,13 @@ class GitRestore(Step):
 
         return [
             _check("pre-gateway ref exists", ref_present),
-            _check("git tree clean", lambda: ctx.repo().require_clean(ctx.managed_files())),
+            *_commit_preconditions(ctx),
         ]
 
     def run(self, ctx: StepContext) -> Outcome:
         repo, ref, paths = ctx.repo(), _pre_gateway_ref(ctx, self.ref), _router_paths(ctx, self.paths)
         repo.resolve(ref)
+        repo.require_branch()
         repo.require_clean(ctx.managed_files())
         before = repo.head()
         commit = repo.restore(ref, paths, self.message)
@@ -363,17 +376,45 @@ class GitRestore(Step):
         return Outcome("ok", f"restored {', '.join(paths)} from {ref}, commit {commit[:10]}", [change])
 
 
+@dataclass(frozen=True)
+class RevertTarget:
+    """One commit level 4 reverts; `mainline` is the parent a merge commit is reverted against."""
+
+    sha: str
+    subject: str
+    mainline: int | None = None
+
+    def label(self) -> str:
+        return f"{self.sha[:10]} {self.subject}" + (" (merge, against parent 1)" if self.mainline else "")
+
+
+_REVERT_PREVIEW = {
+    "present": "revert",
+    "unclear": "revert (may conflict: a later commit changed the same lines)",
+    "absent": "already reverted (its changes are not in HEAD)",
+    "empty": "nothing to revert (it changes nothing)",
+}
+
+
 @dataclass
 class GitRevert(Step):
-    """Revert the integration commits, newest first, without an editor."""
+    """Revert the integration commits, newest first, without an editor.
+
+    A commit counts as reverted when its changes are not in HEAD now, whatever
+    the history says: a revert that was itself reverted brings them back, and
+    then they are reverted again. A merge commit on the branch's first-parent
+    line is reverted against its first parent (`git revert -m 1`: the line it
+    was merged into); a merge inside a merged branch is refused before anything
+    runs, since which of its sides is "the integration" is not knowable.
+    """
 
     type = "git.revert"
     stops_by_default = True
     commits: list[str] | None = None
     grep: str | None = None
 
-    def targets(self, ctx: StepContext) -> list[tuple[str, str]]:
-        """(sha, subject) of the commits to revert, newest first."""
+    def targets(self, ctx: StepContext) -> list[RevertTarget]:
+        """The commits to revert, newest first."""
         repo, app = ctx.repo(), ctx.workspace.app
         named = self.commits or list(app.integration_commits)
         if named:
@@ -393,41 +434,84 @@ class GitRevert(Step):
         missing = [sha for sha in shas if sha not in order]
         if missing:
             raise InputError(f"commit {missing[0][:10]} is not on the current branch of {repo.path}")
-        return [(sha, repo.subject(sha)) for sha in sorted(set(shas), key=order.__getitem__)]
+        return [_target(repo, sha) for sha in sorted(set(shas), key=order.__getitem__)]
 
     def describe(self, ctx: StepContext) -> str:
         return "git revert the integration commits, newest first"
 
     def preview(self, ctx: StepContext) -> Preview:
-        done = ctx.repo().reverted()
-        targets = self.targets(ctx)
-        lines = [f"{'already reverted' if sha in done else 'revert'} {sha[:10]} {subject}" for sha, subject in targets]
-        return Preview("; ".join(lines), changes=any(sha not in done for sha, _ in targets))
+        repo, targets = ctx.repo(), self.targets(ctx)
+        repo.require_branch()
+        states = repo.revert_states([(t.sha, t.mainline) for t in targets])
+        lines = [f"{_REVERT_PREVIEW[state]} {t.label()}" for t, state in zip(targets, states, strict=True)]
+        return Preview("; ".join(lines), changes=any(state in ("present", "unclear") for state in states))
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
+        def revertable() -> str:
+            targets = self.targets(ctx)
+            states = ctx.repo().revert_states([(t.sha, t.mainline) for t in targets])
+            unclear = [t for t, state in zip(targets, states, strict=True) if state == "unclear"]
+            if unclear:
+                raise CheckFailed(
+                    f"commit {unclear[0].label()} no longer reverts cleanly onto HEAD (a later commit changed "
+                    "the same lines): a real revert would likely conflict; revert it by hand, or list in "
+                    "app.integration_commits the commits to revert"
+                )
+            merges = sum(1 for t in targets if t.mainline)
+            return f"{len(targets)} commit(s)" + (f", {merges} merge(s) reverted against parent 1" if merges else "")
+
         return [
             _check("integration commits found", lambda: f"{len(self.targets(ctx))} commit(s)"),
-            _check("git tree clean", lambda: ctx.repo().require_clean(ctx.managed_files())),
+            *_commit_preconditions(ctx),
+            _check("integration commits revert cleanly", revertable),
         ]
 
     def run(self, ctx: StepContext) -> Outcome:
         repo = ctx.repo()
         targets = self.targets(ctx)
+        repo.require_branch()
         repo.require_clean(ctx.managed_files())
-        done = repo.reverted()
-        changes, notes = [], []
-        for sha, subject in targets:
-            if sha in done:
-                notes.append(f"{sha[:10]} already reverted")
-                continue
-            new = repo.revert(sha)
-            if new is None:
-                notes.append(f"{sha[:10]} already undone")
-                continue
-            changes.append({"repo": str(repo.path), "action": "revert", "commit": sha,
-                            "subject": subject, "after": new})
-            notes.append(f"reverted {sha[:10]} as {new[:10]}")
+        changes: list[dict] = []
+        notes: list[str] = []
+        for target in targets:
+            try:
+                new = self._revert_one(repo, target, notes)
+            except RolloutError as exc:
+                if changes:  # the commits reverted so far stay reverted: say so
+                    raise PartialFailure(exc, changes, "; ".join(notes)) from exc
+                raise
+            if new is not None:
+                changes.append({"repo": str(repo.path), "action": "revert", "commit": target.sha,
+                                "subject": target.subject, "after": new,
+                                **({"mainline": target.mainline} if target.mainline else {})})
+                notes.append(f"reverted {target.sha[:10]} as {new[:10]}")
         return Outcome("ok" if changes else "unchanged", "; ".join(notes), changes)
+
+    @staticmethod
+    def _revert_one(repo: GitRepo, target: RevertTarget, notes: list[str]) -> str | None:
+        """Revert `target` unless its changes are already out of HEAD; the new commit, or None."""
+        state = repo.revert_states([(target.sha, target.mainline)])[0]
+        if state in ("absent", "empty"):
+            notes.append(f"{target.sha[:10]} {_REVERT_PREVIEW[state]}")
+            return None
+        new = repo.revert(target.sha, target.mainline)
+        if new is None:
+            notes.append(f"{target.sha[:10]} already undone")
+        return new
+
+
+def _target(repo: GitRepo, sha: str) -> RevertTarget:
+    """A commit to revert, with the parent to revert a merge against (refused when unclear)."""
+    subject = repo.subject(sha)
+    if len(repo.parents(sha)) < 2:
+        return RevertTarget(sha, subject)
+    if sha not in repo.first_parent_history():
+        raise InputError(
+            f"commit {sha[:10]} ({subject}) is a merge inside a merged branch, not on the first-parent "
+            "history of HEAD: which side is the integration is unclear; list the commits to revert in "
+            "app.integration_commits instead"
+        )
+    return RevertTarget(sha, subject, mainline=1)
 
 
 @dataclass
@@ -470,16 +554,21 @@ class Run(Step):
 
     def run(self, ctx: StepContext) -> Outcome:
         cwd = ctx.workspace.root / self.cwd if self.cwd else ctx.workspace.root
+        if not cwd.is_dir():
+            raise InputError(f"folder {cwd} of {self.describe(ctx)} does not exist; fix 'cwd' in the playbook")
         try:
-            proc = subprocess.run(self.argv, cwd=cwd, capture_output=True, text=True, timeout=self.timeout)
+            done = run_in_session(self.argv, cwd=cwd, timeout=self.timeout)
         except FileNotFoundError:
             raise InputError(f"program {self.argv[0]!r} not found on PATH") from None
-        except subprocess.TimeoutExpired:
-            raise CheckFailed(f"{self.describe(ctx)} timed out after {self.timeout:g} s") from None
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot start {self.argv[0]!r}: {exc.strerror or type(exc).__name__}") from None
+        if done.timed_out:
             raise CheckFailed(
-                f"{self.describe(ctx)} exited {proc.returncode}" + (f": {tail[-1]}" if tail else "")
+                f"{self.describe(ctx)} timed out after {self.timeout:g} s (its process group was killed)"
+            )
+        if done.returncode != 0:
+            raise CheckFailed(
+                f"{self.describe(ctx)} exited {done.returncode}" + (f": {done.last_line}" if done.last_line else "")
             )
         return Outcome("ok", f"{self.describe(ctx)}: exit 0")
 

@@ -108,13 +108,8 @@ def advance(
         raise InputError("advance not confirmed; nothing written")
     target = decision.next
     assert target is not None
-    reports = _write_stage(ws, decision.current, target)
+    reports = _write_stage(ws, decision, reason=reason, skip_soak=skip_soak)
     code = engine.exit_code_of(reports)
-    changes = [c for r in reports for s in r.steps for c in s.changes]
-    audit.append(
-        "advance", reason=reason, result="ok" if code == 0 else "failed", exit_code=int(code),
-        skip_soak=skip_soak, decision=_brief(decision), changes=changes,
-    )
     data.written = reports
     if code != 0:
         return Result("advance", data, [f"writing {target}% failed: see the steps"], code)
@@ -143,14 +138,24 @@ def advance(
     return Result("advance", data, messages, ExitCode.FAILED)
 
 
-def _write_stage(ws: Workspace, current: int, target: int) -> list[engine.LevelReport]:
+def _write_stage(ws: Workspace, decision: Decision, *, reason: str | None, skip_soak: bool) -> list[engine.LevelReport]:
+    """Write the next stage under the lock, recorded ahead ("started") and before the lock goes ("finished")."""
+    current, target = decision.current, decision.next
     with WorkspaceLock(ws.state_dir, command=f"rollout advance to {target}%"):
         now = read_stage(ws).percentage
         if now != current:
             raise CheckFailed(
                 f"the stage changed from {current}% to {now}% while the gates were evaluated; run advance again"
             )
-        return engine.execute([stage_playbook(ws, target)], StepContext(ws))
+        assert target is not None
+        op = AuditLog(ws.state_dir).begin("advance", reason=reason)
+        reports = engine.execute([stage_playbook(ws, target)], StepContext(ws))
+        code = engine.exit_code_of(reports)
+        op.finish(
+            result="ok" if code == 0 else "failed", exit_code=int(code), skip_soak=skip_soak,
+            decision=_brief(decision), changes=[c for r in reports for s in r.steps for c in s.changes],
+        )
+        return reports
 
 
 def _baseline(ws: Workspace, stage: int, evidence: Evidence) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rollout_cli.core.audit import AuditLog
+from rollout_cli.core.audit import AuditLog, unfinished_operation
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import Stage, read_stage
 from rollout_cli.core.workspace import PERCENTAGE_KEY, Workspace
 from rollout_cli.errors import ExitCode
 from rollout_cli.gateway.runtime import runtime_summary
+from rollout_cli.io.lock import read_holder
+from rollout_cli.io.process import pid_exists
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class StatusPayload:
     stage: Stage
     last_change: dict[str, Any] | None  # time, actor, command, reason of the newest audit record
     container: dict[str, Any] | None
+    unfinished: dict[str, Any] | None = None  # time, actor, command, reason, running: started, never finished
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +35,7 @@ class StatusPayload:
             "stage": self.stage.to_json(),
             "last_change": self.last_change,
             "container": self.container,
+            "unfinished": self.unfinished,
         }
 
 
@@ -50,6 +54,9 @@ def status(ws: Workspace) -> Result[StatusPayload]:
     stage = read_stage(ws)
     audit = AuditLog(ws.state_dir)
     last = audit.last_change(PERCENTAGE_KEY) or audit.last_change(ws.app.flag_key)
+    unfinished = _unfinished(ws, audit)
+    if unfinished is not None:
+        last = unfinished  # whatever the files say now, that operation may have written it, not an older one
     payload = StatusPayload(
         workspace=str(ws.root),
         env_file=str(ws.app.env_file),
@@ -57,11 +64,27 @@ def status(ws: Workspace) -> Result[StatusPayload]:
         stage=stage,
         last_change={k: last.get(k) for k in ("time", "actor", "command", "reason")} if last else None,
         container=runtime_summary(ws),
+        unfinished=unfinished,
     )
-    code = ExitCode.FAILED if stage.drift else ExitCode.OK
+    interrupted = unfinished is not None and not unfinished["running"]
+    code = ExitCode.FAILED if stage.drift or interrupted else ExitCode.OK
     return Result("status", payload, exit_code=code)
 
 
+def _unfinished(ws: Workspace, audit: AuditLog) -> dict[str, Any] | None:
+    """The operation that started and recorded no end, and whether its process still holds the lock."""
+    record = unfinished_operation(audit)
+    if record is None:
+        return None
+    holder = read_holder(ws.state_dir)
+    running = holder is not None and holder.pid == record.get("pid") and pid_exists(holder.pid)
+    return {**{k: record.get(k) for k in ("time", "actor", "command", "reason")}, "running": running}
+
+
 def history(ws: Workspace, limit: int | None) -> Result[HistoryPayload]:
+    """One record per operation: a "started" record is left out once its "finished" one exists."""
     audit = AuditLog(ws.state_dir)
-    return Result("history", HistoryPayload(str(audit.path), audit.records(limit)))
+    records = audit.records()
+    ended = {r.get("op") for r in records if r.get("phase") == "finished"}
+    shown = [r for r in records if not (r.get("phase") == "started" and r.get("op") in ended)]
+    return Result("history", HistoryPayload(str(audit.path), shown[-limit:] if limit else shown))

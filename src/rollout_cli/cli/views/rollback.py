@@ -47,5 +47,7 @@ def rollback_view(out: Any, result: Result[RollbackPayload]) -> None:
             out.print("took effect:")
             for line in d["took_effect"]:
                 out.print(f"  - {esc(line)}")
-        else:
+        elif ok:
             out.print("nothing needed changing: already rolled back to this level")
+        else:
+            out.print("nothing took effect")

@@ -27,6 +27,13 @@ def status_view(out: Any, result: Result[StatusPayload]) -> None:
     if stage["drift"]:
         out.print(f"[bold red]DRIFT[/] {esc(stage['drift'])}; set both with `rollout rollback --level 1` or fix by hand")
     last = d["last_change"]
+    undone = d.get("unfinished")
+    if undone and undone["running"]:
+        out.print(f"  in progress: `{esc(undone['command'])}` started {esc(undone['time'])} by {esc(undone['actor'])}")
+    elif undone:
+        out.print(f"[bold red]UNFINISHED[/] `{esc(undone['command'])}` started {esc(undone['time'])} by "
+                  f"{esc(undone['actor'])} and recorded no end (killed or crashed part-way): the files may have "
+                  "changed without a record; check them, then run it again to finish it")
     if last:
         out.print(f"  since {last['time']} by {esc(last['actor'])} ({esc(last['command'])}"
                   + (f": {esc(last['reason'])}" if last.get("reason") else "") + ")")
