@@ -98,6 +98,7 @@ def run_rollback(
         reports = engine.drill(plan.playbooks, ctx)
     else:
         with WorkspaceLock(ws.state_dir, command=f"rollout rollback --level {level}"):
+            engine.read_inputs(plan.playbooks, ctx)  # a bad env or flags file: exit 2, nothing changed
             reports = engine.execute(plan.playbooks, ctx)
     total = time.monotonic() - started
     code = engine.exit_code_of(reports)
