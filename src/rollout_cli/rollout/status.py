@@ -59,9 +59,10 @@ def status(ws: Workspace) -> Result[StatusPayload]:
         container=runtime_summary(ws),
     )
     code = ExitCode.FAILED if stage.drift else ExitCode.OK
-    return Result("status", payload, exit_code=code)
+    return Result("status", payload, audit.skipped_note(), exit_code=code)
 
 
 def history(ws: Workspace, limit: int | None) -> Result[HistoryPayload]:
     audit = AuditLog(ws.state_dir)
-    return Result("history", HistoryPayload(str(audit.path), audit.records(limit)))
+    records = audit.records(limit)
+    return Result("history", HistoryPayload(str(audit.path), records), audit.skipped_note())
