@@ -343,6 +343,20 @@ def test_flags_file_symlink_to_dev_zero_is_refused(world):
     unchanged(world, snap, history)
 
 
+def test_a_socket_as_the_env_file_is_refused(world):
+    import socket
+
+    world.app.env_file.unlink()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(world.app.env_file))
+        result = world.cli("status")
+    assert result.exit_code == 2
+    # Linux refuses to open(2) a socket file at all (ENXIO): said as it is, never a crash
+    assert one_line_error(result) == (
+        f"rollout: error: cannot read env file {world.app.env_file}: No such device or address; check the path"
+    )
+
+
 def test_a_state_file_over_its_cap_is_refused(world):
     world.app.env_file.write_text(world.app.env_file.read_text() + "# padding\n" * 500_000)
     size = world.app.env_file.stat().st_size

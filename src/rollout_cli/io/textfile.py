@@ -60,10 +60,10 @@ def read_text(path: Path, *, limit: int, error: type[InputError] = InputError, l
         data = _read_at_most(fd, limit, name, error)
     finally:
         os.close(fd)
-    return decode_utf8(data, name, error)
+    return _decode_utf8(data, name, error)
 
 
-def decode_utf8(data: bytes, name: str, error: type[InputError] = InputError) -> str:
+def _decode_utf8(data: bytes, name: str, error: type[InputError] = InputError) -> str:
     """`data` as text; a bad byte is named by line and byte offset, never shown (it may be part of a secret)."""
     try:
         return data.decode("utf-8")

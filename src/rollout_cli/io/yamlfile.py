@@ -61,6 +61,8 @@ def load_yaml(text: str, name: str, *, error: type[InputError] = InputError, uni
             return None
         _measure(node, name, error, unique_keys)
         return loader.construct_document(node)
+    except RecursionError:  # PyYAML's pure-Python composer, without libyaml's own depth limit
+        raise error(f"{name} is nested too deeply to read; flatten it") from None
     finally:
         loader.dispose()
 
