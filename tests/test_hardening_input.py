@@ -343,6 +343,16 @@ def test_flags_file_symlink_to_dev_zero_is_refused(world):
     unchanged(world, snap, history)
 
 
+def test_a_folder_as_the_flags_file_is_named(world):
+    world.app.flags_file.unlink()
+    world.app.flags_file.mkdir()
+    result = world.cli("rollback", "--level", "1", "--yes")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        f"rollout: error: flags file {world.app.flags_file} is a folder, not a file; fix the path"
+    )
+
+
 def test_a_socket_as_the_env_file_is_refused(world):
     import socket
 
