@@ -141,26 +141,23 @@ def test_no_rollout_yaml(tmp_path):
     assert "no rollout.yaml in" in result.stderr and "rollout init" in result.stderr
 
 
-def test_malformed_env_line_is_named_and_flags_still_go_to_zero(world):
+def test_malformed_env_line_is_named_before_any_step_and_nothing_changes(world):
     text = world.app.env_file.read_text() + "this is not an env line\n"
     world.app.env_file.write_text(text)
+    snap = world.snapshot()
     result = world.cli("rollback", "--level", "1", "--yes", "--json")
     assert result.exit_code == 2
-    data = json.loads(result.stdout)
-    steps = data["levels"][0]["steps"]
-    assert steps[0]["status"] == "failed" and "line 10" in steps[0]["detail"]
-    assert steps[1]["status"] == "ok"  # traffic still taken off through the flag
-    assert world.app.env_file.read_text() == text
+    assert "line 10: cannot parse" in json.loads(result.stdout)["error"]["message"]
+    assert world.snapshot() == snap and world.history() == []  # the flag is not set to 0 either
 
 
 def test_invalid_flags_json(world):
     world.app.flags_file.write_text('{"flags": {')
-    env_before = world.app.env_file.read_text()
+    snap = world.snapshot()
     result = world.cli("rollback", "--level", "1", "--yes", "--json")
     assert result.exit_code == 2
-    steps = json.loads(result.stdout)["levels"][0]["steps"]
-    assert steps[1]["status"] == "failed" and "not valid JSON" in steps[1]["detail"]
-    assert steps[0]["status"] == "ok" and env_before != world.app.env_file.read_text()
+    assert "not valid JSON" in json.loads(result.stdout)["error"]["message"]
+    assert world.snapshot() == snap  # the env file is not set to 0 first
 
 
 def test_flag_key_missing(world):
@@ -169,7 +166,7 @@ def test_flag_key_missing(world):
     )
     result = world.cli("rollback", "--level", "1", "--yes", "--json")
     assert result.exit_code == 2
-    assert "flag 'nope' not found" in json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
+    assert "flag 'nope' not found" in json.loads(result.stdout)["error"]["message"]
 
 
 def test_dirty_tree_refuses_level_2_after_level_1(world):

@@ -17,12 +17,24 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 4  # something it depends on does not answer (Docker, gateway, git, lock)
 
 
+MAX_MESSAGE = 1000  # characters: a message is one line a person reads, whatever value it quotes
+
+
+def shortened(message: str) -> str:
+    """`message` cut in the middle past MAX_MESSAGE characters, keeping the advice at its end."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    head, tail = MAX_MESSAGE * 7 // 10, MAX_MESSAGE // 5
+    return f"{message[:head]} ... ({len(message) - head - tail} characters cut) ... {message[-tail:]}"
+
+
 class RolloutError(Exception):
     """Base of every error `rollout` reports to a user."""
 
     exit_code: ExitCode = ExitCode.FAILED
 
     def __init__(self, message: str) -> None:
+        message = shortened(message)
         super().__init__(message)
         self.message = message
 

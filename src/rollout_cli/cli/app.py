@@ -60,7 +60,8 @@ class RolloutGroup(TyperGroup):
                         print_error_json(json_command, exc.exit_code, exc.format_message())
                 raise
             # a bug: still one line unless --debug
-            _report(ctx, exc, f"internal error: {exc!r}; rerun with --debug and report it", ExitCode.FAILED)
+            # the type only: an exception's text may quote data (a header, a file's bytes)
+            _report(ctx, exc, f"internal error: {type(exc).__name__}; rerun with --debug and report it", ExitCode.FAILED)
 
 
 DEBUG = "rollout.debug"  # ctx.meta keys

@@ -75,22 +75,53 @@ def append_line(path: Path, record: dict[str, Any], *, fsync: bool = False) -> N
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
     """Every record of a JSON-lines file, oldest first; a torn line (a crashed writer) is skipped."""
+    return [record for _, record in _numbered_lines(path) if isinstance(record, dict)]
+
+
+def _numbered_lines(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON) for each non-empty line; None for a line that is not JSON."""
     if not path.is_file():
         return []
-    out: list[dict[str, Any]] = []
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError:
+    out: list[tuple[int, Any]] = []
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not raw.strip():
             continue
-        if isinstance(record, dict):
-            out.append(record)
+        try:
+            out.append((lineno, json.loads(raw)))
+        except (json.JSONDecodeError, RecursionError):
+            out.append((lineno, None))
     return out
+
+
+# The types of a record's keys (docs/API.md, schemas/history.schema.json); other keys are not checked.
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "time": (str,), "actor": (str,), "command": (str,), "reason": (str, type(None)), "result": (str,),
+    "exit_code": (int,), "duration_s": (int, float), "changes": (list,), "steps": (list,),
+    "decision": (dict,), "skip_soak": (bool,),
+}
+
+
+def _well_formed(record: Any) -> bool:
+    """Whether `record` is an audit record every reader can use: a hand-edited line may be anything."""
+    if not isinstance(record, dict) or not all(key in record for key in ("time", "actor", "command")):
+        return False
+    for key, types in _RECORD_TYPES.items():
+        value = record.get(key)
+        if key in record and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            return False
+    if not all(isinstance(item, dict) for key in ("changes", "steps") for item in record.get(key, [])):
+        return False
+    try:
+        datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 class AuditLog:
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / HISTORY_NAME
+        self.skipped: list[int] = []  # line numbers of the records the last read left out
 
     def append(self, command: str, **fields: Any) -> dict[str, Any]:
         """Append one record stamped with UTC time and actor; returns it."""
@@ -106,9 +137,23 @@ class AuditLog:
         return op
 
     def records(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Records oldest first (the last `limit` of them)."""
-        out = read_lines(self.path)
+        """Well-formed records oldest first (the last `limit` of them); `skipped` names the others' lines."""
+        out: list[dict[str, Any]] = []
+        self.skipped = []
+        for lineno, record in _numbered_lines(self.path):
+            if _well_formed(record):
+                out.append(record)
+            else:
+                self.skipped.append(lineno)
         return out[-limit:] if limit else out
+
+    def skipped_note(self) -> list[str]:
+        """A message for the records the last read left out, if any."""
+        if not self.skipped:
+            return []
+        lines = ", ".join(str(n) for n in self.skipped[:10]) + (", ..." if len(self.skipped) > 10 else "")
+        return [f"{self.path}: skipped {len(self.skipped)} line(s) that are not audit records (line {lines});"
+                " a crashed write or a hand edit: check the file"]
 
     def last_change(self, *keys: str) -> dict[str, Any] | None:
         """The newest record that changed any of `keys` in any file."""

@@ -7,6 +7,7 @@ workspace can sit beside the app it controls (`../app/.env`).
 from __future__ import annotations
 
 import os
+import reprlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rollout_cli.core.result import Result
 from rollout_cli.errors import InputError
 from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.textfile import KEY_FILE_LIMIT, read_text
 from rollout_cli.io.yamlfile import read_yaml
 
 if TYPE_CHECKING:
@@ -46,15 +48,56 @@ class AppConfig:
 class MasterKey:
     """The gateway master key and where it came from; its repr never shows the key."""
 
-    value: str | None = field(repr=False)
+    value: str | None = field(repr=False)  # None when there is no usable key
     source: str  # "$LITELLM_MASTER_KEY", "key file PATH", ...: what to fix, never the key itself
+    problem: str | None = None  # why the key found there cannot be used, in words that never quote it
 
     def require(self) -> str:
-        """The key, or one InputError that says where to put it."""
+        """The key, or one InputError that says where to put it (or what is wrong with it)."""
+        if self.problem:
+            raise InputError(self.problem)
         if not self.value:
             raise InputError(f"no gateway master key: set {self.source} to the gateway's master key "
                              "(rollout never stores it)")
         return self.value
+
+
+def master_key_problem(value: str, source: str) -> str | None:
+    """Why `value` cannot be a master key, naming `source` and never the key; None when it can.
+
+    The key travels in an HTTP header, which carries printable ASCII only: a
+    carriage return (`export KEY=$(cat key.txt)` on a file with Windows line
+    endings) or an accented letter would otherwise fail deep inside the HTTP
+    client, in a message that quotes the header. We refuse rather than repair:
+    a key trimmed here may not be the one the gateway holds.
+    """
+    for index, char in enumerate(value):
+        if "!" <= char <= "~":
+            continue
+        what = {"\r": "a carriage return", "\n": "a line break", " ": "a space", "\t": "a tab"}.get(char)
+        if what is None:
+            what = "a non-ASCII character" if ord(char) > 0x7F else "a control character"
+        hint = " (saved with Windows line endings? strip them: tr -d '\\r')" if char == "\r" else ""
+        return (f"the master key in {source} has {what} (character {index + 1} of {len(value)}); "
+                f"a key is printable ASCII without spaces or line breaks: fix it{hint}")
+    return None
+
+
+def read_key_file(path: Path) -> str:
+    """A key file's text without its final line ending (LF, CRLF or CR): that is the file's, not the key's.
+
+    FileNotFoundError when it is missing; InputError when it is not a small UTF-8 regular file.
+    """
+    text = read_text(path, limit=KEY_FILE_LIMIT, label="key file ")
+    for ending in ("\r\n", "\n", "\r"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
+def _master_key(value: str, source: str) -> MasterKey:
+    problem = master_key_problem(value, source)
+    return MasterKey(None, source, problem) if problem else MasterKey(value, source)
 
 
 @dataclass(frozen=True)
@@ -71,9 +114,17 @@ class GatewayConfig:
         """Read once per command: from the environment, else from the key file; never stored elsewhere."""
         value = os.environ.get(self.master_key_env)
         if value:
-            return MasterKey(value, f"${self.master_key_env}")
-        if self.master_key_file and self.master_key_file.is_file():
-            return MasterKey(self.master_key_file.read_text().strip() or None, f"key file {self.master_key_file}")
+            return _master_key(value, f"${self.master_key_env}")
+        if self.master_key_file:
+            source = f"key file {self.master_key_file}"
+            try:
+                value = read_key_file(self.master_key_file)
+            except FileNotFoundError:
+                value = None
+            except InputError as exc:  # a FIFO, a folder, not UTF-8, too big: said, never read as a key
+                return MasterKey(None, source, exc.message)
+            if value:
+                return _master_key(value, source)
         where = f"${self.master_key_env}" + (f" or key file {self.master_key_file}" if self.master_key_file else "")
         return MasterKey(None, where)
 
@@ -129,14 +180,14 @@ def load_workspace(root: Path) -> Workspace:
     """Read and validate `root/rollout.yaml`; every problem is named with its key path."""
 
     path = root / CONFIG_NAME
-    if not path.is_file():
+    if not path.exists():  # anything else that is there (a folder, a FIFO) is named by read_yaml
         raise InputError(
             f"no {CONFIG_NAME} in {root}; run `rollout init {root}` or pass --workspace DIR"
         )
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping with `app:` and `gateway:` at the top")
-    unknown = sorted(set(raw) - _TOP_KEYS)
+    unknown = sorted(set(raw) - _TOP_KEYS, key=str)  # key=str: YAML keys may be numbers too
     if unknown:
         raise InputError(
             f"{path}: unknown key '{unknown[0]}' (known: {', '.join(sorted(_TOP_KEYS))})"
@@ -144,7 +195,8 @@ def load_workspace(root: Path) -> Workspace:
     if "app" not in raw:
         raise InputError(f"{path}: missing required key 'app'")
     app = _section(path, root, "app", raw["app"], _APP_SCHEMA)
-    gateway = _section(path, root, "gateway", raw.get("gateway") or {}, _GATEWAY_SCHEMA)
+    gateway_raw = raw.get("gateway")
+    gateway = _section(path, root, "gateway", {} if gateway_raw is None else gateway_raw, _GATEWAY_SCHEMA)
     playbooks = raw.get("playbooks")
     if playbooks is not None:
         playbooks = _convert(path, root, "playbooks", "path", playbooks)
@@ -164,7 +216,7 @@ def _section(
 ) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InputError(f"{path}: '{name}' must be a mapping, got {_kind(raw)}")
-    unknown = sorted(set(raw) - set(schema))
+    unknown = sorted(set(raw) - set(schema), key=str)
     if unknown:
         raise InputError(
             f"{path}: unknown key '{name}.{unknown[0]}' (known: {', '.join(schema)})"
@@ -181,16 +233,26 @@ def _section(
 
 def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
     def wrong(expected: str) -> InputError:
-        return InputError(f"{path}: '{key}' must be {expected}, got {_kind(value)} {value!r}")
+        return InputError(f"{path}: '{key}' must be {expected}, got {_kind(value)} {_shown(value)}")
 
     if kind == "list[str]":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of strings")
+        if any("\0" in v for v in value):
+            raise InputError(f"{path}: '{key}' holds a NUL character; remove it")
         return list(value)
     if not isinstance(value, str) or not value.strip():
         raise wrong("a non-empty string")
+    if "\0" in value:  # no path, ref or name can hold one; the OS would refuse it later, less clearly
+        raise InputError(f"{path}: '{key}' holds a NUL character; remove it")
     if kind == "path":
-        return (root / Path(value).expanduser()).resolve()
+        try:
+            return (root / Path(value).expanduser()).resolve()
+        except RuntimeError:  # `~name/...` for a user this machine does not have
+            user = value[1:].split("/", 1)[0]
+            raise InputError(
+                f"{path}: '{key}' starts with ~{user}, but there is no user {user!r} here; write the full path"
+            ) from None
     if kind == "url" and not value.startswith(("http://", "https://")):
         raise wrong("an http:// or https:// URL")
     if kind == "format" and value not in FLAG_FORMATS:
@@ -198,6 +260,15 @@ def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
     if kind == "runtime" and value not in RUNTIMES:
         raise InputError(f"{path}: '{key}' is '{value}'; use one of {', '.join(RUNTIMES)}")
     return value
+
+
+def _shown(value: Any) -> str:
+    """A value as the operator wrote it, cut short: a message quotes it, never dumps it."""
+    return _SHORT.repr(value)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
 
 
 def _kind(value: Any) -> str:

@@ -95,7 +95,7 @@ class GatewayClient:
         try:
             response = self._http.get(path, timeout=timeout)
         except httpx.HTTPError as exc:
-            return Probe(False, None, _ms(started), _short(exc))
+            return Probe(False, None, _ms(started), _transport_error(exc))
         ok = response.status_code == 200
         return Probe(ok, response.status_code, _ms(started), None if ok else _short(response.text))
 
@@ -117,7 +117,7 @@ class GatewayClient:
         try:
             response = self._http.get("/v1/models", timeout=timeout)
         except httpx.HTTPError as exc:
-            return Probe(False, None, _ms(started), _short(exc)), []
+            return Probe(False, None, _ms(started), _transport_error(exc)), []
         if response.status_code != 200:
             try:
                 message = _error_message(response.json())
@@ -157,7 +157,7 @@ class GatewayClient:
         except httpx.TimeoutException:
             return Completion(model, None, _ms(started), error="timeout", message=f"no answer in {timeout:g} s")
         except httpx.HTTPError as exc:
-            return Completion(model, None, _ms(started), error="connect", message=_short(exc))
+            return Completion(model, None, _ms(started), error="connect", message=_transport_error(exc))
         seen = Completion(
             model,
             response.status_code,
@@ -199,7 +199,7 @@ class GatewayClient:
         try:
             response = self._http.get("/metrics/", timeout=timeout)
         except httpx.HTTPError as exc:
-            raise GatewayUnavailable(f"gateway {self.url} /metrics/ does not answer: {_short(exc)}") from exc
+            raise GatewayUnavailable(f"gateway {self.url} /metrics/ does not answer: {_transport_error(exc)}") from exc
         if response.status_code != 200:
             raise GatewayUnavailable(
                 f"gateway {self.url} /metrics/ answered HTTP {response.status_code}; "
@@ -229,6 +229,26 @@ def _float(value: str | None) -> float | None:
 def _short(value: object, limit: int = 200) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _transport_error(exc: Exception) -> str:
+    """What kept a request from being answered, in our words: httpx's text can quote a header (the key)."""
+    import httpx  # lazy: start-up time
+
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        for _ in range(8):  # the OSError underneath says why ("Connection refused"), and nothing else
+            if cause is None or isinstance(cause, OSError):
+                break
+            cause = cause.__cause__ or cause.__context__
+        return f"cannot connect: {cause.strerror}" if isinstance(cause, OSError) and cause.strerror else "cannot connect"
+    if isinstance(exc, httpx.LocalProtocolError):
+        return "the request could not be sent (an invalid header value?)"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return "the connection broke off before an answer"
+    return f"request failed ({type(exc).__name__})"
 
 
 def _error_message(payload: Any) -> str:

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from rollout_cli.core.workspace import master_key_problem
 from rollout_cli.errors import InputError
 from rollout_cli.io.yamlfile import read_yaml
 
@@ -146,15 +147,18 @@ def render_sandbox_config(source: Path, api_base: str | None = None) -> str:
 
 
 def check_master_key(key: str | None, where: str) -> str:
-    """The key, stripped, when it is strong enough to start a gateway with; InputError otherwise.
+    """The key when it is usable and strong enough to start a gateway with; InputError otherwise.
 
     LiteLLM only refuses keys it knows to be public; we also refuse short or
-    repetitive ones, because the gateway listens on the host's network.
+    repetitive ones, because the gateway listens on the host's network. A key
+    is never trimmed: the one the gateway gets is the one the clients send.
     """
     if key is None or not key.strip():
         raise InputError(f"no gateway master key in {where}; set it to sk- followed by "
                          f"{MIN_MASTER_KEY_RANDOM}+ random characters")
-    key = key.strip()
+    unusable = master_key_problem(key, where)
+    if unusable:
+        raise InputError(unusable)
     body = key[len(MASTER_KEY_PREFIX):] if key.startswith(MASTER_KEY_PREFIX) else None
     if body is None:
         problem = "does not start with sk-"

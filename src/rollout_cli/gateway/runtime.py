@@ -192,6 +192,8 @@ class ProcessGateway(GatewayRuntime):
             return self.state()
         if self.config is not None:
             load_config(self.config)
+        if self.key.problem:
+            self.key.require()  # raises: says what is wrong with the key that was found
         key = check_master_key(self.key.value, self.key.source)
         if record.port is not None:
             ensure_port_free(record.port, "the gateway's port (recorded in " + str(self.record_path) + ")")

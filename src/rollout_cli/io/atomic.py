@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from rollout_cli.errors import InputError, StateFileError
+from rollout_cli.errors import InputError
 from rollout_cli.io.process import pid_exists
 
 NEW_FILE_MODE = 0o644
@@ -87,30 +87,6 @@ def _sweep_orphans(target: Path) -> None:
 
 def _glob_escape(name: str) -> str:
     return glob.escape(name)
-
-
-def read_text_exact(path: Path) -> str:
-    """Read a UTF-8 text file without newline translation, so CRLF survives a round trip.
-
-    Raises FileNotFoundError for a missing file (callers word that message
-    themselves, naming the rollout.yaml key that points at it).
-    """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise
-    except IsADirectoryError as exc:
-        raise InputError(f"{path} is a folder, not a file; fix the path in rollout.yaml") from exc
-    except PermissionError as exc:
-        raise InputError(f"cannot read {path}: permission denied; fix its permissions") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check the file") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StateFileError(
-            f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}); re-save it as UTF-8"
-        ) from exc
 
 
 def sha256_of(path: Path) -> str | None:

@@ -10,7 +10,9 @@ Syntax accepted (the common ground of python-dotenv, Node dotenv and
 docker compose): `[export ]KEY=value`, spaces around `=`, values unquoted,
 'single', "double" (backslash escapes) or `backtick` quoted, quoted values
 spanning lines, `# comments` on their own line or after a value (after an
-unquoted value the `#` must follow whitespace), CRLF or LF line endings.
+unquoted value the `#` must follow whitespace), LF, CRLF or lone CR line
+endings (a lone CR ends a line, as python-dotenv and Node's dotenv read it;
+every line keeps its own ending when the file is rewritten).
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout_cli.errors import InputError, StateFileError
-from rollout_cli.io.atomic import atomic_write_text, read_text_exact
+from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.textfile import STATE_FILE_LIMIT, read_text
 
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _ASSIGN_RE = re.compile(
     r"(?P<lead>\ufeff?[ \t]*)(?P<export>export[ \t]+)?(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)[ \t]*="
 )
 _TAIL_RE = re.compile(r"[ \t]*(#.*)?\Z")
-_PHYSICAL_LINE_RE = re.compile(r"[^\n]*\n|[^\n]+\Z")
+_PHYSICAL_LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+\Z")
 _DOUBLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\", "'": "'", "$": "$"}
 _NEEDS_QUOTES_RE = re.compile(r"[\s#'\"`\\]")
 
@@ -57,7 +60,7 @@ class EnvFile:
     def load(cls, path: Path) -> EnvFile:
         """Read and parse `path`; a missing file names the rollout.yaml key that points at it."""
         try:
-            text = read_text_exact(path)
+            text = read_text(path, limit=STATE_FILE_LIMIT, error=StateFileError, label="env file ")
         except FileNotFoundError:
             raise StateFileError(f"env file {path} not found; check app.env_file in rollout.yaml") from None
         return cls(path, text)
@@ -119,9 +122,9 @@ class EnvFile:
 
     def _appended(self, key: str, value: str) -> str:
         text = self.text()
-        first_newline = text.find("\n")
-        newline = "\r\n" if first_newline > 0 and text[first_newline - 1] == "\r" else "\n"
-        if text and not text.endswith("\n"):
+        first = re.search(r"\r\n|\n|\r", text)
+        newline = first.group() if first else "\n"  # the file's own line ending
+        if text and not text.endswith(("\n", "\r")):
             text += newline
         encoded = f'"{_escape_double(value)}"' if _NEEDS_QUOTES_RE.search(value) else value
         return f"{text}{key}={encoded}{newline}"
@@ -174,7 +177,7 @@ def _parse(text: str, path: Path) -> list[_Entry]:
         tail = _strip_ending(joined[close + 1 :])
         if "\n" in tail or not _TAIL_RE.match(tail):
             raise _parse_error(path, last + 1, _strip_ending(physical[last]), f"text after the closing {quote}")
-        inner = joined[open_at:close].replace("\r\n", "\n")
+        inner = joined[open_at:close].replace("\r\n", "\n").replace("\r", "\n")
         value = _unescape_double(inner) if quote == '"' else inner
         entries.append(_Entry(joined, lineno, key, value, open_at, close, quote))
         index = last + 1
@@ -198,7 +201,7 @@ def _rewrite_value(entry: _Entry, value: str) -> str:
     raw, quote = entry.raw, entry.quote
     if quote == '"':
         return raw[: entry.start] + _escape_double(value) + raw[entry.end :]
-    if quote and quote not in value and "\n" not in value:
+    if quote and quote not in value and "\n" not in value and "\r" not in value:
         return raw[: entry.start] + value + raw[entry.end :]
     if not quote and not _NEEDS_QUOTES_RE.search(value):
         return raw[: entry.start] + value + raw[entry.end :]
@@ -230,7 +233,7 @@ def _unescape_double(inner: str) -> str:
 def _strip_ending(raw: str) -> str:
     if raw.endswith("\r\n"):
         return raw[:-2]
-    if raw.endswith("\n"):
+    if raw.endswith(("\n", "\r")):
         return raw[:-1]
     return raw
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from abc import ABC, abstractmethod
 from json.decoder import scanstring  # type: ignore[attr-defined]  # the C scanner json itself uses; typeshed omits it
@@ -20,10 +21,13 @@ from typing import Any
 import yaml
 
 from rollout_cli.errors import InputError, StateFileError
-from rollout_cli.io.atomic import atomic_write_text, read_text_exact
+from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.dotenv import EnvFile
+from rollout_cli.io.textfile import STATE_FILE_LIMIT, read_text
+from rollout_cli.io.yamlfile import load_yaml
 
 FORMATS = ("env", "json", "yaml", "flagd")
+MAX_FLAGD_WEIGHT = 1_000_000  # flagd weights are relative; beyond this, percentages stop being exact arithmetic
 
 
 def validate_percentage(value: object) -> int:
@@ -50,7 +54,7 @@ def open_flags(path: Path, fmt: str, key: str) -> FlagStore:
     if not key:
         raise InputError(f"no flag key given for {path}; set app.flag_key in rollout.yaml")
     try:
-        text = read_text_exact(path)
+        text = read_text(path, limit=STATE_FILE_LIMIT, error=StateFileError, label="flags file ")
     except FileNotFoundError:
         raise StateFileError(f"flags file {path} not found; check app.flags_file in rollout.yaml") from None
     return store_class(Path(path), key, text)
@@ -65,7 +69,10 @@ class FlagStore(ABC):
         self.path = path
         self.key = key
         self._text = text
-        self._load(text)
+        try:
+            self._load(text)
+        except RecursionError:  # json.loads and our span scanner recurse once per level
+            raise StateFileError(f"{path} is nested too deeply to read; flatten it") from None
 
     @abstractmethod
     def _load(self, text: str) -> None:
@@ -256,6 +263,13 @@ class FlagdFlagStore(FlagStore):
             raise StateFileError(
                 f"{where}: fractional must list both {on_name!r} and {off_name!r}; add the missing one with weight 0"
             )
+        for name, (weight, _span) in weights.items():
+            # json.loads accepts NaN, Infinity and 1e400 (= inf); none is a share of traffic.
+            if not math.isfinite(weight) or not 0 <= weight <= MAX_FLAGD_WEIGHT:
+                raise StateFileError(
+                    f"{where}: fractional weight of {name!r} is {json.dumps(weight)}, not a number"
+                    f" from 0 to {MAX_FLAGD_WEIGHT}; fix the file"
+                )
         total = weights[on_name][0] + weights[off_name][0]
         if total <= 0:
             raise StateFileError(f"{where}: fractional weights add up to {total}; give them a positive total")
@@ -306,7 +320,7 @@ def _parse_json(text: str, path: Path) -> Any:
 
 def _parse_yaml(text: str, path: Path) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text, str(path), error=StateFileError)
     except yaml.YAMLError as exc:
         raise StateFileError(f"{path} is not valid YAML ({_yaml_where(exc)}); fix the file") from None
 

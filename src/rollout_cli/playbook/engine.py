@@ -187,6 +187,17 @@ def took_effect(reports: list[LevelReport]) -> list[str]:
     return out
 
 
+def read_inputs(plan: list[Playbook], ctx: StepContext) -> None:
+    """Read and parse every file the plan's steps edit, before the first step changes anything.
+
+    A missing or malformed env or flags file is bad input: refused here, the
+    world is as it was; found at step N, steps 1..N-1 would already be done.
+    """
+    for book in plan:
+        for step in book.steps:
+            step.read_inputs(ctx)
+
+
 def exit_code_of(reports: list[LevelReport]) -> ExitCode:
     """The first failure's exit code, or OK."""
     for level in reports:

@@ -105,6 +105,7 @@ def run_rollback(
     else:
         reports = []
         with WorkspaceLock(ws.state_dir, command=f"rollout {command}"):
+            engine.read_inputs(plan.playbooks, ctx)  # a bad env or flags file: exit 2, nothing changed
             # Written ahead, before the first change: a kill part-way leaves a trace.
             op = AuditLog(ws.state_dir).begin(command, reason=reason)
             try:

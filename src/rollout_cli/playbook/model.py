@@ -92,6 +92,9 @@ class Step:
     def preconditions(self, ctx: StepContext) -> list[Check]:
         return []
 
+    def read_inputs(self, ctx: StepContext) -> None:
+        """Read and parse the files run() will edit; InputError when one is missing or malformed."""
+
     def run(self, ctx: StepContext) -> Outcome:
         raise NotImplementedError
 

@@ -104,6 +104,9 @@ class EnvSet(Step):
             _check(f"env file writable: {path}", lambda: _writable(path)),
         ]
 
+    def read_inputs(self, ctx: StepContext) -> None:
+        EnvFile.load(ctx.workspace.app.env_file)
+
     def run(self, ctx: StepContext) -> Outcome:
         path = ctx.workspace.app.env_file
         env = EnvFile.load(path)
@@ -158,6 +161,10 @@ class FlagSet(Step):
             _check(f"flags file parses: {path}", lambda: self._open(ctx, path) and None),
             _check(f"flags file writable: {path}", lambda: _writable(path)),
         ]
+
+    def read_inputs(self, ctx: StepContext) -> None:
+        if ctx.workspace.app.flags_file is not None:
+            self._open(ctx, ctx.workspace.app.flags_file)
 
     def run(self, ctx: StepContext) -> Outcome:
         path = ctx.workspace.app.flags_file

@@ -68,7 +68,7 @@ def status(ws: Workspace) -> Result[StatusPayload]:
     )
     interrupted = unfinished is not None and not unfinished["running"]
     code = ExitCode.FAILED if stage.drift or interrupted else ExitCode.OK
-    return Result("status", payload, exit_code=code)
+    return Result("status", payload, audit.skipped_note(), exit_code=code)
 
 
 def _unfinished(ws: Workspace, audit: AuditLog) -> dict[str, Any] | None:
@@ -87,4 +87,4 @@ def history(ws: Workspace, limit: int | None) -> Result[HistoryPayload]:
     records = audit.records()
     ended = {r.get("op") for r in records if r.get("phase") == "finished"}
     shown = [r for r in records if not (r.get("phase") == "started" and r.get("op") in ended)]
-    return Result("history", HistoryPayload(str(audit.path), shown[-limit:] if limit else shown))
+    return Result("history", HistoryPayload(str(audit.path), shown[-limit:] if limit else shown), audit.skipped_note())

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollout_cli.core.audit import utc_now
+from rollout_cli.core.workspace import read_key_file
 from rollout_cli.errors import DockerUnavailable, InputError, RolloutError, UnavailableError
 from rollout_cli.gateway.api import GatewayClient
 from rollout_cli.gateway.config import check_master_key, generate_master_key, packaged_config, render_sandbox_config
@@ -244,7 +245,7 @@ def _master_key(root: Path) -> str:
     if path.exists():
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)  # a key readable by others is fixed, not trusted as is
-        return check_master_key(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        return check_master_key(read_key_file(path), str(path))
     key = generate_master_key()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, key + "\n", mode=0o600)
