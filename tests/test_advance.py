@@ -103,6 +103,19 @@ def test_primary_500_is_no_go_and_nothing_written(world, sandbox):
     assert world.snapshot() == snap
 
 
+def test_report_markdown_on_a_no_go_names_the_failing_gate(world, sandbox, tmp_path):
+    sandbox.admin.set_fault(PRIMARY, status=500)
+    md = tmp_path / "report.md"
+    result = world.cli("report", "--markdown", str(md))
+    assert result.exit_code == 1, result.output
+    lines = md.read_text().splitlines()
+    assert lines[0] == "## rollout report: **NO-GO** (0% -> 10%)"
+    assert f"- primary {PRIMARY}: down, HTTP 500" in lines
+    assert f"| {PRIMARY} | primary | down | down, HTTP 500 |" in "\n".join(lines)
+    assert "| primary model | fail | down, HTTP 500 | healthy | health check (fallbacks off) |" in lines
+    assert lines[lines.index("### Stage history") + 2] == "- no stage change recorded yet"
+
+
 def test_two_models_down_is_no_go(world, sandbox):
     sandbox.admin.set_fault("minimax-m2", status=502)
     sandbox.admin.set_fault("qwen3-coder", status=503)
