@@ -177,10 +177,9 @@ def test_readers_never_see_a_partial_file_while_writer_is_sigkilled(tmp_path: Pa
     reader.start()
     rng = random.Random(1234)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    deadline = time.monotonic() + 90
     kills = 0
     try:
-        while kills < 50 and time.monotonic() < deadline:
+        while kills < 50:  # bounded by count, not by a clock: a slow machine only takes longer
             writer = subprocess.Popen(
                 [sys.executable, "-c", WRITER_SCRIPT, str(target), str(tmp_path / "old.txt"), str(tmp_path / "new.txt")],
                 stdout=subprocess.PIPE,
