@@ -46,6 +46,18 @@ def rollout(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-u
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **(env or {})}, catch_exceptions=False)
 
 
+def gateway_share(total: int, percentage: int) -> int:
+    """How many of `rollout sandbox traffic`'s `total` users the app routes through the gateway.
+
+    The command's user ids are deterministic (a hash of the request number), and the
+    bucketing is the app's own, so the split is an exact number, not "about half".
+    """
+    from rollout_cli.sandbox.traffic import bucket
+
+    users = ("u-" + hashlib.sha1(str(i).encode()).hexdigest()[:10] for i in range(total))
+    return sum(bucket(user) < percentage for user in users)
+
+
 def make_world(tmp_path: Path, percentage: int = 10, container: str = "litellm") -> World:
     app_dir = tmp_path / "app"
     ws = tmp_path / "ws"

@@ -6,13 +6,18 @@ Each test gets its own app repo and workspace, pointed at the session's gateway.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from rollout_cli.sandbox.sample_app import flagd_text
-from support import make_world
+from rollout_cli.sandbox.sample_app import flagd_text, git
+from support import gateway_share, make_world
 
 PRIMARY, FALLBACK = "glm-4.5-air", "kimi-k2"
 
@@ -98,6 +103,19 @@ def test_primary_500_is_no_go_and_nothing_written(world, sandbox):
     assert world.snapshot() == snap
 
 
+def test_report_markdown_on_a_no_go_names_the_failing_gate(world, sandbox, tmp_path):
+    sandbox.admin.set_fault(PRIMARY, status=500)
+    md = tmp_path / "report.md"
+    result = world.cli("report", "--markdown", str(md))
+    assert result.exit_code == 1, result.output
+    lines = md.read_text().splitlines()
+    assert lines[0] == "## rollout report: **NO-GO** (0% -> 10%)"
+    assert f"- primary {PRIMARY}: down, HTTP 500" in lines
+    assert f"| {PRIMARY} | primary | down | down, HTTP 500 |" in "\n".join(lines)
+    assert "| primary model | fail | down, HTTP 500 | healthy | health check (fallbacks off) |" in lines
+    assert lines[lines.index("### Stage history") + 2] == "- no stage change recorded yet"
+
+
 def test_two_models_down_is_no_go(world, sandbox):
     sandbox.admin.set_fault("minimax-m2", status=502)
     sandbox.admin.set_fault("qwen3-coder", status=503)
@@ -144,18 +162,77 @@ def test_env_and_flags_disagree_is_no_go(world):
     assert world.snapshot() == snap
 
 
-def test_post_check_failure_rolls_back_with_level_1(world, sandbox):
+def _plan_override(w, text: str, **books: str) -> None:
+    """A workspace playbooks folder: the stage plan `text`, plus any rollback-N.yaml given."""
+    folder = w.ws / "books"
+    folder.mkdir(exist_ok=True)
+    (folder / "rollout.yaml").write_text(text)
+    for name, body in books.items():
+        (folder / f"{name}.yaml").write_text(body)
+    (w.ws / "rollout.yaml").write_text((w.ws / "rollout.yaml").read_text() + "playbooks: ./books\n")
+
+
+# The rollback's exit code after a post-check failure at 10%, in a workspace that names no gateway
+# container: levels 3 and 4 cannot stop one (exit 2, named), and level 4 still reverts the integration.
+POST_CHECK_CASES = {"none": None, "rollback-1": 0, "rollback-2": 0, "rollback-3": 2, "rollback-4": 2}
+
+
+@pytest.mark.parametrize("on_failure", list(POST_CHECK_CASES))
+def test_post_check_failure_follows_on_post_check_failure(world, sandbox, on_failure):
+    _plan_override(world, f"kind: rollout\nstages: [10, 50, 100]\non_post_check_failure: {on_failure}\n")
     # The evaluation sends the primary 3 requests (health 1, smoke 2); the 4th, the post-check, fails.
     sandbox.admin.set_fault(PRIMARY, status=500, rate=0.25)
+    head = world.head()
     result, data = _advance(world)
     assert result.exit_code == 1, result.output
     assert data["verdict"] == "GO"
-    assert data["post_check"]["ok"] is False and "HTTP 500" in data["post_check"]["reason"]
-    assert data["rollback"]["level"] == 1
+    assert data["post_check"]["ok"] is False
+    assert data["post_check"]["reason"] == f"primary {PRIMARY}: down, HTTP 500"
     env, flag = _percentages(world)
-    assert "LITELLM_ROLLOUT_PERCENTAGE=0  #" in env and flag == 0
     commands = [r["command"] for r in world.history() if r.get("phase") != "started"]
-    assert commands[-2:] == ["advance", "rollback --level 1"]
+    if on_failure == "none":
+        assert "rollback" not in data
+        assert "LITELLM_ROLLOUT_PERCENTAGE=10  #" in env and flag == 10  # the plan asked for no rollback
+        assert commands == ["advance"]
+        assert data["messages"][-1] == (
+            "the plan names no rollback (on_post_check_failure: none): roll back by hand if needed")
+        return
+    level = int(on_failure[-1])
+    assert data["rollback"]["level"] == level
+    assert [lvl["level"] for lvl in data["rollback"]["levels"]] == list(range(1, level + 1))
+    assert "LITELLM_ROLLOUT_PERCENTAGE=0  #" in env and flag == 0
+    assert commands == ["advance", f"rollback --level {level}"]
+    assert world.history()[-1]["exit_code"] == POST_CHECK_CASES[on_failure]
+    assert data["messages"][-1] == (
+        f"rolled back with level {level} (exit {POST_CHECK_CASES[on_failure]}): traffic now 0%")
+    if level >= 3:
+        assert data["rollback"]["levels"][2]["steps"][0]["detail"].startswith("gateway.container is not set in ")
+    assert world.history()[-1]["reason"] == (
+        f"post-check failed after advancing to 10%: primary {PRIMARY}: down, HTTP 500")
+    if level >= 2:
+        assert "restore router" in git(world.app.repo, "log", f"{head}..", "--format=%s")
+    if level == 4:
+        assert git(world.app.repo, "log", "-1", "--format=%s").strip() == (
+            'Revert "Route LLM calls through the LiteLLM gateway"')
+
+
+def test_post_check_failure_whose_rollback_fails_too_says_traffic_stays(world, sandbox):
+    refusing_level_1 = (
+        "kind: rollback\nlevel: 1\nname: refusing level 1\nbudget: 30s\nsteps:\n"
+        f"  - type: run\n    argv: [{sys.executable}, -c, 'import sys; sys.exit(5)']\n"
+        "  - type: env.set\n    values: {LITELLM_ROLLOUT_PERCENTAGE: 0}\n  - type: flag.set\n    percentage: 0\n"
+    )
+    _plan_override(world, "kind: rollout\nstages: [10, 50, 100]\n", **{"rollback-1": refusing_level_1})
+    sandbox.admin.set_fault(PRIMARY, status=500, rate=0.25)
+    result = world.cli("advance", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "post-check failed: primary glm-4.5-air: down, HTTP 500" in result.stdout
+    assert "rolled back with level 1 (exit 1): traffic now 10%" in result.stdout
+    env, flag = _percentages(world)
+    assert "LITELLM_ROLLOUT_PERCENTAGE=10  #" in env and flag == 10
+    record = world.history()[-1]
+    assert record["command"] == "rollback --level 1" and record["result"] == "failed" and record["exit_code"] == 1
+    assert [s["status"] for s in record["steps"]] == ["failed", "skipped", "skipped"]
 
 
 def test_dry_run_writes_nothing(world):
@@ -296,7 +373,7 @@ def test_sandbox_traffic_splits_by_the_rollout_percentage(sandbox):
     gateway, direct = data["paths"]["gateway"], data["paths"]["direct"]
     assert data["percentage"] == 50 and data["requests"] == 40
     assert gateway["requests"] + direct["requests"] == 40
-    assert 8 <= gateway["requests"] <= 32  # about half, by the app's own bucketing
+    assert gateway["requests"] == gateway_share(40, 50) == 20  # the app's own bucketing of these user ids
     assert gateway["failed"] == 0 and direct["failed"] == 0
     assert sandbox.admin.stats()["total"] - before == 40  # every request reached the simulated OpenRouter
 
@@ -328,7 +405,11 @@ def test_the_master_key_never_reaches_reports_or_the_audit_trail(world, sandbox,
 
 
 def test_gateway_that_stops_answering_mid_evaluation(tmp_path):
-    """Every model answers slowly; the gateway dies while the checks are in flight: NO-GO, nothing written."""
+    """Every model answers slowly; the gateway dies while the checks are in flight: NO-GO, nothing written.
+
+    The kill waits for an event, not a clock: the simulator has received a completion
+    from the gateway, so the gateway was alive and forwarding when evaluation began.
+    """
     import threading
 
     from rollout_cli.core.workspace import load_workspace
@@ -338,17 +419,113 @@ def test_gateway_that_stops_answering_mid_evaluation(tmp_path):
 
     info = sandbox_world.up(tmp_path / "sb", runtime="process", gateway_port=0, simulator_port=0, timeout=90)
     try:
-        info.admin.set_fault("*", latency_ms=2000)
+        info.admin.set_fault("*", latency_ms=3000)
+        info.admin.reset_stats()
         env_before = (info.root / "app" / ".env").read_text()
-        killer = threading.Timer(1.0, lambda: runtime_for(load_workspace(info.root)).stop(timeout=0))
+        forwarded = threading.Event()
+
+        def kill_once_forwarding() -> None:
+            while not info.admin.stats()["total"]:
+                time.sleep(0.05)
+            forwarded.set()
+            runtime_for(load_workspace(info.root)).stop(timeout=0)
+
+        killer = threading.Thread(target=kill_once_forwarding, daemon=True)
         killer.start()
         result = rollout("-w", str(info.root), "advance", "--yes", "--json")
-        killer.join()
+        killer.join(timeout=60)
+        assert forwarded.is_set()
         assert result.exit_code == 1, result.output
         data = json.loads(result.stdout)
         assert data["verdict"] == "NO-GO"
-        primary = next(g for g in data["gates"] if g["name"] == "primary model")
-        assert primary["status"] == "fail"
+        gates = {g["name"]: g for g in data["gates"]}
+        # the preflight ran before the kill: alive and ready; the completions in flight were cut
+        assert gates["gateway"]["status"] == "pass" and gates["gateway"]["value"] == "alive, ready"
+        assert gates["primary model"]["status"] == "fail"
         assert (info.root / "app" / ".env").read_text() == env_before
+        assert [(r["result"], r["changes"]) for r in load_history(info.root) if r["command"] == "advance"] == [
+            ("NO-GO", [])]
     finally:
         sandbox_world.down(info.root)
+
+
+def load_history(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / ".rollout" / "history.jsonl").read_text().splitlines()]
+
+
+# --- races and refusals around the write --------------------------------------------
+
+
+def _rollout_bin() -> str:
+    return str(Path(sys.executable).parent / "rollout")
+
+
+def _hold_lock(ws: Path) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys,time; from pathlib import Path; from rollout_cli.io.lock import WorkspaceLock;\n"
+         "with WorkspaceLock(Path(sys.argv[1]), command='test holder'):\n"
+         "    print('held', flush=True); time.sleep(120)",
+         str(ws / ".rollout")],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_advance_under_a_lock_held_by_another_process_exits_4_and_writes_nothing(world):
+    holder = _hold_lock(world.ws)
+    try:
+        snap = world.snapshot()
+        result = world.cli("advance", "--yes", env={"ROLLOUT_LOCK_TIMEOUT": "1"})
+        assert result.exit_code == 4, result.output
+        assert result.stderr.startswith(f"rollout: error: workspace is locked by pid {holder.pid} ")
+        assert "`test holder`" in result.stderr
+        assert world.snapshot() == snap
+        assert [r for r in world.history() if r.get("changes")] == []
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_two_advances_at_once_one_writes_the_other_sees_the_stage_change(world, sandbox):
+    """Two real processes evaluate at the same time (every model 1 s slow); only one may write."""
+    sandbox.admin.set_fault("*", latency_ms=1000)
+    procs = [subprocess.Popen([_rollout_bin(), "-w", str(world.ws), "advance", "--yes", "--reason", f"racer {i}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    outcomes = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 1], outcomes
+    loser = next(err for code, err in outcomes if code == 1)
+    assert loser.strip() == (
+        "rollout: error: the stage changed from 0% to 10% while the gates were evaluated; run advance again")
+    moved = [r for r in world.history() if r["command"] == "advance" and r.get("changes")]
+    assert len(moved) == 1 and moved[0]["result"] == "ok"
+    env, flag = _percentages(world)
+    assert "LITELLM_ROLLOUT_PERCENTAGE=10  #" in env and flag == 10
+
+
+def test_declining_the_advance_confirmation_writes_nothing(world):
+    snap = world.snapshot()
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([_rollout_bin(), "-w", str(world.ws), "advance"],
+                            stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(follower)
+    os.write(leader, b"n\n")
+    _out, err = proc.communicate(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 2, err
+    assert "GO: advance 0% -> 10%?" in err
+    assert err.rstrip().endswith("rollout: error: advance not confirmed; nothing written")
+    assert world.snapshot() == snap
+    assert [r for r in world.history() if r.get("changes")] == []
+
+
+@pytest.mark.parametrize("value", ["soon", ""])
+def test_invalid_lock_timeout_is_bad_input_and_writes_nothing(world, value):
+    snap = world.snapshot()
+    result = world.cli("advance", "--yes", env={"ROLLOUT_LOCK_TIMEOUT": value})
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        f"rollout: error: ROLLOUT_LOCK_TIMEOUT={value!r} is not a number of seconds; fix or unset it")
+    assert world.snapshot() == snap

@@ -2,9 +2,11 @@
 
 - docs/CLI.md names every command and subcommand of the typer app, and each
   command's section names its every long option and argument;
+- the other way too: every option in a command's options table exists in the
+  CLI, with the default (and minimum) the table states;
 - docs/CLI.md's exit-code table lists every ExitCode;
 - every ```yaml block of docs/PLAYBOOKS.md with `kind: rollback`, `kind: rollout`
-  or `kind: smoke` loads with the project's own loaders, and a block marked
+  or `kind: smoke` loads with the project's own loaders (any other `kind:` fails), and a block marked
   `<!-- shipped: PATH -->` is a verbatim copy of that file;
 - every ```yaml block of docs/SETUP.md with an `app:` key loads as a workspace.
 
@@ -105,6 +107,105 @@ def test_cli_md_documents_every_command_and_option(path: tuple[str, ...], comman
     assert not missing_args, f"docs/CLI.md: {where} does not mention argument {', '.join(missing_args)}"
 
 
+_OPTION_ROW = re.compile(r"^\| (`[^|]*`) \| ([^|]*) \|", re.MULTILINE)
+_MIN = re.compile(r"\(min `([^`]+)`\)")
+LEAVES = [(path, command) for path, command in COMMANDS if not getattr(command, "commands", None)]
+
+
+def _table_rows(section: str) -> list[tuple[list[str], str]]:
+    """(option names, default cell) of each options-table row: `-l`, `--level N` -> ["-l", "--level"]."""
+    rows = []
+    for first, default in _OPTION_ROW.findall(section):
+        names = [token.split()[0] for token in re.findall(r"`([^`]+)`", first)]
+        if names and names[0].startswith("-"):
+            rows.append((names, default.strip()))
+    return rows
+
+
+def _documented_default(cell: str, param: object) -> str | None:
+    """Why the table's default disagrees with the parameter's, or None when they agree."""
+    default = getattr(param, "default", None)
+    literal = re.match(r"^`([^`]+)`", cell)
+    if isinstance(default, bool):
+        expected = {False: "off", True: f"`{getattr(param, 'opts', ['?'])[0]}`"}[default]
+        return None if cell == expected or cell.startswith(expected + " ") else f"default {cell!r}, CLI {default!r}"
+    if default is None:
+        # no CLI default: the command decides (prose such as "none", "the primary", "`4000`, or the port ...")
+        return None
+    if literal is None:
+        return f"default {cell!r} names no value; the CLI's is {default!r}"
+    value = literal.group(1)
+    same = value == str(default) or (isinstance(default, (int, float)) and _number(value) == float(default))
+    return None if same else f"default `{value}`, CLI {default!r}"
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _cli_min(param: object) -> float | None:
+    """The option's lower bound: typer keeps it on the option itself, click on its type."""
+    low = getattr(param, "min", None)
+    if low is None:
+        low = getattr(getattr(param, "type", None), "min", None)
+    return float(low) if low is not None else None
+
+
+@pytest.mark.parametrize("path,command", LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_every_option_cli_md_documents_exists_with_its_default(path: tuple[str, ...], command: object) -> None:
+    """docs -> CLI: an option the docs still list but the CLI dropped, or a changed default, fails here."""
+    title = "`rollout " + " ".join(path) + "`"
+    section = _section(CLI_MD.read_text(encoding="utf-8"), title)
+    assert section is not None, f"docs/CLI.md has no heading {title}"
+    params = {opt: param for param in getattr(command, "params", [])
+              for opt in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]}
+    rows = _table_rows(section)
+    assert rows, f"docs/CLI.md: the {title} section has no options table"
+    problems = []
+    for names, cell in rows:
+        for name in names:
+            if name not in params:
+                problems.append(f"{name} is documented but `rollout {' '.join(path)}` has no such option")
+        param = params.get(names[-1]) or params.get(names[0])
+        if param is None:
+            continue
+        wrong = _documented_default(cell, param)
+        if wrong:
+            problems.append(f"{'/'.join(names)}: {wrong}")
+        stated = _MIN.search(cell)
+        low = _cli_min(param)
+        if stated and _number(stated.group(1)) != low:
+            problems.append(f"{'/'.join(names)}: documented min {stated.group(1)}, CLI min {low}")
+        if low is not None and not stated:
+            problems.append(f"{'/'.join(names)}: the CLI refuses values below {low:g}; the docs do not say so")
+    assert not problems, f"docs/CLI.md {title}: " + "; ".join(problems)
+
+
+def test_global_options_table_matches_the_cli() -> None:
+    root = dict(COMMANDS)[()]
+    section = _section(CLI_MD.read_text(encoding="utf-8"), "Global options")
+    assert section is not None
+    documented = {name for names, _ in _table_rows(section) for name in names}
+    real = set(_long_options(root)) | {opt for p in getattr(root, "params", []) for opt in p.opts
+                                       if opt.startswith("-") and not opt.startswith("--")}
+    assert documented - real - {"-h", "--help"} == set(), "documented global options the CLI lacks"
+    assert real - documented == set(), "global options the docs lack"
+
+
+def test_the_docs_check_catches_a_dropped_option_and_a_changed_default() -> None:
+    """The checks above can fail: fed a table row the CLI disagrees with, they say so."""
+    command = dict(COMMANDS)[("watch",)]
+    params = {opt: p for p in command.params for opt in p.opts}
+    assert _documented_default("`15.0` (min `0.5`)", params["--interval"]) == "default `15.0`, CLI 30.0"
+    assert _documented_default("on", params["--probe"]) == "default 'on', CLI False"
+    assert _documented_default("`30.0` (min `0.5`)", params["--interval"]) is None
+    assert _table_rows("| `--gone N` | `3` | dropped |\n") == [(["--gone"], "`3`")]
+    assert "--gone" not in params
+
+
 def test_cli_md_lists_every_exit_code() -> None:
     from rollout_cli.errors import ExitCode
 
@@ -162,8 +263,10 @@ def test_playbooks_md_examples_load(tmp_path: Path, line: int, shipped: str | No
         path.write_text(body, encoding="utf-8")
         suite = load_suite(path)
         assert suite.cases
+    elif kind is not None:
+        pytest.fail(f"docs/PLAYBOOKS.md line {line}: unknown kind {kind!r}; use rollback, rollout or smoke")
     else:
-        pytest.skip("not a playbook, stage plan or smoke suite")
+        pytest.skip("no kind: not a playbook, stage plan or smoke suite")
 
 
 def test_playbooks_md_has_an_example_of_each_kind() -> None:

@@ -7,7 +7,6 @@ is never cooled down and takes the repeated faults.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -72,22 +71,21 @@ def test_one_model_429_is_rate_limited_and_exits_3(sb):
 
 def test_a_hanging_model_times_out_while_the_others_are_reported(sb):
     sb.admin.set_fault("kimi-k2", mode="hang")
-    started = time.monotonic()
     result, data = health(sb, "--timeout", "1.5")
-    took = time.monotonic() - started
     assert result.exit_code == 1
     m = by_alias(data)["kimi-k2"]
     assert m["status"] == "down" and m["error_class"] == "timeout"
-    assert 1.4 <= m["latency_ms"] / 1000 < 4
+    assert m["latency_ms"] / 1000 >= 1.4  # it was given its whole timeout
     assert all(by_alias(data)[a]["status"] == "healthy" for a in ALIASES if a != "kimi-k2")
-    assert took < 6
+    # the hang ended by the client's timeout, not by the model answering: the simulator never replied to it
+    assert sb.admin.stats()["models"]["moonshotai/kimi-k2:free"]["by_mode"]["hang"] >= 1
 
 
 def test_wrong_key_is_an_auth_error_naming_the_variable(sb):
     result, data = health(sb, env={"ROLLOUT_SANDBOX_MASTER_KEY": "sk-wrong-key-for-this-test-0123456789"})
     assert result.exit_code == 2
     assert data["verdict"] == "auth-error"
-    assert data["gateway"]["auth"]["status"] in (400, 401, 403, 500)
+    assert data["gateway"]["auth"]["status"] == 400  # LiteLLM 1.108 answers a wrong key 400 ("No connected db")
     assert "$ROLLOUT_SANDBOX_MASTER_KEY" in data["messages"][0]
     assert "sk-wrong-key" not in result.stdout  # the key is never echoed
     assert {m["status"] for m in data["models"]} == {"auth-error"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -43,9 +44,9 @@ def test_shipped_plan_is_the_documented_default():
     ],
 )
 def test_bad_plans_are_named(doc, message):
-    with pytest.raises(PlaybookError) as err:
+    with pytest.raises(PlaybookError, match=re.escape(message)) as err:
         parse_plan(yaml.safe_load(doc), P)
-    assert message in str(err.value)
+    assert str(err.value).startswith(f"{P}: ")
 
 
 def test_plan_overrides():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +56,15 @@ def test_level_1_twice_is_harmless(world):
 def test_level_1_human_output_names_budget(world):
     result = world.cli("rollback", "--level", "1", "--yes")
     assert result.exit_code == 0
-    assert "budget" in result.stdout and "took effect" in result.stdout
+    lines = result.stdout.splitlines()
+    assert "level 1: feature flag to 0% (budget 30.0 s)" in lines[0]
+    assert any(line.startswith("  took ") and line.endswith(" ms, within its 30.0 s budget") for line in lines)
+    assert any(line.startswith("rollback to level 1: done in ") and line.endswith(" (budget 30.0 s)") for line in lines)
+    assert lines[-3:] == [
+        "took effect:",
+        f"  - level 1 step 1: set LITELLM_ROLLOUT_PERCENTAGE=0 in {world.app.env_file}",
+        f"  - level 1 step 2: set flag litellm-gateway to 0% in {world.app.flags_file}",
+    ]
 
 
 def test_dry_run_shows_diffs_and_changes_nothing(world):
@@ -63,7 +72,9 @@ def test_dry_run_shows_diffs_and_changes_nothing(world):
     result = world.cli("rollback", "--level", "4", "--dry-run")
     # no container named litellm here: level 3 would fail, and the dry run says so
     assert result.exit_code == 4, result.output
-    assert "no container named 'litellm'" in result.stdout.replace("\n", " ") or "no container" in result.stdout
+    assert "no container named 'litellm' or with compose service 'litellm' (docker ps -a); check " \
+        "gateway.container in rollout.yaml" in result.stdout
+    assert "dry run of rollback to level 4: failed (exit 4) in " in result.stdout
     assert "-LITELLM_ROLLOUT_PERCENTAGE=10" in result.stdout
     assert "+LITELLM_ROLLOUT_PERCENTAGE=0" in result.stdout
     assert "Route LLM calls through the LiteLLM gateway" in result.stdout
@@ -87,8 +98,12 @@ def test_level_2_restores_router_and_commits(world):
 
 def test_level_4_reverts_integration_commit_twice_harmless(world):
     result = world.cli("rollback", "--level", "4", "--yes", "--json")
-    # level 3 has no Docker container named litellm here: it fails, level 4 still runs
+    # level 3 has no Docker container named litellm here: it fails (exit 4), level 4 still runs
+    assert result.exit_code == 4, result.output
     data = json.loads(result.stdout)
+    assert [[s["status"] for s in lvl["steps"]] for lvl in data["levels"]] == [
+        ["ok", "ok", "ok"], ["ok", "ok"], ["failed", "failed"], ["ok", "ok"]]
+    assert data["levels"][2]["steps"][0]["detail"].startswith("no container named 'litellm'")
     level4 = data["levels"][3]
     assert level4["steps"][0]["status"] == "ok", level4
     assert not (world.app.repo / "server/litellm-client.ts").exists()
@@ -96,6 +111,7 @@ def test_level_4_reverts_integration_commit_twice_harmless(world):
     assert subjects[0] == 'Revert "Route LLM calls through the LiteLLM gateway"'
     head = world.head()
     again = world.cli("rollback", "--level", "4", "--yes", "--json")
+    assert again.exit_code == 4  # still no container: level 3 still fails, nothing else to do
     assert world.head() == head
     assert json.loads(again.stdout)["levels"][3]["steps"][0]["status"] == "unchanged"
 
@@ -192,25 +208,34 @@ def test_pre_gateway_ref_missing(world):
     assert world.head() == head
 
 
+def _in_read_only_env(world, *args: str) -> subprocess.CompletedProcess[str]:
+    """`rollout ARGS` in a private mount namespace where the app's .env is a read-only bind mount.
+
+    Root ignores permission bits and `chattr +i` is not supported on every file
+    system; a read-only mount stops root everywhere: os.access says EROFS and the
+    atomic rename onto the mount point fails (EBUSY). The mount never leaves the namespace.
+    """
+    rollout_bin = str(Path(sys.executable).parent / "rollout")
+    script = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
+    return subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, "sh", str(world.app.env_file), rollout_bin, "-w", str(world.ws),
+         *args], capture_output=True, text=True, timeout=120,
+    )
+
+
 def test_env_file_not_writable(world):
-    # Root ignores permission bits; an immutable file stops even root.
-    immutable = subprocess.run(["chattr", "+i", str(world.app.env_file)], capture_output=True)
-    if immutable.returncode != 0:
-        pytest.skip(f"chattr +i not supported here: {immutable.stderr!r}")
-    try:
-        snap = world.snapshot()
-        result = world.cli("rollback", "--level", "1", "--yes", "--json")
-        steps = json.loads(result.stdout)["levels"][0]["steps"]
-        assert result.exit_code == 2
-        assert steps[0]["status"] == "failed" and str(world.app.env_file) in steps[0]["detail"]
-        assert steps[1]["status"] == "ok"  # the flag still goes to 0
-        after = world.snapshot()
-        assert after["app/.env"] == snap["app/.env"]
-        assert sorted(after) == sorted(snap)  # no temp file left behind
-        drill = world.cli("rollback", "--level", "1", "--drill")
-        assert drill.exit_code == 2 and "not writable" in drill.stdout
-    finally:
-        subprocess.run(["chattr", "-i", str(world.app.env_file)])
+    snap = world.snapshot()
+    result = _in_read_only_env(world, "rollback", "--level", "1", "--yes", "--json")
+    assert result.returncode == 2, result.stderr
+    steps = json.loads(result.stdout)["levels"][0]["steps"]
+    assert steps[0]["status"] == "failed" and steps[0]["detail"].startswith(f"cannot write {world.app.env_file}")
+    assert steps[1]["status"] == "ok"  # the flag still goes to 0
+    after = world.snapshot()
+    assert after["app/.env"] == snap["app/.env"]
+    assert sorted(after) == sorted(snap)  # no temp file left behind
+    drill = _in_read_only_env(world, "rollback", "--level", "1", "--drill")
+    assert drill.returncode == 2
+    assert f"{world.app.env_file} is not writable; fix its permissions" in drill.stdout.replace("\n", "")
 
 
 def test_second_writer_gets_lock_error(world):

@@ -143,3 +143,61 @@ def test_level_3_stops_a_paused_container(tmp_path, docker_engine, gateway_box):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["levels"][2]["steps"][0]["status"] == "ok"
     assert _status(docker_engine, name) == "exited"
+
+
+@pytest.fixture
+def term_ignoring_box(docker_engine, busybox_image):
+    """A container whose PID 1 ignores SIGTERM: only the SIGKILL after the grace period stops it."""
+    name = f"rollout-test-stubborn-{uuid.uuid4().hex[:8]}"
+    box = docker_engine.containers.run(
+        busybox_image, ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+        name=name, detach=True, network_mode="host",
+    )
+    yield name
+    box.remove(force=True)
+
+
+@pytest.mark.docker
+def test_level_3_kills_a_container_that_ignores_sigterm(tmp_path, docker_engine, term_ignoring_box):
+    """The shipped level 3 (container.stop, 10 s grace): SIGTERM is ignored, the engine's SIGKILL ends it."""
+    name = term_ignoring_box
+    world = make_world(tmp_path, container=name)
+    result = world.cli("rollback", "--level", "3", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    level3 = json.loads(result.stdout)["levels"][2]
+    stop, verify = level3["steps"]
+    assert (stop["status"], stop["detail"]) == ("ok", f"stopped container {name} (exited)")
+    assert stop["duration_s"] >= 10  # the whole grace period went by: SIGTERM did nothing
+    assert verify["detail"].startswith(f"verified: gateway {name} exited")
+    state = docker_engine.containers.get(name).attrs["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 137)  # 128 + SIGKILL: the forced path
+    assert level3["within_budget"] is True
+
+
+@pytest.mark.docker
+def test_level_3_on_the_sandbox_real_litellm_container(tmp_path, docker_engine):
+    """`rollout sandbox up --runtime docker`: level 3 stops the real LiteLLM container, seen by the engine."""
+    from rollout_cli.sandbox.state import load_state
+    from support import rollout
+
+    root = tmp_path / "sb"
+    up = rollout("sandbox", "up", str(root), "--runtime", "docker", "--gateway-port", "0",
+                 "--simulator-port", "0", "--timeout", "120")
+    try:
+        assert up.exit_code == 0, up.output
+        state = load_state(root)
+        assert state is not None and state.runtime == "docker"
+        container = json.loads(rollout("-w", str(root), "status", "--json").stdout)["container"]["name"]
+        assert docker_engine.containers.get(container).status == "running"
+        assert rollout("-w", str(root), "health").exit_code == 0
+        result = rollout("-w", str(root), "rollback", "--level", "3", "--yes", "--reason", "drill", "--json")
+        assert result.exit_code == 0, result.output
+        level3 = json.loads(result.stdout)["levels"][2]["steps"]
+        assert (level3[0]["status"], level3[0]["detail"]) == ("ok", f"stopped container {container} (exited)")
+        assert level3[1]["detail"].startswith(f"verified: gateway {container} exited")
+        assert docker_engine.containers.get(container).status == "exited"
+        health = rollout("-w", str(root), "health")
+        assert health.exit_code == 4, health.output  # nothing answers on the gateway's port any more
+        assert f"gateway {state.gateway_url} does not answer ([Errno 111] Connection refused)" in health.output
+    finally:
+        rollout("sandbox", "down", str(root))

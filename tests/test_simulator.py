@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -210,7 +211,7 @@ def test_malformed_returns_200_with_invalid_json(sim: Simulator) -> None:
     sim.set_fault(GLM, mode="malformed")
     reply = chat(sim, GLM, "ping")
     assert reply.status == 200
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(json.JSONDecodeError, match="line 1 column"):
         reply.json()
 
 
@@ -229,10 +230,23 @@ def test_unknown_model_in_fault_is_rejected_listing_known_ones(sim: Simulator) -
     assert "qwen/qwen3-coder:free" in reply.json()["error"]["message"]
 
 
-def test_invalid_fault_fields_are_rejected(sim: Simulator) -> None:
-    for fault in ({"status": 200}, {"status": 500, "rate": 2}, {"mode": "explode"}, {"colour": "red"}, {}):
-        with pytest.raises(InputError):
-            sim.set_fault(GLM, **fault)
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"status": 200}, "fault status for z-ai/glm-4.5-air:free must be an HTTP error code 400..599, got 200"),
+        ({"status": 500, "rate": 2}, "fault rate for z-ai/glm-4.5-air:free must be a number from 0 to 1, got 2"),
+        ({"mode": "explode"},
+         "fault mode for z-ai/glm-4.5-air:free must be one of hang, malformed, empty, got 'explode'"),
+        ({"colour": "red"}, "unknown fault field 'colour' for z-ai/glm-4.5-air:free; expected: status, rate, "
+                            "latency_ms, mode, retry_after"),
+        ({}, "a fault for z-ai/glm-4.5-air:free needs status, mode or latency_ms"),
+    ],
+    ids=["status-200", "rate-2", "unknown-mode", "unknown-field", "empty"],
+)
+def test_invalid_fault_fields_are_rejected(sim: Simulator, fault: dict, message: str) -> None:
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        sim.set_fault(GLM, **fault)
+    assert sim.faults() == {}  # nothing half-set
 
 
 def test_admin_client_sets_lists_and_clears_faults(sim: Simulator) -> None:

@@ -285,3 +285,82 @@ def test_the_ci_example_is_a_workflow_whose_workspace_loads(tmp_path):
     assert ws.gateway.master_key_env == "LITELLM_MASTER_KEY" and ws.gateway.config is not None
     smoke_step = next(s["run"] for s in steps if s.get("id") == "smoke")
     assert "--junit-xml smoke-junit.xml" in smoke_step and '-eq 3' in smoke_step
+
+
+def _junit_counts(path: Path) -> dict[str, str | None]:
+    root = ET.parse(path).getroot()
+    return {key: root.get(key) for key in ("tests", "failures", "skipped")}
+
+
+def test_wrong_model_served_by_the_real_gateway_fails_the_drill_in_markdown_and_junit(sb, tmp_path):
+    """deepseek (next after the primary) is down: LiteLLM's own fallback goes on to minimax-m2."""
+    sb.admin.set_fault("deepseek-chat-v3.1", status=500)
+    junit, md = tmp_path / "smoke.xml", tmp_path / "smoke.md"
+    result, data = smoke(sb, "--junit-xml", str(junit), "--markdown", str(md))
+    assert result.exit_code == 1, result.output
+    assert data["verdict"] == "failed"
+    drill = checks(data)[("glm-4.5-air", "fallback-drill")]
+    assert (drill["status"], drill["served_by"]) == ("fail", "minimax-m2")
+    assert drill["detail"] == "served by minimax-m2, expected deepseek-chat-v3.1 (next in the chain after glm-4.5-air)"
+    text = md.read_text()
+    assert text.startswith("### rollout smoke: ❌ failed\n")
+    assert "| `deepseek-chat-v3.1` | ❌ | ⏭️ | ✅ |" in text
+    assert ("**Fallback drill** ❌ fail: served by minimax-m2, expected deepseek-chat-v3.1 "
+            "(next in the chain after glm-4.5-air)") in text
+    assert "<details><summary>Details</summary>" in text and "(exit 1)." in text
+    # the gateway case, 5 x 2 cases, the drill, 5 costs; deepseek ping and the drill fail, its json is skipped
+    assert _junit_counts(junit) == {"tests": "17", "failures": "2", "skipped": "1"}
+    failure = ET.parse(junit).getroot().find(".//testcase[@classname='smoke.glm-4.5-air'][@name='fallback-drill']/failure")
+    assert failure is not None and "served by minimax-m2" in (failure.get("message") or "")
+
+
+def test_every_fallback_down_fails_the_drill_through_the_real_gateway(sb):
+    for alias in ALIASES[1:]:
+        sb.admin.set_fault(alias, status=500)
+    result, data = smoke(sb)
+    assert result.exit_code == 1
+    drill = checks(data)[("glm-4.5-air", "fallback-drill")]
+    assert drill["status"] == "fail" and drill["http_status"] == 500
+    assert drill["detail"].startswith("fallback from glm-4.5-air failed: HTTP 500 ")
+
+
+def test_a_gateway_that_refuses_mock_fallbacks_makes_the_run_inconclusive(tmp_path):
+    """The real proxy without dangerously_allow_mock_testing_request_params: the drill cannot be
+    verified (never passed), so the run is inconclusive (exit 3), in JSON, Markdown and JUnit."""
+    import yaml
+
+    root = tmp_path / "sb"
+    up = rollout("sandbox", "up", str(root), "--runtime", "process", "--gateway-port", "0", "--simulator-port", "0",
+                 "--timeout", "120")
+    try:
+        assert up.exit_code == 0, up.output
+        # The sandbox allows the mock parameter; a production config may not: take it out and restart.
+        config_file = root / "gateway" / "litellm-config.yaml"
+        config = yaml.safe_load(config_file.read_text())
+        del config["general_settings"]["dangerously_allow_mock_testing_request_params"]
+        config_file.write_text(yaml.safe_dump(config))
+        restart = rollout("-w", str(root), "gateway", "restart", "--timeout", "120")
+        assert restart.exit_code == 0, restart.output
+        from rollout_cli.sandbox.state import load_state
+
+        state = load_state(root)
+        assert state is not None
+        junit, md = tmp_path / "smoke.xml", tmp_path / "smoke.md"
+        result = rollout("-w", str(root), "smoke", "--json", "--junit-xml", str(junit), "--markdown", str(md),
+                         env={"OPENROUTER_API_BASE": state.simulator_url + "/api/v1"})
+        assert result.exit_code == 3, result.output
+        data = json.loads(result.stdout)
+        assert data["verdict"] == "inconclusive"
+        drill = checks(data)[("glm-4.5-air", "fallback-drill")]
+        assert drill["status"] == "not-verifiable" and drill["http_status"] == 400
+        assert "dangerously_allow_mock_testing_request_params" in drill["detail"]
+        assert all(c["status"] == "pass" for c in data["checks"] if c["check"] != "fallback-drill")
+        text = md.read_text()
+        assert text.startswith("### rollout smoke: ⚠️ inconclusive (rate-limited or not verifiable; nothing failed)\n")
+        assert "**Fallback drill** ⚠️ not-verifiable: " in text and "(exit 3)." in text
+        counts = _junit_counts(junit)
+        assert counts["tests"] == "17" and counts["failures"] == "0"
+        drill_case = ET.parse(junit).getroot().find(".//testcase[@classname='smoke.glm-4.5-air'][@name='fallback-drill']")
+        assert drill_case is not None and drill_case.find("failure") is None
+    finally:
+        rollout("sandbox", "down", str(root))

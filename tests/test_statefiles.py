@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -70,7 +71,7 @@ def test_atomic_write_into_a_path_whose_parent_is_a_file_names_the_file(tmp_path
     # Tests run as root, which ignores chmod; a parent that is a file fails for everyone.
     blocker = tmp_path / "app"
     blocker.write_text("not a folder")
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(InputError, match='cannot write ') as caught:
         atomic_write_text(blocker / ".env", "A=1\n")
     assert str(caught.value) == f"cannot write {blocker / '.env'}: {blocker} is not a folder; fix the path"
 
@@ -83,7 +84,7 @@ def test_atomic_write_into_an_unwritable_folder_says_permission_denied(tmp_path:
         (folder / ".env").write_text(target_text)
         folder.chmod(0o555)
         try:
-            with pytest.raises(InputError) as caught:
+            with pytest.raises(InputError, match="permission denied") as caught:
                 atomic_write_text(folder / ".env", "A=2\n")
             message = str(caught.value)
         finally:
@@ -176,10 +177,9 @@ def test_readers_never_see_a_partial_file_while_writer_is_sigkilled(tmp_path: Pa
     reader.start()
     rng = random.Random(1234)
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    deadline = time.monotonic() + 90
     kills = 0
     try:
-        while kills < 50 and time.monotonic() < deadline:
+        while kills < 50:  # bounded by count, not by a clock: a slow machine only takes longer
             writer = subprocess.Popen(
                 [sys.executable, "-c", WRITER_SCRIPT, str(target), str(tmp_path / "old.txt"), str(tmp_path / "new.txt")],
                 stdout=subprocess.PIPE,
@@ -334,21 +334,21 @@ def test_dotenv_keeps_a_byte_order_mark(tmp_path: Path) -> None:
 )
 def test_dotenv_malformed_line_is_an_error_with_its_line_number(tmp_path: Path, bad_line: str, shown: str) -> None:
     path = write(tmp_path / ".env", f"# top\nA=1\n\n{bad_line}\nB=2\n")
-    with pytest.raises(StateFileError) as caught:
+    with pytest.raises(StateFileError, match="line 4: cannot parse ") as caught:
         EnvFile.load(path)
     assert str(caught.value) == f"{path} line 4: cannot parse {shown}; fix or remove the line"
 
 
 def test_dotenv_parse_error_never_prints_a_secret_value(tmp_path: Path) -> None:
     path = write(tmp_path / ".env", 'OPENROUTER_API_KEY="sk-or-v1-secret\n')
-    with pytest.raises(StateFileError) as caught:
+    with pytest.raises(StateFileError, match="line 1") as caught:
         EnvFile.load(path)
     assert "line 1" in str(caught.value)
     assert "sk-or" not in str(caught.value)
 
 
 def test_dotenv_missing_file_points_at_rollout_yaml(tmp_path: Path) -> None:
-    with pytest.raises(StateFileError) as caught:
+    with pytest.raises(StateFileError, match='env file ') as caught:
         EnvFile.load(tmp_path / "app" / ".env")
     assert str(caught.value) == f"env file {tmp_path / 'app' / '.env'} not found; check app.env_file in rollout.yaml"
 
@@ -392,7 +392,7 @@ def test_validate_percentage_accepts_whole_numbers_0_to_100(given: object, expec
     ],
 )
 def test_validate_percentage_rejects_everything_else(given: object, message: str) -> None:
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(InputError, match=re.escape(message)) as caught:
         validate_percentage(given)
     assert str(caught.value) == message
 
@@ -470,7 +470,7 @@ def test_json_flags_duplicate_key_edits_the_one_json_reads(tmp_path: Path) -> No
 
 def test_json_flags_missing_path_and_non_number_are_errors(tmp_path: Path) -> None:
     path = write(tmp_path / "flags.json", JSON_FLAGS)
-    with pytest.raises(StateFileError) as caught:
+    with pytest.raises(StateFileError, match=re.escape("has no key 'features.gateway.rollout'")) as caught:
         open_flags(path, "json", "features.gateway.rollout")
     assert str(caught.value) == (
         f"{path} has no key 'features.gateway.rollout' (no 'gateway' under features); check app.flag_key"
@@ -482,7 +482,7 @@ def test_json_flags_missing_path_and_non_number_are_errors(tmp_path: Path) -> No
 def test_invalid_json_names_file_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path / "flags.json", '{\n  "a": 1\n  "b": 2\n}\n')
     for fmt in ("json", "flagd"):
-        with pytest.raises(StateFileError) as caught:
+        with pytest.raises(StateFileError, match="is not valid JSON") as caught:
             open_flags(path, fmt, "a")
         assert str(caught.value) == (
             f"{path} is not valid JSON (line 3, column 3: Expecting ',' delimiter); fix the file"
@@ -542,7 +542,7 @@ def test_yaml_flags_refuse_values_that_cannot_be_edited_safely(tmp_path: Path, t
 
 def test_invalid_yaml_and_missing_yaml_path_are_errors(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.yaml", "features:\n  litellm: [1, 2\n  other: 3\n")
-    with pytest.raises(StateFileError) as caught:
+    with pytest.raises(StateFileError, match="is not valid YAML") as caught:
         open_flags(bad, "yaml", "features.litellm")
     assert str(caught.value).startswith(f"{bad} is not valid YAML (line ")
     assert str(caught.value).endswith("); fix the file")
@@ -608,7 +608,7 @@ def test_flagd_keeps_variant_order_and_custom_variant_names(tmp_path: Path) -> N
 
 def test_flagd_missing_flag_lists_the_flags(tmp_path: Path) -> None:
     path = write(tmp_path / "flags.json", FLAGD)
-    with pytest.raises(StateFileError) as caught:
+    with pytest.raises(StateFileError, match="flag 'litellm' not found in ") as caught:
         open_flags(path, "flagd", "litellm")
     assert str(caught.value) == (
         f"flag 'litellm' not found in {path} (flags: new-ui, litellm-gateway); check app.flag_key"
@@ -641,10 +641,10 @@ def test_out_of_range_percentage_is_refused_and_file_untouched(tmp_path: Path) -
 
 
 def test_unknown_format_and_missing_flags_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(InputError, match=re.escape("unknown flags format 'toml'; use one of: env, json, yaml, flagd (app.flags_format)")) as caught:
         open_flags(tmp_path / "flags.toml", "toml", "x")
     assert str(caught.value) == "unknown flags format 'toml'; use one of: env, json, yaml, flagd (app.flags_format)"
-    with pytest.raises(StateFileError) as caught:
+    with pytest.raises(StateFileError, match='flags file ') as caught:
         open_flags(tmp_path / "flags.json", "flagd", "x")
     assert str(caught.value) == f"flags file {tmp_path / 'flags.json'} not found; check app.flags_file in rollout.yaml"
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -148,28 +146,51 @@ def test_concurrent_audit_appends_stay_whole_lines(tmp_path):
 
 
 def test_kill_9_mid_rollback_leaves_files_whole_and_next_run_works(tmp_path):
+    """SIGKILL a real level-1 rollback the moment its own temp file appears, i.e. mid-write.
+
+    The kill is triggered by an event (a temp file named with the rollback's pid beside the
+    app's files), not a random sleep, and each outcome is classified; the test proves that
+    kills did land during a write (a temp file left behind, or the env new and the flags old),
+    and that every file is still whole, old or new.
+    """
     world = make_world(tmp_path, percentage=10, container="")
     old_env = world.app.env_file.read_text()
+    new_env = old_env.replace("PERCENTAGE=10 ", "PERCENTAGE=0 ")
     old_flags = world.app.flags_file.read_text()
-    rng = random.Random(7)
-    for _ in range(12):
+    app = world.app.repo
+    seen = {"before": 0, "mid-write": 0, "between": 0, "after": 0}
+    for _ in range(40):
         world.app.env_file.write_text(old_env)
         world.app.flags_file.write_text(old_flags)
         proc = subprocess.Popen([ROLLOUT, "-w", str(world.ws), "rollback", "--level", "1", "--yes"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 0.3))
+        mine = f".{proc.pid}."
+        while proc.poll() is None and not any(mine in name and name.endswith(".tmp") for name in os.listdir(app)):
+            pass
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         env = world.app.env_file.read_text()
         flags = world.app.flags_file.read_text()
-        assert env in (old_env, old_env.replace("PERCENTAGE=10 ", "PERCENTAGE=0 "))
+        assert env in (old_env, new_env)
         json.loads(flags)  # whole JSON, old or new
         assert flags in (old_flags, flagd_text(0))
+        left = [name for name in os.listdir(app) if mine in name and name.endswith(".tmp")]
+        if left:
+            seen["mid-write"] += 1
+        elif env == new_env and flags == old_flags:
+            seen["between"] += 1
+        elif env == new_env:
+            seen["after"] += 1
+        else:
+            seen["before"] += 1
+        if seen["mid-write"] + seen["between"] >= 3:
+            break
+    assert seen["mid-write"] + seen["between"] >= 3, seen  # kills did land while files were being written
     result = world.cli("rollback", "--level", "1", "--yes", env={"ROLLOUT_LOCK_TIMEOUT": "2"})
     assert result.exit_code == 0, result.output
-    assert "PERCENTAGE=0 " in world.app.env_file.read_text()
-    # a temp file a killed writer left is swept by the next write
-    leftovers = [p.name for p in world.app.repo.iterdir() if p.name.endswith(".tmp")]
+    assert world.app.env_file.read_text() == new_env and world.app.flags_file.read_text() == flagd_text(0)
+    # every temp file a killed writer left is swept by the next write
+    leftovers = [p.name for p in app.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
 
 
