@@ -83,7 +83,7 @@ def test_run_step_that_times_out_is_killed_and_fails(world, tmp_path):
     assert steps_of(data) == [("env.set", "ok"), ("flag.set", "ok"), ("run", "failed")]
     run = data["levels"][0]["steps"][2]
     assert run["detail"].startswith(f"run {sys.executable} -c ")
-    assert run["detail"].endswith(" timed out after 1 s")
+    assert run["detail"].endswith(" timed out after 1 s (its process group was killed)")
     assert run["duration_s"] >= 1
     child = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError, match="No such process"):
