@@ -14,6 +14,12 @@ if ! command -v git >/dev/null || ! python3 -c 'import venv' 2>/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git python3-venv >/dev/null
 fi
 
+# Compose v1, the one Debian 12 ships: CI checks deploy/docker-compose.yml with it (.ci/run).
+if ! command -v docker-compose >/dev/null; then
+  log "installing docker-compose"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
