@@ -167,6 +167,8 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
 
 
 def _running(running: bool | None) -> str:
+    if running is None:  # the Docker engine did not answer
+        return "[yellow]unknown[/]"
     return "[green]running[/]" if running else "[bold red]not running[/]"
 
 
