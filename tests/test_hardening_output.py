@@ -189,6 +189,27 @@ def test_help_loads_no_rich_or_pydantic() -> None:
     assert "typer" in loaded and loaded & {"rich", "pydantic", "pydantic_core", "httpx", "docker"} == set()
 
 
+def test_gateway_status_loads_no_rich_pydantic_or_httpx_cli(tmp_path: Path) -> None:
+    """Issue 11 item 6: `gateway status` imports what it uses (docker, httpx) and nothing else heavy."""
+    world = unreachable_world(tmp_path)
+    config = yaml.safe_load((world.ws / "rollout.yaml").read_text())
+    config["gateway"]["container"] = f"rollout-test-none-{tmp_path.name}"
+    (world.ws / "rollout.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "rollout_cli", "-w", str(world.ws), "gateway",
+                           "status"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    tops = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2}
+    assert {"docker", "httpx", "httpcore"} <= tops  # it did look
+    # rich, pygments and click would come with httpx's own command-line client
+    assert tops & {"rich", "pygments", "pydantic", "pydantic_core", "click"} == set(), tops
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"gateway {config['gateway']['url']}: not healthy"
+    assert lines[1].startswith("  runtime    unknown: ") and config["gateway"]["container"] in lines[1]
+    assert lines[2].startswith("  liveliness failed: ") and lines[3].startswith("  readiness  failed: ")
+
+
 def test_level_1_report_is_plain_text(tmp_path: Path) -> None:
     world = unreachable_world(tmp_path)
     result = world.cli("rollback", "--level", "1", "--yes")

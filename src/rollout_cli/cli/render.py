@@ -204,7 +204,7 @@ def render_lines(lines: Iterable[str]) -> None:
 # imported, so a rollback does not pay for loading the report, health and sandbox views.
 VIEWS_OF = {
     "rollout_cli.checks.health": "checks", "rollout_cli.checks.smoke": "checks",
-    "rollout_cli.gateway.control": "gateway", "rollout_cli.sandbox.commands": "gateway",
+    "rollout_cli.gateway.control": "gateway", "rollout_cli.sandbox.commands": "sandbox",
     "rollout_cli.playbook.levels": "rollback", "rollout_cli.rollout.status": "status",
     "rollout_cli.rollout.advance": "rollout", "rollout_cli.rollout.report": "rollout",
 }
