@@ -221,6 +221,34 @@ def test_level_1_report_is_plain_text(tmp_path: Path) -> None:
     assert "rollback to level 1: done in" in result.stdout and "took effect:" in result.stdout
 
 
+@pytest.mark.parametrize("no_color", [False, True], ids=["terminal", "NO_COLOR"])
+def test_level_1_colours_its_status_words_only_on_a_terminal(tmp_path: Path, no_color: bool) -> None:
+    import pty
+
+    world = unreachable_world(tmp_path)
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | ({"NO_COLOR": "1"} if no_color else {})
+    env["TERM"] = "xterm"
+    proc = subprocess.run([sys.executable, "-m", "rollout_cli", "-w", str(world.ws), "rollback", "--level", "1",
+                           "--yes"], stdout=secondary, stderr=subprocess.PIPE, env=env)
+    os.close(secondary)
+    out = b""
+    while chunk := _read(primary):
+        out += chunk
+    os.close(primary)
+    assert proc.returncode == 0, proc.stderr
+    text = out.decode()
+    assert ("\x1b[32mok\x1b[0m" in text) is not no_color and ("\x1b[" in text) is not no_color
+    assert "rollback to level 1:" in text
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the terminal's other end is closed and drained
+        return b""
+
+
 @pytest.mark.parametrize("args", [
     ["-w", "{ws}", "rollback", "--level", "1", "--dry-run"],
     ["--workspace={ws}", "--debug", "rollback", "--level", "1", "--dry-run"],
