@@ -3,8 +3,8 @@
 Human views are chosen by the payload's type: each module of cli/views/ registers
 its renderers with `@human(PayloadType)` (and `@live(PayloadType)` for what a
 display refreshes in place), or with `@text(PayloadType)` for plain lines
-without rich (start-up time: `rollback`). JSON needs no view: `Result.to_json()` is the
-published shape (`rollout_cli/schemas/`).
+without rich (start-up time: `rollback`, `gateway ...`). JSON needs no view:
+`Result.to_json()` is the published shape (`rollout_cli/schemas/`).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def human(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
 def text(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
     """Register a human renderer that writes plain lines to a `TextOut`: no rich behind it.
 
-    For the results an operator needs fastest (`rollback`): importing rich costs more
-    than a level-1 rollback itself.
+    For the results an operator needs fastest (`rollback`, `gateway ...`): importing
+    rich costs more than a level-1 rollback itself.
     """
 
     def register(fn: HumanRenderer) -> HumanRenderer:
