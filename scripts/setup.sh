@@ -3,7 +3,8 @@
 # machine or this one again (every step is skipped when already done):
 # a virtualenv in .venv with rollout and its dev and gateway extras (litellm for
 # the sandbox's process runtime), a running Docker engine and the offline images
-# (the test image, and the real LiteLLM gateway image: minutes the first time).
+# (the test image, and the real LiteLLM gateway image: minutes the first time),
+# and Debian's docker-compose (Compose v1), which CI checks deploy/docker-compose.yml with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
