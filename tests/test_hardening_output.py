@@ -199,11 +199,13 @@ def test_gateway_status_loads_no_rich_pydantic_or_httpx_cli(tmp_path: Path) -> N
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "rollout_cli", "-w", str(world.ws), "gateway",
                            "status"], capture_output=True, text=True, env=env)
     assert proc.returncode == 4, proc.stderr[-2000:]
-    tops = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in proc.stderr.splitlines()
-            if line.startswith("import time:") and line.count("|") == 2}
+    loaded = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+              if line.startswith("import time:") and line.count("|") == 2}  # a blocked import is listed too
+    tops = {name.split(".")[0] for name in loaded}
     assert {"docker", "httpx", "httpcore"} <= tops  # it did look
-    # rich, pygments and click would come with httpx's own command-line client
-    assert tops & {"rich", "pygments", "pydantic", "pydantic_core", "click"} == set(), tops
+    # rich, pygments and click would come with httpx's own command-line client, hpack and h2's modules with HTTP/2
+    assert tops & {"rich", "pygments", "pydantic", "pydantic_core", "click", "hpack"} == set(), tops
+    assert "h2.connection" not in loaded  # (h2.config is listed: the blocked attempt)
     lines = proc.stdout.splitlines()
     assert lines[0] == f"gateway {config['gateway']['url']}: not healthy"
     assert lines[1].startswith("  runtime    unknown: ") and config["gateway"]["container"] in lines[1]
