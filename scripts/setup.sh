@@ -3,7 +3,8 @@
 # machine or this one again (every step is skipped when already done):
 # a virtualenv in .venv with rollout and its dev and gateway extras (litellm for
 # the sandbox's process runtime), a running Docker engine and the offline images
-# (the test image, and the real LiteLLM gateway image: minutes the first time).
+# (the test image, and the real LiteLLM gateway image: minutes the first time),
+# and Debian's docker-compose (Compose v1), which CI checks deploy/docker-compose.yml with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,12 @@ log() { printf '[setup %4ds] %s\n' "$SECONDS" "$*"; }
 if ! command -v git >/dev/null || ! python3 -c 'import venv' 2>/dev/null; then
   log "installing git and python3-venv"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git python3-venv >/dev/null
+fi
+
+# Compose v1, the one Debian 12 ships: CI checks deploy/docker-compose.yml with it (.ci/run).
+if ! command -v docker-compose >/dev/null; then
+  log "installing docker-compose"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

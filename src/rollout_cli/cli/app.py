@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
-import pkgutil
 import sys
-import traceback
 from typing import Any, NoReturn
 
 import typer
@@ -20,7 +18,7 @@ from typer.core import TyperGroup
 from rollout_cli.cli import commands
 from rollout_cli.cli.context import Globals, load, workspace_root
 from rollout_cli.cli.options import JSON_COMMAND
-from rollout_cli.cli.render import print_error_json
+from rollout_cli.cli.render import plain, print_error_json
 from rollout_cli.errors import ExitCode, RolloutError
 
 
@@ -103,28 +101,17 @@ def _report(ctx: typer.Context, exc: BaseException | None, message: str, code: i
     debug = (isinstance(ctx.obj, Globals) and ctx.obj.debug) or ctx.meta.get(DEBUG) \
         or os.environ.get("ROLLOUT_DEBUG") == "1"
     if debug and exc is not None:
+        import traceback  # lazy: start-up time (only --debug needs it)
+
         traceback.print_exception(exc, file=sys.stderr)
     json_command = _json_command(ctx.command, ctx) if isinstance(ctx.command, TyperGroup) else None
     if json_command is not None:
         print_error_json(json_command, code, message)
-    typer.echo(f"{prefix}{message}", err=True)
+    typer.echo(f"{prefix}{plain(message)}", err=True)
     ctx.exit(int(code))
     raise AssertionError("unreachable")  # ctx.exit raises
 
 
-app = typer.Typer(
-    cls=RolloutGroup,
-    name="rollout",
-    help="Move an app's LLM traffic behind a LiteLLM gateway in stages, and roll it back fast.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-@app.callback()
 def _globals(
     ctx: typer.Context,
     workspace: str = typer.Option(
@@ -135,23 +122,61 @@ def _globals(
     ctx.obj = Globals(workspace=workspace, debug=debug or bool(ctx.meta.get(DEBUG)))
 
 
-def _register() -> None:
-    """Every module in cli/commands/ registers its command(s); order is the help order."""
+COMMANDS = ["init", "status", "advance", "report", "watch", "health", "smoke",
+            "rollback", "history", "gateway", "sandbox"]
 
 
-    names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
-    for name in sorted(names, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else 99, n)):
-        importlib.import_module(f"{commands.__name__}.{name}").register(app)
+def build_app(names: list[str] = COMMANDS) -> typer.Typer:
+    """The `rollout` app with the commands of these cli/commands/ modules, in the help's order.
+
+    A list, not a scan of the package: pkgutil's scan costs start-up time on every command.
+    """
+    built = typer.Typer(
+        cls=RolloutGroup,
+        name="rollout",
+        help="Move an app's LLM traffic behind a LiteLLM gateway in stages, and roll it back fast.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    built.callback()(_globals)
+    for name in names:
+        importlib.import_module(f"{commands.__name__}.{name}").register(built)
+    return built
 
 
-COMMAND_ORDER = ["init", "status", "advance", "report", "watch", "health", "smoke",
-                 "rollback", "history", "gateway", "sandbox"]
+app = build_app()  # every command: what the tests drive, and what `rollout --help` lists
+
+__all__ = ["Globals", "app", "build_app", "load", "main", "workspace_root"]
 
 
-_register()
-
-__all__ = ["Globals", "app", "load", "main", "workspace_root"]
+def command_word(args: list[str]) -> str | None:
+    """The command `rollout [-w DIR] [--debug] COMMAND ...` names; None before any other option (-h, a typo)."""
+    value_next = False
+    for arg in args:
+        if value_next:
+            value_next = False
+        elif arg in ("-w", "--workspace"):
+            value_next = True
+        elif arg == "--debug" or arg.startswith("--workspace=") or (arg.startswith("-w") and len(arg) > 2):
+            continue
+        else:
+            return None if arg.startswith("-") else arg
+    return None
 
 
 def main() -> None:
-    app(prog_name="rollout")
+    # Only the named command is built: typer turns every registered command's signature
+    # into a parser at each start, and a level-1 rollback should not pay for the other twenty.
+    # Anything else (--help, no command, a typo) gets the whole app and its help or error.
+    name = command_word(sys.argv[1:])
+    # Optional parts that httpx and httpcore import whenever their packages are installed (as they are
+    # here, with LiteLLM) and rollout never uses: httpx's command-line client (rich.console, pygments,
+    # click) and HTTP/2 (h2). Together a quarter of `gateway status`. A None entry makes that import
+    # fail, and both libraries then carry on as when the extra is not installed.
+    for unused in ("httpx._main", "h2"):
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
+
+    (build_app([name]) if name in COMMANDS else app)(prog_name="rollout")

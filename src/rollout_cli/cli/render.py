@@ -2,13 +2,15 @@
 
 Human views are chosen by the payload's type: each module of cli/views/ registers
 its renderers with `@human(PayloadType)` (and `@live(PayloadType)` for what a
-display refreshes in place). JSON needs no view: `Result.to_json()` is the
-published shape (`rollout_cli/schemas/`).
+display refreshes in place), or with `@text(PayloadType)` for plain lines
+without rich (start-up time: `rollback`, `gateway ...`). JSON needs no view:
+`Result.to_json()` is the published shape (`rollout_cli/schemas/`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -17,6 +19,7 @@ import typer
 
 from rollout_cli.cli import views
 from rollout_cli.core.result import SCHEMA_VERSION, Result, error_json
+from rollout_cli.core.text import printable
 
 if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
     from rich.console import Console
@@ -26,6 +29,7 @@ HumanRenderer = Callable[[Any, Result[Any]], None]
 LiveRenderer = Callable[[Result[Any]], Any]
 _HUMAN: dict[type, HumanRenderer] = {}
 _LIVE: dict[type, LiveRenderer] = {}
+_TEXT: dict[type, HumanRenderer] = {}
 
 # One colour per status word, whichever command shows it.
 STATUS_STYLE = {
@@ -45,6 +49,21 @@ def human(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
     def register(fn: HumanRenderer) -> HumanRenderer:
         for payload_type in payload_types:
             _HUMAN[payload_type] = fn
+        return fn
+
+    return register
+
+
+def text(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
+    """Register a human renderer that writes plain lines to a `TextOut`: no rich behind it.
+
+    For the results an operator needs fastest (`rollback`, `gateway ...`): importing
+    rich costs more than a level-1 rollback itself.
+    """
+
+    def register(fn: HumanRenderer) -> HumanRenderer:
+        for payload_type in payload_types:
+            _TEXT[payload_type] = fn
         return fn
 
     return register
@@ -93,13 +112,59 @@ def render(result: Result[Any], json_output: bool = False) -> NoReturn:
         print_json(result.to_json())
     else:
         _load_views(result.payload)
-        out = console()
-        renderer = _find(_HUMAN, result.payload)
+        text_renderer = _find(_TEXT, result.payload)
+        out: Any = TextOut() if text_renderer is not None else console()
+        renderer = text_renderer or _find(_HUMAN, result.payload)
         if renderer is not None:
             renderer(out, result)
         for message in result.messages:
-            out.print(message, markup=False)
+            out.print(plain(message), markup=False)
     exit_with(result)
+
+
+# The rich styles of STATUS_STYLE as terminal codes, for TextOut.
+_SGR = {"green": "32", "dim": "2", "cyan": "36", "yellow": "33", "bold red": "1;31", "bold": "1"}
+
+
+class TextOut:
+    """Plain lines and aligned tables on stdout, coloured only on a terminal (and never with NO_COLOR).
+
+    What a `@text` view writes to. Every cell of `table()` passes through plain();
+    a view passes the rest of its user- or upstream-supplied text through plain() itself.
+    """
+
+    def __init__(self) -> None:
+        self.colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+    def print(self, line: str = "", *, markup: bool = False) -> None:  # same call as rich's for messages
+        sys.stdout.write(line + "\n")
+
+    def style(self, text: str, style: str) -> str:
+        code = _SGR.get(style)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour and code else text
+
+    def status(self, word: str) -> str:
+        return self.style(word, STATUS_STYLE.get(word, ""))
+
+    def table(self, columns: list[str], rows: list[list[str]], *, title: str | None = None,
+              status_column: int | None = None) -> None:
+        """Columns two spaces apart; the cells of `status_column` coloured like status_text()."""
+        cells = [[plain(cell) for cell in row] for row in rows]
+        widths = [max([len(column)] + [len(row[i]) for row in cells]) for i, column in enumerate(columns)]
+        if title:
+            self.print(self.style(plain(title), "bold"))
+        self.print(self.style(_aligned(columns, widths), "bold"))
+        for row in cells:
+            line = _aligned(row, widths)
+            if status_column is not None and row[status_column] in STATUS_STYLE:
+                start = sum(widths[:status_column]) + 2 * status_column
+                word = row[status_column]
+                line = line[:start] + self.status(word) + line[start + len(word):]
+            self.print(line)
+
+
+def _aligned(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 
 def exit_with(result: Result[Any]) -> NoReturn:
@@ -132,14 +197,14 @@ def render_rounds(rounds: Iterable[Result[Any]], json_output: bool) -> NoReturn:
 def render_lines(lines: Iterable[str]) -> None:
     """A stream of plain lines (`gateway logs --follow`), printed as they come, unstyled."""
     for line in lines:
-        typer.echo(line)
+        typer.echo(plain(line))
 
 
 # Which views module renders the payloads of which core module: only that one is
 # imported, so a rollback does not pay for loading the report, health and sandbox views.
 VIEWS_OF = {
     "rollout_cli.checks.health": "checks", "rollout_cli.checks.smoke": "checks",
-    "rollout_cli.gateway.control": "gateway", "rollout_cli.sandbox.commands": "gateway",
+    "rollout_cli.gateway.control": "gateway", "rollout_cli.sandbox.commands": "sandbox",
     "rollout_cli.playbook.levels": "rollback", "rollout_cli.rollout.status": "status",
     "rollout_cli.rollout.advance": "rollout", "rollout_cli.rollout.report": "rollout",
 }
@@ -157,10 +222,21 @@ def _load_views(payload: object = None) -> None:
         importlib.import_module(f"{views.__name__}.{module}")
 
 
+def plain(text: object) -> str:
+    """Text from a user, a file or an upstream, fit for the terminal: every view passes such text through here.
+
+    One line, no control characters: a `--reason` or a gateway error holding ANSI or OSC
+    escapes, a carriage return or a newline can neither restyle nor clear the screen,
+    nor forge an output line.
+    """
+    return printable(text)
+
+
 def esc(text: object) -> str:
+    """plain(text), with rich markup escaped: for text inside a string rich renders as markup."""
     from rich.markup import escape  # lazy: start-up time
 
-    return escape(str(text))
+    return escape(plain(text))
 
 
 def new_table(*columns: str, title: str | None = None) -> Table:

@@ -9,6 +9,7 @@ never part of a returned value or an error message.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -68,9 +69,12 @@ class GatewayClient:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         headers["User-Agent"] = user_agent or check_user_agent()
+        # An http:// gateway (loopback) never does TLS: no CA bundle to load, which alone costs more
+        # than the probes of `gateway status`. The bare context trusts no certificate, should one come.
+        verify: Any = True if self.url.startswith("https:") else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         # trust_env=False: a proxy variable must never route loopback traffic elsewhere
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, trust_env=False,
+            base_url=self.url, headers=headers, timeout=timeout, trust_env=False, verify=verify,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
 

@@ -64,9 +64,9 @@ class ModelRow:
     health: str  # healthy | rate-limited | down | broken | auth-error | unknown
     detail: str
     latency_ms: float | None
-    smoke: str | None  # pass | fail | inconclusive | None (not run)
+    smoke: str | None  # pass | fail | inconclusive | not-verifiable | skipped (none sent) | None (not run)
     smoke_detail: str | None
-    verdict: str  # pass | warn | fail | inconclusive
+    verdict: str  # pass | warn | fail | inconclusive | not-checked
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -366,13 +366,18 @@ def verdict_matrix(health: HealthReport | None, smoke: SmokeReport | None) -> li
         checks = [c for c in (smoke.checks if smoke else []) if c.model == m.alias and c.check != "cost"]
         failed = [c for c in checks if c.status == "fail"]
         unsure = [c for c in checks if c.status == "inconclusive"]
-        smoke_status = None if not checks else "fail" if failed else "inconclusive" if unsure else "pass"
+        passed = [c for c in checks if c.status == "pass"]
+        # "pass" only when a check passed: checks that were all skipped (not sent) or not verifiable say so
+        smoke_status = (None if not checks else "fail" if failed else "inconclusive" if unsure else "pass" if passed
+                        else "not-verifiable" if any(c.status == "not-verifiable" for c in checks) else "skipped")
         smoke_detail = "; ".join(f"{c.check}: {c.detail}" for c in failed + unsure) or None
         is_primary = m.alias == health.primary
         if m.failing or smoke_status == "fail":
             verdict = "fail" if is_primary else "warn"
         elif m.inconclusive or smoke_status == "inconclusive":
             verdict = "inconclusive"
+        elif not m.ok and smoke_status != "pass":  # the gateway did not answer: nothing about this model is known
+            verdict = "not-checked"
         else:
             verdict = "pass"
         rows.append(ModelRow(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollout_cli.checks.markdown import md
 from rollout_cli.core.audit import AuditLog, stage_changes
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
@@ -82,33 +83,40 @@ def report(ws: Workspace, markdown: Path | None = None) -> Result[ReportPayload]
 
 
 def to_markdown(data: dict[str, Any]) -> str:
-    """The report as Markdown, for a PR comment or a change ticket."""
-    nxt = f"{data['next']}%" if data["next"] is not None else "complete"
+    """The report as Markdown, for a PR comment or a change ticket.
+
+    Every value passes through md(): reasons, model details and readiness problems
+    carry the operator's `--reason`, file contents and gateway answers.
+    """
+    nxt = f"{md(data['next'])}%" if data["next"] is not None else "complete"
     lines = [
-        f"## rollout report: **{data['verdict']}** ({data['current']}% -> {nxt})",
+        f"## rollout report: **{md(data['verdict'])}** ({md(data['current'])}% -> {nxt})",
         "",
     ]
     if data["reasons"]:
-        lines += [f"- {r}" for r in data["reasons"]] + [""]
+        lines += [f"- {md(r)}" for r in data["reasons"]] + [""]
     if data["warnings"]:
-        lines += ["**Warnings**", ""] + [f"- {w}" for w in data["warnings"]] + [""]
+        lines += ["**Warnings**", ""] + [f"- {md(w)}" for w in data["warnings"]] + [""]
     lines += ["### Models", "", "| model | role | health | detail | latency | smoke | verdict |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in data["matrix"]:
         latency = f"{r['latency_ms']:.0f} ms" if r["latency_ms"] is not None else "-"
-        lines.append(f"| {r['alias']} | {r['role']} | {r['health']} | {r['detail']} | {latency} | "
-                     f"{r['smoke'] or '-'} | {r['verdict']} |")
+        lines.append(_row(r["alias"], r["role"], r["health"], r["detail"], latency, r["smoke"] or "-", r["verdict"]))
     lines += ["", "### Gates", "", "| gate | status | value | threshold | source |", "| --- | --- | --- | --- | --- |"]
     for g in data["gates"]:
-        lines.append(f"| {g['name']} | {g['status']} | {g['value']} | {g['threshold']} | {g['source']} |")
+        lines.append(_row(g["name"], g["status"], g["value"], g["threshold"], g["source"]))
     lines += ["", "### Stage history", ""]
     if data["history"]:
-        lines += [f"- {h['time']} {h['from']}% -> {h['to']}% by {h['actor']} ({h['command']})"
-                  + (f": {h['reason']}" if h.get("reason") else "") for h in data["history"]]
+        lines += [f"- {md(h['time'])} {md(h['from'])}% -> {md(h['to'])}% by {md(h['actor'])} ({md(h['command'])})"
+                  + (f": {md(h['reason'])}" if h.get("reason") else "") for h in data["history"]]
     else:
         lines.append("- no stage change recorded yet")
     lines += ["", "### Rollback readiness", "", "| level | ready | budget | problems |", "| --- | --- | --- | --- |"]
     for r in data["rollback_readiness"]:
         budget = format_duration(r["budget_s"]) if r["budget_s"] else "-"
-        lines.append(f"| {r['level']} | {'yes' if r['ready'] else 'no'} | {budget} | {'; '.join(r['problems']) or '-'} |")
+        lines.append(_row(r["level"], "yes" if r["ready"] else "no", budget, "; ".join(r["problems"]) or "-"))
     return "\n".join(lines) + "\n"
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(md(cell) for cell in cells) + " |"

@@ -135,6 +135,10 @@ def status(root: Path) -> Result[SandboxStatusPayload]:
                       [f"no sandbox is up in {root}; start one with `rollout sandbox up {shlex.quote(str(root))}`"],
                       ExitCode.UNAVAILABLE)
     payload = SandboxStatusPayload(found, next_steps(root))
+    if found["gateway"].get("engine_answers") is False:  # `sandbox up` could not fix that: say what is wrong
+        return Result("sandbox status", payload, [
+            f"the sandbox in {root} runs its gateway in Docker: {found['gateway']['error']}"
+        ], ExitCode.UNAVAILABLE)
     if payload.healthy:
         return Result("sandbox status", payload, _next_lines(root))
     return Result("sandbox status", payload, [

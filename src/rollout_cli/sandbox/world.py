@@ -497,6 +497,8 @@ def status(root: Path) -> dict[str, Any]:
 
             box = ContainerRuntime().state(state.container or container_name(root))
             gateway.update(running=box.running, status=box.status, health=box.health, uptime_s=box.uptime_s)
+        except DockerUnavailable as exc:  # the container may well run: nobody can tell
+            gateway.update(running=None, status="unknown", error=exc.message, engine_answers=False)
         except RolloutError as exc:
             gateway.update(running=False, status="unknown", error=exc.message)
     with GatewayClient(state.gateway_url, None) as client:

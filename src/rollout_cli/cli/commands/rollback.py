@@ -6,7 +6,7 @@ import typer
 
 from rollout_cli.cli.context import load
 from rollout_cli.cli.options import dry_run_option, json_option, reason_option, yes_option
-from rollout_cli.cli.render import render
+from rollout_cli.cli.render import plain, render
 from rollout_cli.errors import InputError
 
 HELP = (
@@ -36,5 +36,5 @@ def register(app: typer.Typer) -> None:
         if mode == "run" and not yes:
             if not sys.stdin.isatty():
                 raise InputError("rollback needs confirmation; pass --yes to run it non-interactively")
-            typer.confirm(f"Roll back to level {level} in {ws.root}?", abort=True, err=True)
+            typer.confirm(f"Roll back to level {level} in {plain(ws.root)}?", abort=True, err=True)
         render(run_rollback(ws, plan, reason=reason, mode=mode), json_output)

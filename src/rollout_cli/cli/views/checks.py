@@ -82,7 +82,7 @@ def smoke_view(out: Any, result: Result[SmokeReport]) -> None:
     if gateway:
         out.print(f"[bold]gateway[/] {esc(d['gateway']['url'])}: {status_text(gateway['status'])}")
     by_key = {(c["model"], c["check"]): c for c in checks}
-    table = new_table("model", *cases, "cost")
+    table = new_table("model", *map(esc, cases), "cost")
     cost_models = [m["alias"] for m in (d.get("cost") or {}).get("models", [])]
     for model in list(dict.fromkeys(d["plan"]["models"] + cost_models)):
         cells = []

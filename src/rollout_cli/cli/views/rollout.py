@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from rollout_cli.cli.render import console, esc, human, json_line, new_table, status_text
+from rollout_cli.cli.render import console, esc, human, json_line, new_table, plain, status_text
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.rollout.advance import AdvancePayload
@@ -39,10 +39,10 @@ def decision_renderable(d: dict[str, Any]) -> Group:
     parts: list[Any] = [head, matrix, gates]
     if d["reasons"]:
         parts.append(Text("why:"))
-        parts += [Text(f"  - {r}") for r in d["reasons"]]
+        parts += [Text(f"  - {plain(r)}") for r in d["reasons"]]
     if d["warnings"]:
         parts.append(Text("warnings:", style="yellow"))
-        parts += [Text(f"  - {w}") for w in d["warnings"]]
+        parts += [Text(f"  - {plain(w)}") for w in d["warnings"]]
     return Group(*parts)
 
 
@@ -91,9 +91,9 @@ def watch_renderable(v: dict[str, Any]) -> Group:
         f"[bold]{esc(v['time'])}[/]  stage {v['stage']}%  soak {esc(v['soak']['text'])}  gateway {alive}"
     )]
     if v.get("drift"):
-        parts.append(Text(f"DRIFT: {v['drift']}", style="bold red"))
+        parts.append(Text(f"DRIFT: {plain(v['drift'])}", style="bold red"))
     if v.get("metrics_error"):
-        parts.append(Text(f"metrics: {v['metrics_error']}", style="yellow"))
+        parts.append(Text(f"metrics: {plain(v['metrics_error'])}", style="yellow"))
     window = v.get("window")
     if window:
         figures = new_table("", "requests", "errors", "error rate", "latency p50", "latency p95", "added p95",

@@ -14,15 +14,15 @@ from rollout_cli.rollout.status import HistoryPayload, StatusPayload
 def status_view(out: Any, result: Result[StatusPayload]) -> None:
     d = result.data
     stage = d["stage"]
-    out.print(f"[bold]stage[/] {stage['percentage']}% through the gateway")
+    out.print(f"[bold]stage[/] {esc(stage['percentage'])}% through the gateway")
     out.print(
-        f"  env file   {esc(d['env_file'])}: LITELLM_ENABLED={format_setting(stage['env_enabled'])} "
-        f"LITELLM_ROLLOUT_PERCENTAGE={format_setting(stage['env_percentage'])}"
+        f"  env file   {esc(d['env_file'])}: LITELLM_ENABLED={esc(format_setting(stage['env_enabled']))} "
+        f"LITELLM_ROLLOUT_PERCENTAGE={esc(format_setting(stage['env_percentage']))}"
     )
     if d["flags_file"]:
         out.print(
-            f"  flags file {esc(d['flags_file'])}: {format_setting(stage['flags_percentage'])}% "
-            f"(enabled={format_setting(stage['flags_enabled'])})"
+            f"  flags file {esc(d['flags_file'])}: {esc(format_setting(stage['flags_percentage']))}% "
+            f"(enabled={esc(format_setting(stage['flags_enabled']))})"
         )
     if stage["drift"]:
         out.print(f"[bold red]DRIFT[/] {esc(stage['drift'])}; set both with `rollout rollback --level 1` or fix by hand")
@@ -35,7 +35,7 @@ def status_view(out: Any, result: Result[StatusPayload]) -> None:
                   f"{esc(undone['actor'])} and recorded no end (killed or crashed part-way): the files may have "
                   "changed without a record; check them, then run it again to finish it")
     if last:
-        out.print(f"  since {last['time']} by {esc(last['actor'])} ({esc(last['command'])}"
+        out.print(f"  since {esc(last['time'])} by {esc(last['actor'])} ({esc(last['command'])}"
                   + (f": {esc(last['reason'])}" if last.get("reason") else "") + ")")
     else:
         out.print("  no change recorded in the audit trail yet")

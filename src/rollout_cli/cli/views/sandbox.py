@@ -1,0 +1,74 @@
+"""Human renderings of `rollout sandbox up|status|fault` (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollout_cli.cli.render import TextOut, esc, human
+from rollout_cli.cli.views.gateway import log_lines
+from rollout_cli.core.result import Result
+from rollout_cli.sandbox.commands import SandboxFaultPayload, SandboxStatusPayload, SandboxUpPayload
+
+
+@human(SandboxUpPayload)
+def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
+    d = result.data
+    if not result.payload.up:
+        log_lines(TextOut(), d)
+        return
+    out.print(f"[bold]sandbox[/] {esc(d['dir'])}  (runtime {esc(d['runtime'])})")
+    out.print(f"  gateway    {esc(d['gateway_url'])}" + (f"  container {esc(d['container'])}" if d["container"] else
+                                                         f"  pid {d['pids'].get('gateway')}"))
+    out.print(f"  simulator  {esc(d['simulator_url'])}  pid {d['pids'].get('simulator')}")
+    out.print(f"  workspace  {esc(d['dir'])}/rollout.yaml, app repo {esc(d['dir'])}/app")
+    out.print(f"  master key {esc(d['master_key_file'])} (mode 0600)")
+
+
+@human(SandboxStatusPayload)
+def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
+    d = result.data
+    if not result.payload.up:
+        return
+    verdict = "[green]healthy[/]" if d["healthy"] else "[bold red]not healthy[/]"
+    out.print(f"[bold]sandbox[/] {esc(d['dir'])}: {verdict} (runtime {esc(d['runtime'])}, since {esc(d['created'])})")
+    sim, gw = d["simulator"], d["gateway"]
+    out.print(f"  simulator  {esc(sim['url'])}  pid {sim['pid']}  " + _running(sim["running"]))
+    where = f"container {esc(gw['container'])}" if d["runtime"] == "docker" else f"pid {gw.get('pid')}"
+    health = f", health {esc(gw['health'])}" if gw.get("health") else ""
+    out.print(f"  gateway    {esc(gw['url'])}  {where}  {_running(gw.get('running'))}{health}, "
+              f"liveliness {'ok' if gw['liveliness'] else 'failed'}, readiness {'ok' if gw['readiness'] else 'failed'}")
+    if gw.get("error"):
+        out.print(f"             {esc(gw['error'])}")
+    faults = sim.get("faults") or {}
+    for model, fault in faults.items():
+        out.print(f"  fault      {esc(model)}: " + _fault_text(fault))
+
+
+def _running(running: bool | None) -> str:
+    if running is None:  # the Docker engine did not answer
+        return "[yellow]unknown[/]"
+    return "[green]running[/]" if running else "[bold red]not running[/]"
+
+
+def _fault_text(fault: dict[str, Any]) -> str:
+    parts = []
+    if fault.get("status"):
+        parts.append(f"status {fault['status']}")
+    if fault.get("mode"):
+        parts.append(f"mode {fault['mode']}")
+    if fault.get("rate") is not None and (fault.get("status") or fault.get("mode")):
+        parts.append(f"rate {fault['rate']:g}")
+    if fault.get("latency_ms"):
+        parts.append(f"latency {fault['latency_ms']} ms")
+    if fault.get("retry_after") is not None:
+        parts.append(f"retry-after {fault['retry_after']} s")
+    return esc(", ".join(parts))
+
+
+@human(SandboxFaultPayload)
+def sandbox_fault_view(out: Any, result: Result[SandboxFaultPayload]) -> None:
+    faults = result.payload.faults
+    if faults:
+        out.print("[bold]faults in force[/]:")
+        for model, fault in faults.items():
+            out.print(f"  {esc(model)}: {_fault_text(fault)}")
