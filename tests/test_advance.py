@@ -280,6 +280,7 @@ def test_watch_records_samples_that_advance_judges(world, sandbox):
 
 
 def test_sandbox_traffic_splits_by_the_rollout_percentage(sandbox):
+    from rollout_cli.sandbox.traffic import ADDED_LATENCY_PAIRS, ADDED_LATENCY_WARMUP
     from support import rollout
 
     env = sandbox.root / "app" / ".env"
@@ -298,7 +299,8 @@ def test_sandbox_traffic_splits_by_the_rollout_percentage(sandbox):
     assert gateway["requests"] + direct["requests"] == 40
     assert 8 <= gateway["requests"] <= 32  # about half, by the app's own bucketing
     assert gateway["failed"] == 0 and direct["failed"] == 0
-    assert sandbox.admin.stats()["total"] - before == 40  # every request reached the simulated OpenRouter
+    # every request reached the simulated OpenRouter, and so did the paired latency probes (both halves)
+    assert sandbox.admin.stats()["total"] - before == 40 + 2 * (ADDED_LATENCY_PAIRS + ADDED_LATENCY_WARMUP)
 
 
 def test_sandbox_traffic_refuses_a_silly_rate(sandbox):
