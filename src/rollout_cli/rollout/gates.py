@@ -17,6 +17,7 @@ from typing import Any
 from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.health import HealthReport, check_health
 from rollout_cli.checks.smoke import DRILL, SmokeReport, run_smoke
+from rollout_cli.checks.suite import Case, load_suite, suite_path
 from rollout_cli.core.audit import AuditLog, StageChange, stage_changes
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.stage import Stage, read_stage
@@ -83,6 +84,7 @@ class Decision:
     requests_sent: int
     metrics_summary: dict[str, Any] | None = None
     topology: Topology | None = None  # the gateway config the checks read, for the post-check after a write
+    requests_shared: int = 0  # answers one check read from another's request instead of sending its own
 
     @property
     def reasons(self) -> list[str]:
@@ -99,6 +101,7 @@ class Decision:
             "gates": [g.to_json() for g in self.gates],
             "matrix": [r.to_json() for r in self.matrix],
             "requests_sent": self.requests_sent,
+            "requests_shared": self.requests_shared,
         }
 
 
@@ -235,11 +238,22 @@ def scrape_metrics(ws: Workspace, client: GatewayClient | None = None) -> tuple[
 # --- health, smoke and cost -------------------------------------------------------
 
 
-def _health(ws: Workspace, evidence: Evidence) -> tuple[HealthReport | None, str | None]:
+def _health(ws: Workspace, evidence: Evidence, probe: Case | None = None) -> tuple[HealthReport | None, str | None]:
     try:
-        return check_health(ws, evidence=evidence), None
+        if probe is None:
+            return check_health(ws, evidence=evidence), None
+        return check_health(ws, evidence=evidence, prompt=probe.prompt, max_tokens=probe.max_tokens), None
     except RolloutError as exc:
         return None, str(exc)
+
+
+def _shared_probe(ws: Workspace) -> Case | None:
+    """The smoke suite's first case: health asks it, so smoke reads that answer instead of sending it again."""
+    try:
+        cases = load_suite(suite_path(None, ws.playbooks)).cases
+    except RolloutError:
+        return None  # smoke reports the bad suite; health asks its own ping
+    return cases[0] if cases else None
 
 
 def _smoke(ws: Workspace, evidence: Evidence) -> tuple[SmokeReport | None, str | None]:
@@ -404,7 +418,7 @@ def gather(ws: Workspace, plan: StagePlan, stage: Stage) -> Findings:
     runs_smoke = g.smoke or g.cost_free_only
     found = Findings()
     try:
-        evidence = Evidence(ws)
+        evidence = Evidence(ws, share_answers=True)
     except RolloutError as exc:  # an unreadable gateway config: the checks that read it cannot run
         found.health_error = str(exc)
         found.smoke_error = str(exc) if runs_smoke else None
@@ -417,7 +431,7 @@ def gather(ws: Workspace, plan: StagePlan, stage: Stage) -> Findings:
             # Scrape first: the window must not count this evaluation's own check requests.
             found.scrape, found.scrape_error = scrape_metrics(ws, evidence.client)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            health_f = pool.submit(_health, ws, evidence)
+            health_f = pool.submit(_health, ws, evidence, _shared_probe(ws) if runs_smoke else None)
             smoke_f = pool.submit(_smoke, ws, evidence) if runs_smoke else None
             found.health, found.health_error = health_f.result()
             if smoke_f is not None:
@@ -458,5 +472,6 @@ def evaluate(ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip
     matrix = verdict_matrix(health, smoke)
     warnings = [w for gate in gates for w in gate.warnings]
     sent = sum((getattr(r, "requests", None) or {}).get("sent", 0) for r in (health, smoke) if r is not None)
+    shared = sum((getattr(r, "requests", None) or {}).get("shared", 0) for r in (health, smoke) if r is not None)
     return Decision(combine(gates), current, plan.next_stage(current), gates, matrix, warnings, sent,
-                    found.scrape, found.topology)
+                    found.scrape, found.topology, requests_shared=shared)
