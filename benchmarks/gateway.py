@@ -74,7 +74,7 @@ def candidates() -> list[Candidate]:
                   settings={"general_settings": {"disable_spend_logs": True}}),
         Candidate("httpx", "shipped + httpx transport (aiohttp off)",
                   settings={"litellm_settings": {"disable_aiohttp_transport": True}}),
-        Candidate("workers-2", "shipped + 2 workers, PROMETHEUS_MULTIPROC_DIR",
+        Candidate("workers-2", "shipped + 2 workers, PROMETHEUS_MULTIPROC_DIR (the compose file)",
                   env={"PROMETHEUS_MULTIPROC_DIR": "/tmp/litellm-prometheus"},
                   # uvicorn restarts a worker that misses its health check: on a busy machine LiteLLM's
                   # import alone takes longer than the default, and the workers never come up

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,14 @@ def test_the_sandbox_gateway_runs_with_production_logging() -> None:
     env = gateway_settings("http://127.0.0.1:9/api/v1", "sk-x")
     assert env["LITELLM_LOG"] == "ERROR" and env["LITELLM_MODE"] == "PRODUCTION"
 
+
+
+def test_the_production_compose_file_runs_the_measured_configuration() -> None:
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "deploy" / "docker-compose.yml").read_text())
+    env = compose["services"]["litellm"]["environment"]
+    assert env["LITELLM_LOG"] == "ERROR" and env["LITELLM_MODE"] == "PRODUCTION"
+    # two workers only with a shared metrics folder: otherwise /metrics/ shows one worker's half
+    assert env["NUM_WORKERS"] == "2" and env["PROMETHEUS_MULTIPROC_DIR"].startswith("/")
+    assert int(env["TIMEOUT_WORKER_HEALTHCHECK"]) >= 30
