@@ -145,8 +145,9 @@ def test_env_and_flags_disagree_is_no_go(world):
 
 
 def test_post_check_failure_rolls_back_with_level_1(world, sandbox):
-    # The evaluation sends the primary 3 requests (health 1, smoke 2); the 4th, the post-check, fails.
-    sandbox.admin.set_fault(PRIMARY, status=500, rate=0.25)
+    # The evaluation sends the primary 2 requests (health's ping, which smoke's ping case shares, and
+    # smoke's json case); the 3rd, the post-check, fails.
+    sandbox.admin.set_fault(PRIMARY, status=500, rate=0.4)
     result, data = _advance(world)
     assert result.exit_code == 1, result.output
     assert data["verdict"] == "GO"
