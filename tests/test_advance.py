@@ -180,8 +180,9 @@ POST_CHECK_CASES = {"none": None, "rollback-1": 0, "rollback-2": 0, "rollback-3"
 @pytest.mark.parametrize("on_failure", list(POST_CHECK_CASES))
 def test_post_check_failure_follows_on_post_check_failure(world, sandbox, on_failure):
     _plan_override(world, f"kind: rollout\nstages: [10, 50, 100]\non_post_check_failure: {on_failure}\n")
-    # The evaluation sends the primary 3 requests (health 1, smoke 2); the 4th, the post-check, fails.
-    sandbox.admin.set_fault(PRIMARY, status=500, rate=0.25)
+    # The evaluation sends the primary 2 requests (health's ping, which smoke's ping case shares, and
+    # smoke's json case); the 3rd, the post-check, fails.
+    sandbox.admin.set_fault(PRIMARY, status=500, rate=0.4)
     head = world.head()
     result, data = _advance(world)
     assert result.exit_code == 1, result.output
@@ -223,7 +224,7 @@ def test_post_check_failure_whose_rollback_fails_too_says_traffic_stays(world, s
         "  - type: env.set\n    values: {LITELLM_ROLLOUT_PERCENTAGE: 0}\n  - type: flag.set\n    percentage: 0\n"
     )
     _plan_override(world, "kind: rollout\nstages: [10, 50, 100]\n", **{"rollback-1": refusing_level_1})
-    sandbox.admin.set_fault(PRIMARY, status=500, rate=0.25)
+    sandbox.admin.set_fault(PRIMARY, status=500, rate=0.4)
     result = world.cli("advance", "--yes")
     assert result.exit_code == 1, result.output
     assert "post-check failed: primary glm-4.5-air: down, HTTP 500" in result.stdout
@@ -357,6 +358,7 @@ def test_watch_records_samples_that_advance_judges(world, sandbox):
 
 
 def test_sandbox_traffic_splits_by_the_rollout_percentage(sandbox):
+    from rollout_cli.sandbox.traffic import ADDED_LATENCY_PAIRS, ADDED_LATENCY_WARMUP
     from support import rollout
 
     env = sandbox.root / "app" / ".env"
@@ -375,7 +377,8 @@ def test_sandbox_traffic_splits_by_the_rollout_percentage(sandbox):
     assert gateway["requests"] + direct["requests"] == 40
     assert gateway["requests"] == gateway_share(40, 50) == 20  # the app's own bucketing of these user ids
     assert gateway["failed"] == 0 and direct["failed"] == 0
-    assert sandbox.admin.stats()["total"] - before == 40  # every request reached the simulated OpenRouter
+    # every request reached the simulated OpenRouter, and so did the paired latency probes (both halves)
+    assert sandbox.admin.stats()["total"] - before == 40 + 2 * (ADDED_LATENCY_PAIRS + ADDED_LATENCY_WARMUP)
 
 
 def test_sandbox_traffic_refuses_a_silly_rate(sandbox):
@@ -441,7 +444,9 @@ def test_gateway_that_stops_answering_mid_evaluation(tmp_path):
         gates = {g["name"]: g for g in data["gates"]}
         # the preflight ran before the kill: alive and ready; the completions in flight were cut
         assert gates["gateway"]["status"] == "pass" and gates["gateway"]["value"] == "alive, ready"
-        assert gates["primary model"]["status"] == "fail"
+        # the simulator counts a request when it answers, so the first model may have got its
+        # answer just before the kill; the ones still in flight broke off
+        assert any(g["status"] == "fail" and "connect" in g["reason"] for g in gates.values()), gates
         assert (info.root / "app" / ".env").read_text() == env_before
         assert [(r["result"], r["changes"]) for r in load_history(info.root) if r["command"] == "advance"] == [
             ("NO-GO", [])]

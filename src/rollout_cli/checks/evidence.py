@@ -3,7 +3,8 @@
 One `advance` evaluation runs health, smoke, the cost guard and a metrics
 scrape: they read the gateway config, the master key and the gateway's own
 preflight (liveliness, readiness, key) once, through one HTTP client, instead
-of each rebuilding them.
+of each rebuilding them; with `share_answers` they also share completions, so
+a question health and smoke both ask a model is sent once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
+from rollout_cli.checks.budget import SharedAnswers
 from rollout_cli.checks.preflight import GatewayState, check_gateway
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.gateway.api import GatewayClient
@@ -22,8 +24,13 @@ DEFAULT_TIMEOUT_S = 10.0
 class Evidence:
     """The workspace's gateway config (parsed), one client with the key (read once) and one preflight."""
 
-    def __init__(self, ws: Workspace, *, timeout: float = DEFAULT_TIMEOUT_S, topology: Topology | None = None) -> None:
+    def __init__(
+        self, ws: Workspace, *, timeout: float = DEFAULT_TIMEOUT_S, topology: Topology | None = None,
+        share_answers: bool = False,
+    ) -> None:
         self.ws = ws
+        # One decision's checks ask each model the same question once (health's ping is the smoke suite's first case).
+        self.answers = SharedAnswers() if share_answers else None
         self.topology = topology if topology is not None else load_topology(ws.gateway.config)
         self.client = GatewayClient(ws.gateway.url, ws.gateway.key.value, timeout)
         self._gateway: GatewayState | None = None

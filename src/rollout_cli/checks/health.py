@@ -152,11 +152,14 @@ def check_health(
     sequential: bool | None = None,
     container: bool = True,
     evidence: Evidence | None = None,
+    prompt: str = HEALTH_PROMPT,
 ) -> HealthReport:
     """Check the gateway and every (or each named) model alias; never raises for what it finds.
 
     `evidence` shares the parsed gateway config, the client and the preflight
-    with the other checks of one decision. Raises InputError only for bad
+    with the other checks of one decision (and, when it shares answers, the
+    completions: `advance` asks with the smoke suite's first case as `prompt`
+    and `max_tokens`, so that case costs no second request). Raises InputError only for bad
     input: an unknown alias in `models`, an unreadable gateway config.
     """
     started = time.perf_counter()
@@ -179,9 +182,9 @@ def check_health(
         state = evidence.gateway()
         if topology is None:
             selected = select_models(models, known_aliases(None, state), f"gateway {ws.gateway.url}")
-        budget = RequestBudget(evidence.client, planned=len(selected) if state.usable else 0)
+        budget = RequestBudget(evidence.client, planned=len(selected) if state.usable else 0, shared=evidence.answers)
         if state.usable:
-            results = _check_models(budget, selected, topology, timeout, max_tokens, sequential)
+            results = _check_models(budget, selected, topology, timeout, prompt, max_tokens, sequential)
         else:
             # Nothing was sent: with the key refused every model is an auth error, with no gateway unknown.
             status = AUTH_ERROR if state.problem == "auth-error" else NOT_CHECKED
@@ -242,12 +245,13 @@ def _check_models(
     aliases: list[str],
     topology: Topology | None,
     timeout: float,
+    prompt: str,
     max_tokens: int,
     sequential: bool,
 ) -> list[ModelHealth]:
     def one(alias: str) -> ModelHealth:
         # Health is one shot per alias: a 429 is reported at once, the next run (or --watch round) is the retry.
-        seen, _ = budget.ask_counted(alias, HEALTH_PROMPT, max_tokens=max_tokens, timeout=timeout, retry=False)
+        seen, _ = budget.ask_counted(alias, prompt, max_tokens=max_tokens, timeout=timeout, retry=False)
         verdict = classify(seen, alias)
         return ModelHealth(
             alias=alias,

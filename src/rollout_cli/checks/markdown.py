@@ -64,10 +64,11 @@ def smoke_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-# Backslash-escaped wherever they stand: what could start emphasis, a link or image, raw HTML,
-# a code span or a table cell. Line breaks are gone already (printable), so nothing
-# can start a heading, a list or a block.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#!|~])")
+# Backslash-escaped wherever they stand: what could start emphasis, a link or image (no `[`,
+# no link), raw HTML, a code span or a table cell. Line breaks are gone already (printable),
+# so nothing can start a heading, a list or a block; `(`, `#` and `!` are inert mid-line and
+# stay readable.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
 def md(text: object) -> str:

@@ -244,7 +244,7 @@ def run_smoke(
         cost_thread.start()
     try:
         state = evidence.gateway()
-        budget = RequestBudget(evidence.client, cap=max_requests, planned=plan.completions)
+        budget = RequestBudget(evidence.client, cap=max_requests, planned=plan.completions, shared=evidence.answers)
         checks: list[CheckResult] = [_gateway_check(state)]
         if state.usable:
             jobs: list[Callable[[], list[CheckResult]]] = [
@@ -309,6 +309,8 @@ def _run_cases(budget: RequestBudget, suite: Suite, alias: str) -> list[CheckRes
                 stopped = f"{alias} was {verdict.status} in case '{case.name}'"
             elif verdict.status == BROKEN and verdict.error_class == "unknown-model":
                 stopped = f"the gateway does not serve {alias}"
+        if sent == 0:
+            result.detail += " (answer shared with another check of this decision: not sent again)"
         out.append(result)
     return out
 

@@ -69,7 +69,8 @@ def gateway_settings(simulator_api_base: str, simulator_key: str) -> dict[str, s
         "OPENROUTER_API_KEY": simulator_key,
         "OPENROUTER_API_BASE": simulator_api_base,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no cost-map download at start: there is no internet
-        "LITELLM_LOG": "INFO",
+        "LITELLM_LOG": "ERROR",  # as deploy/docker-compose.yml: INFO logs cost ~3 ms a request (docs/SETUP.md)
+        "LITELLM_MODE": "PRODUCTION",  # no .env file read from the working folder at start
         "PYTHONUNBUFFERED": "1",  # log lines reach the log file as they happen
     }
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollout_cli.checks.latency import measure_gateway
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import load_workspace
@@ -29,6 +30,8 @@ from rollout_cli.simulator import GATEWAY_ALIASES
 APP_USER_AGENT = "sample-app/1.0 (rollout sandbox traffic)"  # app traffic, not a check: it counts
 MAX_RPS = 50.0
 MAX_DURATION_S = 3600.0
+ADDED_LATENCY_PAIRS = 20  # after the traffic: the simulator has no quota, and 20 pairs give a stable p50
+ADDED_LATENCY_WARMUP = 3
 PROMPTS = ("ping", "Summarize our refund policy in one sentence.", "Reply with json: an object {\"ok\": true}")
 
 
@@ -131,8 +134,21 @@ def traffic(
     messages = [f"sent {len(results)} requests in {took:.1f} s at {percentage}% through the gateway: "
                 f"{g['requests']} via the gateway ({g['failed']} failed), {d['requests']} direct ({d['failed']} failed)"]
     if g["latency_p50_ms"] is not None and d["latency_p50_ms"] is not None:
-        messages.append(f"p50 latency: gateway {g['latency_p50_ms']} ms, direct {d['latency_p50_ms']} ms "
-                        f"(the gateway adds about {g['latency_p50_ms'] - d['latency_p50_ms']:.1f} ms)")
+        messages.append(f"p50 latency: gateway {g['latency_p50_ms']} ms, direct {d['latency_p50_ms']} ms")
+    messages.append(added_latency_line(ws.gateway.url, ws.gateway.key.require(), state, alias))
     if percentage == 0:
         messages.append("the rollout is at 0%: every request went direct; `rollout advance` moves users to the gateway")
     return Result("sandbox traffic", payload, messages)
+
+
+def added_latency_line(gateway_url: str, key: str, state: Any, alias: str, pairs: int = ADDED_LATENCY_PAIRS) -> str:
+    """What the gateway adds, measured the way benchmarks/gateway.py does (rollout_cli.checks.latency):
+    the traffic above compares two different sets of users, so its p50s differ by more than the gateway."""
+    with GatewayClient(gateway_url, key, timeout=30.0) as gateway, \
+            GatewayClient(state.simulator_api_base.removesuffix("/v1"), state.simulator_key, timeout=30.0) as direct:
+        seen = measure_gateway(gateway, direct, alias, GATEWAY_ALIASES[alias], pairs=pairs, warmup=ADDED_LATENCY_WARMUP)
+    p50, p95 = seen.added(50), seen.added(95)
+    if p50 is None or p95 is None:
+        return f"the gateway's added latency was not measured: {seen.failed} of {pairs} paired requests failed"
+    return (f"the gateway adds about {p50:.1f} ms (p50; p95 {p95:.1f} ms) over {seen.pairs} paired requests, "
+            "gateway vs direct, same prompt")

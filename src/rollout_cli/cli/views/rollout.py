@@ -26,7 +26,8 @@ def decision_renderable(d: dict[str, Any]) -> Group:
     nxt = f"{d['next']}%" if d.get("next") is not None else "complete"
     head = Text.from_markup(
         f"[{VERDICT_STYLE[d['verdict']]}]{d['verdict']}[/]  {d['current']}% -> {nxt}"
-        f"  ({d.get('requests_sent', 0)} check requests sent)"
+        f"  ({d.get('requests_sent', 0)} check requests sent"
+        + (f", {d['requests_shared']} answers shared between checks" if d.get("requests_shared") else "") + ")"
     )
     matrix = new_table("model", "role", "health", "detail", "latency", "smoke", "verdict", title="models")
     for r in d["matrix"]:
