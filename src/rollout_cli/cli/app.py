@@ -143,7 +143,7 @@ def _register() -> None:
         importlib.import_module(f"{commands.__name__}.{name}").register(app)
 
 
-COMMAND_ORDER = ["init", "status", "advance", "report", "watch", "health", "smoke",
+COMMAND_ORDER = ["init", "status", "advance", "report", "watch", "health", "smoke", "models", "quota",
                  "rollback", "history", "gateway", "sandbox"]
 
 
