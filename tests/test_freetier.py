@@ -20,6 +20,7 @@ import pytest
 
 from rollout_cli.gateway.api import GatewayClient
 from support import rollout
+from test_json_contract import valid
 
 pytestmark = pytest.mark.gateway
 
@@ -65,7 +66,8 @@ def cli(sb: Any, *args: str, code: int | None = None) -> dict:
         assert result.exit_code == code, result.output
     data = json.loads(result.stdout)
     assert data.get("exit_code", data.get("error", {}).get("exit_code")) == result.exit_code
-    return data
+    grouped = args[0] in ("sandbox", "gateway")
+    return valid("error" if "error" in data else " ".join(args[:2] if grouped else args[:1]), data)
 
 
 def gate(data: dict, name: str) -> dict:
@@ -410,7 +412,7 @@ def test_watch_probe_cadence_comes_from_the_budget(sb: Any) -> None:
     set_quota(sb, 50, 0.2)
     stats = sb.admin.stats()["total"]
     result = rollout("-w", str(sb.root), "watch", "--probe", "--count", "2", "--interval", "0.5", "--json")
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    lines = [valid("watch", json.loads(line)) for line in result.stdout.splitlines()]
     # 10 requests a day for rollout, half for probes, 5 per round: one round a day
     assert [line["probe"]["this_sample"] for line in lines] == [True, False]
     assert lines[0]["probe"]["probe_every"] == 172_800 and lines[0]["probe"]["rounds_per_day"] == 1

@@ -96,6 +96,8 @@ class QuotaLedger:
             by_model[str(e.get("model"))] = by_model.get(str(e.get("model")), 0) + 1
             if e.get("ratelimit"):
                 account = {**e["ratelimit"], "seen_ts": e.get("ts")}
+            elif account is not None and e.get("status") == 200:
+                account["answered_after"] = True  # a free model answered since: the quota is not exhausted
         return Usage(
             day=day,
             used=len(entries),
@@ -187,7 +189,8 @@ class QuotaPayload:
         """OpenRouter said 0 left today (X-RateLimit-Remaining), and that quota has not reset since."""
         account = self.usage.account or {}
         reset = account.get("reset")
-        return account.get("remaining") == 0 and (reset is None or reset / 1000 > self.usage.reset_ts - DAY_S)
+        return (account.get("remaining") == 0 and not account.get("answered_after")
+                and (reset is None or reset / 1000 > self.usage.reset_ts - DAY_S))
 
     def to_json(self) -> dict[str, Any]:
         return {
