@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ from rollout_cli.io.atomic import atomic_write_text
 
 FAILURE_RESPONSES = "litellm_deployment_failure_responses_total"  # per model_group, exception_status, exception_class
 COOLDOWN_MEMORY = "failure-counts.json"  # in .rollout/: the gateway's failure counters when last read
+COOLDOWN_READS = 4
+COOLDOWN_READ_PAUSE_S = 0.5
 
 HEALTHY = "healthy"
 RATE_LIMITED = "rate-limited"
@@ -228,20 +231,29 @@ def explain_cooldowns(models: Sequence[Any], read_metrics: Callable[[], str], me
     """Judge each model the gateway answered "in cooldown" for by the failures that put it there.
 
     `models` have alias, status, error_class and message (ModelHealth). The
-    gateway's failure counters are read once, when a cooldown answer was
-    seen or when `memory` is kept (every health run refreshes it, so the next
-    cooldown is judged by what failed since), and compared with the counts kept
-    in `memory`, so the recent cause wins over an old one. Without metrics the model stays down
-    (cooldown, cause not read): it is not serving.
+    gateway's failure counters are read when a cooldown answer was seen, or
+    when `memory` is kept (every health run refreshes it, so the next cooldown
+    is judged by what failed since), and compared with the counts in `memory`,
+    so the recent cause wins over an old one; read again (up to 1.5 s more)
+    while a cooled model shows no new failure yet. Without metrics the model
+    stays down (cooldown, cause not read): it is not serving.
     """
     cooled = [m for m in models if m.error_class == "cooldown"]
     if not cooled and memory is None:
         return
-    try:
-        counts = failure_counts(read_metrics())
-    except RolloutError:
-        return
     before = _remembered(memory)
+    counts: dict[str, dict[str, list[float]]] = {}
+    for attempt in range(COOLDOWN_READS):
+        if attempt:
+            time.sleep(COOLDOWN_READ_PAUSE_S)
+        try:
+            counts = failure_counts(read_metrics())
+        except RolloutError:
+            return
+        # LiteLLM counts a failure in an async logging callback, after its answer: a failure that
+        # just put a model in cooldown may not be in the first read yet.
+        if before is None or all(_grew(counts.get(m.alias, {}), before.get(m.alias)) for m in cooled):
+            break
     if memory is not None:
         try:
             atomic_write_text(memory, json.dumps(counts))
@@ -252,6 +264,10 @@ def explain_cooldowns(models: Sequence[Any], read_metrics: Callable[[], str], me
         if cause is not None:
             verdict = cooldown_cause(*cause)
             m.status, m.error_class, m.message = verdict.status, verdict.error_class, verdict.message
+
+
+def _grew(now: dict[str, list[float]], before: dict[str, list[float]] | None) -> bool:
+    return any(v[0] > (before or {}).get(k, [0.0])[0] for k, v in now.items())
 
 
 def _remembered(memory: Path | None) -> dict[str, Any] | None:
