@@ -421,3 +421,20 @@ def test_watch_probe_cadence_comes_from_the_budget(sb: Any) -> None:
     assert lines[0]["probe"]["probe_every"] == 172_800 and lines[0]["probe"]["rounds_per_day"] == 1
     assert sb.admin.stats()["total"] - stats <= 5
 
+
+
+def test_the_human_views_of_models_quota_and_a_replace(sb: Any) -> None:
+    sb.admin.set_fault("kimi-k2", retired=True)
+    shown = rollout("-w", str(sb.root), "models")
+    assert shown.exit_code == 1
+    assert "free replacements for kimi-k2" in shown.stdout and "openai/gpt-oss-20b:free" in shown.stdout
+    assert "  rollout models --replace kimi-k2 openai/gpt-oss-20b:free" in shown.stdout
+    diff = rollout("-w", str(sb.root), "models", "--replace", "kimi-k2", "openai/gpt-oss-20b:free", "--dry-run")
+    assert diff.exit_code == 0
+    assert "+- model_name: gpt-oss-20b" in diff.stdout and "nothing written" in diff.stdout
+    quota = rollout("-w", str(sb.root), "quota")
+    assert quota.exit_code == 0 and "resets at 00:00 UTC" in quota.stdout
+    plan = rollout("-w", str(sb.root), "advance", "--plan")
+    assert plan.exit_code == 0 and "(health 5, smoke 11, post-check 1)" in plan.stdout
+    misuse = rollout("-w", str(sb.root), "models", "--dry-run")
+    assert misuse.exit_code == 2 and "--alias, --dry-run and --force go with --replace OLD NEW" in misuse.stderr
