@@ -170,3 +170,38 @@ def test_the_fallback_threshold_is_a_fraction(tmp_path: Path) -> None:
     assert (plan.gates.max_fallback_rate, plan.gates.catalog) == (0.1, False)
     with pytest.raises(PlaybookError, match=r"'gates.max_fallback_rate' is a fraction 0..1"):
         parse_plan({"gates": {"max_fallback_rate": 5}}, tmp_path / "p.yaml")
+
+
+def models_world(tmp_path: Path, *, config: bool = True) -> Path:
+    from rollout_cli.gateway.config import packaged_config
+
+    ws = tmp_path / "ws"
+    ws.mkdir(parents=True)
+    gateway = ""
+    if config:
+        (ws / "litellm-config.yaml").write_bytes(packaged_config().read_bytes())
+        gateway = "gateway:\n  config: litellm-config.yaml\n"
+    (ws / "rollout.yaml").write_text(f"app:\n  env_file: .env\n{gateway}")
+    return ws
+
+
+def test_models_input_errors_and_an_unreachable_catalog(tmp_path: Path) -> None:
+    from support import rollout
+
+    closed = {"OPENROUTER_API_BASE": "http://127.0.0.1:9/api/v1"}  # nothing listens: refused at once
+    bare = models_world(tmp_path / "a", config=False)
+    result = rollout("-w", str(bare), "models")
+    assert result.exit_code == 2 and "no gateway config: set gateway.config in rollout.yaml" in result.stderr
+    ws = models_world(tmp_path / "b")
+    result = rollout("-w", str(ws), "models", "--replace", "nope", "x/y:free", env=closed)
+    assert result.exit_code == 2 and "'nope' is not a model_name in" in result.stderr
+    result = rollout("-w", str(ws), "models", "--replace", "kimi-k2", "x/y:free", "--alias", "qwen3-coder", env=closed)
+    assert result.exit_code == 2 and "alias 'qwen3-coder' is already in" in result.stderr
+    result = rollout("-w", str(ws), "models", env=closed)
+    assert result.exit_code == 4 and "catalog http://127.0.0.1:9/api/v1/models cannot be read" in result.stdout
+    result = rollout("-w", str(ws), "models", "--replace", "kimi-k2", "x/y:free", env=closed)
+    assert result.exit_code == 4 and "pass --force to edit unchecked" in result.stderr
+    result = rollout("-w", str(ws), "models", "--replace", "kimi-k2", "x/y:free", "--force", "--json", env=closed)
+    assert result.exit_code == 0
+    assert "  - model_name: y                      # 4\n" in (ws / "litellm-config.yaml").read_text()
+    assert '"command": "models replace"' in (ws / ".rollout" / "history.jsonl").read_text()
