@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from rollout_cli.checks.catalog import fetch_entries
+from rollout_cli.checks.catalog import price_amount as _amount
 from rollout_cli.gateway.topology import OPENROUTER_API_BASE, GatewayModel, Topology
 
 FREE = "free"
@@ -97,8 +98,8 @@ def _judge(model: GatewayModel, catalog: dict[str, dict[str, str]] | None) -> Mo
     price = catalog.get(model.upstream_id)
     if price is None:
         if cost.status == FREE:
-            cost.status = PAID
-            cost.reason = f"{model.upstream_id} is not in OpenRouter's /models: its price cannot be confirmed"
+            # Retired: no endpoint serves it, so nothing can be billed for it (the catalog gate judges it).
+            cost.reason = f"{model.upstream_id} is not in OpenRouter's /models (retired): it cannot be billed"
         return cost
     cost.price = price
     charged = {k: v for k, v in price.items() if k in _PRICE_FIELDS and _amount(v) != 0}
@@ -112,29 +113,12 @@ def _judge(model: GatewayModel, catalog: dict[str, dict[str, str]] | None) -> Mo
     return cost
 
 
-def _amount(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return -1.0  # unreadable price: never counted as free
-
-
 def _base(model: GatewayModel) -> str:
     return model.api_base or OPENROUTER_API_BASE
 
 
 def _fetch_catalog(url: str, timeout: float) -> tuple[dict[str, dict[str, str]] | None, str | None]:
-    import httpx  # lazy: start-up time
-
-    host = urlsplit(url).hostname or ""
-    loopback = host in ("localhost", "::1") or host.startswith("127.")
-    try:
-        # A proxy variable may be what reaches the real OpenRouter; loopback never goes through one.
-        response = httpx.get(url, timeout=timeout, trust_env=not loopback)
-        response.raise_for_status()
-        entries = response.json()["data"]
-        return {str(e["id"]): {k: str(v) for k, v in (e.get("pricing") or {}).items()} for e in entries}, None
-    except httpx.HTTPError as exc:
-        return None, " ".join(str(exc).split())[:200] or type(exc).__name__
-    except (ValueError, KeyError, TypeError):
-        return None, "the answer is not OpenRouter's /models JSON"
+    entries, error = fetch_entries(url, timeout)
+    if entries is None:
+        return None, error
+    return {str(e["id"]): {k: str(v) for k, v in (e.get("pricing") or {}).items()} for e in entries}, None

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
+from typing import Any
 
 from rollout_cli.checks.budget import SharedAnswers
 from rollout_cli.checks.preflight import GatewayState, check_gateway
+from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.workspace import Workspace
-from rollout_cli.gateway.api import GatewayClient
+from rollout_cli.gateway.api import Completion, GatewayClient
 from rollout_cli.gateway.topology import Topology, load_topology
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -32,7 +34,9 @@ class Evidence:
         # One decision's checks ask each model the same question once (health's ping is the smoke suite's first case).
         self.answers = SharedAnswers() if share_answers else None
         self.topology = topology if topology is not None else load_topology(ws.gateway.config)
-        self.client = GatewayClient(ws.gateway.url, ws.gateway.key.value, timeout)
+        self.ledger = QuotaLedger(ws.state_dir)
+        self.ledger_error: str | None = None
+        self.client = GatewayClient(ws.gateway.url, ws.gateway.key.value, timeout, observer=self._count)
         self._gateway: GatewayState | None = None
         self._lock = threading.Lock()
 
@@ -42,6 +46,16 @@ class Evidence:
             if self._gateway is None:
                 self._gateway = check_gateway(self.client, self.ws.gateway)
             return self._gateway
+
+    def _count(self, body: dict[str, Any], seen: Completion) -> None:
+        """Every completion the gateway answered goes into the quota ledger (best effort: a check never fails on it)."""
+        if seen.status is None:
+            return
+        try:
+            self.ledger.record(str(body.get("model")), seen.status, fallbacks=not body.get("disable_fallbacks"),
+                               ratelimit=seen.ratelimit)
+        except OSError as exc:
+            self.ledger_error = f"quota ledger {self.ledger.folder}: {exc.strerror or exc}"
 
     def close(self) -> None:
         self.client.close()

@@ -22,9 +22,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rollout_cli.checks.budget import RequestBudget
-from rollout_cli.checks.classify import AUTH_ERROR, FAILING, HEALTHY, INCONCLUSIVE, NOT_CHECKED, classify
+from rollout_cli.checks.classify import (
+    AUTH_ERROR,
+    COOLDOWN_MEMORY,
+    FAILING,
+    HEALTHY,
+    INCONCLUSIVE,
+    NOT_CHECKED,
+    classify,
+    explain_cooldowns,
+)
 from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.preflight import GatewayState, known_aliases, select_models
+from rollout_cli.core.quota import require_room
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode
@@ -184,7 +194,9 @@ def check_health(
             selected = select_models(models, known_aliases(None, state), f"gateway {ws.gateway.url}")
         budget = RequestBudget(evidence.client, planned=len(selected) if state.usable else 0, shared=evidence.answers)
         if state.usable:
+            require_room(evidence.ledger, ws.openrouter, "health", len(selected))  # exit 3 past rollout's share
             results = _check_models(budget, selected, topology, timeout, prompt, max_tokens, sequential)
+            explain_cooldowns(results, evidence.client.metrics, ws.state_dir / COOLDOWN_MEMORY)
         else:
             # Nothing was sent: with the key refused every model is an auth error, with no gateway unknown.
             status = AUTH_ERROR if state.problem == "auth-error" else NOT_CHECKED

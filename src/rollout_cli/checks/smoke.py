@@ -28,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from rollout_cli.checks.budget import RequestBudget
-from rollout_cli.checks.classify import AUTH_ERROR, BROKEN, DOWN, HEALTHY, RATE_LIMITED, classify
+from rollout_cli.checks.classify import BROKEN, FAILING, HEALTHY, classify
+from rollout_cli.checks.classify import INCONCLUSIVE as UNSURE
 from rollout_cli.checks.cost import CostReport, catalog_urls, check_cost
 from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.junit import smoke_junit_xml
 from rollout_cli.checks.markdown import smoke_markdown
 from rollout_cli.checks.preflight import GatewayState, known_aliases, select_models
 from rollout_cli.checks.suite import Suite, evaluate, load_suite, suite_path
+from rollout_cli.core.quota import Forecast, QuotaLedger, forecast, require_room
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode, InputError
@@ -178,9 +180,13 @@ class SmokePlanPayload:
     """`rollout smoke --plan`: the requests a run would send; nothing was sent."""
 
     plan: SmokePlan
+    forecast: Forecast | None = None  # against rollout's share of the free quota today
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": "plan", "plan": self.plan.to_json()}
+        out: dict[str, Any] = {"mode": "plan", "plan": self.plan.to_json()}
+        if self.forecast is not None:
+            out["forecast"] = self.forecast.to_json()
+        return out
 
 
 def prepare(
@@ -244,6 +250,8 @@ def run_smoke(
         cost_thread.start()
     try:
         state = evidence.gateway()
+        if state.usable:
+            require_room(evidence.ledger, ws.openrouter, "smoke", plan.completions)  # exit 3 past rollout's share
         budget = RequestBudget(evidence.client, cap=max_requests, planned=plan.completions, shared=evidence.answers)
         checks: list[CheckResult] = [_gateway_check(state)]
         if state.usable:
@@ -256,6 +264,7 @@ def run_smoke(
             with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="smoke") as pool:
                 for found in pool.map(lambda job: job(), jobs):
                     checks.extend(found)
+            _drill_by_its_fallback(checks, drill)
         else:
             for alias in plan.models:
                 checks.extend(CheckResult(alias, case, SKIPPED, f"not sent: {state.problem}") for case in plan.cases)
@@ -293,7 +302,8 @@ def _run_cases(budget: RequestBudget, suite: Suite, alias: str) -> list[CheckRes
         if stopped:
             out.append(CheckResult(alias, case.name, SKIPPED, f"not sent: {stopped}"))
             continue
-        seen, sent = budget.ask_counted(alias, case.prompt, max_tokens=case.max_tokens, timeout=case.timeout_s)
+        seen, sent = budget.ask_counted(alias, case.prompt, max_tokens=case.max_tokens, timeout=case.timeout_s,
+                                        extra={"stream": True} if case.stream else None)
         verdict = classify(seen, alias)
         result = CheckResult(
             alias, case.name, PASS, "", verdict.status, seen.latency_ms, seen.status, seen.served_by, sent
@@ -303,9 +313,9 @@ def _run_cases(budget: RequestBudget, suite: Suite, alias: str) -> list[CheckRes
             result.status = FAIL if reasons else PASS
             result.detail = "; ".join(reasons) if reasons else "all assertions hold"
         else:
-            result.status = INCONCLUSIVE if verdict.status == RATE_LIMITED else FAIL
+            result.status = INCONCLUSIVE if verdict.status in UNSURE else FAIL
             result.detail = f"{verdict.status} ({verdict.error_class}): {verdict.message or ''}".rstrip(": ")
-            if verdict.status in (DOWN, RATE_LIMITED, AUTH_ERROR):
+            if verdict.status in UNSURE or (verdict.status in FAILING and verdict.status != BROKEN):
                 stopped = f"{alias} was {verdict.status} in case '{case.name}'"
             elif verdict.status == BROKEN and verdict.error_class == "unknown-model":
                 stopped = f"the gateway does not serve {alias}"
@@ -348,9 +358,20 @@ def _run_drill(budget: RequestBudget, suite: Suite, drill: dict[str, Any]) -> Ch
     else:
         verdict = classify(seen, primary)
         result.model_status = verdict.status
-        result.status = INCONCLUSIVE if verdict.status == RATE_LIMITED else FAIL
+        result.status = INCONCLUSIVE if verdict.status in UNSURE else FAIL
         result.detail = f"fallback from {primary} failed: HTTP {seen.status or '-'} {verdict.message or ''}".strip()
     return result
+
+
+def _drill_by_its_fallback(checks: list[CheckResult], drill: dict[str, Any] | None) -> None:
+    """A drill whose fallback was throttled or out of quota proves nothing either way: inconclusive, not failed."""
+    done = next((c for c in checks if c.check == DRILL and c.status == FAIL and c.http_status), None)
+    if drill is None or done is None:
+        return
+    unsure = next((c for c in checks if c.model == drill["expected"] and c.model_status in UNSURE), None)
+    if unsure is not None:
+        done.status = INCONCLUSIVE
+        done.detail = f"the fallback {unsure.model} was {unsure.model_status}: {done.detail}"
 
 
 def _cost_checks(cost: CostReport | None, plan: SmokePlan) -> list[CheckResult]:
@@ -383,7 +404,10 @@ def smoke(
 ) -> Result[SmokeReport] | Result[SmokePlanPayload]:
     """The `rollout smoke` command's core: plan, or run and write the JUnit and Markdown files."""
     if plan_only:
-        return Result("smoke", SmokePlanPayload(plan_smoke(ws, suite_file, models, max_requests)))
+        planned = plan_smoke(ws, suite_file, models, max_requests)
+        found = forecast(QuotaLedger(ws.state_dir), ws.openrouter, "smoke", planned.completions)
+        return Result("smoke", SmokePlanPayload(planned, found), [found.text],
+                      ExitCode.OK if found.fits else ExitCode.HOLD)
     report = run_smoke(ws, suite_file, models, max_requests=max_requests)
     if junit_xml is not None:
         _write_report(junit_xml, smoke_junit_xml(report.to_result().to_json()), "--junit-xml")

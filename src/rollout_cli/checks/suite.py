@@ -23,7 +23,7 @@ DEFAULT_TIMEOUT_S = 30.0
 
 _TOP_KEYS = ("kind", "description", "defaults", "cases", "drill")
 _DEFAULT_KEYS = ("max_tokens", "timeout")
-_CASE_KEYS = ("name", "prompt", "max_tokens", "timeout", "assert")
+_CASE_KEYS = ("name", "prompt", "max_tokens", "timeout", "assert", "stream")
 _DRILL_KEYS = ("enabled", "prompt", "max_tokens", "timeout")
 
 
@@ -34,6 +34,7 @@ class Case:
     max_tokens: int
     timeout_s: float
     assertions: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False  # ask for SSE: an error event mid-stream (HTTP 200) is then seen as broken
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,14 @@ def _case(path: Path, index: int, item: Any, max_tokens: int, timeout: float) ->
         max_tokens=_positive_int(path, f"{where}: max_tokens", item.get("max_tokens", max_tokens)),
         timeout_s=_duration(path, f"{where}: timeout", item.get("timeout", timeout)),
         assertions=checked,
+        stream=_flag(path, f"{where}: stream", item.get("stream", False)),
     )
+
+
+def _flag(path: Path, where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise PlaybookError(f"{path}: {where} must be true or false, got {value!r}")
+    return value
 
 
 def _drill(path: Path, raw: Any) -> Drill:

@@ -122,7 +122,7 @@ def _globals(
     ctx.obj = Globals(workspace=workspace, debug=debug or bool(ctx.meta.get(DEBUG)))
 
 
-COMMANDS = ["init", "status", "advance", "report", "watch", "health", "smoke",
+COMMANDS = ["init", "status", "advance", "report", "watch", "health", "smoke", "models", "quota",
             "rollback", "history", "gateway", "sandbox"]
 
 

@@ -40,6 +40,8 @@ STATUS_STYLE = {
     "not-verifiable": "yellow",
     "failed": "bold red", "fail": "bold red", "failing": "bold red", "down": "bold red", "broken": "bold red",
     "auth-error": "bold red", "unreachable": "bold red",
+    "quota-exhausted": "yellow", "upstream-throttled": "yellow", "retired": "bold red", "not-free": "bold red",
+    "unsupported": "bold red",
 }
 
 

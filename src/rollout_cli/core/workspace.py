@@ -6,6 +6,7 @@ workspace can sit beside the app it controls (`../app/.env`).
 
 from __future__ import annotations
 
+import math
 import os
 import reprlib
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class AppConfig:
     pre_gateway_ref: str | None = None
     integration_commits: tuple[str, ...] = ()
     integration_grep: str | None = None
+    requires: tuple[str, ...] = ()  # capabilities every model must support (OpenRouter supported_parameters)
 
 
 @dataclass(frozen=True)
@@ -130,11 +132,25 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True)
+class QuotaSettings:
+    """`openrouter:`: the account's free quota a day, and the part of it rollout's own checks may spend."""
+
+    daily_limit: int = 50  # below $10 of credits bought; 1000 above
+    rollout_share: float = 0.20
+
+    @property
+    def allowance(self) -> int:
+        """Requests rollout's own checks may send a day."""
+        return math.floor(self.daily_limit * self.rollout_share + 1e-9)
+
+
+@dataclass(frozen=True)
 class Workspace:
     root: Path
     app: AppConfig
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     playbooks: Path | None = None
+    openrouter: QuotaSettings = field(default_factory=QuotaSettings)
 
     @property
     def config_path(self) -> Path:
@@ -158,7 +174,14 @@ _APP_SCHEMA: dict[str, tuple[str, bool]] = {
     "pre_gateway_ref": ("str", False),
     "integration_commits": ("list[str]", False),
     "integration_grep": ("str", False),
+    "requires": ("capabilities", False),
 }
+# OpenRouter's `supported_parameters` names an app may depend on, and `stream` (every model streams).
+CAPABILITIES = (
+    "tools", "tool_choice", "response_format", "structured_outputs", "stream", "reasoning", "include_reasoning",
+    "seed", "logprobs", "top_logprobs", "logit_bias", "stop", "temperature", "top_p", "top_k", "min_p",
+    "frequency_penalty", "presence_penalty", "repetition_penalty", "max_tokens", "web_search_options",
+)
 _GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
     "url": ("url", False),
     "master_key_env": ("str", False),
@@ -167,7 +190,7 @@ _GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
     "config": ("path", False),
     "runtime": ("runtime", False),
 }
-_TOP_KEYS = {"app", "gateway", "playbooks"}
+_TOP_KEYS = {"app", "gateway", "playbooks", "openrouter"}
 
 
 def resolve_root(option: str | os.PathLike[str] | None) -> Path:
@@ -200,7 +223,7 @@ def load_workspace(root: Path) -> Workspace:
     playbooks = raw.get("playbooks")
     if playbooks is not None:
         playbooks = _convert(path, root, "playbooks", "path", playbooks)
-    for key in ("router_paths", "integration_commits"):
+    for key in ("router_paths", "integration_commits", "requires"):
         if key in app:
             app[key] = tuple(app[key])
     return Workspace(
@@ -208,7 +231,29 @@ def load_workspace(root: Path) -> Workspace:
         app=AppConfig(**app),
         gateway=GatewayConfig(**gateway),
         playbooks=playbooks,
+        openrouter=_openrouter(path, raw.get("openrouter")),
     )
+
+
+def _openrouter(path: Path, raw: Any) -> QuotaSettings:
+    """`openrouter: {daily_limit: 50, rollout_share: 0.2}`: the free quota and rollout's part of it."""
+    if raw is None:
+        return QuotaSettings()
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: 'openrouter' must be a mapping, got {_kind(raw)}")
+    known = ("daily_limit", "rollout_share")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise InputError(f"{path}: unknown key 'openrouter.{unknown[0]}' (known: {', '.join(known)})")
+    limit = raw.get("daily_limit", QuotaSettings.daily_limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InputError(f"{path}: 'openrouter.daily_limit' must be a whole number >= 1 "
+                         f"(50 below $10 of credits, 1000 above), got {limit!r}")
+    share = raw.get("rollout_share", QuotaSettings.rollout_share)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise InputError(f"{path}: 'openrouter.rollout_share' must be a fraction in (0, 1] (0.2 = 20%), "
+                         f"got {share!r}")
+    return QuotaSettings(limit, float(share))
 
 
 def _section(
@@ -235,11 +280,14 @@ def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
     def wrong(expected: str) -> InputError:
         return InputError(f"{path}: '{key}' must be {expected}, got {_kind(value)} {_shown(value)}")
 
-    if kind == "list[str]":
+    if kind in ("list[str]", "capabilities"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of strings")
         if any("\0" in v for v in value):
             raise InputError(f"{path}: '{key}' holds a NUL character; remove it")
+        for item in value if kind == "capabilities" else []:
+            if item not in CAPABILITIES:
+                raise InputError(f"{path}: '{key}' names unknown capability {item!r}; use any of {', '.join(CAPABILITIES)}")
         return list(value)
     if not isinstance(value, str) or not value.strip():
         raise wrong("a non-empty string")
@@ -290,6 +338,7 @@ app:
   pre_gateway_ref: pre-gateway       # ...from this tag or commit
   integration_commits: []            # level 4 reverts these, newest first (or, when empty:)
   integration_grep: "LiteLLM gateway"  # commits whose message matches
+  # requires: [tools, response_format]  # capabilities every model must support (`rollout models` checks)
 gateway:
   url: http://127.0.0.1:4000
   master_key_env: LITELLM_MASTER_KEY # the key is read from this variable, never stored
@@ -298,6 +347,9 @@ gateway:
   container: litellm                 # container name or compose service name (level 3)
   config: ../gateway/litellm-config.yaml
 # playbooks: ./playbooks             # optional: overrides the packaged defaults
+# openrouter:                        # the free tier's quota, shared by the app and rollout's own checks
+#   daily_limit: 50                  # requests a day: 50 below $10 of credits bought, 1000 above
+#   rollout_share: 0.2               # the part of it rollout's checks may spend (`rollout quota`)
 """
 
 

@@ -9,8 +9,10 @@ never part of a returned value or an error message.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,8 +50,9 @@ class Completion:
     retry_after: float | None = None
     content: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None  # timeout | connect | http | malformed | empty
+    error: str | None = None  # timeout | connect | http | malformed | empty | error-object | stream-error
     message: str | None = None  # the gateway's error message, shortened
+    ratelimit: dict[str, int] | None = None  # OpenRouter's X-RateLimit-* (limit, remaining, reset ms), when seen
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,10 +65,17 @@ def check_user_agent() -> str:
     return f"{CHECK_USER_AGENT_PREFIX}{__version__}"
 
 
+Observer = Callable[[dict[str, Any], Completion], None]
+
+
 class GatewayClient:
-    def __init__(self, url: str, key: str | None, timeout: float = 10.0, user_agent: str | None = None) -> None:
+    def __init__(
+        self, url: str, key: str | None, timeout: float = 10.0, user_agent: str | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         import httpx  # lazy: start-up time
 
+        self.observer = observer  # told of every completion sent (the quota ledger counts them)
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         headers["User-Agent"] = user_agent or check_user_agent()
@@ -144,9 +154,11 @@ class GatewayClient:
         disable_fallbacks: bool = False,
         extra: dict[str, Any] | None = None,
     ) -> Completion:
-        """One real completion; never raises for an HTTP or transport failure."""
-        import httpx  # lazy: start-up time
+        """One real completion; never raises for an HTTP or transport failure.
 
+        With `"stream": true` in `extra` the answer is read as SSE: the content
+        is the deltas joined, and an error event mid-stream is `stream-error`.
+        """
         body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": "user", "content": prompt}],
@@ -155,27 +167,29 @@ class GatewayClient:
         if disable_fallbacks:
             body["disable_fallbacks"] = True
         body.update(extra or {})
+        seen = self._complete(model, body, timeout)
+        if self.observer is not None:
+            self.observer(body, seen)
+        return seen
+
+    def _complete(self, model: str, body: dict[str, Any], timeout: float) -> Completion:
+        import httpx  # lazy: start-up time
+
         started = time.perf_counter()
         try:
-            response = self._http.post("/v1/chat/completions", json=body, timeout=timeout)
+            if body.get("stream") is True:
+                with self._http.stream("POST", "/v1/chat/completions", json=body, timeout=timeout) as streamed:
+                    if streamed.status_code == 200:
+                        return self._read_stream(model, streamed, started)
+                    streamed.read()
+                    response = streamed
+            else:
+                response = self._http.post("/v1/chat/completions", json=body, timeout=timeout)
         except httpx.TimeoutException:
             return Completion(model, None, _ms(started), error="timeout", message=f"no answer in {timeout:g} s")
         except httpx.HTTPError as exc:
             return Completion(model, None, _ms(started), error="connect", message=_transport_error(exc))
-        seen = Completion(
-            model,
-            response.status_code,
-            _ms(started),
-            served_by=response.headers.get("x-litellm-model-group"),
-            attempted_fallbacks=_int(response.headers.get("x-litellm-attempted-fallbacks")),
-            attempted_retries=_int(response.headers.get("x-litellm-attempted-retries")),
-            gateway_duration_ms=_float(response.headers.get("x-litellm-response-duration-ms")),
-            # LiteLLM passes an upstream Retry-After on as `llm_provider-retry-after`;
-            # its own (cooldown) answers use plain `retry-after`.
-            retry_after=_float(
-                response.headers.get("retry-after") or response.headers.get("llm_provider-retry-after")
-            ),
-        )
+        seen = self._seen(model, response, started)
         try:
             payload = response.json()
         except (json.JSONDecodeError, ValueError):
@@ -185,6 +199,11 @@ class GatewayClient:
         if response.status_code != 200:
             seen.error = "http"
             seen.message = _error_message(payload)
+            seen.ratelimit = seen.ratelimit or _ratelimit_in(response.text)
+            return seen
+        if isinstance(payload, dict) and payload.get("error"):
+            # HTTP 200, yet the provider failed after the answer started: OpenRouter says so in the body.
+            seen.error, seen.message = "error-object", "HTTP 200 with an error: " + _error_message(payload)
             return seen
         try:
             seen.content = payload["choices"][0]["message"]["content"]
@@ -194,6 +213,53 @@ class GatewayClient:
             return seen
         if not isinstance(seen.content, str) or not seen.content.strip():
             seen.error, seen.message = "empty", "the answer's content is empty"
+        return seen
+
+    def _seen(self, model: str, response: Any, started: float) -> Completion:
+        headers = response.headers
+        return Completion(
+            model,
+            response.status_code,
+            _ms(started),
+            served_by=headers.get("x-litellm-model-group"),
+            attempted_fallbacks=_int(headers.get("x-litellm-attempted-fallbacks")),
+            attempted_retries=_int(headers.get("x-litellm-attempted-retries")),
+            gateway_duration_ms=_float(headers.get("x-litellm-response-duration-ms")),
+            # LiteLLM passes an upstream Retry-After on as `llm_provider-retry-after`;
+            # its own (cooldown) answers use plain `retry-after`.
+            retry_after=_float(headers.get("retry-after") or headers.get("llm_provider-retry-after")),
+            ratelimit=_ratelimit_headers(headers),
+        )
+
+    def _read_stream(self, model: str, response: Any, started: float) -> Completion:
+        """An SSE answer: deltas joined; an `error` event (LiteLLM relays a mid-stream failure so) is stream-error."""
+        seen = self._seen(model, response, started)
+        parts: list[str] = []
+        for line in response.iter_lines():
+            data = line[len("data:"):].strip() if line.startswith("data:") else None
+            if not data or data == "[DONE]":
+                continue
+            try:
+                event = json.loads(data)
+            except ValueError:
+                seen.error, seen.message = "malformed", "an SSE event is not JSON: " + _short(data, 80)
+                break
+            if not isinstance(event, dict):
+                continue
+            if event.get("error"):
+                seen.error = "stream-error"
+                seen.message = "HTTP 200, then an error mid-stream: " + _error_message(event)
+                break
+            for choice in event.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+                if isinstance(piece, str):
+                    parts.append(piece)
+            if event.get("usage"):
+                seen.usage = event["usage"]
+        seen.latency_ms = _ms(started)
+        seen.content = "".join(parts)
+        if seen.error is None and not seen.content.strip():
+            seen.error, seen.message = "empty", "the streamed answer's content is empty"
         return seen
 
     def metrics(self, timeout: float = 5.0) -> str:
@@ -253,6 +319,28 @@ def _transport_error(exc: Exception) -> str:
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
         return "the connection broke off before an answer"
     return f"request failed ({type(exc).__name__})"
+
+
+_RATE_KEYS = {"limit": "x-ratelimit-limit", "remaining": "x-ratelimit-remaining", "reset": "x-ratelimit-reset"}
+
+
+def _ratelimit_headers(headers: Any) -> dict[str, int] | None:
+    """OpenRouter's X-RateLimit-* headers, as LiteLLM passes them on (`llm_provider-` prefix) or as they are."""
+    found = {}
+    for key, name in _RATE_KEYS.items():
+        value = _int(headers.get(name) or headers.get("llm_provider-" + name))
+        if value is not None:
+            found[key] = value
+    return found or None
+
+
+# OpenRouter repeats the figures in `error.metadata.headers`; LiteLLM keeps that body, escaped, in its message.
+_RATE_IN_TEXT = re.compile(r"X-RateLimit-(Limit|Remaining|Reset)[\\\"']*\s*[:=]\s*[\\\"']*(\d+)", re.IGNORECASE)
+
+
+def _ratelimit_in(text: str) -> dict[str, int] | None:
+    found = {name.lower(): int(value) for name, value in _RATE_IN_TEXT.findall(text)}
+    return found or None
 
 
 def _error_message(payload: Any) -> str:

@@ -30,12 +30,17 @@ def read_yaml(path: Path, *, label: str = "", error: type[InputError] = InputErr
 
     `label` says what the file is ("playbook ", "gateway config ") in front of its path.
     """
-    import yaml  # lazy: start-up time
-
     try:
         text = read_text(path, limit=CONFIG_LIMIT, error=error, label=label)
     except FileNotFoundError:
         raise error(f"cannot read {label}{path}: no such file; check the path") from None
+    return parse_yaml_text(text, path, label=label, error=error)
+
+
+def parse_yaml_text(text: str, path: Path, *, label: str = "", error: type[InputError] = InputError) -> Any:
+    """`read_yaml` for text already read (an edit checked before it is written)."""
+    import yaml  # lazy: start-up time
+
     try:
         return load_yaml(text, f"{label}{path}", error=error, unique_keys=True)
     except yaml.YAMLError as exc:

@@ -15,17 +15,19 @@ from typing import Any
 from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.health import check_health
 from rollout_cli.core.audit import AuditLog
+from rollout_cli.core.quota import Forecast, QuotaLedger, forecast
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import ENABLED_KEY, PERCENTAGE_KEY, Workspace
 from rollout_cli.errors import CheckFailed, ExitCode, InputError, RolloutError
+from rollout_cli.gateway.topology import load_topology
 from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.playbook import engine
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.levels import RollbackPayload, rollback
 from rollout_cli.playbook.model import Playbook
 from rollout_cli.playbook.steps import EnvSet, FlagSet, Verify
-from rollout_cli.rollout.gates import Decision, Verdict, evaluate, model_text, scrape_metrics
+from rollout_cli.rollout.gates import Decision, Verdict, evaluate, model_text, planned_requests, scrape_metrics
 from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.samples import SampleStore
 
@@ -78,6 +80,34 @@ class AdvancePayload:
         return out
 
 
+@dataclass(frozen=True)
+class AdvancePlanPayload:
+    """`rollout advance --plan`: the requests an advance would send upstream, against the quota; nothing sent."""
+
+    current: int
+    next: int | None
+    requests: dict[str, int]  # health, smoke, post_check
+    forecast: Forecast
+
+    def to_json(self) -> dict[str, Any]:
+        return {"complete": self.next is None, "mode": "plan", "current": self.current, "next": self.next,
+                "requests": self.requests, "forecast": self.forecast.to_json()}
+
+
+def plan_advance(ws: Workspace) -> Result[AdvancePlanPayload]:
+    """Exit 0 when the advance fits rollout's share of today's free quota, 3 when it would be refused."""
+    plan = load_plan(ws.playbooks)
+    stage = read_stage(ws)
+    requests = planned_requests(ws, plan, load_topology(ws.gateway.config), post_check=True)
+    found = forecast(QuotaLedger(ws.state_dir), ws.openrouter, "advance", sum(requests.values()))
+    payload = AdvancePlanPayload(stage.percentage, plan.next_stage(stage.percentage), requests, found)
+    breakdown = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in requests.items())
+    messages = [f"{found.text} ({breakdown})"]
+    if not found.fits:
+        messages.append("advance would be refused (exit 3) until the quota resets")
+    return Result("advance", payload, messages, ExitCode.OK if found.fits else ExitCode.HOLD)
+
+
 def advance(
     ws: Workspace,
     *,
@@ -96,7 +126,8 @@ def advance(
             AdvancePayload(stage.percentage),
             [f"the rollout is complete: {stage.percentage}% of traffic goes through the gateway"],
         )
-    decision = evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None)
+    decision = evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None,
+                        command="advance --dry-run" if dry_run else "advance")
     data = AdvancePayload(decision.current, decision, dry_run)
     if dry_run:
         return Result("advance", data, ["dry run: nothing written"], decision.verdict.exit_code)
@@ -194,4 +225,4 @@ def _brief(decision: Decision) -> dict[str, Any]:
     }
 
 
-__all__ = ["StagePlan", "advance", "post_check", "stage_playbook"]
+__all__ = ["StagePlan", "advance", "plan_advance", "post_check", "stage_playbook"]

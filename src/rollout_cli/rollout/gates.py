@@ -14,12 +14,15 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from rollout_cli.checks.catalog import CatalogReport, check_catalog
+from rollout_cli.checks.classify import QUOTA_EXHAUSTED
 from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.health import HealthReport, check_health
-from rollout_cli.checks.smoke import DRILL, SmokeReport, run_smoke
+from rollout_cli.checks.smoke import DRILL, SmokeReport, plan_smoke, run_smoke
 from rollout_cli.checks.suite import Case, load_suite, suite_path
 from rollout_cli.core.audit import AuditLog, StageChange, stage_changes
 from rollout_cli.core.playbooks import format_duration
+from rollout_cli.core.quota import QuotaLedger, clock_text, next_reset, require_room
 from rollout_cli.core.stage import Stage, read_stage
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode, RolloutError
@@ -331,7 +334,7 @@ def health_gates(plan: StagePlan, health: Any, error: str | None) -> list[Gate]:
         gates.append(Gate("healthy models", PASS, value, threshold, source, f"{value} >= {g.min_healthy_models}", warnings))
     elif healthy + unsure >= g.min_healthy_models:
         gates.append(Gate("healthy models", INCONCLUSIVE, value, threshold, source,
-                          f"{value} < {g.min_healthy_models}, with {unsure} rate-limited: " + "; ".join(bad)))
+                          f"{value} < {g.min_healthy_models}, with {unsure} inconclusive: " + "; ".join(bad)))
     else:
         gates.append(Gate("healthy models", FAIL, value, threshold, source,
                           f"{value} < {g.min_healthy_models}: " + "; ".join(bad)))
@@ -388,6 +391,105 @@ def cost_gate(smoke: Any, error: str | None) -> Gate:
     return Gate("cost", PASS, value, "$0.00: free models only", source, f"cost: {value}")
 
 
+def catalog_gate(catalog: CatalogReport | None, plan: StagePlan, health: Any, topology: Topology | None) -> Gate:
+    """Every configured model still listed, free, and capable of `app.requires`, per OpenRouter's /models.
+
+    A retired fallback is a warning (with its replacements) while enough models
+    are left; a retired primary, a priced model or a missing capability fails.
+    """
+    source = "OpenRouter /api/v1/models"
+    threshold = "listed, free, supports app.requires"
+    if catalog is None:
+        why = "no gateway config (gateway.config in rollout.yaml): which models it serves is unknown"
+        return Gate("catalog", INCONCLUSIVE, "unknown", threshold, source, f"catalog: {why}")
+    unreached = [c for c in catalog.catalogs if not c["reachable"]]
+    if unreached:
+        why = "; ".join(f"{c['url']}: {c['error']}" for c in unreached)
+        return Gate("catalog", INCONCLUSIVE, "unknown", threshold, source, f"catalog cannot be read: {why}")
+    def offer(m: Any) -> str:
+        names = ", ".join(r.id for r in m.replacements) or "none found"
+        return f"{m.alias} ({m.model}): {m.reason}; free replacements: {names}"
+    total = len(catalog.models)
+    retired_fallbacks = [m for m in catalog.failing if m.status == "retired" and m.alias != catalog.primary]
+    hard = [m for m in catalog.failing if m not in retired_fallbacks]
+    left = total - len(catalog.failing)
+    value = f"{left} of {total} fit"
+    if hard:
+        return Gate("catalog", FAIL, value, threshold, source, "catalog: " + "; ".join(offer(m) for m in hard))
+    if retired_fallbacks and left < plan.gates.min_healthy_models:
+        return Gate("catalog", FAIL, value, threshold, source,
+                    f"catalog: only {left} of {total} models left (< {plan.gates.min_healthy_models}): "
+                    + "; ".join(offer(m) for m in retired_fallbacks))
+    warnings = [f"retired fallback {offer(m)} (replace: rollout models --replace {m.alias} NEW)"
+                for m in retired_fallbacks]
+    return Gate("catalog", PASS, value, threshold, source, f"catalog: {value}", warnings)
+
+
+def quota_gate(ws: Workspace, health: Any) -> Gate:
+    """The account's free quota: exhausted is HOLD (it resets at 00:00 UTC), never a model failure."""
+    source = "health check + quota ledger"
+    limit = ws.openrouter.daily_limit
+    ledger = QuotaLedger(ws.state_dir)
+    try:
+        usage = ledger.usage()
+    except OSError:
+        usage = None
+    account = (usage.account if usage else None) or {}
+    threshold = "the account has free requests left today"
+    exhausted = [m.alias for m in (health.models if health else []) if m.status == QUOTA_EXHAUSTED]
+    if exhausted:
+        limit = int(account.get("limit") or limit)
+        reset = float(account["reset"]) / 1000 if account.get("reset") else next_reset(ledger.clock())
+        value = f"0 of {limit} left"
+        return Gate("quota", INCONCLUSIVE, value, threshold, source,
+                    f"OpenRouter free quota exhausted: 0 of {limit} left today, resets at {clock_text(reset)}")
+    mine = f"rollout used {usage.used} today" if usage else "ledger unreadable"
+    return Gate("quota", PASS, mine, threshold, source, f"quota: not exhausted ({mine})")
+
+
+def _fallback_threshold(plan: StagePlan) -> str:
+    return f"<= {plan.gates.max_fallback_rate * 100:g}%"
+
+
+def fallback_gate(
+    ws: Workspace, plan: StagePlan, stage: Stage, entered: StageChange | None,
+    scrape: dict[str, Any] | None, scrape_error: str | None, scraped_at: float | None = None,
+) -> Gate:
+    """Share of app requests a fallback served over the soak window: a dead primary hides behind its fallbacks.
+
+    From litellm_deployment_successful_fallbacks_total + failed_fallbacks_total,
+    less the smoke drills rollout itself forced (the quota ledger counts them).
+    """
+    g = plan.gates
+    threshold = _fallback_threshold(plan)
+    source = "/metrics/ fallback counters + watch samples"
+    start = window_start(plan, stage.percentage, entered)
+    samples = [s for s in SampleStore(ws.state_dir).records(since_ts=start) if s.get("metrics")]
+    if scrape is None and len(samples) >= 2:
+        scrape, scraped_at = samples[-1]["metrics"], samples[-1].get("ts")
+    if scrape is None or not scrape.get("has_litellm_metrics") or not samples:
+        why = (f"metrics cannot be read: {scrape_error}" if scrape is None
+               else "no metrics sample in the window (run `rollout watch` during the soak)")
+        return Gate("fallback rate", INCONCLUSIVE, "unknown", threshold, source, f"fallback rate: {why}")
+    window = metrics.delta(scrape, samples[0]["metrics"])
+    drills = QuotaLedger(ws.state_dir).drills_since(samples[0].get("ts", start), scraped_at)
+    fell = max(window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0) - drills, 0.0)
+    requests = window["requests"]
+    if requests <= 0:
+        return Gate("fallback rate", INCONCLUSIVE, "0 requests", threshold, source,
+                    f"fallback rate: no app requests in the window (since {samples[0]['time']})")
+    rate = fell / requests
+    value = f"{rate * 100:.2f}% ({fell:g} of {requests:g})"
+    if fell / max(requests, g.min_requests) > g.max_fallback_rate:
+        return Gate("fallback rate", FAIL, value, threshold, source,
+                    f"fallback rate {value} > {g.max_fallback_rate * 100:g}%: a model behind the fallbacks is failing")
+    if requests < g.min_requests:
+        return Gate("fallback rate", INCONCLUSIVE, value, threshold, source,
+                    f"only {requests:g} requests in the window (< {g.min_requests}): too few to judge the fallback rate")
+    return Gate("fallback rate", PASS, value, threshold, source,
+                f"fallback rate {value} <= {g.max_fallback_rate * 100:g}%")
+
+
 def verdict_matrix(health: HealthReport | None, smoke: SmokeReport | None) -> list[ModelRow]:
     if health is None:
         return []
@@ -432,10 +534,28 @@ class Findings:
     scrape: dict[str, Any] | None = None
     scrape_error: str | None = None
     topology: Topology | None = None  # the gateway config they read
+    catalog: CatalogReport | None = None  # OpenRouter's /models against the config and app.requires
+    scraped_at: float | None = None  # when `scrape` was read: the checks' own drills after it are not in it
 
 
-def gather(ws: Workspace, plan: StagePlan, stage: Stage) -> Findings:
-    """Run the checks of one evaluation, concurrently, on evidence gathered once."""
+def planned_requests(ws: Workspace, plan: StagePlan, topology: Topology | None, *, post_check: bool) -> dict[str, int]:
+    """The completions one evaluation sends upstream (and the post-check after a GO), before any is sent."""
+    g = plan.gates
+    out = {"health": len(topology.aliases) if topology else 0, "smoke": 0, "post_check": 1 if post_check else 0}
+    if g.smoke or g.cost_free_only:
+        try:
+            out["smoke"] = plan_smoke(ws).completions
+        except RolloutError:
+            pass  # an invalid suite sends nothing; the smoke gate reports it
+    return out
+
+
+def gather(ws: Workspace, plan: StagePlan, stage: Stage, command: str = "report") -> Findings:
+    """Run the checks of one evaluation, concurrently, on evidence gathered once.
+
+    Refuses (QuotaRefused, exit 3) before sending anything when the evaluation
+    would push rollout's own use past its share of the free quota.
+    """
     g = plan.gates
     runs_smoke = g.smoke or g.cost_free_only
     found = Findings()
@@ -449,19 +569,29 @@ def gather(ws: Workspace, plan: StagePlan, stage: Stage) -> Findings:
         return found
     with evidence:
         found.topology = evidence.topology
+        planned = planned_requests(ws, plan, evidence.topology, post_check=command == "advance")
+        require_room(evidence.ledger, ws.openrouter, command, sum(planned.values()))
         if stage.percentage != 0:
             # Scrape first: the window must not count this evaluation's own check requests.
             found.scrape, found.scrape_error = scrape_metrics(ws, evidence.client)
-        with ThreadPoolExecutor(max_workers=2) as pool:
+            found.scraped_at = time.time()
+        with ThreadPoolExecutor(max_workers=3) as pool:
             health_f = pool.submit(_health, ws, evidence, _shared_probe(ws) if runs_smoke else None)
             smoke_f = pool.submit(_smoke, ws, evidence) if runs_smoke else None
+            topology = evidence.topology
+            catalog_f = pool.submit(check_catalog, topology, ws.app.requires) if topology and g.catalog else None
             found.health, found.health_error = health_f.result()
             if smoke_f is not None:
                 found.smoke, found.smoke_error = smoke_f.result()
+            if catalog_f is not None:
+                found.catalog = catalog_f.result()
     return found
 
 
-def evaluate(ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip_soak_reason: str | None = None) -> Decision:
+def evaluate(
+    ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip_soak_reason: str | None = None,
+    command: str = "report",
+) -> Decision:
     """Every gate for leaving the current stage. Checks run concurrently; nothing is written.
 
     The evidence (gateway config, key, client, preflight, the audit record of
@@ -471,7 +601,7 @@ def evaluate(ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip
     current = stage.percentage
     first_step = current == 0
     g = plan.gates
-    found = gather(ws, plan, stage)
+    found = gather(ws, plan, stage, command)
     health, smoke = found.health, found.smoke
 
     gates: list[Gate] = []
@@ -482,15 +612,20 @@ def evaluate(ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip
         gates.append(smoke_gate(smoke, found.smoke_error, health, plan))
     if g.cost_free_only:
         gates.append(cost_gate(smoke, found.smoke_error))
+    if g.catalog:
+        gates.append(catalog_gate(found.catalog, plan, health, found.topology))
+    gates.append(quota_gate(ws, health))
     if first_step:
         note = "first step (0% -> first stage): no traffic through the gateway yet"
         gates.append(Gate("soak", SKIPPED, "n/a", "n/a", "stage plan", f"soak: {note}"))
         gates.append(Gate("error rate", SKIPPED, "n/a", f"<= {g.max_error_rate * 100:g}%", "stage plan", f"error rate: {note}"))
         gates.append(Gate("added latency", SKIPPED, "n/a", f"p95 <= {g.max_added_latency_p95_ms:g} ms", "stage plan", f"added latency: {note}"))
+        gates.append(Gate("fallback rate", SKIPPED, "n/a", _fallback_threshold(plan), "stage plan", f"fallback rate: {note}"))
     else:
         entered = stage_started(ws, stage.percentage)
         gates.append(soak_gate(plan, stage, entered, skip_soak_reason))
         gates += window_gates(ws, plan, stage, entered, found.scrape, found.scrape_error)
+        gates.append(fallback_gate(ws, plan, stage, entered, found.scrape, found.scrape_error, found.scraped_at))
     matrix = verdict_matrix(health, smoke)
     warnings = [w for gate in gates for w in gate.warnings]
     sent = sum((getattr(r, "requests", None) or {}).get("sent", 0) for r in (health, smoke) if r is not None)

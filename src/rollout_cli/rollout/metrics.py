@@ -8,49 +8,20 @@ at (or just after) the window's start, recorded by `rollout watch`.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX
+from rollout_cli.gateway.prometheus import Sample, parse
 
 TOTAL = "litellm_proxy_total_requests_metric_total"
 FAILED = "litellm_proxy_failed_requests_metric_total"
 OVERHEAD = "litellm_overhead_latency_metric"
 LATENCY = "litellm_request_total_latency_metric"
 FALLBACKS = "litellm_deployment_successful_fallbacks_total"
+FAILED_FALLBACKS = "litellm_deployment_failed_fallbacks_total"  # fallbacks tried that failed too
 DEPLOYMENT_STATE = "litellm_deployment_state"
 
-_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
-def parse(text: str) -> list[Sample]:
-    """Samples of the Prometheus text exposition format (comments skipped)."""
-    out = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group(3) or ""))
-        try:
-            value = float(match.group(4))
-        except ValueError:
-            continue
-        out.append(Sample(match.group(1), labels, value))
-    return out
-
-
+__all__ = ["Sample", "delta", "parse", "quantile", "summarize"]
 
 
 def _is_check(sample: Sample) -> bool:
@@ -95,6 +66,7 @@ def summarize(text: str) -> dict[str, Any]:
         "failed": total(FAILED),
         "check_requests": checks(TOTAL),
         "fallbacks": total(FALLBACKS),
+        "failed_fallbacks": total(FAILED_FALLBACKS),
         "overhead_buckets": buckets(OVERHEAD),
         "latency_buckets": buckets(LATENCY),
         "deployment_state": states,
@@ -108,8 +80,8 @@ def delta(now: dict[str, Any], then: dict[str, Any] | None) -> dict[str, Any]:
     if then is None or now["requests"] < then["requests"]:
         return now
     out = dict(now)
-    for key in ("requests", "failed", "fallbacks"):
-        out[key] = now[key] - then[key]
+    for key in ("requests", "failed", "fallbacks", "failed_fallbacks"):
+        out[key] = now.get(key, 0.0) - then.get(key, 0.0)  # samples older than a key count it as 0
     for key in ("overhead_buckets", "latency_buckets"):
         out[key] = {le: v - then[key].get(le, 0.0) for le, v in now[key].items()}
     before = then.get("models", {})

@@ -24,6 +24,8 @@ class Gates:
     max_added_latency_p95_ms: float = 10.0
     min_requests: int = 20
     env_flags_agree: bool = True
+    catalog: bool = True  # every model listed, free and capable in OpenRouter's /models
+    max_fallback_rate: float = 0.05  # share of app requests served by a fallback over the window
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class StagePlan:
 _GATE_TYPES: dict[str, type] = {
     "gateway_healthy": bool, "primary_healthy": bool, "min_healthy_models": int, "smoke": bool,
     "cost_free_only": bool, "max_error_rate": float, "max_added_latency_p95_ms": float,
-    "min_requests": int, "env_flags_agree": bool,
+    "min_requests": int, "env_flags_agree": bool, "catalog": bool, "max_fallback_rate": float,
 }
 _TOP = {"kind", "stages", "soak", "soak_overrides", "gates", "on_post_check_failure", "description"}
 
@@ -103,8 +105,9 @@ def parse_plan(raw: Any, path: Path) -> StagePlan:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise bad(f"'gates.{key}' must not be negative, got {value!r}")
         gates[key] = value
-    if gates.get("max_error_rate", 0) > 1:
-        raise bad(f"'gates.max_error_rate' is a fraction 0..1 (0.01 = 1%), got {gates['max_error_rate']}")
+    for key in ("max_error_rate", "max_fallback_rate"):
+        if gates.get(key, 0) > 1:
+            raise bad(f"'gates.{key}' is a fraction 0..1 (0.01 = 1%), got {gates[key]}")
     if gates.get("min_healthy_models", 0) > 5:
         raise bad(f"'gates.min_healthy_models' is {gates['min_healthy_models']}, more than the 5 models")
     on_failure = raw.get("on_post_check_failure", "rollback-1")

@@ -7,6 +7,7 @@ rate-limited, so real completions per model (`probe=True`) are opt-in.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.health import check_health
 from rollout_cli.core.audit import StageChange
 from rollout_cli.core.playbooks import format_duration
+from rollout_cli.core.quota import DAY_S, QuotaRefused
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import Workspace
@@ -40,11 +42,15 @@ def take_sample(
     scrape, error = scrape_metrics(ws, evidence.client)
     live = evidence.client.liveliness()
     health = None
+    skipped = None
     if probe:
         # A fresh Evidence per probe: each round's preflight must observe the gateway now.
-        with Evidence(ws, topology=evidence.topology) as now:
-            report = check_health(ws, container=False, evidence=now)
-        health = {m.alias: m.status for m in report.models}
+        try:
+            with Evidence(ws, topology=evidence.topology) as now:
+                report = check_health(ws, container=False, evidence=now)
+            health = {m.alias: m.status for m in report.models}
+        except QuotaRefused as exc:
+            skipped = str(exc)
     record = SampleStore(ws.state_dir).append({
         "stage": stage.percentage, "source": "watch", "metrics": scrape, "metrics_error": error,
         "alive": live.ok, "health": health,
@@ -63,6 +69,8 @@ def take_sample(
         "metrics_error": error,
         "health": health,
     }
+    if skipped:
+        view["probe_skipped"] = skipped
     if scrape is not None:
         window_base = _first_in_window(ws, plan, stage.percentage, started)
         window = metrics.delta(scrape, window_base)
@@ -142,15 +150,23 @@ def watch(
     probe: bool = False,
     on_sample: Callable[[dict[str, Any]], None] | None = None,
 ) -> Result[WatchPayload]:
-    """Sample until `count` samples (or Ctrl-C); the last view is the result."""
+    """Sample until `count` samples (or Ctrl-C); the last view is the result.
+
+    With `probe`, the completions go out only every `probe_every`-th sample, a
+    cadence derived from the quota (`probe_cadence`), so a 48 h soak never spends it all.
+    """
     previous = None
     taken = 0
     last: dict[str, Any] = {}
     plan = load_plan(ws.playbooks)
     evidence = Evidence(ws, timeout=3.0)
+    cadence = probe_cadence(ws, evidence.topology, interval) if probe else None
     try:
         while True:
-            sample = take_sample(ws, plan, evidence, previous, probe)
+            due = cadence is not None and cadence["probe_every"] is not None and taken % cadence["probe_every"] == 0
+            sample = take_sample(ws, plan, evidence, previous, due)
+            if cadence is not None:
+                sample["view"]["probe"] = {**cadence, "this_sample": due}
             previous = sample["scrape"] or previous
             last = sample["view"]
             taken += 1
@@ -164,4 +180,28 @@ def watch(
     finally:
         evidence.close()
     path = SampleStore(ws.state_dir).path
-    return Result("watch", WatchPayload(taken, str(path), last), [f"{taken} sample(s) recorded in {path}"])
+    messages = [f"{taken} sample(s) recorded in {path}"]
+    if cadence is not None:
+        messages.append(cadence["text"])
+    return Result("watch", WatchPayload(taken, str(path), last), messages)
+
+
+def probe_cadence(ws: Workspace, topology: Topology | None, interval: float) -> dict[str, Any]:
+    """How often `watch --probe` may send a round (one completion per model) on the free quota.
+
+    Probes get at most half of rollout's daily share, so the health, smoke and
+    advance runs of the same day still fit; a round is every `probe_every`-th sample.
+    """
+    per_round = len(topology.aliases) if topology else 5
+    allowance = ws.openrouter.allowance
+    rounds = (allowance // 2) // per_round if per_round else 0
+    if rounds <= 0:
+        return {"per_round": per_round, "rounds_per_day": 0, "probe_every": None, "probe_interval_s": None,
+                "text": f"--probe: no round fits half of rollout's {allowance} requests a day "
+                        f"({per_round} per round); samples carry metrics only"}
+    probe_interval = max(interval, DAY_S / rounds)
+    every = max(1, math.ceil(probe_interval / interval))
+    return {"per_round": per_round, "rounds_per_day": rounds, "probe_every": every,
+            "probe_interval_s": every * interval,
+            "text": f"--probe: one round ({per_round} requests) every {format_duration(every * interval)} "
+                    f"(every {every} sample(s)): at most {rounds * per_round} of rollout's {allowance} a day"}

@@ -93,9 +93,10 @@ class SandboxFaultPayload:
     dir: str
     simulator_url: str
     faults: dict[str, Any]
+    account: dict[str, Any] = field(default_factory=dict)  # quota_left, rpm, daily_limit: account-wide
 
     def to_json(self) -> dict[str, Any]:
-        return {"dir": self.dir, "simulator_url": self.simulator_url, "faults": self.faults}
+        return {"dir": self.dir, "simulator_url": self.simulator_url, "faults": self.faults, "account": self.account}
 
 
 def up(root: Path, *, progress: Any = None, step: Any = None, **options: Any) -> Result[SandboxUpPayload]:
@@ -156,8 +157,14 @@ def fault(
     latency_ms: int | None = None,
     retry_after: int | None = None,
     mode: str | None = None,
+    retired: bool = False,
+    price: str | None = None,
+    no_tools: bool = False,
+    upstream: bool = False,
+    quota_left: int | None = None,
+    rpm: int | None = None,
 ) -> Result[SandboxFaultPayload]:
-    """Set, clear or list the simulator's faults; model names are checked before any request."""
+    """Set, clear or list the simulator's faults and account limits; names are checked before any request."""
 
     state = load_state(root)
     if state is None:
@@ -166,24 +173,59 @@ def fault(
     if model is not None:
         FaultBook.canonical(model)  # unknown name: InputError listing the known ones
     admin = SimulatorAdmin(state.simulator_url)
-    fields = {"status": status, "rate": rate, "latency_ms": latency_ms, "retry_after": retry_after, "mode": mode}
+    fields = {"status": status, "rate": rate, "latency_ms": latency_ms, "retry_after": retry_after, "mode": mode,
+              "price": price, "retired": retired or None, "no_tools": no_tools or None, "upstream": upstream or None}
     given = {k: v for k, v in fields.items() if v is not None}
+    account = {k: v for k, v in (("quota_left", quota_left), ("rpm", rpm)) if v is not None}
+    named = [*given, *account]
     if clear:
-        if given:
-            raise InputError(f"--clear takes no {', '.join('--' + k.replace('_', '-') for k in given)}; drop them")
+        if named:
+            raise InputError(f"--clear takes no {', '.join(_option(k) for k in named)}; drop them")
         admin.clear(model)
-        message = f"cleared the fault of {model}" if model else "cleared every fault"
+        message = f"cleared the fault of {model}" if model else "cleared every fault and account limit"
+    elif account:
+        if model is not None or given:
+            extra = f"MODEL {model}" if model is not None else ", ".join(_option(k) for k in given)
+            raise InputError(f"--quota-left and --rpm are account-wide: drop {extra}, and set model faults "
+                             "in a separate `rollout sandbox fault MODEL ...`")
+        limits = admin.set_account(**{**_kept(admin.account()), **account})
+        message = "account-wide limits on :free models: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in limits.items() if k in ("quota_left", "rpm") and v is not None
+        ) + "; lift them with `rollout sandbox fault --clear`"
     elif model is None:
         if given:
             raise InputError("name the MODEL the fault is for, e.g. `rollout sandbox fault glm-4.5-air --status 500`")
         message = ""
     else:
         if not given:
-            raise InputError("give the fault: --status CODE, --mode hang|malformed|empty or --latency-ms N")
+            raise InputError("give the fault: --status CODE, --mode hang|malformed|empty|stream-error, "
+                             "--latency-ms N, --retired, --price USD or --no-tools")
+        if "price" in given:
+            given["price"] = _price(str(given["price"]))
         admin.set_fault(model, **given)
         message = f"set the fault of {model}; clear it with `rollout sandbox fault --clear {model}`"
     faults = admin.faults()
+    limits = admin.account()
     messages = [message] if message else []
-    if not faults:
+    if not faults and limits.get("quota_left") is None and limits.get("rpm") is None:
         messages.append("no fault in force")
-    return Result("sandbox fault", SandboxFaultPayload(str(root), state.simulator_url, faults), messages)
+    return Result("sandbox fault", SandboxFaultPayload(str(root), state.simulator_url, faults, limits), messages)
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _kept(account: dict[str, Any]) -> dict[str, Any]:
+    """The limits already in force, so `--rpm` after `--quota-left` keeps the quota."""
+    return {k: v for k, v in account.items() if k in ("quota_left", "rpm") and v is not None}
+
+
+def _price(text: str) -> str:
+    try:
+        amount = float(text)
+    except ValueError:
+        amount = -1.0
+    if not amount > 0:
+        raise InputError(f"--price {text!r} is not a USD-per-token price above 0; e.g. --price 0.000002")
+    return text

@@ -163,7 +163,12 @@ def workspace_yaml(app_rel: str = "../app", gateway_url: str = "http://127.0.0.1
         if value
     )
     return f"""\
-{header}app:
+{header}# The simulator enforces no daily quota (unless `rollout sandbox fault --quota-left N`), so the
+# sandbox's checks get the whole of a generous one; production: 50 or 1000, and a share (`rollout quota`).
+openrouter:
+  daily_limit: 100000
+  rollout_share: 1.0
+app:
   env_file: {app_rel}/.env
   flags_file: {app_rel}/flags.json
   flags_format: flagd

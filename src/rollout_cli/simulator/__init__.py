@@ -13,7 +13,7 @@ from rollout_cli.simulator.catalog import (
     known_names,
     resolve_model,
 )
-from rollout_cli.simulator.faults import ALL_MODELS, FAULT_MODES, Fault, FaultBook
+from rollout_cli.simulator.faults import ALL_MODELS, FAULT_MODES, AccountLimits, Fault, FaultBook
 from rollout_cli.simulator.server import (
     DEFAULT_API_KEY,
     DEFAULT_HOST,
@@ -33,6 +33,7 @@ __all__ = [
     "FREE_MODELS",
     "GATEWAY_ALIASES",
     "MODELS",
+    "AccountLimits",
     "CatalogModel",
     "Fault",
     "FaultBook",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
@@ -16,7 +18,7 @@ from typing import Any
 from rollout_cli.errors import InputError
 from rollout_cli.simulator.catalog import known_names, resolve_model
 
-FAULT_MODES = ("hang", "malformed", "empty")
+FAULT_MODES = ("hang", "malformed", "empty", "stream-error")
 ALL_MODELS = "*"  # the global fault: latency added to every model
 MAX_LATENCY_MS = 600_000
 
@@ -27,7 +29,11 @@ class Fault:
 
     `status` or `mode` is the failure, applied to the share `rate` of requests;
     `latency_ms` delays every request of the model, failed or not, because slow
-    but healthy is a case the gates must see too.
+    but healthy is a case the gates must see too. The catalog faults answer
+    every request (the rate does not apply): `retired` (404 no endpoints, gone
+    from /models), `price` (no longer free: the `:free` id answers 404, /models
+    prices it) and `no_tools` (a request with `tools` gets 404; /models lacks
+    `tools`). `upstream` makes a 429 the provider's throttling, not OpenRouter's.
     """
 
     status: int | None = None
@@ -35,10 +41,19 @@ class Fault:
     latency_ms: int = 0
     mode: str | None = None
     retry_after: int | None = None
+    retired: bool = False
+    price: str | None = None
+    no_tools: bool = False
+    upstream: bool = False
 
     @property
     def fails(self) -> bool:
         return self.status is not None or self.mode is not None
+
+    @property
+    def catalog(self) -> bool:
+        """Whether the fault changes what /models says (and so what every request gets)."""
+        return self.retired or self.price is not None or self.no_tools
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,12 +62,7 @@ class Fault:
     def from_mapping(cls, data: Mapping[str, Any], *, model: str = "") -> Fault:
         """Validate a fault as the admin API or `Simulator.set_fault` receives it."""
         where = f" for {model}" if model else ""
-        if not isinstance(data, Mapping):
-            raise InputError(f"a fault{where} must be a JSON object, got {type(data).__name__}")
-        allowed = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in allowed:
-                raise InputError(f"unknown fault field {key!r}{where}; expected: {', '.join(allowed)}")
+        _known_fields(cls, data, f"a fault{where}", f"fault field {{key!r}}{where}")
 
         status = data.get("status")
         if status is not None and (not _is_int(status) or not 400 <= status <= 599):
@@ -70,13 +80,26 @@ class Fault:
         if retry_after is not None and (not _is_int(retry_after) or retry_after < 0):
             raise InputError(f"fault retry_after{where} must be whole seconds >= 0, got {retry_after!r}")
 
+        flags = {}
+        for key in ("retired", "no_tools", "upstream"):
+            value = data.get(key, False)
+            if not isinstance(value, bool):
+                raise InputError(f"fault {key}{where} must be true or false, got {value!r}")
+            flags[key] = value
+        price = _price(data.get("price"), where)
+
         if status is not None and mode is not None:
             raise InputError(f"a fault{where} sets status {status} and mode {mode!r}; choose one")
-        if status is None and mode is None and not latency_ms:
-            raise InputError(f"a fault{where} needs status, mode or latency_ms")
-        if retry_after is None and status == 429:
+        if flags["upstream"] and status != 429:
+            raise InputError(f"upstream{where} is the provider's 429: it needs status 429, got {status!r}")
+        if flags["upstream"] and retry_after is not None:
+            raise InputError(f"an upstream 429{where} carries no Retry-After (OpenRouter passes none); drop it")
+        if status is None and mode is None and not latency_ms and not (flags["retired"] or flags["no_tools"] or price):
+            raise InputError(f"a fault{where} needs status, mode, latency_ms, retired, price or no_tools")
+        if retry_after is None and status == 429 and not flags["upstream"]:
             retry_after = 1  # OpenRouter always tells a throttled client when to come back
-        return cls(status=status, rate=float(rate), latency_ms=int(latency_ms), mode=mode, retry_after=retry_after)
+        return cls(status=status, rate=float(rate), latency_ms=int(latency_ms), mode=mode, retry_after=retry_after,
+                   price=price, **flags)
 
 
 @dataclass(frozen=True)
@@ -87,15 +110,51 @@ class Decision:
     status: int | None = None
     mode: str | None = None
     retry_after: int | None = None
+    reason: str | None = None  # why a status: retired | not-free | no-tools | upstream | quota | rpm
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """OpenRouter's account-wide limits on `:free` models, across every free model.
+
+    `quota_left`: requests left today (None: no daily limit in force);
+    `rpm`: requests per minute (None: none). Over either, a free model answers
+    429 with `X-RateLimit-*` headers (reset in ms since the epoch) and no Retry-After.
+    """
+
+    quota_left: int | None = None
+    rpm: int | None = None
+    daily_limit: int = 50  # what X-RateLimit-Limit says for the daily quota
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AccountLimits:
+        allowed = _known_fields(cls, data, "account limits", "account field {key!r}")
+        values = {}
+        for key in allowed:
+            value = data.get(key)
+            if value is None:
+                continue
+            if not _is_int(value) or value < (1 if key != "quota_left" else 0):
+                least = "0" if key == "quota_left" else "1"
+                raise InputError(f"account {key} must be a whole number >= {least}, got {value!r}")
+            values[key] = value
+        return cls(**values)
 
 
 class FaultBook:
     """The faults in force, keyed by OpenRouter id (or `*`), shared by the server threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Any = time.time) -> None:
         self._lock = threading.Lock()
         self._faults: dict[str, Fault] = {}
         self._counters: dict[str, int] = {}
+        self._account = AccountLimits()
+        self._minute: deque[float] = deque()  # accepted free-model requests of the last 60 s
+        self._clock = clock
 
     @staticmethod
     def canonical(name: str) -> str:
@@ -114,8 +173,9 @@ class FaultBook:
         key = self.canonical(name)
         if not isinstance(fault, Fault):
             fault = Fault.from_mapping(fault, model=key)
-        if key == ALL_MODELS and (fault.fails or fault.retry_after is not None):
-            raise InputError("the global fault * takes only latency_ms; set status or mode per model")
+        if key == ALL_MODELS and (fault.fails or fault.catalog or fault.retry_after is not None):
+            raise InputError("the global fault * takes only latency_ms; set status or mode per model "
+                             "(account-wide limits: quota_left and rpm)")
         with self._lock:
             self._faults[key] = fault
             self._counters[key] = 0
@@ -127,6 +187,8 @@ class FaultBook:
             if name is None:
                 self._faults.clear()
                 self._counters.clear()
+                self._account = AccountLimits()
+                self._minute.clear()
                 return
         key = self.canonical(name)
         with self._lock:
@@ -137,24 +199,103 @@ class FaultBook:
         with self._lock:
             return {key: fault.to_dict() for key, fault in self._faults.items()}
 
-    def decide(self, model_id: str) -> Decision:
+    def fault_of(self, model_id: str) -> Fault | None:
+        with self._lock:
+            return self._faults.get(model_id)
+
+    @property
+    def account(self) -> AccountLimits:
+        with self._lock:
+            return self._account
+
+    def set_account(self, limits: AccountLimits | Mapping[str, Any]) -> AccountLimits:
+        """Put account-wide limits in force (replacing the previous ones; the minute window restarts)."""
+        if not isinstance(limits, AccountLimits):
+            limits = AccountLimits.from_mapping(limits)
+        with self._lock:
+            self._account = limits
+            self._minute.clear()
+        return limits
+
+    def _account_decision(self, latency_s: float) -> Decision | None:
+        """The account-wide 429 for one free-model request, or None (and the request is counted). Lock held."""
+        now = self._clock()
+        account = self._account
+        while self._minute and self._minute[0] <= now - 60:
+            self._minute.popleft()
+        if account.rpm is not None and len(self._minute) >= account.rpm:
+            reset = (self._minute[0] + 60) * 1000
+            return Decision(latency_s, 429, reason="rpm", headers=_rate_headers(account.rpm, 0, reset))
+        if account.quota_left is not None:
+            if account.quota_left <= 0:
+                midnight = (math.floor(now / 86400) + 1) * 86400 * 1000
+                return Decision(latency_s, 429, reason="quota",
+                                headers=_rate_headers(account.daily_limit, 0, midnight))
+            self._account = AccountLimits(account.quota_left - 1, account.rpm, account.daily_limit)
+        self._minute.append(now)
+        return None
+
+    def decide(self, model_id: str, *, tools: bool = False) -> Decision:
         """Count one request for `model_id` and say how to answer it.
 
-        Request n fails iff floor(n*rate) > floor((n-1)*rate): rate 0.5 fails
-        every second request, 1.0 every one, 0 none.
+        Account-wide limits come first (they apply to every `:free` model),
+        then the catalog faults (every request), then status or mode: request n
+        fails iff floor(n*rate) > floor((n-1)*rate): rate 0.5 fails every second
+        request, 1.0 every one, 0 none.
         """
         with self._lock:
             fault = self._faults.get(model_id)
             everyone = self._faults.get(ALL_MODELS)
             latency_ms = (fault.latency_ms if fault else 0) + (everyone.latency_ms if everyone else 0)
+            latency_s = latency_ms / 1000
+            if model_id.endswith(":free"):
+                limited = self._account_decision(latency_s)
+                if limited is not None:
+                    return limited
+            if fault is not None and fault.retired:
+                return Decision(latency_s, 404, reason="retired")
+            if fault is not None and fault.price is not None:
+                return Decision(latency_s, 404, reason="not-free")
+            if fault is not None and fault.no_tools and tools:
+                return Decision(latency_s, 404, reason="no-tools")
             if fault is None or not fault.fails:
-                return Decision(latency_s=latency_ms / 1000)
+                return Decision(latency_s=latency_s)
             n = self._counters.get(model_id, 0) + 1
             self._counters[model_id] = n
         rate = Fraction(repr(fault.rate))  # exact decimal, so 0.3 fails on the 10th request, not the 11th
         if math.floor(n * rate) <= math.floor((n - 1) * rate):
             return Decision(latency_s=latency_ms / 1000)
-        return Decision(latency_s=latency_ms / 1000, status=fault.status, mode=fault.mode, retry_after=fault.retry_after)
+        return Decision(latency_s=latency_ms / 1000, status=fault.status, mode=fault.mode, retry_after=fault.retry_after,
+                        reason="upstream" if fault.upstream else None)
+
+
+def _known_fields(cls: Any, data: Any, what: str, unknown: str) -> list[str]:
+    """The dataclass's field names, after checking `data` is a mapping of only those."""
+    if not isinstance(data, Mapping):
+        raise InputError(f"{what} must be a JSON object, got {type(data).__name__}")
+    allowed = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in allowed:
+            raise InputError(f"unknown {unknown.format(key=key)}; expected: {', '.join(allowed)}")
+    return allowed
+
+
+def _rate_headers(limit: int, remaining: int, reset_ms: float) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(int(reset_ms))}
+
+
+def _price(value: Any, where: str) -> str | None:
+    """A price fault as OpenRouter writes prices: a decimal string of USD per token, above zero."""
+    if value is None:
+        return None
+    try:
+        amount = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    except ValueError:
+        amount = None
+    if amount is None or not math.isfinite(amount) or amount <= 0:
+        raise InputError(f"fault price{where} must be a USD-per-token price above 0, e.g. 0.000002, got {value!r}")
+    return f"{amount:.12f}".rstrip("0").rstrip(".")  # "0.000002", never "2e-06"
 
 
 def _is_int(value: Any) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 from rollout_cli.errors import InputError, RolloutError, UnavailableError
 from rollout_cli.simulator.catalog import MODELS, CatalogModel, find_model
-from rollout_cli.simulator.faults import Decision, Fault, FaultBook
+from rollout_cli.simulator.faults import AccountLimits, Decision, Fault, FaultBook
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4010
@@ -54,6 +54,25 @@ _ERROR_MESSAGES = {
     503: "No instances available for this model (simulated)",
     504: "Upstream timed out (simulated)",
 }
+# OpenRouter's own words for the free tier's failures (public docs and trackers).
+_QUOTA_MESSAGE = "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day"
+_RPM_MESSAGE = "Rate limit exceeded: free-models-per-min. "
+_NO_TOOLS_MESSAGE = ("No endpoints found that support tool use. To learn more about provider routing, "
+                     "visit: https://openrouter.ai/docs/provider-routing")
+_STREAM_ERROR = {"code": 502, "message": "Provider disconnected mid-generation (simulated)"}
+
+
+def reason_message(reason: str, model: CatalogModel) -> str:
+    """The error message OpenRouter sends for a catalog or account fault."""
+    slug = model.id.removesuffix(":free")
+    return {
+        "retired": f"No endpoints found for {model.id}.",
+        "not-free": f"The free period for {model.id} has ended. Use the paid model {slug} instead.",
+        "no-tools": _NO_TOOLS_MESSAGE,
+        "upstream": "Provider returned error",
+        "quota": _QUOTA_MESSAGE,
+        "rpm": _RPM_MESSAGE,
+    }[reason]
 
 
 # --- answers -----------------------------------------------------------------
@@ -187,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "POST" and path == API_PREFIX + "/chat/completions":
                 self._chat(body)
             elif method == "GET" and path == API_PREFIX + "/models":
-                self._send_json(200, {"data": [model.to_openrouter() for model in MODELS]})
+                self._send_json(200, {"data": catalog_entries(self.server.faults)})
             else:
                 self._send_error(404, f"no route for {method} {path}")
         except (BrokenPipeError, ConnectionResetError):
@@ -212,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             elif method == "GET" and route == "/faults":
-                self._send_json(200, {"faults": sim.faults.snapshot()})
+                self._send_json(200, {"faults": sim.faults.snapshot(), "account": sim.faults.account.to_dict()})
             elif method == "DELETE" and route == "/faults":
                 sim.faults.clear()
                 self._send_json(200, {"cleared": "all"})
@@ -224,6 +243,11 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     key, fault = sim.faults.set(name, _parse_json(body, what="fault"))
                     self._send_json(200, {"model": key, "fault": fault.to_dict()})
+            elif method == "GET" and route == "/account":
+                self._send_json(200, {"account": sim.faults.account.to_dict()})
+            elif method == "PUT" and route == "/account":
+                limits = sim.faults.set_account(_parse_json(body, what="account limits"))
+                self._send_json(200, {"account": limits.to_dict()})
             elif method == "GET" and route == "/stats":
                 self._send_json(200, sim.request_stats.snapshot())
             elif method == "POST" and route == "/stats/reset":
@@ -264,12 +288,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._reject(model, 400, "messages must be a non-empty array")
             return
 
-        decision = sim.faults.decide(model.id)
+        decision = sim.faults.decide(model.id, tools=bool(body.get("tools")))
         if decision.latency_s and sim.stopping.wait(decision.latency_s):
             self.close_connection = True
             return
         if decision.status is not None:
-            self._reject(model, decision.status, _ERROR_MESSAGES.get(decision.status, "Simulated error"), decision)
+            message = (reason_message(decision.reason, model) if decision.reason
+                       else _ERROR_MESSAGES.get(decision.status, "Simulated error"))
+            self._reject(model, decision.status, message, decision)
             return
         if decision.mode == "hang":
             sim.request_stats.record(model.id, None, "hang")
@@ -295,7 +321,16 @@ class _Handler(BaseHTTPRequestHandler):
         created = int(time.time())
         sim.request_stats.record(model.id, 200, decision.mode)
         if body.get("stream") is True:
-            self._stream(model, gen_id, created, content, finish_reason, usage, malformed=decision.mode == "malformed")
+            self._stream(model, gen_id, created, content, finish_reason, usage, mode=decision.mode)
+        elif decision.mode == "stream-error":
+            # The answer had started when the provider failed: OpenRouter still says 200, with an error object.
+            self._send_json(200, {
+                "id": gen_id, "provider": model.provider, "model": model.id, "object": "chat.completion",
+                "created": created,
+                "choices": [{"index": 0, "logprobs": None, "finish_reason": "error", "native_finish_reason": "error",
+                             "message": {"role": "assistant", "content": "", "refusal": None}}],
+                "error": _STREAM_ERROR,
+            })
         elif decision.mode == "malformed":
             # Cut mid-object: a proxy must treat this as a broken answer, not a slow one.
             self._send_raw(200, f'{{"id": "{gen_id}", "object": "chat.completion", "choices": [{{"mes'.encode())
@@ -330,9 +365,13 @@ class _Handler(BaseHTTPRequestHandler):
         finish_reason: str,
         usage: dict[str, Any],
         *,
-        malformed: bool,
+        mode: str | None,
     ) -> None:
-        """SSE as OpenRouter sends it: role, content pieces, finish reason, usage with no choices, [DONE]."""
+        """SSE as OpenRouter sends it: role, content pieces, finish reason, usage with no choices, [DONE].
+
+        `stream-error`: the first piece, then an error event with finish_reason
+        "error" and the end of the stream, as OpenRouter does when a provider fails mid-generation.
+        """
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -356,8 +395,14 @@ class _Handler(BaseHTTPRequestHandler):
             return [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish, "logprobs": None}]
 
         chunk(choice({"role": "assistant", "content": ""}))
-        if malformed:
+        if mode == "malformed":
             self._send_event('{"id": "' + gen_id + '", "choices": [{"delta": {"cont')
+        elif mode == "stream-error":
+            pieces = re.findall(r"\S+\s*", content)
+            if pieces:
+                chunk(choice({"content": pieces[0]}))
+            chunk(choice({"content": ""}, "error"), error=_STREAM_ERROR)
+            return
         else:
             for piece in re.findall(r"\S+\s*", content):
                 chunk(choice({"content": piece}))
@@ -393,10 +438,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reject(self, model: CatalogModel | None, status: int, message: str, decision: Decision | None = None) -> None:
         self.server.request_stats.record(model.id if model else None, status)
-        headers = {}
+        headers = dict(decision.headers or {}) if decision is not None else {}
         if decision is not None and decision.retry_after is not None:
             headers["Retry-After"] = str(decision.retry_after)
-        metadata = {"provider_name": model.provider} if model and decision else None
+        metadata: dict[str, Any] | None = {"provider_name": model.provider} if model and decision else None
+        if metadata is not None and decision is not None and decision.reason == "upstream":
+            assert model is not None
+            metadata["raw"] = (f"{model.id} is temporarily rate-limited upstream. Please retry shortly, or add "
+                               "your own key to accumulate your rate limits: https://openrouter.ai/settings/integrations")
+        elif metadata is not None and decision is not None and decision.headers:
+            metadata = {"headers": decision.headers, "provider_name": None}  # the account's limit, no provider
         self._send_error(status, message, headers, metadata)
 
     def _send_error(
@@ -424,6 +475,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not length or not length.isdigit():
             return b""
         return self.rfile.read(int(length))
+
+
+def catalog_entries(faults: FaultBook) -> list[dict[str, Any]]:
+    """`/api/v1/models` as the faults in force make it: retired models gone, priced ones priced."""
+    out = []
+    for model in MODELS:
+        fault = faults.fault_of(model.id)
+        if fault is not None and fault.retired:
+            continue
+        out.append(model.to_openrouter(price=fault.price if fault else None, no_tools=bool(fault and fault.no_tools)))
+    return out
 
 
 def _parse_json(raw: bytes, *, what: str) -> Any:
@@ -527,6 +589,10 @@ class Simulator:
     def faults(self) -> dict[str, dict[str, Any]]:
         return self._require().faults.snapshot()
 
+    def set_account(self, **limits: Any) -> AccountLimits:
+        """Account-wide limits on `:free` models: `quota_left` (today), `rpm` (per minute)."""
+        return self._require().faults.set_account(limits)
+
     def stats(self) -> dict[str, Any]:
         return self._require().request_stats.snapshot()
 
@@ -554,6 +620,13 @@ class SimulatorAdmin:
 
     def faults(self) -> dict[str, dict[str, Any]]:
         return self._request("GET", "/faults")["faults"]
+
+    def account(self) -> dict[str, Any]:
+        return self._request("GET", "/account")["account"]
+
+    def set_account(self, **limits: Any) -> dict[str, Any]:
+        """Put account-wide limits in force (quota_left, rpm); the others are lifted."""
+        return self._request("PUT", "/account", limits)["account"]
 
     def set_fault(self, model: str, **fault: Any) -> dict[str, Any]:
         """Put a fault in force; returns the stored fault with defaults filled in."""

@@ -27,11 +27,16 @@ def register(app: typer.Typer) -> None:
         reason: str = reason_option(),
         dry_run: bool = dry_run_option("Evaluate the gates; write nothing."),
         skip_soak: bool = typer.Option(False, "--skip-soak", help="Do not wait for the soak time (needs --reason)."),
+        plan: bool = typer.Option(False, "--plan", help="Forecast the requests it would send against the free "
+                                  "quota (`rollout quota`); send nothing."),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.rollout.advance import advance as core_advance  # lazy: start-up time
+        from rollout_cli.rollout.advance import plan_advance  # lazy: start-up time
 
         ws = load(ctx)
+        if plan:
+            render(plan_advance(ws), json_output)
         confirm = None
         if not yes and not dry_run:
             if not sys.stdin.isatty():

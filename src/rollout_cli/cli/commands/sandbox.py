@@ -68,6 +68,7 @@ def register(app: typer.Typer) -> None:
         render(commands.status(_dir(ctx, directory)), json_output)
 
     @sandbox.command("fault", help="Inject a fault into the simulated OpenRouter for MODEL (alias or id), "
+                     "set account-wide free-tier limits (--quota-left, --rpm; no MODEL), "
                      "clear faults with --clear [MODEL], or list them (no MODEL). Sandbox from -w, else ./sandbox.")
     def fault(
         ctx: typer.Context,
@@ -77,13 +78,27 @@ def register(app: typer.Typer) -> None:
         rate: float = typer.Option(None, "--rate", help="Share of requests that fail, 0..1 (default 1)."),
         latency_ms: int = typer.Option(None, "--latency-ms", help="Latency added to every request of MODEL."),
         retry_after: int = typer.Option(None, "--retry-after", help="Retry-After seconds (429; default 1)."),
-        mode: str = typer.Option(None, "--mode", help="hang, malformed or empty instead of a status."),
+        mode: str = typer.Option(None, "--mode", help="hang, malformed, empty or stream-error (200, then an "
+                                 "error mid-stream; an error object without streaming) instead of a status."),
+        retired: bool = typer.Option(False, "--retired", help="MODEL is retired: 404 no endpoints, gone from /models."),
+        price: str = typer.Option(None, "--price", help="MODEL is no longer free: priced at USD/token in /models "
+                                  "(e.g. 0.000002); its :free id answers 404."),
+        no_tools: bool = typer.Option(False, "--no-tools", help="MODEL loses tool calls: requests with tools get "
+                                      "404; /models lacks tools."),
+        upstream: bool = typer.Option(False, "--upstream", help="With --status 429: the provider's throttling "
+                                      "(\"Provider returned error\"), not OpenRouter's."),
+        quota_left: int = typer.Option(None, "--quota-left", help="Account-wide: after N more requests every "
+                                       ":free model answers 429 free-models-per-day (no MODEL)."),
+        rpm: int = typer.Option(None, "--rpm", help="Account-wide: at most N requests a minute to :free models "
+                                "(no MODEL)."),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.sandbox import commands  # lazy: start-up time
 
         render(commands.fault(_dir(ctx, None), model, clear=clear, status=status, rate=rate,
-                              latency_ms=latency_ms, retry_after=retry_after, mode=mode), json_output)
+                              latency_ms=latency_ms, retry_after=retry_after, mode=mode, retired=retired,
+                              price=price, no_tools=no_tools, upstream=upstream, quota_left=quota_left,
+                              rpm=rpm), json_output)
 
     @sandbox.command("traffic", help="Send app-like traffic, split by the current rollout percentage: users "
                      "below it go through the gateway, the others direct to the simulated OpenRouter.")

@@ -62,6 +62,9 @@ def _fault_text(fault: dict[str, Any]) -> str:
         parts.append(f"latency {fault['latency_ms']} ms")
     if fault.get("retry_after") is not None:
         parts.append(f"retry-after {fault['retry_after']} s")
+    parts += [name for name in ("retired", "no_tools", "upstream") if fault.get(name)]
+    if fault.get("price"):
+        parts.append(f"priced {fault['price']} USD/token")
     return esc(", ".join(parts))
 
 
@@ -72,3 +75,6 @@ def sandbox_fault_view(out: Any, result: Result[SandboxFaultPayload]) -> None:
         out.print("[bold]faults in force[/]:")
         for model, fault in faults.items():
             out.print(f"  {esc(model)}: {_fault_text(fault)}")
+    account = {k: v for k, v in result.payload.account.items() if k in ("quota_left", "rpm") and v is not None}
+    if account:
+        out.print("[bold]account-wide[/]: " + esc(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in account.items())))
