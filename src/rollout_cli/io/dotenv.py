@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout_cli.errors import InputError, StateFileError
-from rollout_cli.io.atomic import atomic_write_text, read_text_exact
+from rollout_cli.io.atomic import read_text_exact, write_app_file
 
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _ASSIGN_RE = re.compile(
@@ -98,9 +98,11 @@ class EnvFile:
     def text(self) -> str:
         return "".join(entry.raw for entry in self._entries)
 
-    def save(self) -> None:
-        """Write atomically, then re-read the file and check every value we set reads back as set."""
-        atomic_write_text(self.path, self.text())
+    def save(self) -> str:
+        """Write so the app sees it (atomic_write_text or in place), then check every value reads back as set.
+
+        Returns how it was written (write_app_file's strategy)."""
+        how = write_app_file(self.path, self.text())
         reread = EnvFile.load(self.path)
         for key, value in self._set.items():
             got = reread.get(key)
@@ -110,6 +112,7 @@ class EnvFile:
                     " check whether another process edits this file"
                 )
         self._set.clear()
+        return how
 
     def _last(self, key: str) -> _Entry | None:
         for entry in reversed(self._entries):

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from rollout_cli.errors import InputError, StateFileError
-from rollout_cli.io.atomic import atomic_write_text, read_text_exact
+from rollout_cli.io.atomic import read_text_exact, write_app_file
 from rollout_cli.io.dotenv import EnvFile
 
 FORMATS = ("env", "json", "yaml", "flagd")
@@ -101,10 +101,10 @@ class FlagStore(ABC):
     def _current(self) -> int | None:
         return self.percentage()
 
-    def save(self) -> None:
-        """Write atomically, then read the file back and check it holds what we wrote."""
+    def save(self) -> str:
+        """Write so the app sees it, then read the file back and check it holds what we wrote; returns how."""
         expected = self.percentage()
-        atomic_write_text(self.path, self._text)
+        how = write_app_file(self.path, self._text)
         reread = open_flags(self.path, self.fmt, self.key)
         got = reread.percentage()
         if got != expected:
@@ -117,6 +117,7 @@ class FlagStore(ABC):
                 f"{self.path}: after writing, the file differs from what was written;"
                 " check whether another process edits this file"
             )
+        return how
 
     def _stored(self, value: object, where: str) -> int:
         try:

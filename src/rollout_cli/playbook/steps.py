@@ -109,11 +109,11 @@ class EnvSet(Step):
         if not changed:
             return Outcome("unchanged", f"{path} already has {self._assignments()}")
         sha_before = sha256_of(path)
-        env.save()
+        how = env.save()
         changes = [
             _file_change(path, key, before[key], self.values[key], sha_before) for key in changed
         ]
-        return Outcome("ok", self.describe(ctx), changes)
+        return Outcome("ok", f"{self.describe(ctx)} ({how})", changes)
 
 
 @dataclass
@@ -165,9 +165,9 @@ class FlagSet(Step):
         if not flags.set_percentage(self.percentage):
             return Outcome("unchanged", f"flag {ctx.workspace.app.flag_key} already at {self.percentage}%")
         sha_before = sha256_of(path)
-        flags.save()
+        how = flags.save()
         change = _file_change(path, ctx.workspace.app.flag_key, before, self.percentage, sha_before)
-        return Outcome("ok", self.describe(ctx), [change])
+        return Outcome("ok", f"{self.describe(ctx)} ({how})", [change])
 
 
 @dataclass
