@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,3 +55,15 @@ def make_world(tmp_path: Path, percentage: int = 10, container: str = "litellm")
     sample = write_sample_app(app_dir, percentage=percentage)
     (ws / "rollout.yaml").write_text(workspace_yaml(container=container))
     return World(tmp_path, ws, sample)
+
+
+@contextmanager
+def process_sandbox(root: Path) -> Iterator:  # type: ignore[type-arg]
+    """A sandbox of a test's own (process runtime, free ports), stopped whatever happens."""
+    from rollout_cli.sandbox import world
+
+    info = world.up(root, runtime="process", gateway_port=0, simulator_port=0, timeout=90)
+    try:
+        yield info
+    finally:
+        world.down(root)

@@ -125,7 +125,7 @@ def preview(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
             seen = step.preview(ctx)
         except RolloutError as exc:
             return StepReport(index, step.type, description, "failed", str(exc), exit_code=int(exc.exit_code))
-        status = "would-verify" if step.type == "verify" else "would-change" if seen.changes else "unchanged"
+        status = "would-verify" if step.type.startswith("verify") else "would-change" if seen.changes else "unchanged"
         return StepReport(index, step.type, description, status, seen.detail, diff=seen.diff)
 
     reports = _walk(plan, ctx, look, halting=False)

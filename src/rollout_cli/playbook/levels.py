@@ -103,7 +103,7 @@ def run_rollback(
     code = engine.exit_code_of(reports)
     took_effect = [
         f"level {r.level} step {s.index}: {s.detail}"
-        for r in reports for s in r.steps if s.status == "ok" and s.type != "verify"
+        for r in reports for s in r.steps if s.status == "ok" and not s.type.startswith("verify")
     ]
     payload = RollbackPayload(
         level=level,

@@ -20,6 +20,7 @@ from rollout_cli.io.dotenv import EnvFile
 from rollout_cli.io.flags import FlagStore, open_flags
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, Preview, Step
+from rollout_cli.playbook.traffic import TRAFFIC_STEPS
 
 if TYPE_CHECKING:
     from rollout_cli.io.container import ContainerState
@@ -487,4 +488,4 @@ class Run(Step):
 STEP_TYPES: dict[str, type[Step]] = {
     cls.type: cls
     for cls in (EnvSet, FlagSet, Verify, ContainerStop, ContainerStart, GitRestore, GitRevert, Wait, Run)
-}
+} | {cls.type: cls for cls in TRAFFIC_STEPS}

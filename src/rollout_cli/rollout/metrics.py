@@ -8,53 +8,16 @@ at (or just after) the window's start, recorded by `rollout watch`.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
 from typing import Any
 
-from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX
+from rollout_cli.gateway.prometheus import TOTAL, parse
+from rollout_cli.gateway.prometheus import is_check as _is_check
 
-TOTAL = "litellm_proxy_total_requests_metric_total"
 FAILED = "litellm_proxy_failed_requests_metric_total"
 OVERHEAD = "litellm_overhead_latency_metric"
 LATENCY = "litellm_request_total_latency_metric"
 FALLBACKS = "litellm_deployment_successful_fallbacks_total"
 DEPLOYMENT_STATE = "litellm_deployment_state"
-
-_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
-def parse(text: str) -> list[Sample]:
-    """Samples of the Prometheus text exposition format (comments skipped)."""
-    out = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group(3) or ""))
-        try:
-            value = float(match.group(4))
-        except ValueError:
-            continue
-        out.append(Sample(match.group(1), labels, value))
-    return out
-
-
-
-
-def _is_check(sample: Sample) -> bool:
-    return sample.labels.get("user_agent", "").startswith(CHECK_USER_AGENT_PREFIX)
 
 
 def summarize(text: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from rollout_cli.core.stage import Stage, read_stage
 from rollout_cli.core.workspace import PERCENTAGE_KEY, Workspace
 from rollout_cli.errors import ExitCode
 from rollout_cli.gateway.runtime import runtime_summary
+from rollout_cli.playbook.traffic import observe_share
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class StatusPayload:
     stage: Stage
     last_change: dict[str, Any] | None  # time, actor, command, reason of the newest audit record
     container: dict[str, Any] | None
+    observed: dict[str, Any] | None = None  # the app's traffic share through the gateway (app.metrics_url)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -32,6 +34,7 @@ class StatusPayload:
             "stage": self.stage.to_json(),
             "last_change": self.last_change,
             "container": self.container,
+            "observed": self.observed,
         }
 
 
@@ -57,6 +60,7 @@ def status(ws: Workspace) -> Result[StatusPayload]:
         stage=stage,
         last_change={k: last.get(k) for k in ("time", "actor", "command", "reason")} if last else None,
         container=runtime_summary(ws),
+        observed=observe_share(ws),
     )
     code = ExitCode.FAILED if stage.drift else ExitCode.OK
     return Result("status", payload, exit_code=code)
