@@ -82,6 +82,14 @@ def test_advance_to_10_and_the_observed_share_approaches_10(box, runtime: str) -
         assert data["paths"]["gateway"]["failed"] == 0
         status = cli(box, "sandbox", "status", "--json")
         assert json.loads(status.stdout)["app"]["counts"]["gateway"] >= 1
+        load(control, 25, 30)
+        observed = cli(box, "status", "--json")  # first look: two readings 2 s apart
+        assert observed.exit_code == 0, observed.output
+        seen = json.loads(observed.stdout)["observed"]
+        assert seen["requests"] >= 20 and seen["share"] is not None and 0 <= seen["share"] <= 40, seen
+        assert re.fullmatch(r"observed \d+(\.\d)?% of \d+ app requests in the last \d+ s", seen["text"]), seen
+        human = cli(box, "status")
+        assert "traffic    configured 10%, observed " in human.output
     finally:
         load(control, 0, 0)
 
