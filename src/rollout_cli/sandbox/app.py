@@ -88,7 +88,7 @@ def load_app(root: Path) -> AppRecord | None:
 def start_app(root: Path, *, runtime: str = "process", reads_files_once: bool = False) -> AppRecord:
     """Start the sample app of the sandbox in `root` (stopping one already running) and wait until it answers."""
     if runtime not in APP_RUNTIMES:
-        raise InputError(f"--app-runtime is {runtime!r}; use one of {', '.join(APP_RUNTIMES)}")
+        raise InputError(f"--runtime is {runtime!r}; use one of {', '.join(APP_RUNTIMES)}")
     state = load_state(root)
     if state is None:
         raise UnavailableError(f"no sandbox is up in {root}; start one with `rollout sandbox up {root}`")
