@@ -146,7 +146,7 @@ def test_verify_traffic_on_a_gateway_whose_metrics_fail_is_not_verifiable_exit_3
         assert result.exit_code == 3, result.output
         step = json.loads(result.stdout)["levels"][0]["steps"][-1]
         assert step["type"] == "verify.traffic" and step["detail"].startswith("not verifiable: ")
-        assert "answered HTTP 501" in step["detail"]
+        assert "answered HTTP 501; enable the prometheus callback" in step["detail"]
         assert "LITELLM_ROLLOUT_PERCENTAGE=0" in world.app.env_file.read_text()  # the files are written
     finally:
         server.shutdown()

@@ -187,3 +187,21 @@ def test_sandbox_app_stop_and_status(box) -> None:
     traffic = cli(box, "sandbox", "traffic", "--duration", "1")
     assert traffic.exit_code == 4 and "the sample app is not running" in traffic.output
     assert not Path(box.root / ".rollout" / "app.pid").exists()
+
+
+def test_level_3_stops_the_gateway_and_checks_the_apps_direct_path(box) -> None:
+    """Last in this module: it stops the module's gateway."""
+    at_stage(box, 0)
+    start_app(box, "process")
+    result = cli(box, "rollback", "--level", "3", "--yes", "--reason", "effects: level 3", "--json")
+    assert result.exit_code == 0, result.output
+    level3 = json.loads(result.stdout)["levels"][2]["steps"]
+    assert [s["type"] for s in level3] == ["container.stop", "verify", "verify.app"]
+    probe = f"{load_app(box.root).url}/probe"  # type: ignore[union-attr]
+    assert re.fullmatch(rf"the app's direct path answers: {re.escape(probe)} in \d+ ms, without the gateway",
+                        level3[2]["detail"]), level3[2]
+    cli(box, "sandbox", "app", "stop")
+    again = cli(box, "rollback", "--level", "3", "--yes", "--json")
+    assert again.exit_code == 1
+    step = json.loads(again.stdout)["levels"][2]["steps"][2]
+    assert step["status"] == "failed" and step["detail"] == f"the app's probe {probe} refuses connections: is the app running?"

@@ -64,6 +64,7 @@ class AppConfig:
     integration_grep: str | None = None
     reload: AppReload = AppReload()
     metrics_url: str | None = None  # the app's Prometheus endpoint with llm_requests_total (the observed share)
+    probe: str | None = None  # a URL of the app that answers 2xx when its direct (non-gateway) path works
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ _APP_SCHEMA: dict[str, tuple[str, bool]] = {
     "integration_grep": ("str", False),
     "reload": ("reload", False),
     "metrics_url": ("url", False),
+    "probe": ("url", False),
 }
 _GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
     "url": ("url", False),
@@ -288,6 +290,7 @@ app:
                                      # {signal: {container: NAME | pid_file: PATH, signal: HUP}},
                                      # {restart: {container: NAME}} or {command: [PROGRAM, ARG...]}
   # metrics_url: http://127.0.0.1:9464/metrics  # the app's llm_requests_total counter: the observed share
+  # probe: http://127.0.0.1:3000/healthz/llm-direct  # answers 2xx when the app's direct path works (level 3)
 gateway:
   url: http://127.0.0.1:4000
   master_key_env: LITELLM_MASTER_KEY # the key is read from this variable, never stored

@@ -71,8 +71,7 @@ def scrape(url: str, key: str | None = None, timeout: float = 3.0) -> str | None
         with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as answer:
             return str(answer.read().decode("utf-8", errors="replace"))
     except urllib.error.HTTPError as exc:
-        raise GatewayUnavailable(f"{url} answered HTTP {exc.code}; enable the prometheus callback and check "
-                                 "the master key") from None
+        raise GatewayUnavailable(f"{url} answered HTTP {exc.code}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ConnectionRefusedError):
             return None

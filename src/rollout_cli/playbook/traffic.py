@@ -168,7 +168,8 @@ class TrafficWatch:
         try:
             text = scrape(self.metrics_url, self.ws.gateway.key.value)
         except UnavailableError as exc:
-            raise NotVerifiable(f"not verifiable: {exc}") from None
+            raise NotVerifiable(f"not verifiable: {exc}; enable the prometheus callback and check the master key"
+                                ) from None
         return None if text is None else app_requests(text)
 
     def until_stopped(self, started: float, deadline: float, quiet: float) -> str:
@@ -196,8 +197,9 @@ class TrafficWatch:
             if now - (last_rise or begin) >= quiet:
                 break
             if now - begin >= deadline:
-                window = [v for t, v in history if t >= now - min(30.0, deadline)]
-                rate = (window[-1] - window[0]) / (min(30.0, deadline) / 60) if len(window) > 1 else 0.0
+                window = [(t, v) for t, v in history if t >= now - 30.0]  # the last 30 s: the rate now
+                span = window[-1][0] - window[0][0]
+                rate = (window[-1][1] - window[0][1]) / (span / 60) if span > 0 else 0.0
                 raise CheckFailed(
                     f"the app still sends {rate:.0f} req/min through the gateway {now - started:.0f} s after the "
                     f"flag went to 0%: {RELOAD_HINT}"
@@ -254,6 +256,35 @@ class TrafficWatch:
                                 f"(need {min_requests}); observed {share:.1f}% so far")
         raise CheckFailed(f"the app sends {share:.1f}% of {sent:.0f} requests through the gateway, not "
                           f"{target}% ± {tolerance:g}, {deadline:g} s after the files changed: {RELOAD_HINT}")
+
+
+@dataclass
+class VerifyApp(Step):
+    """With the gateway stopped (level 3): the app's direct path still answers, where `app.probe` names a probe."""
+
+    type = "verify.app"
+    timeout: float = 10.0
+
+    def describe(self, ctx: StepContext) -> str:
+        probe = ctx.workspace.app.probe
+        return f"verify the app's direct path answers ({probe})" if probe else "verify the app's direct path (no app.probe)"
+
+    def preview(self, ctx: StepContext) -> Preview:
+        return Preview("would " + self.describe(ctx), changes=False)
+
+    def run(self, ctx: StepContext) -> Outcome:
+        probe = ctx.workspace.app.probe
+        if not probe:
+            return Outcome("skipped", "not checked: rollout.yaml names no app.probe for the app's direct path")
+        started = time.monotonic()
+        try:
+            answered = scrape(probe, timeout=self.timeout)
+        except UnavailableError as exc:
+            raise CheckFailed(f"the app's direct path does not answer: {exc}") from None
+        if answered is None:
+            raise CheckFailed(f"the app's probe {probe} refuses connections: is the app running?")
+        took = (time.monotonic() - started) * 1000
+        return Outcome("ok", f"the app's direct path answers: {probe} in {took:.0f} ms, without the gateway")
 
 
 def check_traffic(ws: Workspace, percentage: int, started: float, deadline: float = 30.0) -> dict[str, object]:
@@ -322,4 +353,4 @@ def observe_share(ws: Workspace) -> dict[str, object] | None:
             "text": f"observed {share}% of {int(sent):,} app requests in the last {window}"}
 
 
-TRAFFIC_STEPS: tuple[type[Step], ...] = (ReloadApp, VerifyTraffic)
+TRAFFIC_STEPS: tuple[type[Step], ...] = (ReloadApp, VerifyTraffic, VerifyApp)

@@ -157,15 +157,9 @@ class App:
             url, key, asked = base + "/v1/chat/completions", self.gateway_key, model
         else:
             url, key, asked = self.direct_url + "/chat/completions", self.direct_key, direct_model or model
-        body = json.dumps({"model": asked, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 16,
-                           "user": user}).encode()
-        request = urllib.request.Request(url, body, {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                                                     "Authorization": f"Bearer {key}"})
         started, status, error = time.time(), None, None
         try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                answer.read()
-                status = answer.status
+            status = self.call(url, key, asked, user)
         except urllib.error.HTTPError as exc:
             status = exc.code
         except (OSError, ValueError) as exc:
@@ -176,6 +170,16 @@ class App:
             self.totals[path] += 1
             self.records.append({"t": started, "path": path, "status": status,
                                  "error": error, "latency_ms": round(latency, 1)})
+
+    def call(self, url: str, key: str, model: str, user: str) -> int:
+        """One chat completion; its HTTP status (urllib raises HTTPError for >= 400)."""
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 16,
+                           "user": user}).encode()
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json", "User-Agent": USER_AGENT,
+                                                     "Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+            return int(answer.status)
 
     def drive(self) -> None:
         pool = ThreadPoolExecutor(max_workers=32)
@@ -233,6 +237,14 @@ def serve(app: App, port: int) -> None:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+            elif url.path == "/probe":
+                # The direct path alone (what level 3's verify.app asks with the gateway stopped).
+                try:
+                    app.call(app.direct_url + "/chat/completions", app.direct_key, app.load["direct_model"] or
+                             app.load["model"], "probe")
+                    self._send(200, {"direct": "ok"})
+                except (OSError, ValueError) as exc:
+                    self._send(502, {"direct": type(exc).__name__})
             elif url.path == "/requests":
                 since = float(parse_qs(url.query).get("since", ["0"])[0])
                 with app.lock:

@@ -337,7 +337,8 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             config="./gateway/litellm-config.yaml",
             runtime=runtime,
             header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
-            app_extra=f"  metrics_url: http://{HOST}:{app_port}/metrics  # the sample app's request counter\n",
+            app_extra=f"  metrics_url: http://{HOST}:{app_port}/metrics  # the sample app's request counter\n"
+                      f"  probe: http://{HOST}:{app_port}/probe  # its direct path, checked by level 3\n",
         ),
     )
     key_file = root / ".rollout" / KEY_NAME
