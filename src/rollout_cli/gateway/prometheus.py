@@ -55,6 +55,10 @@ def app_requests(text: str) -> float:
     return sum(s.value for s in parse(text) if s.name == TOTAL and not is_check(s))
 
 
+class MetricsRefused(GatewayUnavailable):
+    """The endpoint answered, with an HTTP error: asking again will not help."""
+
+
 def scrape(url: str, key: str | None = None, timeout: float = 3.0) -> str | None:
     """The Prometheus text at `url`; None when nothing listens there (connection refused).
 
@@ -71,7 +75,7 @@ def scrape(url: str, key: str | None = None, timeout: float = 3.0) -> str | None
         with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as answer:
             return str(answer.read().decode("utf-8", errors="replace"))
     except urllib.error.HTTPError as exc:
-        raise GatewayUnavailable(f"{url} answered HTTP {exc.code}") from None
+        raise MetricsRefused(f"{url} answered HTTP {exc.code}") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ConnectionRefusedError):
             return None

@@ -20,11 +20,12 @@ from rollout_cli.core.audit import append_line, read_lines
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import AppReload, Workspace
 from rollout_cli.errors import CheckFailed, ExitCode, InputError, PlaybookError, RolloutError, UnavailableError
-from rollout_cli.gateway.prometheus import app_requests, parse, scrape
+from rollout_cli.gateway.prometheus import MetricsRefused, app_requests, parse, scrape
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, Preview, Step
 
 POLL_S = 0.25
+SCRAPE_TIMEOUT_S = 5.0  # a gateway under load can take seconds to render /metrics/
 APP_COUNTER = "llm_requests_total"
 RELOAD_HINT = "does it reload its flags? see app.reload in rollout.yaml (docs/SETUP.md)"
 
@@ -33,6 +34,10 @@ class NotVerifiable(RolloutError):
     """The files are written, but the traffic could not show whether the app followed them."""
 
     exit_code = ExitCode.HOLD
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry  # a timeout or a refused connection may pass; an HTTP error will not
 
 
 def reload_app(ws: Workspace, timeout: float) -> str:
@@ -166,14 +171,25 @@ class TrafficWatch:
         Raises NotVerifiable when the gateway answers but its metrics cannot be read.
         """
         try:
-            text = scrape(self.metrics_url, self.ws.gateway.key.value)
+            text = scrape(self.metrics_url, self.ws.gateway.key.value, timeout=SCRAPE_TIMEOUT_S)
         except UnavailableError as exc:
-            raise NotVerifiable(f"not verifiable: {exc}; enable the prometheus callback and check the master key"
-                                ) from None
+            raise NotVerifiable(f"not verifiable: {exc}; enable the prometheus callback and check the master key",
+                                retry=not isinstance(exc, MetricsRefused)) from None
         return None if text is None else app_requests(text)
 
+    def first_count(self, deadline: float) -> float | None:
+        """The first reading; a busy gateway gets until the deadline to answer one scrape."""
+        give_up = time.monotonic() + deadline
+        while True:
+            try:
+                return self.gateway_count()
+            except NotVerifiable as exc:
+                if not exc.retry or time.monotonic() >= give_up:
+                    raise
+                time.sleep(POLL_S)
+
     def until_stopped(self, started: float, deadline: float, quiet: float) -> str:
-        first = self.gateway_count()
+        first = self.first_count(deadline)
         if first is None:
             return f"the gateway at {self.ws.gateway.url} does not answer: no app traffic can pass through it"
         begin = time.monotonic()
@@ -229,7 +245,7 @@ class TrafficWatch:
 
     def until_share(self, started: float, target: int, deadline: float, tolerance: float, min_requests: int,
                     idle: float) -> str:
-        gateway0, app0 = self.gateway_count(), self.app_total()
+        gateway0, app0 = self.first_count(deadline), self.app_total()
         if gateway0 is None:
             raise CheckFailed(f"the gateway at {self.ws.gateway.url} does not answer: no traffic can reach it "
                               f"at {target}%")
