@@ -28,8 +28,10 @@ from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
 from rollout_cli.sandbox import app_main
 from rollout_cli.sandbox.sample_app import FLAG_KEY
 from rollout_cli.sandbox.state import LABEL, LABEL_DIR, default_image, load_state, sandbox_id, sandbox_master_key
+from rollout_cli.simulator import GATEWAY_ALIASES
 
 APP_RUNTIMES = ("process", "docker")
+PRIMARY = "glm-4.5-air"
 RECORD_NAME = "app.json"
 PID_NAME = "app.pid"
 CONTAINER_PREFIX = "rollout-app-"
@@ -96,6 +98,8 @@ def start_app(root: Path, *, runtime: str = "process", reads_files_once: bool = 
     app_dir = root / "app"
     settings = {
         "APP_FLAG_KEY": FLAG_KEY,
+        "APP_MODEL": PRIMARY,  # the model it asks for until `sandbox traffic --model` says otherwise
+        "APP_DIRECT_MODEL": GATEWAY_ALIASES[PRIMARY],
         "APP_READS_FILES_ONCE": "1" if reads_files_once else "0",
         "OPENROUTER_BASE_URL": state.simulator_api_base,
         "OPENROUTER_API_KEY": state.simulator_key,

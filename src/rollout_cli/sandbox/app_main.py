@@ -70,7 +70,8 @@ class App:
         self.direct_key = os.environ.get("OPENROUTER_API_KEY", "")
         self.lock = threading.Lock()
         self.records: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
-        self.load: dict[str, Any] = {"rps": 0.0, "until": 0.0, "model": "glm-4.5-air", "direct_model": ""}
+        self.load: dict[str, Any] = {"rps": 0.0, "until": 0.0, "model": os.environ.get("APP_MODEL", "glm-4.5-air"),
+                                     "direct_model": os.environ.get("APP_DIRECT_MODEL", "")}
         self.started = time.time()
         self.reloads = 0
         self.in_flight = 0
