@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 from rollout_cli.cli.app import app
 from rollout_cli.sandbox.sample_app import SampleApp, git, workspace_yaml, write_sample_app
 
+# Where a test world's gateway is: a port nothing listens on (binding it needs root, and no sandbox picks it),
+# so level 1's traffic check meets a refused connection, never another helper's or a developer's gateway on :4000.
+NO_GATEWAY = "http://127.0.0.1:9"
 ALIASES = ["glm-4.5-air", "deepseek-chat-v3.1", "minimax-m2", "kimi-k2", "qwen3-coder"]
 
 
@@ -53,7 +56,7 @@ def make_world(tmp_path: Path, percentage: int = 10, container: str = "litellm")
     ws = tmp_path / "ws"
     ws.mkdir()
     sample = write_sample_app(app_dir, percentage=percentage)
-    (ws / "rollout.yaml").write_text(workspace_yaml(container=container))
+    (ws / "rollout.yaml").write_text(workspace_yaml(container=container, gateway_url=NO_GATEWAY))
     return World(tmp_path, ws, sample)
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rollout_cli.sandbox.sample_app import flagd_text
-from support import make_world
+from support import NO_GATEWAY, make_world
 
 PRIMARY, FALLBACK = "glm-4.5-air", "kimi-k2"
 
@@ -23,7 +23,7 @@ def world(tmp_path, sandbox):
     w = make_world(tmp_path, percentage=0, container="")
     (w.ws / "rollout.yaml").write_text(
         (w.ws / "rollout.yaml").read_text()
-        .replace("url: http://127.0.0.1:4000", f"url: {sandbox.gateway_url}")
+        .replace(f"url: {NO_GATEWAY}", f"url: {sandbox.gateway_url}")
         .replace("  container: \n", "")
         + f"  master_key_file: {sandbox.key_file}\n  config: {sandbox.root / 'gateway' / 'litellm-config.yaml'}\n"
     )

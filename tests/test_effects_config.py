@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import make_world
+from support import NO_GATEWAY, make_world
 
 LEVEL_1_WITH_RELOAD = "kind: rollback\nlevel: 1\nbudget: 30s\nsteps:\n  - type: flag.set\n    percentage: 0\n" \
                       "  - type: app.reload\n    timeout: 5s\n"
@@ -141,7 +141,7 @@ def test_verify_traffic_on_a_gateway_whose_metrics_fail_is_not_verifiable_exit_3
     try:
         world = make_world(tmp_path)
         config = world.ws / "rollout.yaml"
-        config.write_text(config.read_text().replace("http://127.0.0.1:4000", f"http://127.0.0.1:{server.server_port}"))
+        config.write_text(config.read_text().replace(NO_GATEWAY, f"http://127.0.0.1:{server.server_port}"))
         result = world.cli("rollback", "--level", "1", "--yes", "--json")
         assert result.exit_code == 3, result.output
         step = json.loads(result.stdout)["levels"][0]["steps"][-1]
