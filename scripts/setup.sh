@@ -25,11 +25,11 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import rollout_cli, pytest, pytest_timeout, prometheus_client, coverage, mypy, importlinter, jsonschema' 2>/dev/null \
+if ! .venv/bin/python -c 'import rollout_cli, pytest, pytest_timeout, prometheus_client, coverage, mypy, importlinter, jsonschema, openfeature.contrib.provider.flagd' 2>/dev/null \
    || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/lint-imports ] || [ ! -x .venv/bin/litellm ] \
    || [ pyproject.toml -nt .venv/.installed ] || [ requirements.lock -nt .venv/.installed ]; then
   log "installing rollout into .venv (versions from requirements.lock)"
-  .venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev,gateway]"
+  .venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev,gateway,app]"
   touch .venv/.installed
 fi
 

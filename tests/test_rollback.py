@@ -25,7 +25,7 @@ def test_level_1_sets_env_and_flags_to_zero_and_verifies(world):
     data = json.loads(result.stdout)
     assert data["levels"][0]["within_budget"] is True
     statuses = [s["status"] for s in data["levels"][0]["steps"]]
-    assert statuses == ["ok", "ok", "ok"]
+    assert statuses == ["ok", "ok", "ok", "unchanged", "ok"]  # app.reload: none; verify.traffic: no gateway there
     env = world.app.env_file.read_text()
     assert "LITELLM_ROLLOUT_PERCENTAGE=0  # share of users through the gateway\n" in env
     # every other line kept byte for byte
@@ -49,7 +49,7 @@ def test_level_1_twice_is_harmless(world):
     snap = world.snapshot()
     again = world.cli("rollback", "--level", "1", "--yes", "--json")
     assert again.exit_code == 0
-    assert [s["status"] for s in json.loads(again.stdout)["levels"][0]["steps"]] == ["unchanged", "unchanged", "ok"]
+    assert [s["status"] for s in json.loads(again.stdout)["levels"][0]["steps"]] == ["unchanged", "unchanged", "ok", "unchanged", "ok"]
     assert world.snapshot() == snap
 
 
@@ -302,7 +302,8 @@ def test_dry_run_says_unchanged_when_already_rolled_back(world):
     assert world.cli("rollback", "--level", "2", "--yes").exit_code == 0
     data = json.loads(world.cli("rollback", "--level", "2", "--dry-run", "--json").stdout)
     statuses = [s["status"] for lvl in data["levels"] for s in lvl["steps"]]
-    assert statuses == ["unchanged", "unchanged", "would-verify", "unchanged", "would-verify"]
+    assert statuses == ["unchanged", "unchanged", "would-verify", "unchanged", "would-verify",
+                        "unchanged", "would-verify"]
 
 
 def test_declining_the_prompt_changes_nothing(world):

@@ -22,7 +22,7 @@ from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.workspace import PERCENTAGE_KEY
 from rollout_cli.sandbox import world as sandbox_world
 from rollout_cli.sandbox.state import load_state
-from support import gateway_share, rollout
+from support import plausible_share, rollout
 
 # Generous enough for this shared 2-core machine (the real proxy adds tens of ms);
 # the NO-GO latency test uses a tight one instead. Everything else is the shipped plan.
@@ -91,7 +91,8 @@ def fresh_at_10(root: Path, latency_ms: float = RELAXED_MS) -> None:
 def send_traffic(root: Path, rps: int, duration: int, *extra: str) -> dict:
     code, data = cli_json(root, "sandbox", "traffic", "--rps", str(rps), "--duration", str(duration), *extra)
     assert code == 0, data
-    assert data["requests"] == rps * duration
+    gateway, direct = data["paths"]["gateway"], data["paths"]["direct"]
+    assert data["requests"] == gateway["requests"] + direct["requests"] > 0
     return data
 
 
@@ -108,12 +109,13 @@ def test_go_at_10_then_50_then_100_on_soak_traffic_and_samples(stage_sandbox):
     root = stage_sandbox
     fresh_at_10(root)
 
-    # 10 %: 300 app requests, the app's own bucketing sends a computable share through the gateway
+    # 10 %: about 400 app requests; the app's flagd bucketing sends about 10 % through the gateway
+    # (40 expected: fewer than the gate's 20 is 3.4 standard deviations away)
     watch_once(root)
-    sent = send_traffic(root, 50, 6)
-    through = gateway_share(300, 10)
-    assert sent["paths"]["gateway"]["requests"] == through and through >= 20
-    assert sent["paths"]["gateway"]["failed"] == 0 and sent["paths"]["direct"]["requests"] == 300 - through
+    sent = send_traffic(root, 50, 8)
+    through = sent["paths"]["gateway"]["requests"]
+    assert plausible_share(through, sent["requests"], 10) and through >= 20
+    assert sent["paths"]["gateway"]["failed"] == 0 and sent["paths"]["direct"]["failed"] == 0
     watch_once(root)
     code, data = cli_json(root, "advance", "--yes", "--reason", "test: 10 -> 50")
     assert code == 0, data
@@ -125,12 +127,12 @@ def test_go_at_10_then_50_then_100_on_soak_traffic_and_samples(stage_sandbox):
     assert data["post_check"]["ok"] is True
     assert stage_of(root) == 50
 
-    # 50 %: about half of 60 requests through the gateway, exactly as the app buckets them
+    # 50 %: about half of 80 requests through the gateway, as the app's flagd provider buckets them
     age_soak(root, 50)
     watch_once(root)
-    sent = send_traffic(root, 20, 3)
-    through = gateway_share(60, 50)
-    assert sent["percentage"] == 50 and sent["paths"]["gateway"]["requests"] == through and through >= 20
+    sent = send_traffic(root, 20, 4)
+    through = sent["paths"]["gateway"]["requests"]
+    assert sent["percentage"] == 50 and plausible_share(through, sent["requests"], 50) and through >= 20
     watch_once(root)
     result = cli(root, "advance", "--yes", "--reason", "test: 50 -> 100")
     assert result.exit_code == 0, result.output
@@ -150,8 +152,8 @@ def test_error_rate_over_the_limit_is_no_go_and_nothing_written(stage_sandbox):
     assert cli(root, "sandbox", "fault", "qwen3-coder", "--status", "500").exit_code == 0
     sent = send_traffic(root, 50, 6, "--model", "qwen3-coder")
     assert cli(root, "sandbox", "fault", "--clear").exit_code == 0
-    through = gateway_share(300, 10)
-    assert sent["paths"]["gateway"]["failed"] == through
+    through = sent["paths"]["gateway"]["requests"]
+    assert through > 0 and sent["paths"]["gateway"]["failed"] == through
     watch_once(root)
     env_before = (root / "app" / ".env").read_text()
     code, data = cli_json(root, "advance", "--yes")
@@ -186,8 +188,8 @@ def test_too_few_requests_in_the_window_is_hold(stage_sandbox):
     fresh_at_10(root)
     watch_once(root)
     sent = send_traffic(root, 10, 3)
-    through = gateway_share(30, 10)
-    assert 0 < through < 20 and sent["paths"]["gateway"]["requests"] == through
+    through = sent["paths"]["gateway"]["requests"]
+    assert through < 20 and plausible_share(through, sent["requests"], 10)
     watch_once(root)
     code, data = cli_json(root, "advance", "--yes")
     assert code == 3, data
@@ -215,9 +217,9 @@ def test_live_scrape_failing_falls_back_to_the_latest_sample(stage_sandbox):
     root = stage_sandbox
     fresh_at_10(root)
     watch_once(root)
-    send_traffic(root, 50, 6)
+    sent = send_traffic(root, 50, 6)
     watch_once(root)
-    through = gateway_share(300, 10)
+    through = sent["paths"]["gateway"]["requests"]
     config = (root / "rollout.yaml").read_text()
     url = next(line.split("url: ")[1] for line in config.splitlines() if line.startswith("  url: "))
     (root / "rollout.yaml").write_text(config.replace(f"url: {url}", "url: http://127.0.0.1:9"))

@@ -358,10 +358,11 @@ def test_dotenv_save_detects_a_value_that_does_not_read_back(tmp_path: Path, mon
     env = EnvFile.load(path)
     env.set("LITELLM_ROLLOUT_PERCENTAGE", "0")
 
-    def write_something_else(target: Path, text: str) -> None:
+    def write_something_else(target: Path, text: str) -> str:
         target.write_text("LITELLM_ROLLOUT_PERCENTAGE=10\n")  # e.g. another process won the race
+        return "temp file + rename"
 
-    monkeypatch.setattr(dotenv_module, "atomic_write_text", write_something_else)
+    monkeypatch.setattr(dotenv_module, "write_app_file", write_something_else)
     with pytest.raises(StateFileError, match="LITELLM_ROLLOUT_PERCENTAGE reads back as '10', not '0'"):
         env.save()
 
@@ -653,6 +654,6 @@ def test_flags_save_detects_a_value_that_does_not_read_back(tmp_path: Path, monk
     path = write(tmp_path / "flags.json", FLAGD)
     store = open_flags(path, "flagd", "litellm-gateway")
     store.set_percentage(0)
-    monkeypatch.setattr(flags_module, "atomic_write_text", lambda target, text: None)  # write lost
+    monkeypatch.setattr(flags_module, "write_app_file", lambda target, text: "lost")  # write lost
     with pytest.raises(StateFileError, match="litellm-gateway reads back as 10, not 0"):
         store.save()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import reprlib
+import signal as signals
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +34,27 @@ PERCENTAGE_KEY = "LITELLM_ROLLOUT_PERCENTAGE"
 
 
 @dataclass(frozen=True)
+class AppReload:
+    """`app.reload`: how the app picks up new env and flags files (rollback level 1, advance)."""
+
+    kind: str = "none"  # none (the app watches its files) | signal | restart | command
+    container: str | None = None  # signal, restart
+    pid_file: Path | None = None  # signal
+    signal: str = "HUP"
+    argv: tuple[str, ...] = ()  # command
+
+    def describe(self) -> str:
+        if self.kind == "signal":
+            return f"send SIG{self.signal} to " + (f"container {self.container}" if self.container
+                                                   else f"the pid in {self.pid_file}")
+        if self.kind == "restart":
+            return f"restart container {self.container}"
+        if self.kind == "command":
+            return "run " + " ".join(self.argv)
+        return "nothing to do: the app watches its files (app.reload: none)"
+
+
+@dataclass(frozen=True)
 class AppConfig:
     env_file: Path
     flags_file: Path | None = None
@@ -44,6 +66,9 @@ class AppConfig:
     integration_commits: tuple[str, ...] = ()
     integration_grep: str | None = None
     requires: tuple[str, ...] = ()  # capabilities every model must support (OpenRouter supported_parameters)
+    reload: AppReload = AppReload()
+    metrics_url: str | None = None  # the app's Prometheus endpoint with llm_requests_total (the observed share)
+    probe: str | None = None  # a URL of the app that answers 2xx when its direct (non-gateway) path works
 
 
 @dataclass(frozen=True)
@@ -175,6 +200,9 @@ _APP_SCHEMA: dict[str, tuple[str, bool]] = {
     "integration_commits": ("list[str]", False),
     "integration_grep": ("str", False),
     "requires": ("capabilities", False),
+    "reload": ("reload", False),
+    "metrics_url": ("url", False),
+    "probe": ("url", False),
 }
 # OpenRouter's `supported_parameters` names an app may depend on, and `stream` (every model streams).
 CAPABILITIES = (
@@ -280,6 +308,8 @@ def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
     def wrong(expected: str) -> InputError:
         return InputError(f"{path}: '{key}' must be {expected}, got {_kind(value)} {_shown(value)}")
 
+    if kind == "reload":
+        return _reload(path, root, key, value)
     if kind in ("list[str]", "capabilities"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of strings")
@@ -319,6 +349,43 @@ _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
 
 
+_RELOAD_KEYS = {"signal": {"container", "pid_file", "signal"}, "restart": {"container"}}
+
+
+def _reload(path: Path, root: Path, key: str, value: Any) -> AppReload:
+    """none | {signal: {container|pid_file, signal}} | {restart: {container}} | {command: [argv]}."""
+    usage = ("none, {signal: {container: NAME or pid_file: PATH, signal: HUP}}, "
+             "{restart: {container: NAME}} or {command: [PROGRAM, ARG...]}")
+    if value == "none":
+        return AppReload()
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("signal", "restart", "command"):
+        raise InputError(f"{path}: '{key}' must be one of {usage}, got {value!r}")
+    kind, spec = next(iter(value.items()))
+    if kind == "command":
+        if not isinstance(spec, list) or not spec or not all(isinstance(v, str) and v for v in spec):
+            raise InputError(f"{path}: '{key}.command' must be a non-empty list of strings, got {spec!r}")
+        return AppReload("command", argv=tuple(spec))
+    if not isinstance(spec, dict):
+        raise InputError(f"{path}: '{key}.{kind}' must be a mapping, got {_kind(spec)} {spec!r}")
+    unknown = sorted(set(spec) - _RELOAD_KEYS[kind])
+    if unknown:
+        raise InputError(f"{path}: unknown key '{key}.{kind}.{unknown[0]}' (known: {', '.join(sorted(_RELOAD_KEYS[kind]))})")
+    for field_name in spec:
+        if not isinstance(spec[field_name], str) or not spec[field_name].strip():
+            raise InputError(f"{path}: '{key}.{kind}.{field_name}' must be a non-empty string, got {spec[field_name]!r}")
+    if kind == "restart":
+        if "container" not in spec:
+            raise InputError(f"{path}: missing required key '{key}.restart.container'")
+        return AppReload("restart", container=spec["container"])
+    if ("container" in spec) == ("pid_file" in spec):
+        raise InputError(f"{path}: '{key}.signal' needs exactly one of container or pid_file")
+    name = spec.get("signal", "HUP").upper().removeprefix("SIG")
+    if not hasattr(signals, "SIG" + name):
+        raise InputError(f"{path}: '{key}.signal.signal' is {spec['signal']!r}; use a signal name such as HUP or USR1")
+    pid_file = (root / Path(spec["pid_file"]).expanduser()).resolve() if "pid_file" in spec else None
+    return AppReload("signal", container=spec.get("container"), pid_file=pid_file, signal=name)
+
+
 def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), type(value).__name__
@@ -339,6 +406,11 @@ app:
   integration_commits: []            # level 4 reverts these, newest first (or, when empty:)
   integration_grep: "LiteLLM gateway"  # commits whose message matches
   # requires: [tools, response_format]  # capabilities every model must support (`rollout models` checks)
+  reload: none                       # how the app re-reads its files: none (it watches them),
+                                     # {signal: {container: NAME | pid_file: PATH, signal: HUP}},
+                                     # {restart: {container: NAME}} or {command: [PROGRAM, ARG...]}
+  # metrics_url: http://127.0.0.1:9464/metrics  # the app's llm_requests_total counter: the observed share
+  # probe: http://127.0.0.1:3000/healthz/llm-direct  # answers 2xx when the app's direct path works (level 3)
 gateway:
   url: http://127.0.0.1:4000
   master_key_env: LITELLM_MASTER_KEY # the key is read from this variable, never stored

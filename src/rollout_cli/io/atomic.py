@@ -5,6 +5,11 @@ and the app may read its `.env` or flags file while we write it. So every write
 goes to a temp file in the same folder, is fsynced, and then replaces the
 original with `os.replace`: readers see the old content or the new content,
 never half of it.
+
+The app's own files (env, flags) go through `write_app_file`, which keeps the
+rename only where it reaches the app: a file with a second hard link, or one a
+running container bind-mounts by itself, is rewritten in its own inode instead
+(`io/inplace.py`, journalled and recovered on the next run).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from rollout_cli.errors import InputError
+from rollout_cli.errors import DockerUnavailable, InputError
+from rollout_cli.io.inplace import fsync_folder, recover, rewrite_in_place
 from rollout_cli.io.process import pid_exists
 
 NEW_FILE_MODE = 0o644
@@ -63,7 +69,7 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
             os.close(fd)
         os.replace(tmp_name, target)
         tmp_name = None
-        _fsync_folder(folder)
+        fsync_folder(folder)
     except OSError as exc:
         raise _write_error(path, exc) from exc
     finally:
@@ -72,6 +78,58 @@ def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None
                 os.unlink(tmp_name)
             except OSError:
                 pass
+
+
+RENAME = "temp file + rename"
+
+
+def write_app_file(path: Path, text: str) -> str:
+    """Write a file the app reads, so that the app sees it; returns the strategy, for the step's detail.
+
+    A plain file gets `atomic_write_text` (new inode). A file with more than one
+    hard link, or bind-mounted alone into a running container, is rewritten in
+    its own inode: those readers hold the inode, and a rename would leave them
+    on the old content.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        links = os.stat(target).st_nlink
+    except FileNotFoundError:
+        links = 0
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    reasons = [f"{links} hard links"] if links > 1 else []
+    unchecked = ""
+    if links:
+        # lazy: start-up time (the Docker SDK, only when an engine may be there)
+        from rollout_cli.io.mounts import containers_bind_mounting, engine_socket_present
+
+        if engine_socket_present():
+            try:
+                boxes = containers_bind_mounting(target)
+            except DockerUnavailable:
+                boxes, unchecked = [], "; Docker engine not answering: bind mounts not checked"
+            if boxes:
+                reasons.append("bind-mounted into container " + ", ".join(boxes))
+    if not reasons:
+        atomic_write_text(path, text)
+        return RENAME + unchecked
+    try:
+        rewrite_in_place(target, text.encode("utf-8"))
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    return f"in place, same inode, journalled ({'; '.join(reasons)})"
+
+
+def recover_interrupted(path: Path) -> str | None:
+    """Finish a killed in-place rewrite of `path` before it is read; what was done, or None."""
+    target = Path(os.path.realpath(path))
+    try:
+        return recover(target)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
 
 
 def _sweep_orphans(target: Path) -> None:
@@ -103,19 +161,6 @@ def sha256_of(path: Path) -> str | None:
     except PermissionError as exc:
         raise InputError(f"cannot read {path}: permission denied; fix its permissions") from exc
     return digest.hexdigest()
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable; without this a power cut can bring the old file back."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some file systems (e.g. certain network or FUSE mounts) refuse fsync on a folder.
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
 
 
 def _write_error(path: Path, exc: OSError) -> InputError:

@@ -175,6 +175,13 @@ class ContainerRuntime:
             container.restart(timeout=timeout)
         return replace(inspect_state(container), changed=True)
 
+    def signal(self, name: str, signal: str) -> ContainerState:
+        """Send `signal` ("SIGHUP", ...) to the container's main process (an app's reload)."""
+        container = self.find(name)
+        with _engine_errors(name, "signal"):
+            container.kill(signal=signal)
+        return replace(inspect_state(container), changed=True)
+
     def logs(self, name: str, tail: int = 100) -> str:
         """The last `tail` lines of stdout and stderr, interleaved as Docker stored them."""
         container = self.find(name)
@@ -210,6 +217,7 @@ class ContainerRuntime:
         labels: Mapping[str, str] | None = None,
         restart: str | None = None,
         healthcheck: Mapping[str, Any] | None = None,
+        entrypoint: Sequence[str] | None = None,
     ) -> ContainerState:
         """Create and start a container on the host network (the only network here).
 
@@ -238,6 +246,7 @@ class ContainerRuntime:
                     labels=dict(labels or {}),
                     restart_policy=policy,
                     healthcheck=dict(healthcheck) if healthcheck else None,
+                    entrypoint=list(entrypoint) if entrypoint else None,
                 )
             except docker.errors.ImageNotFound as exc:
                 raise UnavailableError(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollout_cli.errors import InputError, StateFileError
-from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.atomic import recover_interrupted, write_app_file
 from rollout_cli.io.textfile import STATE_FILE_LIMIT, read_text
 
 KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -60,6 +60,7 @@ class EnvFile:
     def load(cls, path: Path) -> EnvFile:
         """Read and parse `path`; a missing file names the rollout.yaml key that points at it."""
         try:
+            recover_interrupted(path)  # a killed in-place rewrite is finished before the read
             text = read_text(path, limit=STATE_FILE_LIMIT, error=StateFileError, label="env file ")
         except FileNotFoundError:
             raise StateFileError(f"env file {path} not found; check app.env_file in rollout.yaml") from None
@@ -101,9 +102,11 @@ class EnvFile:
     def text(self) -> str:
         return "".join(entry.raw for entry in self._entries)
 
-    def save(self) -> None:
-        """Write atomically, then re-read the file and check every value we set reads back as set."""
-        atomic_write_text(self.path, self.text())
+    def save(self) -> str:
+        """Write so the app sees it (atomic_write_text or in place), then check every value reads back as set.
+
+        Returns how it was written (write_app_file's strategy)."""
+        how = write_app_file(self.path, self.text())
         reread = EnvFile.load(self.path)
         for key, value in self._set.items():
             got = reread.get(key)
@@ -113,6 +116,7 @@ class EnvFile:
                     " check whether another process edits this file"
                 )
         self._set.clear()
+        return how
 
     def _last(self, key: str) -> _Entry | None:
         for entry in reversed(self._entries):

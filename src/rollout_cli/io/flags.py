@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from rollout_cli.errors import InputError, StateFileError
-from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.atomic import recover_interrupted, write_app_file
 from rollout_cli.io.dotenv import EnvFile
 from rollout_cli.io.textfile import STATE_FILE_LIMIT, read_text
 from rollout_cli.io.yamlfile import load_yaml
@@ -54,6 +54,7 @@ def open_flags(path: Path, fmt: str, key: str) -> FlagStore:
     if not key:
         raise InputError(f"no flag key given for {path}; set app.flag_key in rollout.yaml")
     try:
+        recover_interrupted(path)  # a killed in-place rewrite is finished before the read
         text = read_text(path, limit=STATE_FILE_LIMIT, error=StateFileError, label="flags file ")
     except FileNotFoundError:
         raise StateFileError(f"flags file {path} not found; check app.flags_file in rollout.yaml") from None
@@ -108,10 +109,10 @@ class FlagStore(ABC):
     def _current(self) -> int | None:
         return self.percentage()
 
-    def save(self) -> None:
-        """Write atomically, then read the file back and check it holds what we wrote."""
+    def save(self) -> str:
+        """Write so the app sees it, then read the file back and check it holds what we wrote; returns how."""
         expected = self.percentage()
-        atomic_write_text(self.path, self._text)
+        how = write_app_file(self.path, self._text)
         reread = open_flags(self.path, self.fmt, self.key)
         got = reread.percentage()
         if got != expected:
@@ -124,6 +125,7 @@ class FlagStore(ABC):
                 f"{self.path}: after writing, the file differs from what was written;"
                 " check whether another process edits this file"
             )
+        return how
 
     def _stored(self, value: object, where: str) -> int:
         try:

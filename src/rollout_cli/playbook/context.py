@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ class StepContext:
     workspace: Workspace
     _docker: Any = field(default=None, repr=False)
     _repo: GitRepo | None = field(default=None, repr=False)
+    started: float = field(default_factory=time.monotonic)  # the command's start: steps report times from it
 
     def gateway(self, name: str | None = None) -> Any:
         """The gateway's runtime: its container (by name or compose service), or a

@@ -142,7 +142,7 @@ def preview(plan: list[Playbook], ctx: StepContext) -> list[LevelReport]:
             seen = step.preview(ctx)
         except Exception as exc:
             return _failed(index, step, description, exc)
-        status = "would-verify" if step.type == "verify" else "would-change" if seen.changes else "unchanged"
+        status = "would-verify" if step.type.startswith("verify") else "would-change" if seen.changes else "unchanged"
         return StepReport(index, step.type, description, status, seen.detail, diff=seen.diff)
 
     reports = _walk(plan, ctx, look, halting=False)
@@ -180,7 +180,7 @@ def took_effect(reports: list[LevelReport]) -> list[str]:
     out = []
     for level in reports:
         for step in level.steps:
-            if step.status == "ok" and step.type != "verify":
+            if step.status == "ok" and not step.type.startswith("verify"):
                 out.append(f"level {level.level} step {step.index}: {step.detail}")
             elif step.status == "failed" and step.partial:
                 out.append(f"level {level.level} step {step.index} (then failed): {step.partial}")

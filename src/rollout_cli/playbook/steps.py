@@ -21,6 +21,7 @@ from rollout_cli.io.gitrepo import GitRepo
 from rollout_cli.io.process import run_in_session
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, PartialFailure, Preview, Step, unexpected
+from rollout_cli.playbook.traffic import TRAFFIC_STEPS
 
 if TYPE_CHECKING:
     from rollout_cli.io.container import ContainerState
@@ -115,11 +116,11 @@ class EnvSet(Step):
         if not changed:
             return Outcome("unchanged", f"{path} already has {self._assignments()}")
         sha_before = sha256_of(path)
-        env.save()
+        how = env.save()
         changes = [
             _file_change(path, key, before[key], self.values[key], sha_before) for key in changed
         ]
-        return Outcome("ok", self.describe(ctx), changes)
+        return Outcome("ok", f"{self.describe(ctx)} ({how})", changes)
 
 
 @dataclass
@@ -175,9 +176,9 @@ class FlagSet(Step):
         if not flags.set_percentage(self.percentage):
             return Outcome("unchanged", f"flag {ctx.workspace.app.flag_key} already at {self.percentage}%")
         sha_before = sha256_of(path)
-        flags.save()
+        how = flags.save()
         change = _file_change(path, ctx.workspace.app.flag_key, before, self.percentage, sha_before)
-        return Outcome("ok", self.describe(ctx), [change])
+        return Outcome("ok", f"{self.describe(ctx)} ({how})", [change])
 
 
 @dataclass
@@ -583,4 +584,4 @@ class Run(Step):
 STEP_TYPES: dict[str, type[Step]] = {
     cls.type: cls
     for cls in (EnvSet, FlagSet, Verify, ContainerStop, ContainerStart, GitRestore, GitRevert, Wait, Run)
-}
+} | {cls.type: cls for cls in TRAFFIC_STEPS}

@@ -8,6 +8,7 @@ the new path. A failed post-check triggers the plan's rollback level.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.levels import RollbackPayload, rollback
 from rollout_cli.playbook.model import Playbook
 from rollout_cli.playbook.steps import EnvSet, FlagSet, Verify
+from rollout_cli.playbook.traffic import ReloadApp, check_traffic
 from rollout_cli.rollout.gates import Decision, Verdict, evaluate, model_text, planned_requests, scrape_metrics
 from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.samples import SampleStore
@@ -40,6 +42,7 @@ def stage_playbook(ws: Workspace, percentage: int) -> Playbook:
         EnvSet(values={ENABLED_KEY: "true" if percentage > 0 else "false", PERCENTAGE_KEY: str(percentage)}),
         FlagSet(percentage=percentage),
         Verify(percentage=percentage),
+        ReloadApp(),
     ]
     return Playbook(f"advance to {percentage}%", 0, 30.0, steps, ws.config_path)
 
@@ -139,6 +142,7 @@ def advance(
         raise InputError("advance not confirmed; nothing written")
     target = decision.next
     assert target is not None
+    written_at = time.monotonic()
     reports = _write_stage(ws, decision, reason=reason, skip_soak=skip_soak)
     code = engine.exit_code_of(reports)
     data.written = reports
@@ -149,8 +153,14 @@ def advance(
     with Evidence(ws, topology=decision.topology) as evidence:
         _baseline(ws, target, evidence)
         post = post_check(ws, evidence)
+    if post["ok"]:  # the gateway answers: now the app's traffic must follow the new stage
+        post["traffic"] = check_traffic(ws, target, written_at)
+        if post["traffic"]["status"] == "failed":
+            post.update(ok=False, reason=f"traffic: {post['traffic']['detail']}")
     data.post_check = post
     messages = [f"advanced {decision.current}% -> {target}%"]
+    if post.get("traffic"):
+        messages.append(f"traffic: {post['traffic']['detail']}")
     if post["ok"]:
         if target == 100:
             messages.append("the rollout is complete: 100% of traffic goes through the gateway")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX
-from rollout_cli.gateway.prometheus import Sample, parse
+from rollout_cli.gateway.prometheus import TOTAL, Sample, parse
+from rollout_cli.gateway.prometheus import is_check as _is_check
 
-TOTAL = "litellm_proxy_total_requests_metric_total"
 FAILED = "litellm_proxy_failed_requests_metric_total"
 OVERHEAD = "litellm_overhead_latency_metric"
 LATENCY = "litellm_request_total_latency_metric"
@@ -22,10 +21,6 @@ FAILED_FALLBACKS = "litellm_deployment_failed_fallbacks_total"  # fallbacks trie
 DEPLOYMENT_STATE = "litellm_deployment_state"
 
 __all__ = ["Sample", "delta", "parse", "quantile", "summarize"]
-
-
-def _is_check(sample: Sample) -> bool:
-    return sample.labels.get("user_agent", "").startswith(CHECK_USER_AGENT_PREFIX)
 
 
 def summarize(text: str) -> dict[str, Any]:

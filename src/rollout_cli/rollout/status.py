@@ -13,6 +13,7 @@ from rollout_cli.errors import ExitCode
 from rollout_cli.gateway.runtime import runtime_summary
 from rollout_cli.io.lock import read_holder
 from rollout_cli.io.process import pid_exists
+from rollout_cli.playbook.traffic import observe_share
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class StatusPayload:
     last_change: dict[str, Any] | None  # time, actor, command, reason of the newest audit record
     container: dict[str, Any] | None
     unfinished: dict[str, Any] | None = None  # time, actor, command, reason, running: started, never finished
+    observed: dict[str, Any] | None = None  # the app's traffic share through the gateway (app.metrics_url)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,6 +38,7 @@ class StatusPayload:
             "last_change": self.last_change,
             "container": self.container,
             "unfinished": self.unfinished,
+            "observed": self.observed,
         }
 
 
@@ -65,6 +68,7 @@ def status(ws: Workspace) -> Result[StatusPayload]:
         last_change={k: last.get(k) for k in ("time", "actor", "command", "reason")} if last else None,
         container=runtime_summary(ws),
         unfinished=unfinished,
+        observed=observe_share(ws),
     )
     interrupted = unfinished is not None and not unfinished["running"]
     code = ExitCode.FAILED if stage.drift or interrupted else ExitCode.OK

@@ -155,7 +155,8 @@ def write_sample_app(repo: Path, percentage: int = 0, gateway_url: str = "http:/
 def workspace_yaml(app_rel: str = "../app", gateway_url: str = "http://127.0.0.1:4000",
                    container: str | None = "litellm", extra_gateway: str = "", *,
                    master_key_env: str = "LITELLM_MASTER_KEY", master_key_file: str | None = None,
-                   config: str | None = None, runtime: str | None = None, header: str = "") -> str:
+                   config: str | None = None, runtime: str | None = None, header: str = "",
+                   app_extra: str = "") -> str:
     optional = "".join(
         f"  {key}: {value}\n"
         for key, value in (("master_key_file", master_key_file), ("runtime", runtime), ("container", container),
@@ -177,7 +178,7 @@ app:
   router_paths: [server/model-router.ts]
   pre_gateway_ref: pre-gateway
   integration_grep: "LiteLLM gateway"
-gateway:
+{app_extra}gateway:
   url: {gateway_url}
   master_key_env: {master_key_env}
 {optional}{extra_gateway}"""

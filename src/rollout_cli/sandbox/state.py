@@ -87,6 +87,7 @@ class SandboxState:
     container_id: str | None = None
     image: str | None = None
     created: str = ""
+    app_port: int = 0  # the sample app's control and metrics port (rollout.yaml's app.metrics_url names it)
 
     @property
     def path(self) -> Path:
@@ -133,6 +134,7 @@ class SandboxState:
             "id": sandbox_id(self.root),
             "runtime": self.runtime,
             "created": self.created,
+            "app_port": self.app_port,
             "simulator": {
                 "url": self.simulator_url,
                 "port": self.simulator_port,
@@ -179,6 +181,7 @@ def load_state(root: Path) -> SandboxState | None:
             container_id=gw.get("container_id"),
             image=gw.get("image"),
             created=raw.get("created", ""),
+            app_port=int(raw.get("app_port") or 0),
         )
     except FileNotFoundError:
         return None

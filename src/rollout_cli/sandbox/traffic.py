@@ -1,18 +1,15 @@
-"""`rollout sandbox traffic`: app-like traffic, split the way the sample app splits it.
+"""`rollout sandbox traffic`: load on the running sample app, and the split it observed.
 
-Each simulated user is bucketed as the app's router does (a stable hash mod
-100); users below the rollout percentage go through the gateway, the others
-straight to the (simulated) OpenRouter. So the gateway gets real metrics to
-judge, and both paths' latency can be compared.
+The app (sandbox/app_main.py) decides each request's path itself, through the
+real OpenFeature flagd provider watching its flags file; this command only sets
+its load (requests per second, for how long), waits, and reads back what it
+sent down each path. So a rollback during the run shows in the split.
 """
 
 from __future__ import annotations
 
-import hashlib
 import statistics
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,23 +21,15 @@ from rollout_cli.core.workspace import load_workspace
 from rollout_cli.errors import InputError, UnavailableError
 from rollout_cli.gateway.api import GatewayClient
 from rollout_cli.gateway.topology import load_topology
+from rollout_cli.sandbox.app import AppControl, load_app
 from rollout_cli.sandbox.state import load_state
 from rollout_cli.simulator import GATEWAY_ALIASES
 
-APP_USER_AGENT = "sample-app/1.0 (rollout sandbox traffic)"  # app traffic, not a check: it counts
 MAX_RPS = 50.0
 MAX_DURATION_S = 3600.0
 ADDED_LATENCY_PAIRS = 20  # after the traffic: the simulator has no quota, and 20 pairs give a stable p50
 ADDED_LATENCY_WARMUP = 3
-PROMPTS = ("ping", "Summarize our refund policy in one sentence.", "Reply with json: an object {\"ok\": true}")
-
-
-def bucket(user: str) -> int:
-    """The sample app's bucketing (server/model-router.ts): 31-hash of the user id, mod 100."""
-    h = 0
-    for c in user:
-        h = (h * 31 + ord(c)) & 0xFFFFFFFF
-    return h % 100
+DRAIN_S = 30.0  # requests in flight when the load ends get this long to finish
 
 
 def _p(values: list[float], q: float) -> float | None:
@@ -53,7 +42,7 @@ def _p(values: list[float], q: float) -> float | None:
 
 @dataclass(frozen=True)
 class TrafficPayload:
-    """`rollout sandbox traffic`: what was sent down each path, and how it went."""
+    """`rollout sandbox traffic`: what the app sent down each path, and how it went."""
 
     dir: str
     percentage: int
@@ -62,10 +51,13 @@ class TrafficPayload:
     duration_s: float
     requests: int
     paths: dict[str, Any]  # gateway | direct -> requests, ok, failed, statuses, latency_p50_ms, latency_p95_ms
+    observed_share: float | None = None  # % of the app's requests that went through the gateway
+    app_runtime: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"dir": self.dir, "percentage": self.percentage, "model": self.model, "rps": self.rps,
-                "duration_s": self.duration_s, "requests": self.requests, "paths": self.paths}
+                "duration_s": self.duration_s, "requests": self.requests, "paths": self.paths,
+                "observed_share": self.observed_share, "app_runtime": self.app_runtime}
 
 
 def traffic(
@@ -79,46 +71,25 @@ def traffic(
     state = load_state(root)
     if state is None:
         raise UnavailableError(f"no sandbox is up in {root}; start one with `rollout sandbox up {root}`")
+    record = load_app(root)
+    if record is None:
+        raise UnavailableError(f"the sample app is not running in {root}; start it with `rollout sandbox app start`")
     ws = load_workspace(root)
     topology = load_topology(ws.gateway.config)
     alias = model or (topology.primary if topology else "glm-4.5-air")
     if alias not in GATEWAY_ALIASES:
         raise InputError(f"unknown model {alias!r}; use one of {', '.join(GATEWAY_ALIASES)}")
     percentage = read_stage(ws).env_effective
-    total = max(1, round(rps * duration))
-    results: list[dict[str, Any]] = []
-    lock = threading.Lock()
-
-    gateway = GatewayClient(ws.gateway.url, ws.gateway.key.require(), timeout=30.0, user_agent=APP_USER_AGENT)
-    direct = GatewayClient(state.simulator_api_base.removesuffix("/v1"), state.simulator_key, timeout=30.0)
-
-    def one(i: int) -> None:
-        user = "u-" + hashlib.sha1(str(i).encode()).hexdigest()[:10]  # ids as varied as real ones
-        prompt = PROMPTS[i % len(PROMPTS)]
-        if bucket(user) < percentage:
-            seen = gateway.complete(alias, prompt, max_tokens=32)
-            path = "gateway"
-        else:
-            seen = direct.complete(GATEWAY_ALIASES[alias], prompt, max_tokens=32)
-            path = "direct"
-        with lock:
-            results.append({"path": path, "status": seen.status, "latency_ms": seen.latency_ms,
-                            "error": seen.error, "served_by": seen.served_by})
-
+    control = AppControl(record.url)
+    since = float(control.status()["now"])
+    control.load(rps, duration, alias, GATEWAY_ALIASES[alias])
     started = time.monotonic()
     try:
-        with ThreadPoolExecutor(max_workers=min(32, max(2, int(rps * 2)))) as pool:
-            for i in range(total):
-                delay = started + i / rps - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                pool.submit(one, i)
+        time.sleep(duration)
     except KeyboardInterrupt:
-        pass
-    finally:
-        gateway.close()
-        direct.close()
+        control.load(0, 0, alias, GATEWAY_ALIASES[alias])
     took = time.monotonic() - started
+    results = _drained(control, since)
     paths: dict[str, Any] = {}
     for name in ("gateway", "direct"):
         rows = [r for r in results if r["path"] == name]
@@ -129,10 +100,14 @@ def traffic(
             statuses[key] = statuses.get(key, 0) + 1
         paths[name] = {"requests": len(rows), "ok": len(ok), "failed": len(rows) - len(ok), "statuses": statuses,
                        "latency_p50_ms": _p(ok, 0.5), "latency_p95_ms": _p(ok, 0.95)}
-    payload = TrafficPayload(str(root), percentage, alias, rps, round(took, 2), len(results), paths)
     g, d = paths["gateway"], paths["direct"]
-    messages = [f"sent {len(results)} requests in {took:.1f} s at {percentage}% through the gateway: "
-                f"{g['requests']} via the gateway ({g['failed']} failed), {d['requests']} direct ({d['failed']} failed)"]
+    share = round(100 * g["requests"] / len(results), 1) if results else None
+    payload = TrafficPayload(str(root), percentage, alias, rps, round(took, 2), len(results), paths, share,
+                             record.runtime)
+    messages = [f"the sample app ({record.runtime}) sent {len(results)} requests in {took:.1f} s: "
+                f"{g['requests']} via the gateway ({g['failed']} failed), {d['requests']} direct ({d['failed']} failed)",
+                f"observed split: {share if share is not None else '-'}% through the gateway "
+                f"(configured {percentage}%)"]
     if g["latency_p50_ms"] is not None and d["latency_p50_ms"] is not None:
         messages.append(f"p50 latency: gateway {g['latency_p50_ms']} ms, direct {d['latency_p50_ms']} ms")
     messages.append(added_latency_line(ws.gateway.url, ws.gateway.key.require(), state, alias))
@@ -152,3 +127,11 @@ def added_latency_line(gateway_url: str, key: str, state: Any, alias: str, pairs
         return f"the gateway's added latency was not measured: {seen.failed} of {pairs} paired requests failed"
     return (f"the gateway adds about {p50:.1f} ms (p50; p95 {p95:.1f} ms) over {seen.pairs} paired requests, "
             "gateway vs direct, same prompt")
+
+
+def _drained(control: AppControl, since: float) -> list[dict[str, Any]]:
+    """The app's requests since `since`, once the ones still in flight have finished (or DRAIN_S passed)."""
+    deadline = time.monotonic() + DRAIN_S
+    while control.status()["in_flight"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return control.requests(since)

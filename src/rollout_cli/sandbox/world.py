@@ -37,6 +37,7 @@ from rollout_cli.io.container import ContainerRuntime, connect
 from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.io.net import HOST, ensure_port_free, free_port, loopback_environment
 from rollout_cli.io.process import spawn_detached, tail_file
+from rollout_cli.sandbox.app import APP_RUNTIMES, app_status, start_app, stop_app
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
 from rollout_cli.sandbox.state import (
     CONTAINER_CONFIG,
@@ -68,6 +69,7 @@ DEFAULT_SIMULATOR_PORT = 4010
 DEFAULT_TIMEOUT_S = 60.0
 SIMULATOR_START_TIMEOUT_S = 10.0
 RUNTIMES = ("auto", "docker", "process")
+APP_RUNTIMES_UP = ("auto", "none", *APP_RUNTIMES)
 HEADER = "# Written by `rollout sandbox up`: a workspace for trying every rollout command locally.\n"
 BUILD_SCRIPT = "scripts/build-gateway-image.sh"
 
@@ -138,6 +140,7 @@ def up(
     timeout: float = DEFAULT_TIMEOUT_S,
     progress: Progress | None = None,
     step: Step | None = None,
+    app_runtime: str | None = "auto",
 ) -> SandboxInfo:
     """Start the simulator and the gateway and write a complete workspace in `root`.
 
@@ -151,6 +154,8 @@ def up(
 
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime is {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if app_runtime not in (None, *APP_RUNTIMES_UP):
+        raise InputError(f"--app-runtime is {app_runtime!r}; use one of {', '.join(APP_RUNTIMES_UP)}")
     for option, port in (("--gateway-port", gateway_port), ("--simulator-port", simulator_port)):
         if port is not None and not 0 <= port <= 65535:
             raise InputError(f"{option} is {port}; use 1..65535, or 0 for any free port")
@@ -169,6 +174,7 @@ def up(
                         f"the sandbox in {root} is up with runtime {existing.runtime}; "
                         f"run `rollout sandbox down {root}` first to switch to {runtime}"
                     )
+                _ensure_app(existing, app_runtime, say)
                 return _info(existing, already_up=True)
             say("stopping the leftovers of an earlier sandbox")
             _stop_all(existing)
@@ -187,15 +193,16 @@ def up(
                                "--simulator-port", avoid=gateway_port)
         if gateway_port == simulator_port:
             raise InputError(f"--gateway-port and --simulator-port are both {gateway_port}; choose two ports")
+        app_port = (existing.app_port if existing is not None and existing.app_port else 0) or free_port(gateway_port)
 
         say("writing the workspace")
         config_text = _render_config(gateway_config, f"http://127.0.0.1:{simulator_port}/api/v1")
-        _write_workspace(root, config_text, chosen, gateway_port)
+        _write_workspace(root, config_text, chosen, gateway_port, app_port)
 
         state = SandboxState(
             root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
             simulator_key=DEFAULT_API_KEY, image=image if chosen == "docker" else None,
-            created=utc_now(),
+            created=utc_now(), app_port=app_port,
         )
         try:
             say(f"starting the OpenRouter simulator on {state.simulator_url}")
@@ -206,11 +213,21 @@ def up(
 
             wait_until_healthy(state.gateway_url, gateway, timeout, progress,
                                logs=lambda: gateway.logs(40))
+            _ensure_app(state, app_runtime, say)
         except BaseException:
             _stop_all(state)  # also on Ctrl-C: never leave half a sandbox running
             state.path.unlink(missing_ok=True)
             raise
     return _info(state, took_s=round(time.monotonic() - started, 2))
+
+
+def _ensure_app(state: SandboxState, app_runtime: str | None, say: Step) -> None:
+    """The sample app, in its own runtime ("auto": the gateway's), unless one already answers."""
+    if app_runtime is None or app_runtime == "none" or app_status(state.root).get("running"):
+        return
+    chosen = state.runtime if app_runtime == "auto" else app_runtime
+    say(f"starting the sample app ({chosen})")
+    start_app(state.root, runtime=chosen)
 
 
 def _check_folder(root: Path) -> None:
@@ -303,7 +320,7 @@ def _port(port: int, option: str, avoid: int | None = None) -> int:
     return port
 
 
-def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int) -> None:
+def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int, app_port: int) -> None:
     gateway_url = f"http://{HOST}:{gateway_port}"
     app = root / "app"
     if not (app / ".git").is_dir():  # an existing app keeps its stage and history
@@ -321,6 +338,8 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             config="./gateway/litellm-config.yaml",
             runtime=runtime,
             header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
+            app_extra=f"  metrics_url: http://{HOST}:{app_port}/metrics  # the sample app's request counter\n"
+                      f"  probe: http://{HOST}:{app_port}/probe  # its direct path, checked by level 3\n",
         ),
     )
     key_file = root / ".rollout" / KEY_NAME
@@ -441,6 +460,10 @@ def _stop_all(state: SandboxState) -> list[str]:
     """Gateway first (it calls the simulator), then the simulator; errors do not stop the rest."""
     stopped: list[str] = []
     problems: list[str] = []
+    try:
+        stopped += stop_app(state.root)  # the app first: it calls the gateway and the simulator
+    except RolloutError as exc:
+        problems.append(exc.message)
     if state.runtime == "process":
         gateway = state.gateway_process
         record = gateway.record()
@@ -519,4 +542,4 @@ def status(root: Path) -> dict[str, Any]:
     }
     healthy = sim_alive and bool(gateway.get("running")) and live.ok and bool(ready and ready.ok)
     return {"dir": str(root), "up": True, "healthy": healthy, "runtime": state.runtime,
-            "created": state.created, "simulator": simulator, "gateway": gateway}
+            "created": state.created, "simulator": simulator, "gateway": gateway, "app": app_status(root)}

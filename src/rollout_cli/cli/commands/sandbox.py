@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         gateway_config: Path = typer.Option(None, "--gateway-config", help="LiteLLM config to start from "
                                             "(default: the shipped deploy/litellm-config.yaml)."),
         timeout: float = timeout_option(60.0, "Seconds to wait for a healthy gateway.", min=None),
+        app_runtime: str = typer.Option("auto", "--app-runtime", help="Where the sample app runs: process, "
+                                        "docker (bind-mounting .env and flags.json), auto (as the gateway), none."),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.cli.views.gateway import wait_display  # lazy: start-up time (rich)
@@ -51,7 +53,7 @@ def register(app: typer.Typer) -> None:
             result = commands.up(
                 root, runtime=runtime, gateway_port=gateway_port, simulator_port=simulator_port, image=image,
                 gateway_config=gateway_config.absolute() if gateway_config else None, timeout=timeout,
-                progress=progress, step=progress.step,
+                progress=progress, step=progress.step, app_runtime=app_runtime,
             )
         render(result, json_output)
 
@@ -100,8 +102,8 @@ def register(app: typer.Typer) -> None:
                               price=price, no_tools=no_tools, upstream=upstream, quota_left=quota_left,
                               rpm=rpm), json_output)
 
-    @sandbox.command("traffic", help="Send app-like traffic, split by the current rollout percentage: users "
-                     "below it go through the gateway, the others direct to the simulated OpenRouter.")
+    @sandbox.command("traffic", help="Put load on the running sample app for DURATION and report the split it "
+                     "observed: the app sends each user through the gateway or direct, as its flags file says.")
     def traffic(
         ctx: typer.Context,
         rps: float = typer.Option(5.0, "--rps", help="Requests per second (at most 50)."),
@@ -112,3 +114,34 @@ def register(app: typer.Typer) -> None:
         from rollout_cli.sandbox.traffic import traffic as core_traffic  # lazy: start-up time
 
         render(core_traffic(_dir(ctx, None), rps=rps, duration=duration, model=model), json_output)
+
+    app_cli = typer.Typer(help="The sandbox's sample app: an OpenAI-compatible client on OpenFeature (flagd, file "
+                          "mode) that sends each user through the gateway or direct, as its flags file says.",
+                          no_args_is_help=True)
+    sandbox.add_typer(app_cli, name="app")
+
+    @app_cli.command("start", help="Start (or restart) the sample app of the sandbox in -w DIR.")
+    def app_start(
+        ctx: typer.Context,
+        runtime: str = typer.Option("process", "--runtime", help="process, or docker: a container that "
+                                    "bind-mounts .env and flags.json one by one (the compose pattern)."),
+        reads_files_once: bool = typer.Option(False, "--reads-files-once", help="An app that ignores changes "
+                                              "to its files: it re-reads them only on SIGHUP."),
+        json_output: bool = json_option(),
+    ) -> None:
+        from rollout_cli.sandbox.app import app_command  # lazy: start-up time
+
+        render(app_command(_dir(ctx, None), "start", runtime=runtime, reads_files_once=reads_files_once),
+               json_output)
+
+    @app_cli.command("stop", help="Stop the sample app; harmless when it is not running.")
+    def app_stop(ctx: typer.Context, json_output: bool = json_option()) -> None:
+        from rollout_cli.sandbox.app import app_command  # lazy: start-up time
+
+        render(app_command(_dir(ctx, None), "stop"), json_output)
+
+    @app_cli.command("status", help="Whether the sample app runs, where, and what it has sent down each path.")
+    def app_status(ctx: typer.Context, json_output: bool = json_option()) -> None:
+        from rollout_cli.sandbox.app import app_command  # lazy: start-up time
+
+        render(app_command(_dir(ctx, None), "status"), json_output)

@@ -39,6 +39,12 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
               f"liveliness {'ok' if gw['liveliness'] else 'failed'}, readiness {'ok' if gw['readiness'] else 'failed'}")
     if gw.get("error"):
         out.print(f"             {esc(gw['error'])}")
+    app = d.get("app") or {}
+    if app.get("running"):
+        where = f"container {esc(app['container'])}" if app.get("container") else f"pid {app['process']['pid']}"
+        out.print(f"  app        {esc(app['url'])}  {where}  {_running(True)}, sent {esc(app.get('counts', {}))}")
+    else:
+        out.print(f"  app        {_running(False)} (`rollout sandbox app start`)")
     faults = sim.get("faults") or {}
     for model, fault in faults.items():
         out.print(f"  fault      {esc(model)}: " + _fault_text(fault))

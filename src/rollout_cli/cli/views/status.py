@@ -15,6 +15,8 @@ def status_view(out: Any, result: Result[StatusPayload]) -> None:
     d = result.data
     stage = d["stage"]
     out.print(f"[bold]stage[/] {esc(stage['percentage'])}% through the gateway")
+    if d.get("observed"):
+        out.print(f"  traffic    configured {esc(stage['percentage'])}%, {esc(d['observed']['text'])}")
     out.print(
         f"  env file   {esc(d['env_file'])}: LITELLM_ENABLED={esc(format_setting(stage['env_enabled']))} "
         f"LITELLM_ROLLOUT_PERCENTAGE={esc(format_setting(stage['env_percentage']))}"

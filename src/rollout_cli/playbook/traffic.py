@@ -1,0 +1,372 @@
+"""Steps about effects, not files: make the app pick the change up, then watch its traffic move.
+
+`app.reload` runs the workspace's `app.reload` (signal, restart, command; none
+when the app watches its files). `verify.traffic` watches the gateway's own
+request counter (`/metrics/`, rollout's check requests left out) until the
+app's traffic matches the stage: for 0 %, no new app request for a quiet
+period; for a share, the observed share within a tolerance once enough
+requests were seen (the app's total comes from `app.metrics_url`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollout_cli.core.audit import append_line, read_lines
+from rollout_cli.core.stage import read_stage
+from rollout_cli.core.workspace import AppReload, Workspace
+from rollout_cli.errors import CheckFailed, ExitCode, InputError, PlaybookError, RolloutError, UnavailableError
+from rollout_cli.gateway.prometheus import MetricsRefused, app_requests, parse, scrape
+from rollout_cli.playbook.context import StepContext
+from rollout_cli.playbook.model import Check, Outcome, Preview, Step
+
+POLL_S = 0.25
+SCRAPE_TIMEOUT_S = 5.0  # a gateway under load can take seconds to render /metrics/
+APP_COUNTER = "llm_requests_total"
+RELOAD_HINT = "does it reload its flags? see app.reload in rollout.yaml (docs/SETUP.md)"
+
+
+class NotVerifiable(RolloutError):
+    """The files are written, but the traffic could not show whether the app followed them."""
+
+    exit_code = ExitCode.HOLD
+
+    def __init__(self, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.retry = retry  # a timeout or a refused connection may pass; an HTTP error will not
+
+
+def reload_app(ws: Workspace, timeout: float) -> str:
+    """Run `app.reload`; what was done, in words. Raises CheckFailed / UnavailableError / InputError."""
+    how = ws.app.reload
+    if how.kind == "none":
+        return how.describe()
+    if how.kind == "command":
+        # Run as a `run` step runs a program (no shell, timeout, last line of stderr on failure);
+        # imported here because steps.py imports this module to register its steps.
+        from rollout_cli.playbook.steps import Run
+
+        return Run(argv=list(how.argv), timeout=timeout).run(StepContext(ws)).detail
+    if how.container:
+        # lazy: start-up time (only a container reload needs the Docker SDK)
+        from rollout_cli.io.container import ContainerRuntime
+
+        containers = ContainerRuntime()
+        if how.kind == "restart":
+            after = containers.restart(how.container, timeout=int(timeout))
+            return f"restarted container {how.container} ({after.status})"
+        containers.signal(how.container, "SIG" + how.signal)
+        return f"sent SIG{how.signal} to container {how.container}"
+    pid = _pid_from(how)
+    try:
+        os.kill(pid, getattr(signal, "SIG" + how.signal))
+    except ProcessLookupError:
+        raise UnavailableError(f"app.reload: no process {pid} (from {how.pid_file}); is the app running?") from None
+    return f"sent SIG{how.signal} to pid {pid} (from {how.pid_file})"
+
+
+def _pid_from(how: AppReload) -> int:
+    assert how.pid_file is not None
+    try:
+        text = Path(how.pid_file).read_text().strip()
+    except OSError as exc:
+        raise UnavailableError(f"app.reload: cannot read pid file {how.pid_file}: {exc.strerror}; "
+                               "is the app running?") from None
+    if not text.isdigit():
+        raise InputError(f"app.reload: pid file {how.pid_file} holds {text[:20]!r}, not a pid")
+    return int(text)
+
+
+@dataclass
+class ReloadApp(Step):
+    """Make the app pick up its new files (`app.reload` in rollout.yaml)."""
+
+    type = "app.reload"
+    timeout: float = 20.0
+
+    def describe(self, ctx: StepContext) -> str:
+        return "reload the app: " + ctx.workspace.app.reload.describe()
+
+    def preview(self, ctx: StepContext) -> Preview:
+        how = ctx.workspace.app.reload
+        return Preview(self.describe(ctx), changes=how.kind != "none")
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        how = ctx.workspace.app.reload
+        if how.kind == "signal" and how.pid_file is not None:
+            try:
+                pid = _pid_from(how)
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return [Check("app pid file names a running process", False, f"no process {pid}", 4)]
+            except RolloutError as exc:
+                return [Check("app pid file names a running process", False, str(exc), int(exc.exit_code))]
+            return [Check("app pid file names a running process", True, f"pid {pid}")]
+        return []
+
+    def run(self, ctx: StepContext) -> Outcome:
+        if ctx.workspace.app.reload.kind == "none":
+            return Outcome("unchanged", ctx.workspace.app.reload.describe())
+        return Outcome("ok", reload_app(ctx.workspace, self.timeout))
+
+
+@dataclass
+class VerifyTraffic(Step):
+    """Watch the app's traffic through the gateway until it matches the stage, or the deadline."""
+
+    type = "verify.traffic"
+    stops_by_default = False  # the files are written either way; later levels still run
+    percentage: int | None = None  # default: the stage the files say now
+    deadline: float = 30.0
+    quiet: float = 5.0  # 0 %: this long without a new app request through the gateway
+    tolerance: float = 5.0  # a share: observed within this many points of the stage
+    min_requests: int = 40  # a share: app requests needed before judging it
+    idle: float = 5.0  # no app request at all for this long: not verifiable, without waiting out the deadline
+
+    def validate(self, where: str) -> None:
+        if self.percentage is not None and not 0 <= self.percentage <= 100:
+            raise PlaybookError(f"{where}: percentage {self.percentage} is outside 0..100")
+        if self.quiet >= self.deadline:
+            raise PlaybookError(f"{where}: quiet ({self.quiet:g} s) must be shorter than deadline ({self.deadline:g} s)")
+
+    def describe(self, ctx: StepContext) -> str:
+        target = f"{self.percentage}%" if self.percentage is not None else "the stage in the files"
+        return f"verify the app's traffic through the gateway follows {target} (within {self.deadline:g} s)"
+
+    def preview(self, ctx: StepContext) -> Preview:
+        return Preview("would " + self.describe(ctx), changes=False)
+
+    def run(self, ctx: StepContext) -> Outcome:
+        target = self.percentage if self.percentage is not None else read_stage(ctx.workspace).percentage
+        files_at = time.monotonic() - ctx.started
+        watch = TrafficWatch(ctx.workspace)
+        try:
+            if target == 0:
+                detail = watch.until_stopped(ctx.started, self.deadline, self.quiet)
+            else:
+                detail = watch.until_share(ctx.started, target, self.deadline, self.tolerance, self.min_requests,
+                                           self.idle)
+        finally:
+            watch.close()
+        return Outcome("ok", f"files at {target}% at +{files_at:.2f} s; {detail}")
+
+
+class TrafficWatch:
+    """Scrapes of the gateway's app-request counter (and the app's own, for a share)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.metrics_url = ws.gateway.url.rstrip("/") + "/metrics/"
+
+    def close(self) -> None:
+        """Nothing held open: each scrape is one request."""
+
+    def gateway_count(self) -> float | None:
+        """App requests the gateway has served; None when nothing listens at the gateway's address.
+
+        Raises NotVerifiable when the gateway answers but its metrics cannot be read.
+        """
+        try:
+            text = scrape(self.metrics_url, self.ws.gateway.key.value, timeout=SCRAPE_TIMEOUT_S)
+        except UnavailableError as exc:
+            raise NotVerifiable(f"not verifiable: {exc}; enable the prometheus callback and check the master key",
+                                retry=not isinstance(exc, MetricsRefused)) from None
+        return None if text is None else app_requests(text)
+
+    def first_count(self, deadline: float) -> float | None:
+        """The first reading; a busy gateway gets until the deadline to answer one scrape."""
+        give_up = time.monotonic() + deadline
+        while True:
+            try:
+                return self.gateway_count()
+            except NotVerifiable as exc:
+                if not exc.retry or time.monotonic() >= give_up:
+                    raise
+                time.sleep(POLL_S)
+
+    def until_stopped(self, started: float, deadline: float, quiet: float) -> str:
+        first = self.first_count(deadline)
+        if first is None:
+            return f"the gateway at {self.ws.gateway.url} does not answer: no app traffic can pass through it"
+        begin = time.monotonic()
+        last, last_rise = first, None
+        history: list[tuple[float, float]] = [(begin, first)]
+        while True:
+            time.sleep(POLL_S)
+            now = time.monotonic()
+            try:
+                value = self.gateway_count()
+            except NotVerifiable:
+                value = last  # one failed scrape (the gateway busy) is not a verdict; the next one decides
+            if value is None:
+                return (f"the gateway stopped answering at +{now - started:.1f} s: "
+                        "no app traffic can pass through it")
+            if value < last:  # the gateway restarted: its counters began again
+                last = value
+            elif value > last:
+                last, last_rise = value, now
+            history.append((now, value))
+            if now - (last_rise or begin) >= quiet:
+                break
+            if now - begin >= deadline:
+                window = [(t, v) for t, v in history if t >= now - 30.0]  # the last 30 s: the rate now
+                span = window[-1][0] - window[0][0]
+                rate = (window[-1][1] - window[0][1]) / (span / 60) if span > 0 else 0.0
+                raise CheckFailed(
+                    f"the app still sends {rate:.0f} req/min through the gateway {now - started:.0f} s after the "
+                    f"flag went to 0%: {RELOAD_HINT}"
+                )
+        if last_rise is not None:
+            return f"app traffic through the gateway stopped at +{last_rise - started:.1f} s"
+        if first == 0:
+            raise NotVerifiable("not verifiable: no app traffic in the window (the gateway has served no app "
+                                "request since it started); the files are written")
+        return (f"no app request through the gateway from +{begin - started:.1f} s on "
+                f"({quiet:g} s quiet): app traffic had stopped by then")
+
+    def app_total(self) -> float:
+        url = self.ws.app.metrics_url
+        if not url:
+            raise NotVerifiable("not verifiable: a share needs the app's own request count; "
+                                "set app.metrics_url in rollout.yaml (docs/SETUP.md)")
+        try:
+            text = scrape(url)
+        except UnavailableError as exc:
+            text, reason = None, str(exc)
+        else:
+            reason = "connection refused"
+        if text is None:
+            raise NotVerifiable(f"not verifiable: the app's metrics at {url} do not answer ({reason})")
+        return sum(s.value for s in parse(text) if s.name == APP_COUNTER)
+
+    def until_share(self, started: float, target: int, deadline: float, tolerance: float, min_requests: int,
+                    idle: float) -> str:
+        gateway0, app0 = self.first_count(deadline), self.app_total()
+        if gateway0 is None:
+            raise CheckFailed(f"the gateway at {self.ws.gateway.url} does not answer: no traffic can reach it "
+                              f"at {target}%")
+        begin = time.monotonic()
+        share = None
+        while time.monotonic() - begin < deadline:
+            time.sleep(POLL_S * 4)
+            gateway, app = self.gateway_count(), self.app_total()
+            if gateway is None:
+                raise CheckFailed(f"the gateway at {self.ws.gateway.url} stopped answering")
+            sent, through = app - app0, gateway - gateway0
+            if sent <= 0:
+                if time.monotonic() - begin >= idle:
+                    break
+                continue
+            share = 100 * through / sent
+            if sent >= min_requests and abs(share - target) <= tolerance:
+                return (f"observed {share:.1f}% of {sent:.0f} app requests through the gateway "
+                        f"at +{time.monotonic() - started:.1f} s (stage {target}%, tolerance ±{tolerance:g})")
+        if share is None:
+            raise NotVerifiable(f"not verifiable: no app traffic in the window ({idle:g} s); the files are written")
+        if sent < min_requests:
+            raise NotVerifiable(f"not verifiable: only {sent:.0f} app requests in {deadline:g} s "
+                                f"(need {min_requests}); observed {share:.1f}% so far")
+        raise CheckFailed(f"the app sends {share:.1f}% of {sent:.0f} requests through the gateway, not "
+                          f"{target}% ± {tolerance:g}, {deadline:g} s after the files changed: {RELOAD_HINT}")
+
+
+@dataclass
+class VerifyApp(Step):
+    """With the gateway stopped (level 3): the app's direct path still answers, where `app.probe` names a probe."""
+
+    type = "verify.app"
+    timeout: float = 10.0
+
+    def describe(self, ctx: StepContext) -> str:
+        probe = ctx.workspace.app.probe
+        return f"verify the app's direct path answers ({probe})" if probe else "verify the app's direct path (no app.probe)"
+
+    def preview(self, ctx: StepContext) -> Preview:
+        return Preview("would " + self.describe(ctx), changes=False)
+
+    def run(self, ctx: StepContext) -> Outcome:
+        probe = ctx.workspace.app.probe
+        if not probe:
+            return Outcome("skipped", "not checked: rollout.yaml names no app.probe for the app's direct path")
+        started = time.monotonic()
+        try:
+            answered = scrape(probe, timeout=self.timeout)
+        except UnavailableError as exc:
+            raise CheckFailed(f"the app's direct path does not answer: {exc}") from None
+        if answered is None:
+            raise CheckFailed(f"the app's probe {probe} refuses connections: is the app running?")
+        took = (time.monotonic() - started) * 1000
+        return Outcome("ok", f"the app's direct path answers: {probe} in {took:.0f} ms, without the gateway")
+
+
+def check_traffic(ws: Workspace, percentage: int, started: float, deadline: float = 30.0) -> dict[str, object]:
+    """`advance`'s traffic post-check: status ok | not-verifiable | failed, and the detail."""
+    step = VerifyTraffic(percentage=percentage, deadline=deadline)
+    try:
+        outcome = step.run(StepContext(ws, started=started))
+    except NotVerifiable as exc:
+        return {"status": "not-verifiable", "detail": str(exc)}
+    except RolloutError as exc:
+        return {"status": "failed", "detail": str(exc)}
+    return {"status": "ok", "detail": outcome.detail}
+
+
+OBSERVED_NAME = "traffic.jsonl"
+OBSERVE_WINDOW_S = 300.0
+FIRST_LOOK_S = 2.0
+
+
+def observe_share(ws: Workspace) -> dict[str, object] | None:
+    """The app's observed share through the gateway over (up to) the last 5 minutes, for `status`.
+
+    Each call records the two counters (the gateway's app requests, the app's own
+    `llm_requests_total`) in `.rollout/traffic.jsonl` and compares with the oldest
+    record of the window; with none, it looks twice, FIRST_LOOK_S apart. None when
+    the workspace names no `app.metrics_url`.
+    """
+    if not ws.app.metrics_url:
+        return None
+    watch = TrafficWatch(ws)
+    try:
+        def look() -> dict[str, float] | None:
+            try:
+                gateway, app = watch.gateway_count(), watch.app_total()
+            except NotVerifiable:
+                return None
+            return None if gateway is None else {"ts": time.time(), "gateway": gateway, "app": app}
+
+        now = look()
+        if now is None:
+            return {"share": None, "requests": 0, "window_s": 0.0,
+                    "text": "observed: not verifiable (the gateway's or the app's metrics do not answer)"}
+        path = ws.state_dir / OBSERVED_NAME
+        earlier = [r for r in read_lines(path)
+                   if now["ts"] - OBSERVE_WINDOW_S <= r.get("ts", 0) < now["ts"] - 1
+                   and r.get("gateway", 0) <= now["gateway"] and r.get("app", 0) <= now["app"]]
+        then: dict[str, float] | None = earlier[0] if earlier else None
+        if then is None:
+            then, later = now, None
+            time.sleep(FIRST_LOOK_S)
+            later = look()
+            if later is None:
+                return {"share": None, "requests": 0, "window_s": 0.0,
+                        "text": "observed: not verifiable (the metrics stopped answering)"}
+            now = later
+        append_line(path, now)
+    finally:
+        watch.close()
+    sent, through, span = now["app"] - then["app"], now["gateway"] - then["gateway"], now["ts"] - then["ts"]
+    window = f"{span / 60:.1f} min" if span >= 60 else f"{span:.0f} s"
+    if sent <= 0:
+        return {"share": None, "requests": 0, "window_s": round(span, 1),
+                "text": f"observed: no app traffic seen in the last {window}"}
+    share = round(100 * through / sent, 1)
+    return {"share": share, "requests": int(sent), "window_s": round(span, 1),
+            "text": f"observed {share}% of {int(sent):,} app requests in the last {window}"}
+
+
+TRAFFIC_STEPS: tuple[type[Step], ...] = (ReloadApp, VerifyTraffic, VerifyApp)

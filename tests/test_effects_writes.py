@@ -1,0 +1,143 @@
+"""Writes that reach the app: hard links and single-file bind mounts keep their inode; kill -9 mid-rewrite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.support import make_world
+
+from rollout_cli.io.atomic import RENAME, write_app_file
+from rollout_cli.io.inplace import SLOW_WRITE_ENV, journal_path, recover
+from rollout_cli.sandbox.sample_app import env_text, flagd_text
+
+
+def test_plain_file_keeps_the_rename(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("A=1\n")
+    inode = path.stat().st_ino
+    how = write_app_file(path, "A=2\n")
+    assert how.startswith(RENAME)
+    assert path.read_text() == "A=2\n"
+    assert path.stat().st_ino != inode
+
+
+def test_hard_linked_file_is_rewritten_in_its_own_inode(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("A=1\nB=long value that will shrink\n")
+    other = tmp_path / "link"
+    os.link(path, other)
+    how = write_app_file(path, "A=2\n")
+    assert how == "in place, same inode, journalled (2 hard links)"
+    assert other.read_text() == "A=2\n"  # the other link sees it: same inode
+    assert path.stat().st_ino == other.stat().st_ino
+    assert not journal_path(path).exists()
+
+
+def test_level_1_on_hard_linked_files_says_in_place_and_the_link_sees_0(tmp_path: Path) -> None:
+    world = make_world(tmp_path, percentage=10)
+    env_link, flags_link = tmp_path / "env.link", tmp_path / "flags.link"
+    os.link(world.app.env_file, env_link)
+    os.link(world.app.flags_file, flags_link)
+    result = world.cli("rollback", "--level", "1", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    steps = json.loads(result.output)["levels"][0]["steps"]
+    assert steps[0]["detail"].endswith("(in place, same inode, journalled (2 hard links))")
+    assert steps[1]["detail"].endswith("(in place, same inode, journalled (2 hard links))")
+    assert "LITELLM_ROLLOUT_PERCENTAGE=0" in env_link.read_text()
+    assert flags_link.read_text() == flagd_text(0)
+
+
+def test_recover_restores_the_old_content_of_a_torn_rewrite_and_keeps_a_finished_one(tmp_path: Path) -> None:
+    path = tmp_path / "flags.json"
+    path.write_text("old content\n")
+    # a journal left by a writer that no longer runs (pid 0 never names one of ours)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    import hashlib
+    import json
+
+    old = b"old content\n"
+    new = b"new content, longer\n"
+    header = {"pid": pid, "sha256_old": hashlib.sha256(old).hexdigest(), "sha256_new": hashlib.sha256(new).hexdigest()}
+    journal_path(path).write_bytes(json.dumps(header).encode() + b"\n" + old)
+    path.write_bytes(b"new conte")  # torn
+    assert recover(path) == "restored the content from before the interrupted rewrite"
+    assert path.read_bytes() == old
+    assert not journal_path(path).exists()
+    journal_path(path).write_bytes(json.dumps(header).encode() + b"\n" + old)
+    path.write_bytes(new)  # killed after the write, before the journal went
+    assert recover(path) == "kept the completed rewrite"
+    assert path.read_bytes() == new
+    assert recover(path) is None
+
+
+def test_a_journal_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"torn")
+    import hashlib
+    import json
+
+    header = {"pid": os.getppid(), "sha256_old": hashlib.sha256(b"old").hexdigest(), "sha256_new": "x"}
+    journal_path(path).write_bytes(json.dumps(header).encode() + b"\nold")
+    assert recover(path) is None
+    assert path.read_bytes() == b"torn"
+
+
+def test_kill_9_in_the_middle_of_an_in_place_rollback_leaves_a_whole_file_after_the_next_run(tmp_path: Path) -> None:
+    """`rollout rollback --level 1` on a hard-linked env file, killed with SIGKILL while it rewrites.
+
+    The test hook slows the in-place write to one byte per 20 ms, and each kill is sent
+    only once the journal exists and the file is torn (neither the old nor the new text):
+    every kill provably landed mid-write. The next `rollout status` finds the file whole.
+    """
+    world = make_world(tmp_path, percentage=10)
+    (world.ws / "rollout.yaml").write_text(
+        (world.ws / "rollout.yaml").read_text().replace("  flags_file: ../app/flags.json\n", "")
+        .replace("  flags_format: flagd\n", "")
+    )
+    env = world.app.env_file
+    old = env_text(10, True)
+    new = old.replace("LITELLM_ROLLOUT_PERCENTAGE=10", "LITELLM_ROLLOUT_PERCENTAGE=0")
+    link = tmp_path / "env.link"
+    os.link(env, link)
+    inode = env.stat().st_ino
+    torn_seen = 0
+    for _ in range(3):
+        assert env.read_text() == old
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rollout_cli", "-w", str(world.ws), "rollback", "--level", "1", "--yes"],
+            env={**os.environ, SLOW_WRITE_ENV: "0.02"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            content = env.read_bytes()
+            if journal_path(env).exists() and content not in (old.encode(), new.encode()) and len(content) > 20:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.005)
+        else:
+            pytest.fail("the writer never got into its in-place rewrite")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close() if proc.stderr else None
+        torn = env.read_bytes()
+        assert torn not in (old.encode(), new.encode()) and journal_path(env).exists()
+        torn_seen += 1
+        # the next run (a read-only command) recovers before it reads
+        status = world.cli("status", "--json")
+        assert status.exit_code == 0, status.output
+        assert env.read_text() == old
+        assert link.read_text() == old and env.stat().st_ino == inode
+        assert not journal_path(env).exists()
+    assert torn_seen == 3
+    done = world.cli("rollback", "--level", "1", "--yes")
+    assert done.exit_code == 0, done.output
+    assert env.read_text() == new and link.read_text() == new and env.stat().st_ino == inode
