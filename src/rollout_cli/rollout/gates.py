@@ -569,8 +569,9 @@ def gather(ws: Workspace, plan: StagePlan, stage: Stage, command: str = "report"
         return found
     with evidence:
         found.topology = evidence.topology
-        planned = planned_requests(ws, plan, evidence.topology, post_check=command == "advance")
-        require_room(evidence.ledger, ws.openrouter, command, sum(planned.values()))
+        if evidence.gateway().usable:  # a gateway that does not answer gets no request: its verdict, not the quota's
+            planned = planned_requests(ws, plan, evidence.topology, post_check=command == "advance")
+            require_room(evidence.ledger, ws.openrouter, command, sum(planned.values()))
         if stage.percentage != 0:
             # Scrape first: the window must not count this evaluation's own check requests.
             found.scrape, found.scrape_error = scrape_metrics(ws, evidence.client)
