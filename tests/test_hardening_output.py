@@ -24,6 +24,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from rollout_cli.io.net import free_port
+from rollout_cli.sandbox.app import app_container_name
 from rollout_cli.sandbox.sample_app import write_sample_app
 from rollout_cli.schemas import load_schema
 from support import ALIASES, World, rollout
@@ -219,7 +220,13 @@ def test_level_1_report_is_plain_text(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "level 1: feature flag to 0% (budget 30.0 s)"
     assert lines[1].split() == ["#", "step", "status", "time", "detail"]
-    assert lines[2].split()[:3] == ["1", "env.set", "ok"] and lines[2].endswith(f"in {world.app.env_file}")
+    # each write's detail ends with its strategy; level 1's last steps are app.reload and verify.traffic (issue 10)
+    assert lines[2].split()[:3] == ["1", "env.set", "ok"]
+    assert lines[2].endswith(f"in {world.app.env_file} (temp file + rename)")
+    assert [line.split()[:3] for line in lines[3:7]] == [
+        ["2", "flag.set", "ok"], ["3", "verify", "ok"], ["4", "app.reload", "unchanged"], ["5", "verify.traffic", "ok"]]
+    gateway_url = yaml.safe_load((world.ws / "rollout.yaml").read_text())["gateway"]["url"]
+    assert lines[6].endswith(f"the gateway at {gateway_url} does not answer: no app traffic can pass through it")
     assert "rollback to level 1: done in" in result.stdout and "took effect:" in result.stdout
 
 
@@ -315,6 +322,9 @@ def test_sandbox_status_with_the_docker_engine_unreachable_says_so(tmp_path: Pat
             rollout("sandbox", "status", str(root), "--json", env={"DOCKER_HOST": dead}).stdout))
         assert data["exit_code"] == 4 and data["gateway"]["engine_answers"] is False
         assert data["gateway"]["running"] is None
+        # the sample app (a container: `sandbox up` starts it in the gateway's runtime) is unknown too, not "not running"
+        assert (data["app"]["container"], data["app"]["running"]) == (app_container_name(root), None)
+        assert data["app"]["error"].startswith(f"Docker engine does not answer at {dead}")
         assert rollout("sandbox", "status", str(root)).exit_code == 0  # the engine answers again: healthy
     finally:
         assert rollout("sandbox", "down", str(root)).exit_code == 0

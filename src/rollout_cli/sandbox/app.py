@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout_cli.core.result import Result
-from rollout_cli.errors import ExitCode, InputError, RolloutError, UnavailableError
+from rollout_cli.errors import DockerUnavailable, ExitCode, InputError, RolloutError, UnavailableError
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.net import HOST, free_port, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
@@ -155,14 +155,21 @@ def _wait_until_answering(record: AppRecord) -> None:
 
 
 def _running(record: AppRecord) -> bool:
+    return bool(_state(record)[0])
+
+
+def _state(record: AppRecord) -> tuple[bool | None, str | None]:
+    """Whether the app runs; None (and why) when the Docker engine does not answer: its container may well run."""
     if record.runtime == "process":
-        return record.process is not None and record.process.alive()
+        return record.process is not None and record.process.alive(), None
     from rollout_cli.io.container import ContainerRuntime  # lazy: start-up time
 
     try:
-        return ContainerRuntime().state(record.container or app_container_name(record.root)).running
+        return ContainerRuntime().state(record.container or app_container_name(record.root)).running, None
+    except DockerUnavailable as exc:
+        return None, exc.message
     except RolloutError:
-        return False
+        return False, None
 
 
 def _logs(record: AppRecord, lines: int) -> list[str]:
@@ -201,7 +208,10 @@ def app_status(root: Path) -> dict[str, Any]:
     record = load_app(root)
     if record is None:
         return {"running": False}
-    out: dict[str, Any] = {**record.to_json(), "running": _running(record)}
+    running, engine_error = _state(record)
+    out: dict[str, Any] = {**record.to_json(), "running": running}
+    if engine_error:
+        out["error"] = engine_error
     if out["running"]:
         try:
             seen = AppControl(record.url, timeout=2.0).status()
@@ -267,7 +277,9 @@ def app_command(root: Path, action: str, *, runtime: str = "process", reads_file
     else:
         messages = []
     found = app_status(root)
-    if action == "status":
+    if action == "status" and found["running"] is None:  # the Docker engine does not answer
+        messages = [f"sample app in container {found['container']}: unknown ({found['error']})"]
+    elif action == "status":
         messages = [f"sample app {'running' if found['running'] else 'not running'}"
                     + (f" ({found['runtime']}, {found['url']}): sent {found.get('counts', {})}" if found["running"] else "")]
     code = ExitCode.UNAVAILABLE if action == "status" and not found["running"] else ExitCode.OK

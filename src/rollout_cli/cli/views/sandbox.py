@@ -43,6 +43,8 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
     if app.get("running"):
         where = f"container {esc(app['container'])}" if app.get("container") else f"pid {app['process']['pid']}"
         out.print(f"  app        {esc(app['url'])}  {where}  {_running(True)}, sent {esc(app.get('counts', {}))}")
+    elif app.get("running") is None:  # its container may well run: the Docker engine does not answer
+        out.print(f"  app        {esc(app['url'])}  container {esc(app['container'])}  {_running(None)}")
     else:
         out.print(f"  app        {_running(False)} (`rollout sandbox app start`)")
     faults = sim.get("faults") or {}
