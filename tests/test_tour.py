@@ -35,24 +35,37 @@ def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
     ran = re.findall(r"\x1b\[1m\$ rollout (.*?)\x1b\[0m", out)
     sb = str(tmp_path / "sandbox")
     assert [step.replace(sb, "DIR") for step in ran] == [
-        "sandbox up DIR --runtime docker --gateway-port 0 --simulator-port 0",
+        "sandbox up DIR --runtime docker --gateway-port 0 --simulator-port 0 --timeout 180",
+        "-w DIR sandbox app status",
         "-w DIR health",
+        "-w DIR sandbox traffic --rps 20 --duration 3",
         "-w DIR advance --yes --reason tour: first step, 0% -> 10%",
-        "-w DIR sandbox traffic --rps 10 --duration 3",
         "-w DIR report",
+        "-w DIR sandbox traffic --rps 10 --duration 6",
+        "-w DIR status",
         "-w DIR sandbox fault glm-4.5-air --status 500",
         "-w DIR health",
         "-w DIR rollback --level 1 --yes --reason tour: primary answering 500",
+        "-w DIR sandbox traffic --rps 20 --duration 3",
         "-w DIR status",
         "-w DIR sandbox fault --clear",
         "-w DIR report",
         "-w DIR history",
         "sandbox down DIR",
     ]
-    sent = re.search(r"sent (\d+) requests in \S+ s: (\d+) via the gateway \(0 failed\), (\d+) direct \(0 failed\)", out)
-    assert sent, out
-    total, through, direct = (int(n) for n in sent.groups())
-    assert total == through + direct > 0 and plausible_share(through, total, 10)
+    # what the sample app sent at each of the three traffic steps: all direct at 0%, a binomial ~10% after
+    # advance (nothing failed on either path: no fault yet), all direct again after the rollback (where the
+    # primary's fault is still on, so its direct calls fail: the app has no fallbacks of its own)
+    sent = re.findall(r"^the sample app \(docker\) sent (\d+) requests in [\d.]+ s: "
+                      r"(\d+) via the gateway \((\d+) failed\), (\d+) direct \((\d+) failed\)$", out, re.MULTILINE)
+    assert len(sent) == 3, out
+    counts = [tuple(int(n) for n in row) for row in sent]
+    for total, through, _, direct, _ in counts:
+        assert total == through + direct > 0
+    at_0, at_10, after_rollback = counts
+    assert at_0[1] == 0 and at_0[2] == at_0[4] == 0, counts
+    assert plausible_share(at_10[1], at_10[0], 10) and at_10[2] == at_10[4] == 0, counts
+    assert after_rollback[1] == 0 and after_rollback[4] == after_rollback[0], counts
     assert "rollback to level 1: done in " in out
     # down left nothing running
     name = re.search(r"^stopped sample app container \S+, gateway container ([^,\s]+),", out, re.MULTILINE).group(1)
