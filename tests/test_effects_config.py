@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,12 @@ LEVEL_1_WITH_RELOAD = "kind: rollback\nlevel: 1\nbudget: 30s\nsteps:\n  - type: 
 
 
 def with_reload(world, reload: str, book: str = LEVEL_1_WITH_RELOAD) -> None:  # type: ignore[no-untyped-def]
+    """Set app.reload (replacing one set before: rollout.yaml refuses a key that appears twice) and the playbooks."""
     config = world.ws / "rollout.yaml"
-    config.write_text(config.read_text().replace("  integration_grep:", f"  reload: {reload}\n  integration_grep:")
-                      + "playbooks: ./books\n")
+    text = re.sub(r"(?m)^  reload: .*\n", "", config.read_text())
+    if not re.search(r"(?m)^playbooks: ", text):
+        text += "playbooks: ./books\n"
+    config.write_text(text.replace("  integration_grep:", f"  reload: {reload}\n  integration_grep:"))
     (world.ws / "books").mkdir(exist_ok=True)
     (world.ws / "books" / "rollback-1.yaml").write_text(book)
 

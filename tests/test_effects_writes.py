@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -131,9 +132,13 @@ def test_kill_9_in_the_middle_of_an_in_place_rollback_leaves_a_whole_file_after_
         torn = env.read_bytes()
         assert torn not in (old.encode(), new.encode()) and journal_path(env).exists()
         torn_seen += 1
-        # the next run (a read-only command) recovers before it reads
+        # the next run (a read-only command) recovers before it reads; it exits 1 because the killed
+        # rollback's write-ahead audit record ("started") has no "finished" one: an unfinished operation
         status = world.cli("status", "--json")
-        assert status.exit_code == 0, status.output
+        assert status.exit_code == 1, status.output
+        unfinished = json.loads(status.stdout)["unfinished"]
+        assert unfinished["command"] == "rollback --level 1" and unfinished["running"] is False
+        assert json.loads(status.stdout)["stage"]["percentage"] == 10
         assert env.read_text() == old
         assert link.read_text() == old and env.stat().st_ino == inode
         assert not journal_path(env).exists()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rollout_cli.sandbox.sample_app import flagd_text
-from support import make_world, rollout
+from support import NO_GATEWAY, make_world, rollout
 
 REPO = Path(__file__).resolve().parent.parent
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
@@ -109,9 +109,10 @@ def world_on(sb, tmp_path: Path, master_key_line: str = "  master_key_env: ROLLO
     """A sample app at 10% whose workspace points at the session sandbox's real gateway."""
     (tmp_path / "world").mkdir()
     world = make_world(tmp_path / "world", percentage=10, container="")
+    text = (world.ws / "rollout.yaml").read_text()
+    assert f"url: {NO_GATEWAY}\n" in text and "  master_key_env: LITELLM_MASTER_KEY\n" in text
     (world.ws / "rollout.yaml").write_text(
-        (world.ws / "rollout.yaml").read_text()
-        .replace("http://127.0.0.1:4000", sb.gateway_url)
+        text.replace(f"url: {NO_GATEWAY}\n", f"url: {sb.gateway_url}\n")
         .replace("  master_key_env: LITELLM_MASTER_KEY\n", master_key_line)
         + f"  config: {sb.root / 'gateway' / 'litellm-config.yaml'}\n"
     )
@@ -128,7 +129,9 @@ def test_advance_and_report_never_write_a_key_with_a_cr_into_history_or_markdown
     report = world.cli("report", "--markdown", str(report_file), env={"ROLLOUT_TEST_KEY": key})
     history = (world.ws / ".rollout" / "history.jsonl").read_text()
     problem = "the master key in $ROLLOUT_TEST_KEY has a carriage return"
-    assert problem in advance.output and problem in history and problem in report_file.read_text()
+    assert problem in advance.output and problem in history
+    # the Markdown report escapes every markup character, `_` included
+    assert r"the master key in $ROLLOUT\_TEST\_KEY has a carriage return" in report_file.read_text()
     for text in (advance.output, report.output, history, report_file.read_text()):
         assert sb.master_key not in text and "Bearer" not in text
     assert "internal error" not in advance.output + report.output

@@ -112,8 +112,8 @@ def test_unexpected_error_fails_its_step_and_the_record_and_report_are_still_wri
     assert steps[1]["detail"] == "unexpected error (RuntimeError): a bug in rollout; please report it"
     assert steps[1]["exit_code"] == 1
     assert data["took_effect"] == [
-        f"level 1 step 1: set LITELLM_ROLLOUT_PERCENTAGE=0 in {world.app.env_file}",
-        f"level 1 step 3: set flag litellm-gateway to 0% in {world.app.flags_file}",
+        f"level 1 step 1: set LITELLM_ROLLOUT_PERCENTAGE=0 in {world.app.env_file} (temp file + rename)",
+        f"level 1 step 3: set flag litellm-gateway to 0% in {world.app.flags_file} (temp file + rename)",
     ]
     records = world.history()
     assert [r["phase"] for r in records] == ["started", "finished"]

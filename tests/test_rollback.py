@@ -62,8 +62,8 @@ def test_level_1_human_output_names_budget(world):
     assert any(line.startswith("rollback to level 1: done in ") and line.endswith(" (budget 30.0 s)") for line in lines)
     assert lines[-3:] == [
         "took effect:",
-        f"  - level 1 step 1: set LITELLM_ROLLOUT_PERCENTAGE=0 in {world.app.env_file}",
-        f"  - level 1 step 2: set flag litellm-gateway to 0% in {world.app.flags_file}",
+        f"  - level 1 step 1: set LITELLM_ROLLOUT_PERCENTAGE=0 in {world.app.env_file} (temp file + rename)",
+        f"  - level 1 step 2: set flag litellm-gateway to 0% in {world.app.flags_file} (temp file + rename)",
     ]
 
 
@@ -101,8 +101,10 @@ def test_level_4_reverts_integration_commit_twice_harmless(world):
     # level 3 has no Docker container named litellm here: it fails (exit 4), level 4 still runs
     assert result.exit_code == 4, result.output
     data = json.loads(result.stdout)
+    # level 1 ends with app.reload (none: unchanged) and verify.traffic (no gateway at :9: ok);
+    # level 3 ends with verify.app, skipped: this world names no app.probe
     assert [[s["status"] for s in lvl["steps"]] for lvl in data["levels"]] == [
-        ["ok", "ok", "ok"], ["ok", "ok"], ["failed", "failed"], ["ok", "ok"]]
+        ["ok", "ok", "ok", "unchanged", "ok"], ["ok", "ok"], ["failed", "failed", "skipped"], ["ok", "ok"]]
     assert data["levels"][2]["steps"][0]["detail"].startswith("no container named 'litellm'")
     level4 = data["levels"][3]
     assert level4["steps"][0]["status"] == "ok", level4

@@ -168,10 +168,13 @@ def test_level_3_kills_a_container_that_ignores_sigterm(tmp_path, docker_engine,
     result = world.cli("rollback", "--level", "3", "--yes", "--json")
     assert result.exit_code == 0, result.output
     level3 = json.loads(result.stdout)["levels"][2]
-    stop, verify = level3["steps"]
+    stop, verify, direct = level3["steps"]
     assert (stop["status"], stop["detail"]) == ("ok", f"stopped container {name} (exited)")
     assert stop["duration_s"] >= 10  # the whole grace period went by: SIGTERM did nothing
     assert verify["detail"].startswith(f"verified: gateway {name} exited")
+    # the level's last step checks the app's direct path; this world names no app.probe
+    assert (direct["type"], direct["status"]) == ("verify.app", "skipped")
+    assert direct["detail"].startswith("not checked: rollout.yaml names no app.probe")
     state = docker_engine.containers.get(name).attrs["State"]
     assert (state["Status"], state["ExitCode"]) == ("exited", 137)  # 128 + SIGKILL: the forced path
     assert level3["within_budget"] is True
@@ -194,13 +197,22 @@ def test_level_3_on_the_sandbox_real_litellm_container(tmp_path, docker_engine):
         assert docker_engine.containers.get(container).status == "running"
         assert rollout("-w", str(root), "health").exit_code == 0
         result = rollout("-w", str(root), "rollback", "--level", "3", "--yes", "--reason", "drill", "--json")
-        assert result.exit_code == 0, result.output
-        level3 = json.loads(result.stdout)["levels"][2]["steps"]
+        # 3: every level ran, but level 1's traffic check saw no app traffic through the gateway to verify
+        # (nothing drove the app here); that is the only step that did not pass
+        assert result.exit_code == 3, result.output
+        levels = json.loads(result.stdout)["levels"]
+        assert [lvl["level"] for lvl in levels] == [1, 2, 3]
+        traffic = levels[0]["steps"][-1]
+        assert traffic["type"] == "verify.traffic"
+        assert traffic["detail"].startswith("not verifiable: no app traffic in the window")
+        assert [s for lvl in levels for s in lvl["steps"] if s["exit_code"] != 0] == [traffic]
+        level3 = levels[2]["steps"]
         assert (level3[0]["status"], level3[0]["detail"]) == ("ok", f"stopped container {container} (exited)")
         assert level3[1]["detail"].startswith(f"verified: gateway {container} exited")
+        assert (level3[2]["type"], level3[2]["status"]) == ("verify.app", "ok")  # the app's direct path still answers
         assert docker_engine.containers.get(container).status == "exited"
         health = rollout("-w", str(root), "health")
         assert health.exit_code == 4, health.output  # nothing answers on the gateway's port any more
-        assert f"gateway {state.gateway_url} does not answer ([Errno 111] Connection refused)" in health.output
+        assert f"gateway {state.gateway_url} does not answer (cannot connect: Connection refused)" in health.output
     finally:
         rollout("sandbox", "down", str(root))

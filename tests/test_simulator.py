@@ -236,10 +236,10 @@ def test_unknown_model_in_fault_is_rejected_listing_known_ones(sim: Simulator) -
         ({"status": 200}, "fault status for z-ai/glm-4.5-air:free must be an HTTP error code 400..599, got 200"),
         ({"status": 500, "rate": 2}, "fault rate for z-ai/glm-4.5-air:free must be a number from 0 to 1, got 2"),
         ({"mode": "explode"},
-         "fault mode for z-ai/glm-4.5-air:free must be one of hang, malformed, empty, got 'explode'"),
+         "fault mode for z-ai/glm-4.5-air:free must be one of hang, malformed, empty, stream-error, got 'explode'"),
         ({"colour": "red"}, "unknown fault field 'colour' for z-ai/glm-4.5-air:free; expected: status, rate, "
-                            "latency_ms, mode, retry_after"),
-        ({}, "a fault for z-ai/glm-4.5-air:free needs status, mode or latency_ms"),
+                            "latency_ms, mode, retry_after, retired, price, no_tools, upstream"),
+        ({}, "a fault for z-ai/glm-4.5-air:free needs status, mode, latency_ms, retired, price or no_tools"),
     ],
     ids=["status-200", "rate-2", "unknown-mode", "unknown-field", "empty"],
 )
