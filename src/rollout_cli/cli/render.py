@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up 
 
 HumanRenderer = Callable[[Any, Result[Any]], None]
 LiveRenderer = Callable[[Result[Any]], Any]
+R = TypeVar("R")  # a renderer type: what a registrar stores is what it returns
+
 _HUMAN: dict[type, HumanRenderer] = {}
 _LIVE: dict[type, LiveRenderer] = {}
 _TEXT: dict[type, HumanRenderer] = {}
@@ -45,15 +47,18 @@ STATUS_STYLE = {
 }
 
 
-def human(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
-    """Register the human renderer of results whose payload is one of `payload_types`."""
-
-    def register(fn: HumanRenderer) -> HumanRenderer:
+def _registrar(table: dict[type, R], payload_types: tuple[type, ...]) -> Callable[[R], R]:
+    def register(fn: R) -> R:
         for payload_type in payload_types:
-            _HUMAN[payload_type] = fn
+            table[payload_type] = fn
         return fn
 
     return register
+
+
+def human(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
+    """Register the human renderer of results whose payload is one of `payload_types`."""
+    return _registrar(_HUMAN, payload_types)
 
 
 def text(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
@@ -62,24 +67,12 @@ def text(*payload_types: type) -> Callable[[HumanRenderer], HumanRenderer]:
     For the results an operator needs fastest (`rollback`, `gateway ...`): importing
     rich costs more than a level-1 rollback itself.
     """
-
-    def register(fn: HumanRenderer) -> HumanRenderer:
-        for payload_type in payload_types:
-            _TEXT[payload_type] = fn
-        return fn
-
-    return register
+    return _registrar(_TEXT, payload_types)
 
 
 def live(*payload_types: type) -> Callable[[LiveRenderer], LiveRenderer]:
     """Register the renderable a live display shows for results of these payload types."""
-
-    def register(fn: LiveRenderer) -> LiveRenderer:
-        for payload_type in payload_types:
-            _LIVE[payload_type] = fn
-        return fn
-
-    return register
+    return _registrar(_LIVE, payload_types)
 
 
 def _find(registry: dict[type, Any], payload: object) -> Any:
