@@ -80,6 +80,9 @@ def candidates() -> list[Candidate]:
                   # import alone takes longer than the default, and the workers never come up
                   args=("--num_workers", "2", "--timeout_worker_healthcheck", "300")),
         Candidate("granian", "shipped + granian HTTP server", args=("--run_granian",)),
+        # LiteLLM reads PYTHON_GC_THRESHOLD at start (proxy/common_utils/debug_utils.py): fewer collections
+        Candidate("gc", "shipped + PYTHON_GC_THRESHOLD=100000,50,100", env={"PYTHON_GC_THRESHOLD": "100000,50,100"}),
+        Candidate("optimize", "shipped + PYTHONOPTIMIZE=1 (asserts off)", env={"PYTHONOPTIMIZE": "1"}),
     ]
 
 

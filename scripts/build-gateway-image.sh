@@ -6,10 +6,19 @@
 # prometheus-client pip-installed into a venv, then `docker import`ed.
 # An image that already exists is reused: the build takes minutes.
 #
+# Besides litellm[proxy] it installs what LiteLLM's own image (ghcr.io/berriai/litellm) has and
+# LiteLLM 1.108.7 imports on every request: opentelemetry-sdk (user_api_key_auth imports
+# litellm.integrations.otel.logger) and prisma (prisma.errors, whenever a lookup in a database
+# that is not there fails). Missing, each import fails and is retried on every request: about
+# 1.5 ms of the gateway's added latency here (docs/SETUP.md, "Gateway performance").
+# And prometheus-client, for the /metrics/ the gates read.
+#
 # Usage: scripts/build-gateway-image.sh [IMAGE]
 #   IMAGE defaults to $ROLLOUT_GATEWAY_IMAGE or rollout/litellm:local.
 #   Env: LITELLM_SPEC (default 'litellm[proxy]' at requirements.lock's versions), FORCE=1 to rebuild,
 #        DEBIAN_MIRROR to override the mirror read from apt's sources.
+# An existing image is reused only when it was built from the same package list and lock
+# (its label rollout.build); otherwise it is rebuilt.
 set -euo pipefail
 
 IMAGE="${1:-${ROLLOUT_GATEWAY_IMAGE:-rollout/litellm:local}}"
@@ -17,7 +26,10 @@ IMAGE="${1:-${ROLLOUT_GATEWAY_IMAGE:-rollout/litellm:local}}"
 LOCK="$(cd "$(dirname "$0")/.." && pwd)/requirements.lock"
 [ -z "${LITELLM_SPEC:-}" ] && [ -f "${LOCK}" ] || LOCK=""
 LITELLM_SPEC="${LITELLM_SPEC:-litellm[proxy]}"
+PACKAGES=("${LITELLM_SPEC}" prometheus-client opentelemetry-sdk prisma)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# What the image is built from: a different list or lock makes an existing image stale.
+BUILD_ID="$( { printf '%s\n' "${PACKAGES[@]}"; [ -z "${LOCK}" ] || cat "${LOCK}"; } | sha256sum | cut -c1-16)"
 T0=$SECONDS
 
 log() { echo "build-gateway-image: [$((SECONDS - T0))s] $*" >&2; }
@@ -28,8 +40,12 @@ die() { log "ERROR: $*"; exit 1; }
 "${HERE}/docker-up.sh"
 
 if [ "${FORCE:-0}" != 1 ] && docker image inspect "${IMAGE}" >/dev/null 2>&1; then
-    log "image ${IMAGE} already exists; reusing it (FORCE=1 to rebuild)"
-    exit 0
+    built="$(docker image inspect -f '{{ index .Config.Labels "rollout.build" }}' "${IMAGE}")"
+    if [ "${built}" = "${BUILD_ID}" ]; then
+        log "image ${IMAGE} already exists; reusing it (FORCE=1 to rebuild)"
+        exit 0
+    fi
+    log "image ${IMAGE} was built from another package list or lock (${built:-no rollout.build label}, now ${BUILD_ID}); rebuilding"
 fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -114,12 +130,12 @@ CONSTRAINTS=()
 if [ -n "${LOCK}" ]; then cp "${LOCK}" "${ROOTFS}/tmp/requirements.lock"; CONSTRAINTS=(-c /tmp/requirements.lock); fi
 mount --bind /proc "${ROOTFS}/proc"
 
-log "pip install ${LITELLM_SPEC} prometheus-client${LOCK:+ (versions from requirements.lock)} (CA bundle from ${CA})"
+log "pip install ${PACKAGES[*]}${LOCK:+ (versions from requirements.lock)} (CA bundle from ${CA})"
 chroot_env=(env -i PATH=/opt/litellm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
             HOME=/root LANG=C.UTF-8 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180)
 chroot "${ROOTFS}" "${chroot_env[@]}" python3 -m venv /opt/litellm
 chroot "${ROOTFS}" "${chroot_env[@]}" /opt/litellm/bin/pip install -q --no-cache-dir \
-    --cert /tmp/host-ca.crt "${PIP_ARGS[@]}" "${CONSTRAINTS[@]}" "${LITELLM_SPEC}" prometheus-client \
+    --cert /tmp/host-ca.crt "${PIP_ARGS[@]}" "${CONSTRAINTS[@]}" "${PACKAGES[@]}" \
     || die "pip install failed inside the chroot"
 version="$(chroot "${ROOTFS}" "${chroot_env[@]}" /opt/litellm/bin/pip show litellm | awk '/^Version:/ {print $2}')"
 log "installed litellm ${version}"
@@ -134,7 +150,7 @@ log "docker import as ${IMAGE}"
 tar -C "${ROOTFS}" -c . | docker import \
     -c 'ENTRYPOINT ["/opt/litellm/bin/litellm"]' \
     -c 'ENV LITELLM_LOCAL_MODEL_COST_MAP=True' \
-    -c "LABEL org.opencontainers.image.title=litellm org.opencontainers.image.version=${version}" \
+    -c "LABEL org.opencontainers.image.title=litellm org.opencontainers.image.version=${version} rollout.build=${BUILD_ID}" \
     - "${IMAGE}" >/dev/null
 size="$(docker image inspect -f '{{.Size}}' "${IMAGE}")"
 log "built ${IMAGE} (litellm ${version}, $((size / 1000000)) MB) in $((SECONDS - T0))s"

@@ -142,6 +142,20 @@ def test_docker_sandbox_runs_a_labelled_host_network_container(docker_sandbox: P
 
 
 @pytest.mark.docker
+def test_the_gateway_image_has_what_litellm_imports_on_every_request(docker_sandbox: Path, docker_engine) -> None:
+    # LiteLLM 1.108.7 imports litellm.integrations.otel.logger (needs opentelemetry.sdk) in its auth and
+    # prisma.errors when a lookup in the absent database fails, on every request; a failed import is retried
+    # each time (docs/SETUP.md, "Gateway performance"). LiteLLM's own image has both; ours must too.
+    state = load_state(docker_sandbox)
+    assert state is not None
+    box = docker_engine.containers.get(state.container)
+    code, output = box.exec_run(["/opt/litellm/bin/python", "-c",
+                                 "import litellm.integrations.otel.logger, prisma.errors; print('imported')"])
+    assert (code, output.decode().strip().splitlines()[-1]) == (0, "imported")
+    assert box.image.labels["rollout.build"]  # built by scripts/build-gateway-image.sh as it is now
+
+
+@pytest.mark.docker
 def test_fallback_through_the_container(docker_sandbox: Path) -> None:
     from rollout_cli.core.workspace import load_workspace
     from rollout_cli.gateway.api import GatewayClient
