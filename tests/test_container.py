@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rollout_cli.errors import ContainerNotFound, DockerUnavailable, UnavailableError
-from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, find_container
+from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, find_container, read_state
 
 pytestmark = pytest.mark.docker
 
@@ -227,3 +227,38 @@ def test_docker_unavailable_names_the_host(kind, monkeypatch, request):
 
     with pytest.raises(DockerUnavailable, match="Docker engine does not answer at "):
         connect(timeout=1)
+
+
+# --- read_state: the same answers over the engine's socket, without the SDK (gateway status) ----------
+
+
+def test_read_state_answers_as_the_sdk_does(runtime, make_container):
+    name = unique()
+    make_container(f"{name}-longer")
+    make_container(name)
+    service = unique("gateway")
+    make_container(f"proj-{service}-1", labels={"com.docker.compose.service": service})
+    time.sleep(0.05)  # the same second: the container list's Created cannot tell them apart
+    make_container(f"proj-{service}-2", labels={"com.docker.compose.service": service})
+    stopped = make_container()
+    runtime.stop(stopped.name)
+
+    for target in (name, f"{name}-longer", service, stopped.name):
+        by_socket = read_state(target)
+        assert by_socket is not None
+        by_sdk = runtime.state(target)
+        assert by_socket.as_dict() | {"uptime_s": None} == by_sdk.as_dict() | {"uptime_s": None}, target
+    assert read_state(service).name == f"proj-{service}-2"
+    assert read_state(stopped.name).status == "exited" and read_state(stopped.name).exit_code == 0
+
+
+def test_read_state_not_found_and_dead_engine_say_what_the_sdk_path_says(runtime, monkeypatch, tmp_path):
+    name = unique("absent")
+    with pytest.raises(ContainerNotFound, match=f"no container named '{name}' or with compose service '{name}'"):
+        read_state(name)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(DockerUnavailable, match=r"does not answer at unix://.*no-engine\.sock: No such file or "
+                                                r"directory; start it \(e\.g\. scripts/docker-up\.sh\)"):
+        read_state(name)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    assert read_state(name) is None  # not a unix socket: the caller asks through the SDK

@@ -24,7 +24,7 @@ from rollout_cli.core.workspace import MasterKey, Workspace
 from rollout_cli.errors import InputError, RolloutError, UnavailableError
 from rollout_cli.gateway.config import check_master_key, load_config
 from rollout_cli.io.atomic import atomic_write_text
-from rollout_cli.io.container import ContainerRuntime, ContainerState
+from rollout_cli.io.container import ContainerRuntime, ContainerState, read_state
 from rollout_cli.io.net import ensure_port_free, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
 
@@ -74,6 +74,10 @@ class DockerGateway(GatewayRuntime):
         return self._runtime
 
     def state(self) -> ContainerState:
+        if self._runtime is None:  # a read alone: over a local engine's socket, without the SDK's import
+            found = read_state(self.name)
+            if found is not None:
+                return found
         return self.runtime.state(self.name)
 
     def start(self) -> ContainerState:

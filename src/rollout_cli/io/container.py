@@ -9,23 +9,31 @@ only loopback traffic is allowed.
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from rollout_cli.errors import ContainerNotFound, DockerUnavailable, UnavailableError
+from rollout_cli.errors import ContainerNotFound, UnavailableError
+from rollout_cli.io.engine import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_DOCKER_HOST,
+    docker_host,
+    get_json,
+    local_socket,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from docker import DockerClient
     from docker.models.containers import Container
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
-CONNECT_TIMEOUT_S = 5.0
+__all__ = ["DEFAULT_DOCKER_HOST", "docker_host"]  # re-exported: where callers found them before io/engine.py
 
 
 @dataclass(frozen=True)
@@ -59,10 +67,6 @@ class ContainerState:
         return data
 
 
-def docker_host() -> str:
-    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-
-
 def connect(timeout: float = CONNECT_TIMEOUT_S) -> DockerClient:
     """Return a client that has answered a ping, or raise DockerUnavailable.
 
@@ -75,7 +79,7 @@ def connect(timeout: float = CONNECT_TIMEOUT_S) -> DockerClient:
         client = docker.DockerClient.from_env(timeout=int(timeout) or 1)
         client.ping()
     except Exception as exc:  # the SDK wraps socket errors in several layers
-        raise _unavailable(exc) from exc
+        raise unavailable(exc) from exc
     return client
 
 
@@ -99,19 +103,49 @@ def find_container(client: DockerClient, name_or_service: str) -> Container:
             ignore_removed=True,
         )
     if not by_service:
-        raise ContainerNotFound(
-            f"no container named '{name_or_service}' or with compose service "
-            f"'{name_or_service}' (docker ps -a); check gateway.container in rollout.yaml"
-        )
+        raise _not_found(name_or_service)
     epoch = datetime.min.replace(tzinfo=UTC)
     return max(by_service, key=lambda c: _parse_time(c.attrs.get("Created")) or epoch)
+
+
+def _not_found(name_or_service: str) -> ContainerNotFound:
+    return ContainerNotFound(
+        f"no container named '{name_or_service}' or with compose service "
+        f"'{name_or_service}' (docker ps -a); check gateway.container in rollout.yaml"
+    )
+
+
+def read_state(name_or_service: str) -> ContainerState | None:
+    """What ContainerRuntime().state(name_or_service) says, asked over a local engine's socket without the SDK
+    (io/engine.py: start-up time); None when DOCKER_HOST is not a unix socket, so the caller uses the SDK."""
+    if local_socket() is None:
+        return None
+    listed = "/containers/json?all=1&filters="
+    by_name = get_json(listed + quote(json.dumps({"name": [name_or_service]}))) or []
+    chosen = [c for c in by_name if f"/{name_or_service}" in (c.get("Names") or ())][:1]
+    if not chosen:
+        label = f"{COMPOSE_SERVICE_LABEL}={name_or_service}"
+        chosen = get_json(listed + quote(json.dumps({"label": [label]}))) or []
+        if not chosen:
+            raise _not_found(name_or_service)
+    inspected = [get_json(f"/containers/{quote(str(c.get('Id', '')))}/json") for c in chosen]
+    found = [attrs for attrs in inspected if attrs is not None]
+    if not found:
+        raise ContainerNotFound(f"container '{name_or_service}' vanished while trying to inspect it (docker ps -a)")
+    # the newest by its exact creation time, as find_container (the list's Created has whole seconds)
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return state_from_attrs(max(found, key=lambda attrs: _parse_time(attrs.get("Created")) or epoch))
 
 
 def inspect_state(container: Container) -> ContainerState:
     """Reload the container and turn `docker inspect` into a ContainerState."""
     with _engine_errors(container.name, "inspect"):
         container.reload()
-    attrs = container.attrs
+    return state_from_attrs(container.attrs)
+
+
+def state_from_attrs(attrs: Mapping[str, Any]) -> ContainerState:
+    """`docker inspect`'s answer as a ContainerState."""
     state = attrs.get("State", {})
     started = _parse_time(state.get("StartedAt"))
     finished = _parse_time(state.get("FinishedAt"))
@@ -119,8 +153,8 @@ def inspect_state(container: Container) -> ContainerState:
     uptime = (datetime.now(UTC) - started).total_seconds() if running and started else None
     never_ran = started is None and state.get("Status") == "created"
     return ContainerState(
-        name=container.name,
-        id=container.short_id,
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        id=str(attrs.get("Id", ""))[:12],
         status=state.get("Status", "unknown"),
         running=running,
         health=(state.get("Health") or {}).get("Status"),
@@ -299,32 +333,7 @@ def _engine_errors(name: str, action: str) -> Iterator[None]:
     except docker.errors.APIError as exc:
         raise UnavailableError(f"Docker engine refused to {action} container '{name}': {_explain(exc)}") from exc
     except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
-        raise _unavailable(exc) from exc
-
-
-def _unavailable(exc: BaseException) -> DockerUnavailable:
-    return DockerUnavailable(
-        f"Docker engine does not answer at {docker_host()}: {_root_reason(exc)}; "
-        "start it (e.g. scripts/docker-up.sh) or check DOCKER_HOST"
-    )
-
-
-def _root_reason(exc: BaseException) -> str:
-    """The innermost OS-level reason ("Connection refused"), not the SDK's nested repr."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        stack.extend(a for a in current.args if isinstance(a, BaseException))
-        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    if "timed out" in str(exc).lower():
-        return f"no answer within {CONNECT_TIMEOUT_S:g} s"
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise unavailable(exc) from exc
 
 
 def _explain(exc: Any) -> str:
