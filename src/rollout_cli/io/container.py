@@ -21,8 +21,6 @@ from urllib.parse import quote
 from rollout_cli.errors import ContainerNotFound, UnavailableError
 from rollout_cli.io.engine import (
     CONNECT_TIMEOUT_S,
-    DEFAULT_DOCKER_HOST,
-    docker_host,
     get_json,
     local_socket,
     unavailable,
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
-__all__ = ["DEFAULT_DOCKER_HOST", "docker_host"]  # re-exported: where callers found them before io/engine.py
 
 
 @dataclass(frozen=True)
