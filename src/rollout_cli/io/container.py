@@ -101,8 +101,12 @@ def find_container(client: DockerClient, name_or_service: str) -> Container:
         )
     if not by_service:
         raise _not_found(name_or_service)
-    epoch = datetime.min.replace(tzinfo=UTC)
-    return max(by_service, key=lambda c: _parse_time(c.attrs.get("Created")) or epoch)
+    return max(by_service, key=lambda c: _created(c.attrs))
+
+
+def _created(attrs: Mapping[str, Any]) -> datetime:
+    """`docker inspect`'s creation time, for picking the newest of a compose service's containers."""
+    return _parse_time(attrs.get("Created")) or datetime.min.replace(tzinfo=UTC)
 
 
 def _not_found(name_or_service: str) -> ContainerNotFound:
@@ -130,8 +134,7 @@ def read_state(name_or_service: str) -> ContainerState | None:
     if not found:
         raise ContainerNotFound(f"container '{name_or_service}' vanished while trying to inspect it (docker ps -a)")
     # the newest by its exact creation time, as find_container (the list's Created has whole seconds)
-    epoch = datetime.min.replace(tzinfo=UTC)
-    return state_from_attrs(max(found, key=lambda attrs: _parse_time(attrs.get("Created")) or epoch))
+    return state_from_attrs(max(found, key=_created))
 
 
 def inspect_state(container: Container) -> ContainerState:
