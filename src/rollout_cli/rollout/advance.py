@@ -29,9 +29,12 @@ from rollout_cli.playbook.levels import RollbackPayload, rollback
 from rollout_cli.playbook.model import Playbook
 from rollout_cli.playbook.steps import EnvSet, FlagSet, Verify
 from rollout_cli.playbook.traffic import ReloadApp, check_traffic
-from rollout_cli.rollout.gates import Decision, Verdict, evaluate, model_text, planned_requests, scrape_metrics
+from rollout_cli.rollout.evaluate import evaluate
+from rollout_cli.rollout.gates import Verdict, model_text
+from rollout_cli.rollout.judge import Decision
 from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.samples import SampleStore
+from rollout_cli.rollout.snapshot import planned_requests, scrape_metrics
 
 Confirm = Callable[[Decision], bool]
 
