@@ -477,7 +477,8 @@ def custom_gate(gate: CustomGate, found: dict[str, Any] | None, source: str) -> 
     threshold = ", ".join(c for c in conditions if c)
     value = None if found is None else found.get("value")
     if found is None or value is None or math.isnan(value):
-        why = (found or {}).get("error") or "the query returned NaN"
+        why = ("the snapshot holds no result for it (a gate added after the evidence was gathered)" if found is None
+               else found.get("error") or "the query returned NaN")
         return Gate(gate.name, INCONCLUSIVE, "unknown", threshold, source, f"{gate.name}: {why}")
     shown = f"{value:g}"
     if gate.fail_if is not None and gate.fail_if.holds(value):

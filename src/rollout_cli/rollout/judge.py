@@ -185,9 +185,10 @@ def _unless_shared(gate: Gate, app: dict[str, Any] | None, limit: float, span: s
     shared.append(gate.name)
     serving = ""
     if app and "gateway" in app and app["gateway"]["requests"] > 0:
-        gw = app["gateway"]
+        gw, direct = app["gateway"], app["direct"]
+        better = gw["failed"] / gw["requests"] < direct["failed"] / max(direct["requests"], 1)
         serving = (f"; the gateway path: {gw['failed'] / gw['requests'] * 100:.2f}% errors "
-                   f"({gw['failed']:.0f} of {gw['requests']:.0f}), its fallbacks serving")
+                   f"({gw['failed']:.0f} of {gw['requests']:.0f})" + (", its fallbacks serving" if better else ""))
     detail = {**(gate.detail or {}), "shared_with_direct": why}
     return replace(gate, status=INCONCLUSIVE, detail=detail,
                    reason=f"{gate.reason}; {why}{serving}: a provider failure, not the gateway's (HOLD, no rollback)")

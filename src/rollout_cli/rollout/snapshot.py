@@ -388,9 +388,9 @@ def metrics_evidence(ws: Workspace, plan: StagePlan, snap: Snapshot, client: Gat
     # Scrape before the checks run: the window must not count this evaluation's own check requests.
     snap.scrape, error = scrape_metrics(ws, client)
     snap.window = gateway_window(ws, snap.stage.percentage, start, time.time(), snap.scrape, error)
-    why = "needs metrics.source: prometheus in rollout.yaml (the gateway's /metrics/ holds no app-side counters)"
-    snap.app = {"problem": f"the app's per-path metrics: {why}"}
-    snap.custom = [{"name": c.name, "expression": c.query, "value": None, "error": f"custom gates {why}"}
+    why = "metrics.source: prometheus in rollout.yaml (the gateway's /metrics/ holds no app-side counters)"
+    snap.app = {"problem": f"the app's per-path metrics need {why}"}
+    snap.custom = [{"name": c.name, "expression": c.query, "value": None, "error": f"a custom gate needs {why}"}
                    for c in plan.custom_gates]
     snap.metrics_source = {"source": "gateway", "url": None, "queries": 0}
 
