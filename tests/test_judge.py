@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from rollout_cli.core.workspace import load_workspace
 from rollout_cli.errors import InputError, PlaybookError
 from rollout_cli.rollout.intervals import newcombe_difference, wilson
 from rollout_cli.rollout.judge import judge
 from rollout_cli.rollout.plan import parse_plan
 from rollout_cli.rollout.snapshot import Snapshot
+from support import make_world
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 PLAN = {
@@ -243,3 +245,28 @@ def test_bad_comparative_and_custom_gates_are_named(changes, message):
     raw = {**copy.deepcopy(PLAN), "custom_gates": [], **changes}
     with pytest.raises(PlaybookError, match=message.replace("[", r"\[").replace("{", r"\{")):
         parse_plan(raw, Path("rollout.yaml"))
+
+
+@pytest.mark.parametrize(("metrics", "message"), [
+    ("metrics: {source: graphite, url: http://127.0.0.1:9090}", "'metrics.source' is 'graphite'; use one of gateway, prometheus"),
+    ("metrics: {source: prometheus}", "'metrics.source' is prometheus but 'metrics.url' is missing"),
+    ("metrics: {url: 127.0.0.1:9090}", "'metrics.url' must be an http:// or https:// URL"),
+    ("metrics: {source: gateway, tokens: X}", "unknown key 'metrics.tokens' (known: source, url, token_env)"),
+    ("metrics: prometheus", "'metrics' must be a mapping"),
+])
+def test_a_bad_metrics_key_is_named_and_exits_2(tmp_path, metrics, message):
+    world = make_world(tmp_path)
+    config = world.ws / "rollout.yaml"
+    config.write_text(config.read_text() + metrics + "\n")
+    result = world.cli("status")
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_the_metrics_key_loads_with_its_token_from_the_environment(tmp_path, monkeypatch):
+    world = make_world(tmp_path)
+    config = world.ws / "rollout.yaml"
+    config.write_text(config.read_text() + "metrics: {url: http://127.0.0.1:9090/, token_env: PROM_TOKEN}\n")
+    monkeypatch.setenv("PROM_TOKEN", "s3cret")
+    settings = load_workspace(world.ws).metrics
+    assert (settings.source, settings.url, settings.token()) == ("prometheus", "http://127.0.0.1:9090", "s3cret")
+    assert world.cli("status").exit_code == 0

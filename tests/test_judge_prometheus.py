@@ -77,7 +77,7 @@ def use_prometheus(root: Path, url: str) -> None:
     """Point the workspace's `metrics:` at `url` (replacing any earlier line)."""
     config = root / "rollout.yaml"
     lines = [line for line in config.read_text().splitlines() if not line.startswith("metrics:")]
-    config.write_text("\n".join(lines + [f"metrics: {{source: prometheus, url: {url}}}"]) + "\n")
+    config.write_text("\n".join([*lines, f"metrics: {{source: prometheus, url: {url}}}"]) + "\n")
 
 
 def gate(data: dict, name: str) -> dict:
@@ -221,7 +221,7 @@ def test_a_custom_gate_that_fails_is_no_go_in_report_and_json(soaked, tmp_path):
 
 
 def test_a_gateway_restart_mid_window_keeps_the_counts_before_it(soaked, tmp_path):
-    code, data, truth = judged(soaked, tmp_path, gw_fail_every=50, restart_after_h=24)
+    _code, data, truth = judged(soaked, tmp_path, gw_fail_every=50, restart_after_h=24)
     window = data["snapshot"]["window"]
     app = data["snapshot"]["app"]["gateway"]
     # the gateway's counters started again from zero after 24 h; the window still holds both halves,
@@ -259,3 +259,27 @@ def test_primary_down_for_everyone_holds_and_down_on_the_gateway_only_is_no_go(s
         assert data["verdict"] == "NO-GO" and code == 1
     finally:
         rollout("-w", str(soaked), "sandbox", "fault", "--clear")
+
+
+def test_a_post_check_failure_the_direct_path_shares_rolls_nothing_back(soaked, tmp_path):
+    """Last in this module: it moves the sandbox back to 0 % and into an outage at 10 %."""
+    books = soaked / "books" / "rollout.yaml"
+    back = rollout("-w", str(soaked), "rollback", "--level", "1", "--yes", "--reason", "test: back to 0")
+    # 3: the flag is at 0 %, but with no app traffic running its stop cannot be observed
+    assert back.exit_code in (0, 3) and cli_json(soaked, "status")[1]["stage"]["percentage"] == 0, back.output
+    # gates that let the advance write while the primary is down, so the post-check meets the outage
+    books.write_text(PLAN.replace("\ngates:\n", "\ngates:\n  primary_healthy: false\n  smoke: false\n", 1))
+    assert rollout("-w", str(soaked), "sandbox", "fault", "glm-4.5-air", "--status", "500").exit_code == 0
+    try:
+        text, _ = history(recent_direct_down_min=5)
+        with prometheus_server(tmp_path / "prom", backfill=text) as url:
+            use_prometheus(soaked, url)
+            code, data = cli_json(soaked, "advance", "--yes", "--reason", "test: into a provider outage")
+        assert code == 3, data
+        assert data["post_check"]["ok"] is False and data["post_check"]["primary"] == "glm-4.5-air"
+        assert "the direct path fails too" in data["post_check"]["shared_with_direct"]
+        assert "rollback" not in data  # users stay on the gateway, whose fallbacks serve them
+        assert cli_json(soaked, "status")[1]["stage"]["percentage"] == 10
+    finally:
+        rollout("-w", str(soaked), "sandbox", "fault", "--clear")
+        books.write_text(PLAN)

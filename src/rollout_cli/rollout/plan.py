@@ -143,7 +143,7 @@ def parse_plan(raw: Any, path: Path) -> StagePlan:
             gates["error_rate_vs_direct_margin"] = float(margin)
             continue
         if key not in _GATE_TYPES:
-            raise bad(f"unknown gate 'gates.{key}' (known: {', '.join(_GATE_TYPES)})")
+            raise bad(f"unknown gate 'gates.{key}' (known: {', '.join([*_GATE_TYPES, 'error_rate_vs_direct'])})")
         kind = _GATE_TYPES[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rollout_cli.checks.catalog import CatalogReport, ModelEntry, Replacement, check_catalog
@@ -393,6 +393,16 @@ def metrics_evidence(ws: Workspace, plan: StagePlan, snap: Snapshot, client: Gat
     snap.custom = [{"name": c.name, "expression": c.query, "value": None, "error": f"a custom gate needs {why}"}
                    for c in plan.custom_gates]
     snap.metrics_source = {"source": "gateway", "url": None, "queries": 0}
+
+
+def recent_app_paths(ws: Workspace, plan: StagePlan) -> dict[str, Any] | None:
+    """The app's paths over the last few minutes (Prometheus only): does the direct path fail right now too?"""
+    if ws.metrics.source != "prometheus" or not ws.metrics.url:
+        return None
+    now = time.time()
+    prom = Prometheus(ws.metrics.url, ws.metrics.token())
+    _, app, _ = prometheus_window(prom, QuotaLedger(ws.state_dir), now - RECENT_S, now, replace(plan, custom_gates=()))
+    return app
 
 
 def gather(
