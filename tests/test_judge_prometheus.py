@@ -261,6 +261,42 @@ def test_primary_down_for_everyone_holds_and_down_on_the_gateway_only_is_no_go(s
         rollout("-w", str(soaked), "sandbox", "fault", "--clear")
 
 
+def test_a_live_gateway_restart_mid_window_keeps_the_requests_before_it(soaked, tmp_path):
+    """A real Prometheus scraping the real gateway every second, the real app sending, the gateway restarted between."""
+    from rollout_cli.sandbox.state import load_state
+
+    gateway_url = load_state(soaked).gateway_url
+    key = (soaked / ".rollout" / "master.key").read_text().strip()
+    target = {"job": "litellm", "url": f"{gateway_url}/metrics/", "token": key}
+    with prometheus_server(tmp_path / "prom", targets=[target]) as url:
+        use_prometheus(soaked, url)
+        # the app's series through the gateway exist before the counted batches: Prometheus counts a
+        # counter's increase from its first scrape, so requests before that would be missed by any window
+        warm = traffic(soaked, 2)
+        time.sleep(3)
+        before = traffic(soaked, 5)
+        time.sleep(3)
+        restarted = rollout("-w", str(soaked), "gateway", "restart")
+        assert restarted.exit_code == 0, restarted.output
+        after = traffic(soaked, 5)
+        time.sleep(3)
+        _code, data = cli_json(soaked, "report")
+    window = data["snapshot"]["window"]
+    assert window["source"] == "prometheus" and window["problem"] is None, window
+    counted = before + after
+    # Prometheus extrapolates a little at the edges of the data it holds (about half a scrape interval)
+    assert counted - 2 <= window["requests"] <= counted + warm + 2, (window["requests"], before, after, warm)
+    assert window["requests"] > after + 2  # the requests before the restart are in the window
+    assert window["failed"] == 0
+
+
+def traffic(root: Path, seconds: int) -> int:
+    """App requests through the gateway, as the app counted them."""
+    code, data = cli_json(root, "sandbox", "traffic", "--rps", "40", "--duration", str(seconds))
+    assert code == 0, data
+    return int(data["paths"]["gateway"]["requests"])
+
+
 def test_a_post_check_failure_the_direct_path_shares_rolls_nothing_back(soaked, tmp_path):
     """Last in this module: it moves the sandbox back to 0 % and into an outage at 10 %."""
     books = soaked / "books" / "rollout.yaml"

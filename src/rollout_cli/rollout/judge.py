@@ -83,6 +83,7 @@ class Decision:
             "error_rate_gate": self.error_rate_gate,
             "app_latency": self.app_latency,
             "shared_failures": self.shared_failures,
+            "metrics": self.snapshot.metrics_source if self.snapshot else None,
         }
 
 
