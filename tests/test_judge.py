@@ -12,16 +12,24 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.workspace import load_workspace
 from rollout_cli.errors import InputError, PlaybookError
 from rollout_cli.rollout.intervals import newcombe_difference, wilson
 from rollout_cli.rollout.judge import judge
 from rollout_cli.rollout.plan import parse_plan
-from rollout_cli.rollout.snapshot import Snapshot
+from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable
+from rollout_cli.rollout.snapshot import Snapshot, prometheus_window
 from support import make_world
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -270,3 +278,54 @@ def test_the_metrics_key_loads_with_its_token_from_the_environment(tmp_path, mon
     settings = load_workspace(world.ws).metrics
     assert (settings.source, settings.url, settings.token()) == ("prometheus", "http://127.0.0.1:9090", "s3cret")
     assert world.cli("status").exit_code == 0
+
+
+@contextmanager
+def answering(reply: Callable[[str], bytes], delay_s: float = 0.0) -> Iterator[str]:
+    """A real loopback HTTP server answering Prometheus's query API with `reply(query)`; yields its URL."""
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(delay_s)
+            body = reply(parse_qs(urlsplit(self.path).query)["query"][0])
+            self.send_response(200)
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass  # the client gave up: what the test wants
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def vector(value: str) -> bytes:
+    return json.dumps({"status": "success", "data": {"resultType": "vector",
+                                                     "result": [{"metric": {}, "value": [0, value]}]}}).encode()
+
+
+def test_a_prometheus_answering_nonsense_holds_naming_it(tmp_path):
+    """A NaN counter increase and a custom gate's Inf: the window and the gate inconclusive, never judged."""
+    the_plan = plan(custom_gates=[{"name": "odd", "query": "custom_total", "pass": "< 1"}])
+    reply = lambda q: vector("NaN" if "failed_requests" in q else "+Inf" if "custom" in q else "5")  # noqa: E731
+    with answering(reply) as url:
+        prom = Prometheus(url)
+        window, app, custom = prometheus_window(prom, QuotaLedger(tmp_path), 1000.0, 4600.0, the_plan)
+    assert "negative, NaN or infinite increase for failed" in window["problem"] and app["problem"] == window["problem"]
+    assert custom[0]["value"] is None and custom[0]["error"] == "the query returned inf"
+    assert prom.queries == 11
+
+
+def test_every_query_has_a_byte_cap_and_a_deadline():
+    with answering(lambda q: b"x" * (2 << 20)) as url, pytest.raises(PrometheusUnavailable, match="more than 1048576 bytes"):
+        Prometheus(url).query("up", 0.0)
+    with answering(lambda q: vector("1"), delay_s=2.0) as url, pytest.raises(PrometheusUnavailable, match="does not answer"):
+        Prometheus(url, deadline_s=0.3).query("up", 0.0)

@@ -11,6 +11,7 @@ judges a recorded one again.
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -283,6 +284,8 @@ def prometheus_window(
             c["error"] = "the query returned no series in the window"
         elif len(got) > 1:
             c["error"] = f"the query returned {len(got)} series; wrap it in sum(...) or another aggregation"
+        elif not math.isfinite(got[0].value):
+            c["error"] = f"the query returned {got[0].value}"
         else:
             c["value"] = got[0].value
     failed = next((a for k, a in answers.items() if isinstance(a, Exception) and not k.startswith("custom:")), None)
@@ -292,6 +295,13 @@ def prometheus_window(
 
     def total(key: str) -> float:
         return sum(s.value for s in answers[key])
+
+    odd = sorted(key for key, got in answers.items() if not key.startswith("custom:")
+                 and any(not math.isfinite(s.value) or s.value < 0 for s in got))
+    if odd:  # a counter's increase is never negative, NaN or infinite: the series are not what they claim
+        window["problem"] = app["problem"] = (f"Prometheus {prom.url} answered a negative, NaN or infinite "
+                                              f"increase for {', '.join(odd)}; check its scrape of the counters")
+        return window, app, custom
 
     if not answers["requests"]:
         window["problem"] = (f"Prometheus {prom.url} has no series of litellm_proxy_total_requests_metric_total "
@@ -311,7 +321,8 @@ def prometheus_window(
         errors: dict[str, float] = {}
         for s in answers["app_failures"]:
             if s.labels.get("path") == path:
-                errors[s.labels.get("error_type") or "unknown"] = errors.get(s.labels.get("error_type") or "unknown", 0.0) + s.value
+                kind = s.labels.get("error_type") or "unknown"
+                errors[kind] = errors.get(kind, 0.0) + s.value
         app[path] = {
             "requests": sum(s.value for s in answers["app_requests"] if s.labels.get("path") == path),
             "failed": sum(errors.values()),
