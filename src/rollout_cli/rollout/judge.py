@@ -113,7 +113,8 @@ def judge(snap: Snapshot, plan: StagePlan) -> Decision:
         window = snap.window
         error_gate, latency_gate = window_gates(plan, window)
         fallback = fallback_gate(plan, window)
-        source = f"the app's metrics via {window['label']}"
+        via = window["label"] if window["source"] == "prometheus" else "metrics.source: prometheus, not set"
+        source = f"the app's metrics ({via})"
         comparative = error_rate_vs_direct_gate(plan, snap.app, source) if g.error_rate_vs_direct_margin is not None else None
         error_gate = _unless_shared(error_gate, snap.app, g.max_error_rate, "window", shared)
         decided_by = "error rate"
@@ -129,7 +130,7 @@ def judge(snap: Snapshot, plan: StagePlan) -> Decision:
         fallback = _unless_shared(fallback, snap.app, g.max_fallback_rate, "window", shared)
         gates += [error_gate] + ([comparative] if comparative else []) + [latency_gate, fallback]
         latency = app_latency(snap.app)
-        custom_source = f"PromQL via {window['label']}"
+        custom_source = f"PromQL ({via})"
         found = {c.get("name"): c for c in snap.custom}
         gates += [custom_gate(c, found.get(c.name), custom_source) for c in plan.custom_gates]
         primary_only = _smoke_fails_only_primary(snap)
