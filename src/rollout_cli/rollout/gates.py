@@ -4,6 +4,9 @@ GO when every gate passes; HOLD when none fails but one is inconclusive (soak
 not elapsed, a rate-limited model the decision depends on, no metrics in the
 window); NO-GO when any gate fails. Every gate states its value, its threshold,
 its source, and a reason that reads as value versus condition.
+
+Each rule here is a pure function of gathered evidence (rollout/snapshot.py)
+and the plan; rollout/judge.py applies them all to one snapshot.
 """
 
 from __future__ import annotations

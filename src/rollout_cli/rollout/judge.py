@@ -56,7 +56,6 @@ class Decision:
     matrix: list[ModelRow]
     warnings: list[str]
     requests_sent: int
-    metrics_summary: dict[str, Any] | None = None
     topology: Topology | None = None  # the gateway config the checks read, for the post-check after a write
     requests_shared: int = 0  # answers one check read from another's request instead of sending its own
     snapshot: Snapshot | None = None  # the evidence it was judged on
@@ -139,7 +138,7 @@ def judge(snap: Snapshot, plan: StagePlan) -> Decision:
     matrix = verdict_matrix(health, smoke)
     warnings = [w for gate in gates for w in gate.warnings]
     return Decision(combine(gates), stage.percentage, plan.next_stage(stage.percentage), gates, matrix, warnings,
-                    snap.requests.get("sent", 0), snap.scrape, None, requests_shared=snap.requests.get("shared", 0),
+                    snap.requests.get("sent", 0), None, requests_shared=snap.requests.get("shared", 0),
                     snapshot=snap, error_rate_gate=decided_by, app_latency=latency, shared_failures=shared)
 
 

@@ -78,7 +78,6 @@ class Snapshot:
     window: dict[str, Any] | None = None  # the gateway's counters over the soak window (None at 0%)
     app: dict[str, Any] | None = None  # the app's per-path counters over the same window, and the recent part
     custom: list[dict[str, Any]] = field(default_factory=list)  # name, expression, value, error
-    scrape: dict[str, Any] | None = None  # the live /metrics/ summary (gateway source), for the post-check
     requests: dict[str, int] = field(default_factory=lambda: {"sent": 0, "shared": 0})
 
     def to_json(self) -> dict[str, Any]:
@@ -397,8 +396,8 @@ def metrics_evidence(ws: Workspace, plan: StagePlan, snap: Snapshot, client: Gat
         snap.metrics_source = {"source": "prometheus", "url": settings.url, "queries": prom.queries}
         return
     # Scrape before the checks run: the window must not count this evaluation's own check requests.
-    snap.scrape, error = scrape_metrics(ws, client)
-    snap.window = gateway_window(ws, snap.stage.percentage, start, time.time(), snap.scrape, error)
+    scrape, error = scrape_metrics(ws, client)
+    snap.window = gateway_window(ws, snap.stage.percentage, start, time.time(), scrape, error)
     why = "metrics.source: prometheus in rollout.yaml (the gateway's /metrics/ holds no app-side counters)"
     snap.app = {"problem": f"the app's per-path metrics need {why}"}
     snap.custom = [{"name": c.name, "expression": c.query, "value": None, "error": f"a custom gate needs {why}"}
