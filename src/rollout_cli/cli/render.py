@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -20,6 +21,7 @@ import typer
 from rollout_cli.cli import views
 from rollout_cli.core.result import SCHEMA_VERSION, Result, error_json
 from rollout_cli.core.text import printable
+from rollout_cli.io.inplace import take_recovery_notes
 
 if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
     from rich.console import Console
@@ -103,6 +105,10 @@ def print_error_json(command: str | None, exit_code: int, message: str) -> None:
 
 def render(result: Result[Any], json_output: bool = False) -> NoReturn:
     """Print the result and exit with its code."""
+    # What this run recovered of an interrupted in-place write is said first, whatever the command.
+    notes = take_recovery_notes()
+    if notes:
+        result = replace(result, messages=[*notes, *result.messages])
     if json_output:
         print_json(result.to_json())
     else:
