@@ -156,6 +156,30 @@ def test_a_writing_command_recovers_first_and_says_so(tmp_path: Path, journals: 
     assert f"recovered {world.app.env_file}: restored the content from before the interrupted rewrite" in done.stdout
     assert world.app.env_file.read_text() == NEW and not journal_files(journals)
     assert (tmp_path / "env.link").read_text() == NEW
+    [record] = [r for r in world.history() if r["command"] == "recover"]  # it may move the stage: audited
+    assert record["recovered"][0].startswith(f"recovered {world.app.env_file}: restored")
+
+
+def test_a_running_writer_is_waited_for_never_recovered_under_it(tmp_path: Path, journals: Path) -> None:
+    """A second workspace on a hard link of the same env file: its workspace lock is free, the file's is not."""
+    world = env_only_world(tmp_path / "a", link=False)
+    other = env_only_world(tmp_path / "b", link=False)
+    other.app.env_file.unlink()
+    os.link(world.app.env_file, other.app.env_file)
+    env = world.app.env_file
+    proc = start_rollback(world.ws, slow_write=0.05)  # about 18 s of writing: longer than anyone waits
+    wait_for(proc, lambda: any_journal(journals, env), "its journal")
+    busy = other.cli("recover")
+    assert busy.exit_code == 4, busy.output
+    assert f"{other.app.env_file} is being rewritten in place by a running rollout (pid {proc.pid})" in busy.stderr
+    assert proc.poll() is None and any_journal(journals, env)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    done = world.cli("recover")  # killed before its first differing byte, or after: the old content either way
+    assert done.exit_code == 0 and done.stdout.startswith(f"recovered {env}: ")
+    assert env.read_text() == OLD
 
 
 # --- item 5: the journal belongs to the file (device + inode), so every path to it finds it
@@ -333,6 +357,13 @@ def _leftovers(world: World, journals: Path) -> list[Path]:
     return beside + [p for p in (journals.iterdir() if journals.exists() else []) if not p.name.endswith(".lock")]
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # renamed or removed since it was listed
+        return 0
+
+
 def test_thirty_kill_9s_leave_no_temp_file_with_secrets(tmp_path: Path, journals: Path) -> None:
     """SIGKILL `rollback --level 1` 30 times, alternately while it writes its journal's temp file and mid-rewrite.
 
@@ -349,7 +380,7 @@ def test_thirty_kill_9s_leave_no_temp_file_with_secrets(tmp_path: Path, journals
         proc = start_rollback(world.ws, slow_write=0.001, slow_journal=0.001)
         if round_ % 2 == 0:
             def temp_written() -> bool:
-                return any(p.name.endswith(".tmp") and p.stat().st_size > 100 for p in _leftovers(world, journals))
+                return any(p.name.endswith(".tmp") and _size(p) > 100 for p in _leftovers(world, journals))
             wait_for(proc, temp_written, "its journal's temp file")
             in_temp += 1
         else:

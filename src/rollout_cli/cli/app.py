@@ -20,7 +20,6 @@ from rollout_cli.cli.context import Globals, load, workspace_root
 from rollout_cli.cli.options import JSON_COMMAND
 from rollout_cli.cli.render import plain, print_error_json
 from rollout_cli.errors import ExitCode, RolloutError
-from rollout_cli.io.inplace import take_recovery_notes
 
 
 class RolloutGroup(TyperGroup):
@@ -105,6 +104,8 @@ def _report(ctx: typer.Context, exc: BaseException | None, message: str, code: i
         import traceback  # lazy: start-up time (only --debug needs it)
 
         traceback.print_exception(exc, file=sys.stderr)
+    from rollout_cli.io.inplace import take_recovery_notes  # lazy: start-up time
+
     for note in take_recovery_notes():  # recovered before the failure: still said
         typer.echo(f"rollout: {plain(note)}", err=True)
     json_command = _json_command(ctx.command, ctx) if isinstance(ctx.command, TyperGroup) else None

@@ -21,7 +21,6 @@ import typer
 from rollout_cli.cli import views
 from rollout_cli.core.result import SCHEMA_VERSION, Result, error_json
 from rollout_cli.core.text import printable
-from rollout_cli.io.inplace import take_recovery_notes
 
 if TYPE_CHECKING:  # rich itself is imported lazily, where it is used (start-up time)
     from rich.console import Console
@@ -105,6 +104,8 @@ def print_error_json(command: str | None, exit_code: int, message: str) -> None:
 
 def render(result: Result[Any], json_output: bool = False) -> NoReturn:
     """Print the result and exit with its code."""
+    from rollout_cli.io.inplace import take_recovery_notes  # lazy: start-up time (`--help` never needs it)
+
     # What this run recovered of an interrupted in-place write is said first, whatever the command.
     notes = take_recovery_notes()
     if notes:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.io.atomic import recover_interrupted
@@ -27,13 +28,20 @@ class RecoverPayload:
 
 
 def recover_app_files(ws: Workspace, command: str) -> None:
-    """Under the workspace lock, finish any interrupted in-place rewrite of the env and flags files.
-
-    What was done is queued (io/inplace.py) for the command's output.
-    """
+    """Take the workspace lock and finish_interrupted_writes()."""
     with WorkspaceLock(ws.state_dir, command=command):
-        for path in _app_files(ws):
-            recover_interrupted(path)
+        finish_interrupted_writes(ws)
+
+
+def finish_interrupted_writes(ws: Workspace) -> None:
+    """With the workspace lock held: finish any interrupted in-place rewrite of the env and flags files.
+
+    What was done goes into the audit trail (it may move the stage) and is
+    queued (io/inplace.py) for the command's output.
+    """
+    notes = [note for note in map(recover_interrupted, _app_files(ws)) if note]
+    if notes:
+        AuditLog(ws.state_dir).append("recover", result="ok", recovered=notes, changes=[])
 
 
 def recover(ws: Workspace) -> Result[RecoverPayload]:

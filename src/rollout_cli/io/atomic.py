@@ -123,13 +123,13 @@ def write_app_file(path: Path, text: str) -> str:
     return f"in place, same inode, journalled ({'; '.join(reasons)})"
 
 
-def recover_interrupted(path: Path) -> None:
-    """Before `path` is read: finish a killed in-place rewrite (under the workspace lock), or say one is pending."""
+def recover_interrupted(path: Path) -> str | None:
+    """Before `path` is read: finish a killed in-place rewrite (under the workspace lock; what was done), or say one is pending."""
     target = Path(os.path.realpath(path))
     try:
-        settle(target)
+        return settle(target)
     except FileNotFoundError:
-        return
+        return None
     except OSError as exc:
         raise _write_error(path, exc) from exc
 

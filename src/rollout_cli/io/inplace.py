@@ -114,13 +114,13 @@ def rewrite_in_place(target: Path, data: bytes) -> None:
             fsync_folder(folder)
 
 
-def settle(target: Path) -> None:
+def settle(target: Path) -> str | None:
     """Before `target` is read or written: deal with a journal an interrupted in-place rewrite left.
 
-    Under a workspace lock the rewrite is finished (see the module's docstring)
-    and a note kept for the command's output; otherwise a pending journal is an
-    error naming `rollout recover`. A rewrite in progress is waited for.
-    Raises FileNotFoundError when `target` does not exist.
+    Under a workspace lock the rewrite is finished (see the module's docstring):
+    returns what was done, also queued for the command's output; otherwise a
+    pending journal is an error naming `rollout recover`. A rewrite in progress
+    is waited for. Raises FileNotFoundError when `target` does not exist.
     """
     info = os.stat(target)
     legacy = target.parent / f".{target.name}{LEGACY_SUFFIX}"
@@ -133,7 +133,7 @@ def settle(target: Path) -> None:
     key = _key(info)
     journal = folder / f"{key}.journal"
     if not os.path.lexists(journal):
-        return
+        return None
     entry = _read_journal(journal, target, info)
     if _recovery_permits:
         _ensure_journal_dir()
@@ -141,7 +141,7 @@ def settle(target: Path) -> None:
             note = _recover_locked(target, info, journal)
         if note:
             _recovered.append(note)
-        return
+        return note
     with _inode_lock(folder, key, info, exclusive=False, target=target, writer=entry.writer):
         if os.path.lexists(journal):
             raise RecoveryNeeded(
@@ -149,6 +149,7 @@ def settle(target: Path) -> None:
                 f" so it may be half written; run `{RECOVER_COMMAND}` to check it and finish the write"
                 f" (journal {journal})"
             )
+    return None
 
 
 class RecoveryNeeded(StateFileError):
