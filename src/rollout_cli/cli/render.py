@@ -108,15 +108,15 @@ def render(result: Result[Any], json_output: bool = False) -> NoReturn:
 
     # What this run recovered of an interrupted in-place write is said first, whatever the command.
     notes = take_recovery_notes()
-    if notes:
-        result = replace(result, messages=[*notes, *result.messages])
     if json_output:
-        print_json(result.to_json())
+        print_json(replace(result, messages=[*notes, *result.messages]).to_json())
     else:
         _load_views(result.payload)
         text_renderer = _find(_TEXT, result.payload)
         out: Any = TextOut() if text_renderer is not None else console()
         renderer = text_renderer or _find(_HUMAN, result.payload)
+        for note in notes:
+            out.print(plain(note), markup=False)
         if renderer is not None:
             renderer(out, result)
         for message in result.messages:
