@@ -306,37 +306,62 @@ def _sweep_temps(folder: Path, key: str) -> None:
 @contextmanager
 def _inode_lock(folder: Path, key: str, info: os.stat_result, *, exclusive: bool, target: Path,
                 writer: ProcessIdentity | None = None) -> Iterator[None]:
-    """Hold `KEY.lock` (exclusive to write or recover, shared to read), waiting at most INODE_LOCK_WAIT_S."""
+    """Hold `KEY.lock` (exclusive to write or recover, shared to read), waiting at most INODE_LOCK_WAIT_S.
+
+    An exclusive holder deletes the lock file before letting go, so the folder keeps
+    no file per inode ever written; whoever then gets the flock on the deleted file
+    sees it is no longer at its path and locks the current one instead.
+    """
     lock = folder / f"{key}.lock"
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_CREAT if exclusive else 0)
+    deadline = time.monotonic() + INODE_LOCK_WAIT_S
+    fd = _locked(lock, exclusive=exclusive, deadline=deadline, target=target, info=info, writer=writer)
     try:
-        fd = os.open(lock, flags, 0o644)
-    except FileNotFoundError:
-        yield  # no writer ever locked it: nobody is writing
-        return
-    except OSError as exc:
-        raise StateFileError(
-            f"cannot open the in-place lock {lock} of {target}: {exc.strerror or exc};"
-            f" check it is a plain file (not a link), or delete it"
-        ) from None
-    try:
-        _check_planted(lock, os.fstat(fd), target, info, "lock", same_mode=False)
-        deadline = time.monotonic() + INODE_LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    who = writer.describe() if writer is not None else "another rollout"
-                    raise UnavailableError(
-                        f"{target} is being rewritten in place by a running rollout ({who});"
-                        f" wait for it to finish and retry (lock {lock})"
-                    ) from None
-                time.sleep(0.02)
         yield
     finally:
-        os.close(fd)  # drops the flock
+        if fd is not None:
+            if exclusive:
+                _unlink_quietly(lock)  # still held: nobody can be between its open and its flock on this one
+            os.close(fd)  # drops the flock
+
+
+def _locked(lock: Path, *, exclusive: bool, deadline: float, target: Path, info: os.stat_result,
+            writer: ProcessIdentity | None) -> int | None:
+    """A descriptor holding the flock of the file now at `lock`; None when a reader finds no lock (no writer)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_CREAT if exclusive else 0)
+    while True:
+        try:
+            fd = os.open(lock, flags, 0o644)
+        except FileNotFoundError:
+            return None  # only a reader opens without creating: no writer holds it
+        except OSError as exc:
+            raise StateFileError(
+                f"cannot open the in-place lock {lock} of {target}: {exc.strerror or exc};"
+                f" check it is a plain file (not a link), or delete it"
+            ) from None
+        try:
+            _check_planted(lock, os.fstat(fd), target, info, "lock", same_mode=False)
+            while True:
+                try:
+                    fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        who = writer.describe() if writer is not None else "another rollout"
+                        raise UnavailableError(
+                            f"{target} is being rewritten in place by a running rollout ({who});"
+                            f" wait for it to finish and retry (lock {lock})"
+                        ) from None
+                    time.sleep(0.02)
+            try:
+                current = os.stat(lock, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)  # its holder deleted it as it let go: lock the one at the path now
 
 
 def _ensure_journal_dir() -> Path:
