@@ -206,6 +206,59 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def boot_id() -> str | None:
+    """This boot's random id: a pid or a start time recorded before a reboot means nothing after it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def pid_namespace() -> str | None:
+    """Our pid namespace (`pid:[4026531836]`): a pid means a process only inside the namespace it was read in."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """Who a process is, beyond its pid: the pid is only unique within one pid namespace and one boot."""
+
+    pid: int
+    start_ticks: int | None
+    boot_id: str | None
+    pid_namespace: str | None
+
+    @classmethod
+    def current(cls) -> ProcessIdentity:
+        stat = _proc_stat(os.getpid())
+        return cls(os.getpid(), stat[1] if stat else None, boot_id(), pid_namespace())
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessIdentity:
+        ticks = data.get("start_ticks")
+        return cls(
+            pid=int(data["pid"]),
+            start_ticks=int(ticks) if isinstance(ticks, int) else None,
+            boot_id=str(data["boot_id"]) if data.get("boot_id") else None,
+            pid_namespace=str(data["pid_namespace"]) if data.get("pid_namespace") else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """`pid N`, qualified where that pid would name another process here."""
+        here = ProcessIdentity.current()
+        if self.boot_id != here.boot_id:
+            return f"pid {self.pid}, before the last reboot"
+        if self.pid_namespace != here.pid_namespace:
+            return f"pid {self.pid} in another pid namespace ({self.pid_namespace or 'unknown'}), e.g. a container"
+        return f"pid {self.pid}"
+
+
 def tail_file(path: Path, lines: int = 20) -> list[str]:
     """The last `lines` lines of a log file (read from the end, so a big log costs nothing)."""
     try:
