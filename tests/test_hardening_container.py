@@ -261,8 +261,8 @@ def box(tmp_path_factory: pytest.TempPathFactory):
         yield info
 
 
-def cli(box, *args: str):  # type: ignore[no-untyped-def]
-    return rollout("-w", str(box.root), *args)
+def cli(box, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return rollout("-w", str(box.root), *args, env=env)
 
 
 def write_stage(box, percentage: int, *, in_place: bool) -> None:  # type: ignore[no-untyped-def]
@@ -292,21 +292,41 @@ def load(control: AppControl, rps: float, seconds: float) -> None:
     control.load(rps, seconds, "glm-4.5-air", GATEWAY_ALIASES["glm-4.5-air"])
 
 
+def gateway_requests_pass(control: AppControl) -> None:
+    control.requests(0)
+    since = time.time()
+    load(control, 10, 2)
+    time.sleep(2.5)
+    through = [r for r in control.requests(since) if r["path"] == "gateway"]
+    assert through and all(r["status"] == 200 for r in through), through[:3]  # the key reached the app
+
+
 @pytest.mark.docker
 def test_the_sample_apps_container_has_no_master_key_in_its_environment(box, docker_engine):
+    """The key reaches the app as a read-only file: the sandbox's key file, or a 0600 copy when it is not in one."""
     write_stage(box, 100, in_place=True)
-    control = start_docker_app(box)
+    master_file = box.root / ".rollout" / "master.key"
+    own_copy = box.root / ".rollout" / "app-gateway.key"
+    key = box.master_key
     try:
-        env = docker_engine.containers.get(app_container_name(box.root)).attrs["Config"]["Env"]
-        assert not any(box.master_key in entry for entry in env), "docker inspect shows the master key"
-        assert not any(entry.startswith("LITELLM_API_KEY=") for entry in env)
-        load(control, 10, 2)
-        time.sleep(2.5)
-        through = [r for r in control.requests(0) if r["path"] == "gateway"]
-        assert through and all(r["status"] == 200 for r in through), through[:3]  # the key reached it as a file
-        assert oct((box.root / ".rollout" / "app-gateway.key").stat().st_mode & 0o777) == "0o600"
+        for source, env in ((master_file, None), (own_copy, {"ROLLOUT_SANDBOX_MASTER_KEY": key})):
+            if env:  # the key only in the variable: the key file moved away meanwhile
+                master_file.rename(master_file.with_suffix(".away"))
+            result = cli(box, "sandbox", "app", "start", "--runtime", "docker", env=env)
+            assert result.exit_code == 0, result.output
+            control = AppControl(load_app(box.root).url)  # type: ignore[union-attr]
+            attrs = docker_engine.containers.get(app_container_name(box.root)).attrs
+            assert not any(key in entry for entry in attrs["Config"]["Env"]), "docker inspect shows it"
+            mount = next(m for m in attrs["Mounts"] if m["Destination"] == "/run/secrets/litellm_api_key")
+            assert (mount["Source"], mount["RW"]) == (str(source), False)
+            assert oct(source.stat().st_mode & 0o777) == "0o600"
+            gateway_requests_pass(control)
+            load(control, 0, 0)
+        assert cli(box, "sandbox", "app", "stop").exit_code == 0
+        assert not own_copy.exists()  # the copy goes with the app
     finally:
-        load(control, 0, 0)
+        if master_file.with_suffix(".away").exists():
+            master_file.with_suffix(".away").rename(master_file)
         write_stage(box, 0, in_place=True)
 
 

@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import quote
 
 from rollout_cli.errors import DockerUnavailable
+from rollout_cli.io.container import UP  # the module only; the Docker SDK stays unimported
 from rollout_cli.io.engine import docker_host, get_json, local_socket
 
 PROBE_TIMEOUT_S = 2.0
-HOLDING = ["running", "paused", "restarting"]  # the states in which a container's mounts are in place
+HOLDING = list(UP)  # the states in which a container's mounts are in place
 LISTED = "/containers/json?filters=" + quote(json.dumps({"status": HOLDING}))
 
 
