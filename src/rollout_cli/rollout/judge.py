@@ -109,29 +109,9 @@ def judge(snap: Snapshot, plan: StagePlan) -> Decision:
         gates += _first_step(plan)
     else:
         gates.append(soak_gate(plan, stage, snap.entered, snap.skip_soak_reason, snap.now))
-        window = snap.window
-        error_gate, latency_gate = window_gates(plan, window)
-        fallback = fallback_gate(plan, window)
-        via = window["label"] if window["source"] == "prometheus" else "metrics.source: prometheus, not set"
-        source = f"the app's metrics ({via})"
-        comparative = error_rate_vs_direct_gate(plan, snap.app, source) if g.error_rate_vs_direct_margin is not None else None
-        error_gate = _unless_shared(error_gate, snap.app, g.max_error_rate, "window", shared)
-        decided_by = "error rate"
-        if comparative is not None and comparative.detail is not None and not window.get("problem"):
-            decided_by = COMPARATIVE
-            if error_gate.name not in shared:  # a provider outage still holds: do not advance into it
-                error_gate = replace(error_gate, status=SKIPPED,
-                                     reason=f"error rate (gateway counters) {error_gate.value}: decided by "
-                                            f"'{COMPARATIVE}' (the app's metrics exist)")
-        elif comparative is not None:
-            comparative = replace(comparative, status=SKIPPED,
-                                  reason=f"{comparative.reason}; the absolute error-rate gate decides")
-        fallback = _unless_shared(fallback, snap.app, g.max_fallback_rate, "window", shared)
-        gates += [error_gate] + ([comparative] if comparative else []) + [latency_gate, fallback]
+        window_gates_, decided_by = _window(snap, plan, shared)
+        gates += window_gates_
         latency = app_latency(snap.app)
-        custom_source = f"PromQL ({via})"
-        found = {c.get("name"): c for c in snap.custom}
-        gates += [custom_gate(c, found.get(c.name), custom_source) for c in plan.custom_gates]
         primary_only = _smoke_fails_only_primary(snap)
         gates = [_unless_shared(gate, snap.app, g.max_error_rate, "recent", shared)
                  if gate.name == "primary model" or (gate.name == "smoke" and primary_only) else gate for gate in gates]
@@ -140,6 +120,32 @@ def judge(snap: Snapshot, plan: StagePlan) -> Decision:
     return Decision(combine(gates), stage.percentage, plan.next_stage(stage.percentage), gates, matrix, warnings,
                     snap.requests.get("sent", 0), None, requests_shared=snap.requests.get("shared", 0),
                     snapshot=snap, error_rate_gate=decided_by, app_latency=latency, shared_failures=shared)
+
+
+def _window(snap: Snapshot, plan: StagePlan, shared: list[str]) -> tuple[list[Gate], str]:
+    """The soak window's gates (error rate, comparative, latency, fallbacks, custom), and which decided the error rate."""
+    g = plan.gates
+    window = snap.window
+    assert window is not None
+    error_gate, latency_gate = window_gates(plan, window)
+    via = window["label"] if window["source"] == "prometheus" else "metrics.source: prometheus, not set"
+    comparative = (error_rate_vs_direct_gate(plan, snap.app, f"the app's metrics ({via})")
+                   if g.error_rate_vs_direct_margin is not None else None)
+    error_gate = _unless_shared(error_gate, snap.app, g.max_error_rate, "window", shared)
+    decided_by = "error rate"
+    if comparative is not None and comparative.detail is not None and not window.get("problem"):
+        decided_by = COMPARATIVE
+        if error_gate.name not in shared:  # a provider outage still holds: do not advance into it
+            error_gate = replace(error_gate, status=SKIPPED,
+                                 reason=f"error rate (gateway counters) {error_gate.value}: decided by "
+                                        f"'{COMPARATIVE}' (the app's metrics exist)")
+    elif comparative is not None:
+        comparative = replace(comparative, status=SKIPPED,
+                              reason=f"{comparative.reason}; the absolute error-rate gate decides")
+    fallback = _unless_shared(fallback_gate(plan, window), snap.app, g.max_fallback_rate, "window", shared)
+    found = {c.get("name"): c for c in snap.custom}
+    customs = [custom_gate(c, found.get(c.name), f"PromQL ({via})") for c in plan.custom_gates]
+    return [error_gate, *([comparative] if comparative else []), latency_gate, fallback, *customs], decided_by
 
 
 def _first_step(plan: StagePlan) -> list[Gate]:
