@@ -206,6 +206,20 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def start_ticks(pid: int) -> int | None:
+    """The start time of `pid` in clock ticks since boot (/proc), None where unknown: with the pid, its identity."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def boot_id() -> str | None:
+    """This boot's id: a pid and a start time recorded before a reboot name nothing now."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def tail_file(path: Path, lines: int = 20) -> list[str]:
     """The last `lines` lines of a log file (read from the end, so a big log costs nothing)."""
     try:
