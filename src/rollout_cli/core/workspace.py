@@ -447,6 +447,9 @@ gateway:
 """
 
 
+_KERNEL_FILE_SYSTEMS = (Path("/proc"), Path("/sys"))
+
+
 @dataclass(frozen=True)
 class InitPayload:
     """`rollout init`: the file written."""
@@ -462,11 +465,22 @@ def init_workspace(root: Path, *, force: bool = False) -> Result[InitPayload]:
     """Write a commented rollout.yaml; an existing one is kept unless `force`."""
 
     path = root / CONFIG_NAME
+    real = root.resolve()
+    kernel = next((fs for fs in _KERNEL_FILE_SYSTEMS if real.is_relative_to(fs)), None)
+    if kernel is not None:
+        raise InputError(f"{root} is in {kernel}, the kernel's view of the system, not a folder for files; "
+                         "choose another DIR")
     if path.exists() and not force:
         raise InputError(f"{path} already exists; pass --force to overwrite it")
-    if root.exists() and not root.is_dir():
-        raise InputError(f"{root} is not a folder; choose another DIR")
-    root.mkdir(parents=True, exist_ok=True)
+    # The nearest existing folder on the way: a file there would fail the mkdir half-way, after creating some.
+    existing = next(p for p in (real, *real.parents) if p.exists())
+    if not existing.is_dir():
+        under = "" if existing == real else f", so {root} cannot be one"
+        raise InputError(f"{existing} is not a folder{under}; choose another DIR")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder {root}: {exc.strerror or exc}; choose another DIR") from None
     atomic_write_text(path, INIT_TEMPLATE)
     return Result(
         "init",
