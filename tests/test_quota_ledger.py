@@ -183,3 +183,15 @@ def test_last_minute_counts_the_requests_sent_just_before_midnight_utc(tmp_path:
     shown = quota(world.ws)
     assert shown["used"] == 0  # today's count starts at 00:00 UTC...
     assert shown["per_minute"]["used"] == 1  # ...the per-minute limit does not
+
+
+@pytest.mark.gateway
+def test_checks_that_spend_the_quota_read_past_malformed_ledger_lines(box: Any) -> None:
+    path = ledger(box.root)
+    with path.open("a") as handle:  # left there: every other test of the module reads past them too
+        for bad in BAD_LINES:
+            handle.write(json.dumps(bad) + "\n")
+    for args in (["health"], ["smoke", "--model", "glm-4.5-air"], ["watch", "--probe", "--count", "1"]):
+        result = rollout("-w", str(box.root), *args, "--json")
+        assert result.exit_code == 0 and "internal error" not in result.stderr, (args, result.output)
+    assert quota(box.root)["skipped_lines"] >= len(BAD_LINES)
