@@ -8,6 +8,7 @@ lines are written by hand, as a hand edit or another tool would.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -195,3 +196,19 @@ def test_checks_that_spend_the_quota_read_past_malformed_ledger_lines(box: Any) 
         result = rollout("-w", str(box.root), *args, "--json")
         assert result.exit_code == 0 and "internal error" not in result.stderr, (args, result.output)
     assert quota(box.root)["skipped_lines"] >= len(BAD_LINES)
+
+
+def test_a_running_runs_reservation_counts_for_every_other_run(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    (world.ws / "rollout.yaml").write_text((world.ws / "rollout.yaml").read_text().replace(
+        "daily_limit: 100000\n  rollout_share: 1.0", "daily_limit: 10\n  rollout_share: 1.0"))
+    stat = Path("/proc/self/stat").read_text()
+    ticks = int(stat[stat.rfind(")") + 2:].split()[19])
+    ledger(world.ws).write_text(json.dumps({"ts": time.time(), "reserve": 3, "run": "alive", "command": "smoke",
+                                            "pid": os.getpid(), "start_ticks": ticks, "boot": boot()}) + "\n"
+                                + json.dumps({"ts": time.time(), "model": "glm-4.5-air", "status": 200,
+                                              "run": "alive"}) + "\n")
+    shown = quota(world.ws)
+    assert (shown["used"], shown["held"], shown["left"]) == (1, 2, 7)
+    human = world.cli("quota")
+    assert "held by checks running now" in human.stdout and "2 more held by rollout checks running now" in human.stdout

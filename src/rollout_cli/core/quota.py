@@ -221,9 +221,9 @@ class QuotaLedger:
             day = utc_day(now)
             today = _fold(self.path(day), now, self._mono(), boot)
             mine = today.left_to(self.run) if day == self.reserved_day else 0
-            found = Forecast(command, planned, today.used + today.held(boot, exclude=self.run),
-                             settings.allowance, settings.daily_limit, settings.rollout_share, next_reset(now),
-                             held=today.held(boot, exclude=self.run))
+            others = today.held(boot, exclude=self.run)
+            found = Forecast(command, planned, today.used + others, settings.allowance, settings.daily_limit,
+                             settings.rollout_share, next_reset(now), held=others)
             if not found.fits:
                 wait = found.reset_ts - now
                 raise QuotaRefused(
@@ -244,6 +244,7 @@ class QuotaLedger:
         if self.reserved_day is not None:
             append_line(self.path(self.reserved_day), {"ts": round(self.clock(), 3), "release": self.run})
             self.reserved_day = None
+            self.run = os.urandom(6).hex()  # a released run holds nothing: a later reservation is a new one
 
     def drills_since(self, since_ts: float, until_ts: float | None = None) -> int:
         """Requests rollout sent with fallbacks on from `since_ts` (to `until_ts`), over every day's file kept."""
