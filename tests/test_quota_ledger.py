@@ -40,6 +40,11 @@ def boot() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
+def writer(pid: int, start_ticks: int) -> dict:
+    """A reservation's writer, as `rollout` records it (io/process.py ProcessIdentity)."""
+    return {"pid": pid, "start_ticks": start_ticks, "boot_id": boot(), "pid_namespace": os.readlink("/proc/self/ns/pid")}
+
+
 def quota(ws: Path, code: int = 0) -> dict:
     result = rollout("-w", str(ws), "quota", "--json")
     assert result.exit_code == code, result.output
@@ -87,7 +92,7 @@ def test_a_killed_runs_reservation_goes_back_to_the_share(box: Any) -> None:
                           check=True, timeout=30)
     with path.open("a") as handle:  # a run killed after reserving: its pid is gone
         handle.write(json.dumps({"ts": time.time(), "reserve": 90000, "run": "killed", "command": "health",
-                                 "pid": int(dead.stdout), "start_ticks": 1, "boot": boot()}) + "\n")
+                                 "writer": writer(int(dead.stdout), 1)}) + "\n")
     shown = quota(box.root)
     assert shown["used"] == used and shown["held"] == 0
     assert rollout("-w", str(box.root), "health", "--json").exit_code == 0
@@ -205,10 +210,19 @@ def test_a_running_runs_reservation_counts_for_every_other_run(tmp_path: Path) -
     stat = Path("/proc/self/stat").read_text()
     ticks = int(stat[stat.rfind(")") + 2:].split()[19])
     ledger(world.ws).write_text(json.dumps({"ts": time.time(), "reserve": 3, "run": "alive", "command": "smoke",
-                                            "pid": os.getpid(), "start_ticks": ticks, "boot": boot()}) + "\n"
+                                            "writer": writer(os.getpid(), ticks)}) + "\n"
                                 + json.dumps({"ts": time.time(), "model": "glm-4.5-air", "status": 200,
                                               "run": "alive"}) + "\n")
     shown = quota(world.ws)
     assert (shown["used"], shown["held"], shown["left"]) == (1, 2, 7)
     human = world.cli("quota")
     assert "held by checks running now" in human.stdout and "2 more held by rollout checks running now" in human.stdout
+
+
+def test_a_reservation_from_another_pid_namespace_holds_for_a_bounded_time(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    elsewhere = {**writer(1, 5), "pid_namespace": "pid:[1]"}  # rollout in a container: its pid 1 is not ours
+    ledger(world.ws).write_text("".join(
+        json.dumps({"ts": ts, "reserve": 4, "run": run, "command": "health", "writer": elsewhere}) + "\n"
+        for run, ts in (("now", time.time() - 5), ("stale", time.time() - 3600))))
+    assert quota(world.ws)["held"] == 4

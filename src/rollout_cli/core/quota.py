@@ -31,13 +31,14 @@ from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import QuotaSettings
 from rollout_cli.errors import ExitCode, RolloutError
 from rollout_cli.io.lock import WorkspaceLock
-from rollout_cli.io.process import ProcessRecord, boot_id, start_ticks
+from rollout_cli.io.process import ProcessIdentity, ProcessRecord, boot_id
 
 LEDGER_DIR = "quota"
 PER_MINUTE_LIMIT = 20  # OpenRouter's account-wide limit on :free models
 DAY_S = 86_400
 MAX_LINE_BYTES = 4096  # rollout's lines are about 100 bytes; a longer one is not rollout's
 _RATE_KEYS = ("limit", "remaining", "reset")
+FOREIGN_RESERVATION_S = 900
 
 
 class QuotaRefused(RolloutError):
@@ -87,8 +88,10 @@ def _kind(record: Any) -> str | None:
     if not isinstance(record, dict) or not finite_number(record.get("ts")):
         return None
     if "reserve" in record:
-        holder_ok = _whole(record.get("pid")) and (record.get("start_ticks") is None or _whole(record["start_ticks"]))
-        ok = _whole(record["reserve"]) and record["reserve"] >= 0 and isinstance(record.get("run"), str) and holder_ok
+        writer = record.get("writer")
+        writer_ok = isinstance(writer, dict) and _whole(writer.get("pid")) and (
+            writer.get("start_ticks") is None or _whole(writer["start_ticks"]))
+        ok = _whole(record["reserve"]) and record["reserve"] >= 0 and isinstance(record.get("run"), str) and writer_ok
         return "reserve" if ok else None
     if "release" in record:
         return "release" if isinstance(record["release"], str) else None
@@ -115,11 +118,12 @@ class _Tally:
     holders: dict[str, dict[str, Any]] = field(default_factory=dict)  # run -> its reservation record
     released: set[str] = field(default_factory=set)
 
-    def held(self, boot: str | None, exclude: str | None = None) -> int:
+    def held(self, now: float, exclude: str | None = None) -> int:
         """Reserved and not yet sent by runs still going (a reservation dies with its run)."""
         total = 0
+        here = ProcessIdentity.current()
         for run, reserved in self.reserved.items():
-            if run == exclude or run in self.released or not _running(self.holders[run], boot):
+            if run == exclude or run in self.released or not _running(self.holders[run], here, now):
                 continue
             total += max(reserved - self.spent.get(run, 0), 0)
         return total
@@ -128,10 +132,18 @@ class _Tally:
         return max(self.reserved.get(run, 0) - self.spent.get(run, 0), 0) if run not in self.released else 0
 
 
-def _running(reservation: dict[str, Any], boot: str | None) -> bool:
-    if reservation.get("boot") != boot:
+def _running(reservation: dict[str, Any], here: ProcessIdentity, now: float) -> bool:
+    """Whether the run that reserved is still going: its very process, in this boot and pid namespace.
+
+    A run in another pid namespace (rollout in a container on the same workspace) cannot be
+    looked up from here: its reservation holds for FOREIGN_RESERVATION_S, longer than any check runs.
+    """
+    writer = ProcessIdentity.from_json(reservation["writer"])
+    if writer.boot_id != here.boot_id:
         return False  # written before a reboot (or where the boot is unknown): nothing of it runs now
-    return ProcessRecord(reservation["pid"], reservation.get("start_ticks"), (), "", 0.0).alive()
+    if writer.pid_namespace != here.pid_namespace:
+        return now - reservation["ts"] < FOREIGN_RESERVATION_S
+    return ProcessRecord(writer.pid, writer.start_ticks, (), "", 0.0).alive()
 
 
 def _recent(entry: dict[str, Any], now: float, mono: float, boot: str | None) -> bool:
@@ -206,7 +218,7 @@ class QuotaLedger:
         # Requests of the last minute before 00:00 UTC are in yesterday's file.
         yesterday = _fold(self.path(utc_day(now - DAY_S)), now, mono, boot).recent
         return Usage(day=day, used=today.used, last_minute=today.recent + yesterday, by_model=today.by_model,
-                     account=today.account, reset_ts=next_reset(now), held=today.held(boot),
+                     account=today.account, reset_ts=next_reset(now), held=today.held(now),
                      skipped=today.skipped)
 
     def reserve(self, settings: QuotaSettings, command: str, planned: int) -> Forecast:
@@ -221,7 +233,7 @@ class QuotaLedger:
             day = utc_day(now)
             today = _fold(self.path(day), now, self._mono(), boot)
             mine = today.left_to(self.run) if day == self.reserved_day else 0
-            others = today.held(boot, exclude=self.run)
+            others = today.held(now, exclude=self.run)
             found = Forecast(command, planned, today.used + others, settings.allowance, settings.daily_limit,
                              settings.rollout_share, next_reset(now), held=others)
             if not found.fits:
@@ -234,8 +246,7 @@ class QuotaLedger:
             extra = planned - mine
             if extra > 0:
                 append_line(self.path(day), {"ts": round(now, 3), "reserve": extra, "run": self.run,
-                                             "command": command, "pid": os.getpid(),
-                                             "start_ticks": start_ticks(os.getpid()), "boot": boot})
+                                             "command": command, "writer": ProcessIdentity.current().to_json()})
                 self.reserved_day = day
         return found
 
