@@ -16,9 +16,9 @@ from support import NO_GATEWAY, make_world, rollout
 from test_json_contract import valid
 
 KEY = "sk-MISPLACEDkey0123456789abcdefghijklmnopqrstuvw"
-COMMANDS = [
-    ["health"], ["smoke", "--junit-xml", "out/smoke.xml", "--markdown", "out/smoke.md"],
-    ["advance", "--yes", "--skip-soak", "--reason", "key test"], ["report", "--markdown", "out/report.md"],
+COMMANDS = [  # OUT: the world's report folder
+    ["health"], ["smoke", "--junit-xml", "OUT/smoke.xml", "--markdown", "OUT/smoke.md"],
+    ["advance", "--yes", "--skip-soak", "--reason", "key test"], ["report", "--markdown", "OUT/report.md"],
     ["status"], ["watch", "--count", "1", "--interval", "0.5"], ["rollback", "--level", "1", "--yes"],
 ]
 
@@ -36,6 +36,7 @@ def test_a_key_in_place_of_a_path_or_variable_is_refused_and_never_echoed(
     options = {"master_key_file": KEY} if setting == "master_key_file" else {"master_key_env": KEY}
     (world.ws / "rollout.yaml").write_text(workspace_yaml(container=None, gateway_url=NO_GATEWAY, **options))
     (world.ws / "out").mkdir()
+    command = [arg.replace("OUT", str(world.ws / "out")) for arg in command]
     snap = world.snapshot()
     plain = world.cli(*command)
     as_json = world.cli(*command, "--json")
