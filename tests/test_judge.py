@@ -261,6 +261,7 @@ def test_bad_comparative_and_custom_gates_are_named(changes, message):
     ("metrics: {url: 127.0.0.1:9090}", "'metrics.url' must be an http:// or https:// URL"),
     ("metrics: {source: gateway, tokens: X}", "unknown key 'metrics.tokens' (known: source, url, token_env)"),
     ("metrics: prometheus", "'metrics' must be a mapping"),
+    ("metrics: {url: http://127.0.0.1:9090, token_env: eyJhbGciOi.J9-secret}", "not a token (value not shown)"),
 ])
 def test_a_bad_metrics_key_is_named_and_exits_2(tmp_path, metrics, message):
     world = make_world(tmp_path)
@@ -268,6 +269,7 @@ def test_a_bad_metrics_key_is_named_and_exits_2(tmp_path, metrics, message):
     config.write_text(config.read_text() + metrics + "\n")
     result = world.cli("status")
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert "secret" not in result.output
 
 
 def test_the_metrics_key_loads_with_its_token_from_the_environment(tmp_path, monkeypatch):
