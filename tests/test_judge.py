@@ -331,3 +331,12 @@ def test_every_query_has_a_byte_cap_and_a_deadline():
         Prometheus(url).query("up", 0.0)
     with answering(lambda q: vector("1"), delay_s=2.0) as url, pytest.raises(PrometheusUnavailable, match="does not answer"):
         Prometheus(url, deadline_s=0.3).query("up", 0.0)
+
+
+def test_a_workspace_written_with_the_sandboxs_prometheus_reads_it(tmp_path):
+    from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
+
+    write_sample_app(tmp_path / "app", percentage=0)
+    (tmp_path / "rollout.yaml").write_text(workspace_yaml("./app", prometheus_url="http://127.0.0.1:9090"))
+    settings = load_workspace(tmp_path).metrics
+    assert (settings.source, settings.url) == ("prometheus", "http://127.0.0.1:9090")
