@@ -164,7 +164,7 @@ def workspace_yaml(app_rel: str = "../app", gateway_url: str = "http://127.0.0.1
         if value
     )
     # With a Prometheus (the sandbox's), every window gate queries it over the exact soak window.
-    metrics = f"metrics:\n  source: prometheus\n  url: {prometheus_url}\n" if prometheus_url else ""
+    metrics = f"metrics: {{source: prometheus, url: {prometheus_url}}}\n" if prometheus_url else ""
     return f"""\
 {header}# The simulator enforces no daily quota (unless `rollout sandbox fault --quota-left N`), so the
 # sandbox's checks get the whole of a generous one; production: 50 or 1000, and a share (`rollout quota`).
