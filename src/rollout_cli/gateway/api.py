@@ -19,7 +19,10 @@ from typing import Any
 from rollout_cli import __version__
 from rollout_cli.core.workspace import GatewayConfig
 from rollout_cli.errors import GatewayUnavailable
+from rollout_cli.io.net import HttpAnswer, HttpFailure, MiB, bounded_get
 
+MAX_PROBE_BYTES = 1 * MiB  # a health or model-list answer; far more is not the gateway talking
+MAX_METRICS_BYTES = 16 * MiB  # LiteLLM's /metrics/ for five models is well under 1 MiB
 CHECK_USER_AGENT_PREFIX = "rollout-check/"  # the checks' own requests; the error-rate window leaves them out
 
 
@@ -79,6 +82,7 @@ class GatewayClient:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         headers["User-Agent"] = user_agent or check_user_agent()
+        self._headers = dict(headers)  # for the bounded reads (probes, model list, metrics)
         # An http:// gateway (loopback) never does TLS: no CA bundle to load, which alone costs more
         # than the probes of `gateway status`. The bare context trusts no certificate, should one come.
         verify: Any = True if self.url.startswith("https:") else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -102,16 +106,18 @@ class GatewayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _probe(self, path: str, timeout: float) -> Probe:
-        import httpx  # lazy: start-up time
+    def _get(self, path: str, timeout: float, max_bytes: int = MAX_PROBE_BYTES) -> HttpAnswer:
+        """A whole answer within `timeout` s in all (a slow-dripping gateway cannot hold a check), or HttpFailure."""
+        return bounded_get(self.url + path, self._headers, deadline_s=timeout, max_bytes=max_bytes)
 
+    def _probe(self, path: str, timeout: float) -> Probe:
         started = time.perf_counter()
         try:
-            response = self._http.get(path, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return Probe(False, None, _ms(started), _transport_error(exc))
-        ok = response.status_code == 200
-        return Probe(ok, response.status_code, _ms(started), None if ok else _short(response.text))
+            response = self._get(path, timeout)
+        except HttpFailure as exc:
+            return Probe(False, None, _ms(started), exc.reason)
+        ok = response.status == 200
+        return Probe(ok, response.status, _ms(started), None if ok else _short(response.text()))
 
     def liveliness(self, timeout: float = 3.0) -> Probe:
         return self._probe("/health/liveliness", timeout)
@@ -125,21 +131,19 @@ class GatewayClient:
         It needs the master key, so a non-200 here while liveliness answers is the
         gateway refusing the key (LiteLLM answers 400 or 500 for that, not 401).
         """
-        import httpx  # lazy: start-up time
-
         started = time.perf_counter()
         try:
-            response = self._http.get("/v1/models", timeout=timeout)
-        except httpx.HTTPError as exc:
-            return Probe(False, None, _ms(started), _transport_error(exc)), []
-        if response.status_code != 200:
+            response = self._get("/v1/models", timeout)
+        except HttpFailure as exc:
+            return Probe(False, None, _ms(started), exc.reason), []
+        if response.status != 200:
             try:
-                message = _error_message(response.json())
+                message = _error_message(json.loads(response.body))
             except ValueError:
-                message = _short(response.text) or "empty body"
-            return Probe(False, response.status_code, _ms(started), message), []
+                message = _short(response.text()) or "empty body"
+            return Probe(False, response.status, _ms(started), message), []
         try:
-            names = [str(entry["id"]) for entry in response.json()["data"]]
+            names = [str(entry["id"]) for entry in json.loads(response.body)["data"]]
         except (ValueError, KeyError, TypeError):
             return Probe(False, 200, _ms(started), "malformed /v1/models answer"), []
         return Probe(True, 200, _ms(started)), names
@@ -263,19 +267,18 @@ class GatewayClient:
         return seen
 
     def metrics(self, timeout: float = 5.0) -> str:
-        """The Prometheus text from /metrics/; GatewayUnavailable when it cannot be read."""
-        import httpx  # lazy: start-up time
-
+        """The Prometheus text from /metrics/, whole within `timeout` s and at most MAX_METRICS_BYTES;
+        GatewayUnavailable when it cannot be read."""
         try:
-            response = self._http.get("/metrics/", timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise GatewayUnavailable(f"gateway {self.url} /metrics/ does not answer: {_transport_error(exc)}") from exc
-        if response.status_code != 200:
+            response = self._get("/metrics/", timeout, MAX_METRICS_BYTES)
+        except HttpFailure as exc:
+            raise GatewayUnavailable(f"gateway {self.url} /metrics/ does not answer: {exc.reason}") from None
+        if response.status != 200:
             raise GatewayUnavailable(
-                f"gateway {self.url} /metrics/ answered HTTP {response.status_code}; "
+                f"gateway {self.url} /metrics/ answered HTTP {response.status}; "
                 "enable the prometheus callback and check the master key"
             )
-        return response.text
+        return response.text()
 
 
 def _ms(started: float) -> float:
