@@ -26,7 +26,8 @@ The counters: `requests` (default 1000) and `failed` (0) are what `ok` serves (a
 adds `gateway_step` (default 0) to `requests` first. `/app/metrics` serves `llm_requests_total` =
 `app_requests`, adding `app_step` (default 0) first; `app_mode` (default "ok") applies the same modes
 to it. `/health/liveliness` and `/health/readiness` answer 200, `/v1/models` lists the five aliases
-(completions to them answer 404). With `upstream=URL` (a real gateway),
+(completions to them answer 404, or with `completions="slow-drip"` a valid answer one byte every
+`drip_s` seconds). With `upstream=URL` (a real gateway),
 every other request (GET or POST, body and headers) is relayed there, so the real LiteLLM serves
 health checks and completions while the metrics lie; without it, other paths answer 404.
 """
@@ -51,12 +52,13 @@ class HostileMetrics:
     def __init__(self, mode: str = "ok", *, requests: float = 1000.0, failed: float = 0.0,
                  gateway_step: float = 0.0, app_requests: float = 0.0, app_step: float = 0.0,
                  app_mode: str = "ok", drip_s: float = 1.0, huge_bytes: int = 2 * 1024**3,
-                 check_requests: float = 0.0, upstream: str | None = None) -> None:
+                 check_requests: float = 0.0, completions: str = "404", upstream: str | None = None) -> None:
         self.mode, self.app_mode = mode, app_mode
         self.requests, self.failed, self.gateway_step = requests, failed, gateway_step
         self.app_requests, self.app_step = app_requests, app_step
         self.check_requests = check_requests  # failed requests from rollout's own checks (user agent rollout-check/)
         self.drip_s, self.huge_bytes, self.upstream = drip_s, huge_bytes, upstream
+        self.completions = completions  # "404", or "slow-drip": a valid completion, one byte every drip_s
         self.scrapes = 0
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -135,7 +137,12 @@ def _handler(server: HostileMetrics) -> type[BaseHTTPRequestHandler]:
                 self._relay("GET")
 
         def do_POST(self) -> None:  # http.server's name
-            self._relay("POST")
+            if server.completions == "slow-drip" and not server.upstream:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._drip(json.dumps({"choices": [{"message": {"role": "assistant", "content": "pong"}}]}).encode(),
+                           "application/json")
+            else:
+                self._relay("POST")
 
         def _metrics(self, mode: str, text: object) -> None:
             if mode == "html":
@@ -154,9 +161,9 @@ def _handler(server: HostileMetrics) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _drip(self, body: bytes) -> None:
+        def _drip(self, body: bytes, kind: str = "text/plain; version=0.0.4") -> None:
             self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.flush()

@@ -188,6 +188,16 @@ def test_read_commands_finish_when_metrics_drip(tmp_path, command):
             assert "no whole answer within 5 s" in result.stdout
 
 
+@pytest.mark.timeout(60)  # today's main: the 60-byte answer drips for a minute per model (per-read timeouts only)
+def test_health_cuts_off_a_dripping_completion_at_its_timeout(tmp_path):
+    with HostileMetrics("ok", completions="slow-drip") as server:
+        world = hostile_world(tmp_path, server)
+        result = world.cli("health", "--model", "glm-4.5-air", "--timeout", "2", "--json")
+        model = strict_json(result.stdout)["models"][0]  # type: ignore[index]
+        assert model["error_class"] == "timeout", model
+        assert result.exit_code == 1
+
+
 @pytest.mark.timeout(60)
 def test_status_refuses_a_huge_metrics_answer(tmp_path):
     with HostileMetrics("huge", huge_bytes=64 * 1024 * 1024, app_step=100) as server:
