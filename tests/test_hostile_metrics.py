@@ -64,7 +64,7 @@ def gate(report: dict, name: str) -> dict:
 
 @pytest.mark.parametrize(("mode", "named"), [
     ("nan", "is NaN"),
-    ("inf", "is Inf"),
+    ("inf", "is +Inf"),
     ("negative", "is negative"),
     ("duplicate", "appears twice"),
     ("decreasing", "went down from"),

@@ -139,7 +139,7 @@ STARTED = "process_start_time_seconds 1796000000.0\n"
 
 @pytest.mark.parametrize(("line", "named"), [
     ('litellm_proxy_total_requests_metric_total{requested_model="a"} NaN', "is NaN"),
-    ('litellm_proxy_failed_requests_metric_total{requested_model="a"} +Inf', "is Inf"),
+    ('litellm_proxy_failed_requests_metric_total{requested_model="a"} +Inf', "is +Inf"),
     ('litellm_overhead_latency_metric_bucket{le="0.01",model="a"} -Inf', "is -Inf"),
     ('litellm_deployment_successful_fallbacks_total{requested_model="a"} -3', "is negative (-3)"),
     ('litellm_proxy_total_requests_metric_total{model="glm-4.5-air",status_code="200"} 90.0', "appears twice"),

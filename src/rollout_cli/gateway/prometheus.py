@@ -63,12 +63,13 @@ class MetricsInvalid(RolloutError):
     exit_code = ExitCode.HOLD
 
 
+_NAMING_LABELS = ("requested_model", "model", "le", "litellm_model_name", "path", "user_agent")
+
+
 def _series(sample: Sample) -> str:
+    """The sample's name and the labels that tell a reader which series it is (not all of LiteLLM's twenty)."""
     labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()) if k in _NAMING_LABELS)
     return f"{sample.name}{{{labels}}}" if labels else sample.name
-
-
-_NAMING_LABELS = ("requested_model", "model", "le", "litellm_model_name", "path", "user_agent")
 
 
 def problems(text: str, samples: list[Sample], names: Collection[str]) -> list[str]:
@@ -90,7 +91,8 @@ def problems(text: str, samples: list[Sample], names: Collection[str]) -> list[s
             found.append(f"{_series(s)} appears twice (a duplicate series)")
         seen.add(key)
         if not math.isfinite(s.value):
-            found.append(f"{_series(s)} is {s.value!r}".replace("nan", "NaN").replace("inf", "Inf"))
+            shown = "NaN" if math.isnan(s.value) else "+Inf" if s.value > 0 else "-Inf"  # as Prometheus writes them
+            found.append(f"{_series(s)} is {shown}")
         elif s.value < 0 and not s.name.endswith("_created"):
             found.append(f"{_series(s)} is negative ({s.value:g})")
     if len(found) > SHOWN_PROBLEMS:
