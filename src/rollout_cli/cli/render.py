@@ -113,9 +113,9 @@ def json_line(command: str, data: dict[str, Any]) -> None:
     print_json({"schema_version": SCHEMA_VERSION, "command": command, **data}, line=True)
 
 
-def print_error_json(command: str | None, exit_code: int, message: str) -> None:
-    """The `--json` error envelope (schemas/error.schema.json)."""
-    print_json(error_json(command, exit_code, message))
+def print_error_json(command: str | None, exit_code: int, message: str, *, line: bool = False) -> None:
+    """The `--json` error envelope (schemas/error.schema.json); on one line where the command streams lines."""
+    print_json(error_json(command, exit_code, message), line=line)
 
 
 def render(result: Result[Any], json_output: bool = False) -> NoReturn:

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout_cli.core.audit import append_line, read_lines, utc_now
+from rollout_cli.core.audit import append_line, finite_number, json_lines, utc_now
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.rollout.metrics import invalid_reason
 
 SAMPLES_NAME = "samples.jsonl"
 MAX_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024  # a sample holds one /metrics/ summary: kilobytes
 
 
 class SampleStore:
@@ -31,6 +32,7 @@ class SampleStore:
         self.state_dir = state_dir
         self.path = state_dir / SAMPLES_NAME
         self.max_bytes = max_bytes
+        self.skipped = 0  # lines the last read left out
 
     def append(self, sample: dict[str, Any]) -> dict[str, Any]:
         metrics = sample.get("metrics")
@@ -50,14 +52,27 @@ class SampleStore:
             atomic_write_text(self.path, "".join(keep))
 
     def records(self, since_ts: float | None = None) -> list[dict[str, Any]]:
+        """The samples from `since_ts`, oldest first; `skipped` counts the lines that are not samples.
+
+        A sample whose metrics hold a non-finite number (an older rollout stored NaN) is kept as a sample
+        without metrics: never a window's base.
+        """
         out = []
-        for r in read_lines(self.path):
-            if since_ts is not None and not r.get("ts", 0) >= since_ts:
-                continue
-            if r.get("metrics") is not None and not finite(r["metrics"]):
-                r = {**r, "metrics": None, "metrics_error": "a stored value is not a finite number"}
-            out.append(r)
+        self.skipped = 0
+        for record in json_lines(self.path, MAX_LINE_BYTES):
+            if not _well_formed(record):
+                self.skipped += 1  # a torn write or a hand edit: never a crash of `report` or `advance`
+            elif since_ts is None or record["ts"] >= since_ts:
+                if record.get("metrics") is not None and not finite(record["metrics"]):
+                    record = {**record, "metrics": None, "metrics_error": "a stored value is not a finite number"}
+                out.append(record)
         return out
+
+
+def _well_formed(record: Any) -> bool:
+    """The keys the gates read have the types `watch` writes."""
+    return (isinstance(record, dict) and finite_number(record.get("ts")) and isinstance(record.get("time"), str)
+            and isinstance(record.get("metrics") or {}, dict))
 
 
 def finite(value: Any) -> bool:
