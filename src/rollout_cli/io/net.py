@@ -69,7 +69,8 @@ class HttpAnswer:
 
 
 class HttpFailure(Exception):
-    """No whole answer. `kind`: refused | timeout | too-large | broken | bad-url; `reason` says it in words."""
+    """No whole answer. `kind`: refused | timeout | too-large | broken | bad-url | bad-request; `reason` says it
+    in words, and never quotes a header (one carries the master key)."""
 
     def __init__(self, kind: str, url: str, reason: str) -> None:
         super().__init__(f"{url}: {reason}")
@@ -115,7 +116,10 @@ def bounded_get(url: str, headers: Mapping[str, str] | None = None, *, deadline_
     try:
         conn.connect()
         connected = True
-        conn.request("GET", path, headers=dict(headers or {}))
+        try:
+            conn.request("GET", path, headers=dict(headers or {}))
+        except ValueError:  # http.client's message quotes the header: it may be the key
+            raise HttpFailure("bad-request", url, "the request could not be sent (an invalid header value?)") from None
         response = conn.getresponse()
         length = response.getheader("content-length")
         if length is not None and length.isdigit() and int(length) > max_bytes:
