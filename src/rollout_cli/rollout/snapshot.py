@@ -212,6 +212,8 @@ def gateway_window(
         out["label"] += " (latest sample: live scrape failed)"
     if scrape is None:
         out["problem"] = f"metrics cannot be read: {scrape_error}"
+    elif metrics.invalid_reason(scrape):  # NaN, Inf or negative counters: untrusted, never judged
+        out["problem"] = metrics.invalid_reason(scrape)
     elif not scrape.get("has_litellm_metrics"):
         out["problem"] = "the gateway exposes no litellm_* metrics (enable the prometheus callback)"
     elif not samples:
@@ -221,6 +223,9 @@ def gateway_window(
         return out
     assert scrape is not None
     window = metrics.delta(scrape, samples[0]["metrics"])
+    out["problem"] = metrics.invalid_reason(window)  # a counter that went down without a restart
+    if out["problem"]:
+        return out
     out.update(
         since=samples[0]["time"], requests=window["requests"], failed=window["failed"],
         fallbacks=window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0),
