@@ -18,9 +18,9 @@ from rollout_cli.io.atomic import sha256_of
 from rollout_cli.io.dotenv import EnvFile
 from rollout_cli.io.flags import FlagStore, open_flags
 from rollout_cli.io.gitrepo import GitRepo
-from rollout_cli.io.process import run_in_session
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, PartialFailure, Preview, Step, unexpected
+from rollout_cli.playbook.program import describe_program, run_program
 from rollout_cli.playbook.traffic import TRAFFIC_STEPS
 
 if TYPE_CHECKING:
@@ -550,7 +550,7 @@ class Run(Step):
             raise PlaybookError(f"{where}: field 'argv' must not be empty")
 
     def describe(self, ctx: StepContext) -> str:
-        return "run " + " ".join(self.argv)
+        return describe_program(self.argv)
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
         def found() -> str:
@@ -564,21 +564,7 @@ class Run(Step):
         cwd = ctx.workspace.root / self.cwd if self.cwd else ctx.workspace.root
         if not cwd.is_dir():
             raise InputError(f"folder {cwd} of {self.describe(ctx)} does not exist; fix 'cwd' in the playbook")
-        try:
-            done = run_in_session(self.argv, cwd=cwd, timeout=self.timeout)
-        except FileNotFoundError:
-            raise InputError(f"program {self.argv[0]!r} not found on PATH") from None
-        except OSError as exc:
-            raise InputError(f"cannot start {self.argv[0]!r}: {exc.strerror or type(exc).__name__}") from None
-        if done.timed_out:
-            raise CheckFailed(
-                f"{self.describe(ctx)} timed out after {self.timeout:g} s (its process group was killed)"
-            )
-        if done.returncode != 0:
-            raise CheckFailed(
-                f"{self.describe(ctx)} exited {done.returncode}" + (f": {done.last_line}" if done.last_line else "")
-            )
-        return Outcome("ok", f"{self.describe(ctx)}: exit 0")
+        return Outcome("ok", run_program(self.argv, cwd=cwd, timeout=self.timeout))
 
 
 STEP_TYPES: dict[str, type[Step]] = {

@@ -23,6 +23,7 @@ from rollout_cli.errors import CheckFailed, ExitCode, InputError, PlaybookError,
 from rollout_cli.gateway.prometheus import MetricsRefused, app_requests, parse, scrape
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, Preview, Step
+from rollout_cli.playbook.program import run_program
 
 POLL_S = 0.25
 SCRAPE_TIMEOUT_S = 5.0  # a gateway under load can take seconds to render /metrics/
@@ -46,11 +47,7 @@ def reload_app(ws: Workspace, timeout: float) -> str:
     if how.kind == "none":
         return how.describe()
     if how.kind == "command":
-        # Run as a `run` step runs a program (no shell, timeout, last line of stderr on failure);
-        # imported here because steps.py imports this module to register its steps.
-        from rollout_cli.playbook.steps import Run
-
-        return Run(argv=list(how.argv), timeout=timeout).run(StepContext(ws)).detail
+        return run_program(how.argv, cwd=ws.root, timeout=timeout)
     if how.container:
         # lazy: start-up time (only a container reload needs the Docker SDK)
         from rollout_cli.io.container import ContainerRuntime
