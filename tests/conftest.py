@@ -1,4 +1,32 @@
-"""Shared fixtures. Docker-marked tests run against the real engine, never a mock."""
+"""Shared fixtures. Docker-marked tests run against the real engine, never a mock.
+
+The suite runs in parallel (`./scripts/test`: pytest-xdist, `-n 4 --dist loadgroup`;
+`ROLLOUT_TEST_WORKERS=0` runs it serially). Every worker is a process of its own,
+and so are the other engineers' test runs on this machine. A test is safe there when:
+
+1. It writes only under its own `tmp_path` (or a `tmp_path_factory` folder), never in
+   the repo, the home folder or a fixed /tmp path. Per-worker temp roots come for free.
+2. Servers bind 127.0.0.1 port 0 (or `io.net.free_port()`), never a fixed port and never 4000.
+3. Containers, images and labels it creates carry a unique name (the sandbox names its
+   containers after its folder; otherwise `secrets.token_hex`), and it removes them.
+   It never creates a container literally named `litellm`: tests/test_rollback.py relies on
+   there being none. It never builds, tags or removes `rollout/litellm:local` (setup.sh builds
+   it once), never prunes, never stops a container it did not start.
+4. Assertions about the Docker engine or the process table filter by what the test itself
+   made (a name, a label, its sandbox folder), never count everything (`docker ps`, `ps`).
+5. The session `sandbox` (one per worker) is for tests that only read it, or that put back
+   what they changed before the next test (the `sb` fixture clears faults and counts).
+   A test that advances, rolls back, stops the gateway or edits the workspace takes a
+   sandbox of its own (`support.process_sandbox`, or a module fixture).
+6. A module whose tests share a module-scoped sandbox is one xdist group
+   (`pytestmark = pytest.mark.xdist_group("name")`): one worker starts it once, and its
+   tests keep their file order there.
+7. No fixed sleeps to let something happen: wait on the condition itself, bounded
+   (`support.wait_until`: a counter, a file, a log line, a status). A sleep is only for a
+   quiet period the test asserts (e.g. "no request in the last second").
+8. No assertion on how long something took, nor on a rate a loaded machine may not reach
+   (speed belongs in benchmarks/): the workers share two cores with whatever else runs.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +38,16 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "rollout-test/busybox:latest"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest work first, so no worker starts a minute-long test while the others run out of work:
+    tests marked `slow`, then the modules sharing a sandbox of their own (xdist groups), then the
+    rest; file order kept within each (scripts/test passes --no-loadscope-reorder)."""
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("xdist_group") else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import NO_GATEWAY, make_world
+from support import NO_GATEWAY, make_world, wait_until
 
 LEVEL_1_WITH_RELOAD = "kind: rollback\nlevel: 1\nbudget: 30s\nsteps:\n  - type: flag.set\n    percentage: 0\n" \
                       "  - type: app.reload\n    timeout: 5s\n"
@@ -69,12 +69,14 @@ def test_command_reload_runs_after_the_edits_and_its_failure_is_exit_1(tmp_path:
 def test_signal_reload_through_a_pid_file_reaches_the_process_and_the_drill_checks_it(tmp_path: Path) -> None:
     world = make_world(tmp_path)
     seen = tmp_path / "hup"
+    ready = tmp_path / "ready"
     child = subprocess.Popen([sys.executable, "-c", (
         "import signal, time, pathlib\n"
         f"signal.signal(signal.SIGHUP, lambda *_: pathlib.Path({str(seen)!r}).write_text('HUP'))\n"
+        f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
         "time.sleep(60)\n")])
     try:
-        time.sleep(0.5)  # its handler is in place
+        wait_until(ready.exists, 30, "the child's SIGHUP handler")
         pid_file = tmp_path / "app.pid"
         pid_file.write_text(f"{child.pid}\n")
         with_reload(world, f"{{signal: {{pid_file: {pid_file}, signal: HUP}}}}")

@@ -92,6 +92,7 @@ def test_a_journal_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
     assert path.read_bytes() == b"torn"
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_of_an_in_place_rollback_leaves_a_whole_file_after_the_next_run(tmp_path: Path) -> None:
     """`rollout rollback --level 1` on a hard-linked env file, killed with SIGKILL while it rewrites.
 

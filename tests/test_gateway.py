@@ -15,7 +15,8 @@ from rollout_cli.gateway.runtime import PROCESS_RECORD, GatewayProcess
 from rollout_cli.sandbox.state import LABEL, load_state, sandbox_id
 from support import rollout
 
-pytestmark = pytest.mark.gateway
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway")]
 REPO = Path(__file__).resolve().parents[1]
 
 
