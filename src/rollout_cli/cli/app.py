@@ -104,6 +104,10 @@ def _report(ctx: typer.Context, exc: BaseException | None, message: str, code: i
         import traceback  # lazy: start-up time (only --debug needs it)
 
         traceback.print_exception(exc, file=sys.stderr)
+    from rollout_cli.io.inplace import take_recovery_notes  # lazy: start-up time
+
+    for note in take_recovery_notes():  # recovered before the failure: still said
+        typer.echo(f"rollout: {plain(note)}", err=True)
     json_command = _json_command(ctx.command, ctx) if isinstance(ctx.command, TyperGroup) else None
     if json_command is not None:
         print_error_json(json_command, code, message)
@@ -123,7 +127,7 @@ def _globals(
 
 
 COMMANDS = ["init", "status", "advance", "report", "watch", "health", "smoke", "models", "quota",
-            "rollback", "history", "gateway", "sandbox"]
+            "rollback", "recover", "history", "gateway", "sandbox"]
 
 
 def build_app(names: list[str] = COMMANDS) -> typer.Typer:
