@@ -301,6 +301,7 @@ def gateway_requests_pass(control: AppControl) -> None:
     assert through and all(r["status"] == 200 for r in through), through[:3]  # the key reached the app
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.docker
 def test_the_sample_apps_container_has_no_master_key_in_its_environment(box, docker_engine):
     """The key reaches the app as a read-only file: the sandbox's key file, or a 0600 copy when it is not in one."""
@@ -330,6 +331,7 @@ def test_the_sample_apps_container_has_no_master_key_in_its_environment(box, doc
         write_stage(box, 0, in_place=True)
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.docker
 def test_level_1_reaches_a_paused_app_container_through_its_bind_mounts(box, docker_engine):
     write_stage(box, 10, in_place=True)
@@ -354,6 +356,7 @@ def test_level_1_reaches_a_paused_app_container_through_its_bind_mounts(box, doc
     assert control.status()["env"]["LITELLM_ROLLOUT_PERCENTAGE"] == "0"
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.docker
 def test_status_fails_when_the_app_still_sends_traffic_through_the_gateway_at_0(box):
     write_stage(box, 50, in_place=True)
@@ -376,6 +379,7 @@ def test_status_fails_when_the_app_still_sends_traffic_through_the_gateway_at_0(
     assert quiet.exit_code == 0, quiet.output  # no app traffic at 0 %: nothing to flag
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
 def test_signal_reload_by_pid_file_still_reaches_the_real_sample_app(box):
     """The sandbox's own pid file passes the identity check (the app writes it after it starts)."""
     write_stage(box, 0, in_place=True)
