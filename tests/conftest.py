@@ -24,9 +24,11 @@ and so are the other engineers' test runs on this machine. A test is safe there 
 7. No fixed sleeps to let something happen: wait on the condition itself, bounded
    (`support.wait_until`: a counter, a file, a log line, a status). A sleep is only for a
    quiet period the test asserts (e.g. "no request in the last second").
-8. A subprocess gets the environment it relies on explicitly; never assume a variable is unset
+8. A test (or a module kept on one worker) that takes half a minute or more is marked
+   `pytest.mark.slow(SECONDS)` with about how long it took in a parallel run: it starts first.
+9. A subprocess gets the environment it relies on explicitly; never assume a variable is unset
    (an xdist worker sets COLUMNS and LINES; pytest_configure below takes them out again).
-9. No assertion on how long something took, nor on a rate a loaded machine may not reach
+10. No assertion on how long something took, nor on a rate a loaded machine may not reach
    (speed belongs in benchmarks/): the workers share two cores with whatever else runs.
 """
 
@@ -53,10 +55,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Longest work first, so no worker starts a minute-long test while the others run out of work:
-    tests marked `slow`, then the modules kept on one worker (rule 6), then the rest; file order kept
-    within each (scripts/test passes --no-loadscope-reorder, so the scheduler keeps this order)."""
-    def rank(item: pytest.Item) -> int:
-        return 0 if item.get_closest_marker("slow") else 1 if _one_worker_module(item.nodeid) else 2
+    tests marked `slow(SECONDS)` by those seconds (a module kept on one worker marks them for the
+    whole module), then the other modules kept on one worker (rule 6), then the rest; file order
+    kept within each (scripts/test passes --no-loadscope-reorder, so the scheduler keeps this order)."""
+    def rank(item: pytest.Item) -> tuple[int, float]:
+        slow = item.get_closest_marker("slow")
+        if slow:  # the longest first: the seconds it says, or its whole module's on one worker
+            return 0, -float(slow.args[0] if slow.args else 30)
+        return (1 if _one_worker_module(item.nodeid) else 2), 0.0
 
     items.sort(key=rank)
 

@@ -20,7 +20,7 @@ from rollout_cli.simulator import GATEWAY_ALIASES
 from support import process_sandbox, rollout, wait_until
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = pytest.mark.xdist_group("test_effects_traffic")
+pytestmark = [pytest.mark.xdist_group("test_effects_traffic"), pytest.mark.slow(140)]
 
 RUNTIMES = [pytest.param("process", id="process"), pytest.param("docker", id="docker", marks=pytest.mark.docker)]
 STOP_TIMES: dict[str, float] = {}

@@ -24,7 +24,7 @@ from support import rollout, wait_until
 from test_json_contract import valid
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_freetier")]
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_freetier"), pytest.mark.slow(150)]
 
 PRIMARY = "glm-4.5-air"
 

@@ -16,7 +16,7 @@ from rollout_cli.sandbox.state import LABEL, load_state, sandbox_id
 from support import rollout
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway")]
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway"), pytest.mark.slow(220)]
 REPO = Path(__file__).resolve().parents[1]
 
 

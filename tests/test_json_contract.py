@@ -21,7 +21,7 @@ from rollout_cli.schemas import load_schema, published
 from support import rollout
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_json_contract")]
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_json_contract"), pytest.mark.slow(120)]
 
 
 def _leaf_commands() -> list[str]:

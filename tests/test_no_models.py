@@ -17,7 +17,7 @@ import yaml
 from support import ALIASES, rollout
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = pytest.mark.xdist_group("test_no_models")
+pytestmark = [pytest.mark.xdist_group("test_no_models"), pytest.mark.slow(80)]
 
 NO_MODELS = "the gateway serves no models"
 

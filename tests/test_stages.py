@@ -25,7 +25,7 @@ from rollout_cli.sandbox.state import load_state
 from support import plausible_share, rollout
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = pytest.mark.xdist_group("test_stages")
+pytestmark = [pytest.mark.xdist_group("test_stages"), pytest.mark.slow(190)]
 
 # Generous enough for this shared 2-core machine (the real proxy adds tens of ms);
 # the NO-GO latency test uses a tight one instead. Everything else is the shipped plan.
