@@ -32,6 +32,7 @@ def seen(status, message=None, **kw) -> Completion:
 # status, message, other fields -> status, error class
 CASES = [
     (None, None, {}, c.DOWN, "connect"),
+    (None, "connection refused", {}, c.DOWN, "connect"),
     (None, None, {"error": "timeout"}, c.DOWN, "timeout"),
     (408, "Request Timeout", {}, c.DOWN, "timeout"),
     (429, COOLDOWN, {}, c.DOWN, "cooldown"),
@@ -62,7 +63,7 @@ CASES = [
     (200, None, {"served_by": "glm", "content": "hi"}, c.HEALTHY, None),
     (200, None, {"attempted_fallbacks": 1, "content": "hi"}, c.DOWN, "fallback"),
     (200, None, {"attempted_fallbacks": 0, "content": "hi"}, c.HEALTHY, None),
-    (200, None, {"error": "empty"}, c.BROKEN, "empty"),
+    (200, "no content", {"error": "empty"}, c.BROKEN, "empty"),
     (200, None, {"error": "malformed"}, c.BROKEN, "malformed"),
     (200, None, {"error": "error-object"}, c.BROKEN, "error-object"),
     (200, None, {"error": "stream-error"}, c.BROKEN, "stream-error"),
@@ -74,6 +75,8 @@ CASES = [
 def test_classify(status, message, fields, expected, error_class):
     got = classify(seen(status, message, **fields), "glm")
     assert (got.status, got.error_class) == (expected, error_class)
+    if expected != c.HEALTHY and error_class not in ("cooldown", "fallback", "error-object"):
+        assert got.message == tidy_message(message)  # the provider's own words travel with the status
 
 
 def test_classify_messages_say_why():
@@ -104,6 +107,9 @@ def test_is_auth_failure(status, message, auth):
     ("litellm.NotFoundError: NotFoundError: gone Deployment Info: x", "gone"),
     ("litellm.APIError: APIError: gone, Original Response: y", "gone"),
     ("plain", "plain"),
+    ("OpenrouterException - a Exception - b", "a Exception - b"),  # only the first wrapper is LiteLLM's
+    ("gone Deployment Info: a Deployment Info: b", "gone"),
+    ("gone, Original Response: a, Original Response: b", "gone"),
     ("litellm.APIError: ", "litellm.APIError: "),  # nothing left: the message as it was
 ])
 def test_tidy_message(message, tidy):
@@ -112,7 +118,8 @@ def test_tidy_message(message, tidy):
 
 @pytest.mark.parametrize(("status", "cls", "expected", "error_class"), [
     ("429", "RateLimitError", c.UPSTREAM_THROTTLED, "cooldown-429"),
-    ("200", "APIError", c.BROKEN, "cooldown-malformed"),
+    ("200", "ServerError", c.BROKEN, "cooldown-malformed"),
+    ("500", "MalformedResponse", c.BROKEN, "cooldown-malformed"),
     ("401", "AuthenticationError", c.AUTH_ERROR, "cooldown-auth"),
     ("403", None, c.AUTH_ERROR, "cooldown-auth"),
     ("404", "NotFoundError", c.BROKEN, "cooldown-404"),
@@ -144,12 +151,16 @@ def metrics(*rows: tuple[str, str, str, float, float]) -> str:
 
 
 def test_failure_counts_per_group_leave_out_the_cooldown_answers():
-    text = metrics(("glm", "500", "APIError", 3, 100.0), ("glm", "429", "RouterRateLimitError", 9, 50.0),
-                   ("kimi", "429", "RateLimitError", 1, 70.0))
+    text = "litellm_requests_total 5\n" + metrics(
+        ("glm", "500", "APIError", 3, 100.0), ("glm", "429", "RouterRateLimitError", 9, 50.0),
+        ("kimi", "429", "RateLimitError", 1, 70.0))
     text += 'litellm_deployment_failure_responses_total{requested_model="qwen",exception_status="404"} 2\n'
-    text += "litellm_requests_total 5\n"
-    assert failure_counts(text) == {"glm": {"500|APIError": [3.0, 100.0]}, "kimi": {"429|RateLimitError": [1.0, 70.0]},
-                                    "qwen": {"404|": [2.0, 0.0]}}
+    text += 'litellm_deployment_failure_responses_total{exception_class="Timeout"} 1\n'
+    # the same kind from two deployments of one model group adds up
+    text += ('litellm_deployment_failure_responses_total{model_group="glm",api_base="b",exception_status="500",'
+             'exception_class="APIError"} 2\n')
+    assert failure_counts(text) == {"glm": {"500|APIError": [5.0, 100.0]}, "kimi": {"429|RateLimitError": [1.0, 70.0]},
+                                    "qwen": {"404|": [2.0, 0.0]}, "?": {"|Timeout": [1.0, 0.0]}}
 
 
 @pytest.mark.parametrize(("now", "before", "cause"), [
@@ -157,12 +168,14 @@ def test_failure_counts_per_group_leave_out_the_cooldown_answers():
     ({"500|A": [1, 10], "429|R": [5, 20]}, None, ("429", "R")),  # nothing remembered: the newest kind
     ({"500|A": [1, 30], "429|R": [5, 20]}, None, ("500", "A")),
     ({"500|A": [3, 10], "429|R": [2, 20]}, None, ("429", "R")),
-    ({"500|A": [3, 10], "429|R": [2, 10]}, None, ("500", "A")),  # same age: the more frequent
+    ({"429|R": [2, 10], "500|A": [3, 10]}, None, ("500", "A")),  # same age: the more frequent
     ({"500|A": [3, 10], "429|R": [9, 20]}, {"500|A": [1, 10], "429|R": [9, 20]}, ("500", "A")),  # grew since: wins
     ({"500|A": [3, 10], "429|R": [12, 20]}, {"500|A": [1, 10], "429|R": [9, 20]}, ("429", "R")),  # grew more
     ({"500|A": [3, 10], "429|R": [11, 20]}, {"500|A": [1, 10], "429|R": [9, 20]}, ("429", "R")),  # a tie: the newer
     ({"500|A": [3, 30], "429|R": [11, 20]}, {"500|A": [1, 10], "429|R": [9, 20]}, ("500", "A")),  # a tie: the newer
-    ({"500|A": [3, 20], "429|R": [11, 20]}, {"500|A": [1, 10], "429|R": [9, 20]}, ("500", "A")),  # all tied: not the 429
+    ({"429|R": [11, 20], "500|A": [3, 20]}, {"500|A": [1, 10], "429|R": [9, 20]}, ("500", "A")),  # all tied: not the 429
+    ({"500|A": [1, 10], "429|R": [5, 20]}, {"429|R": [5, 20]}, ("500", "A")),  # one new failure is growth
+    ({"500|A": [3, 20], "429|R": [9, 20]}, {"500|A": [3, 20], "429|R": [9, 20]}, ("429", "R")),  # none grew, same age
     ({"500|A": [3, 20], "429|R": [2, 20]}, {}, ("500", "A")),  # remembered nothing for it: all of it grew
     ({"500|A": [3, 10], "429|R": [9, 20]}, {"500|A": [3, 10], "429|R": [9, 20]}, ("429", "R")),  # none grew: newest
 ])
@@ -200,6 +213,15 @@ def test_explain_cooldowns_refreshes_the_memory_even_without_a_cooldown(tmp_path
     reads = []
     explain_cooldowns([], lambda: reads.append(1) or "")  # nothing cooled, nothing kept: nothing read
     assert reads == []
+
+
+def test_a_cooled_model_with_no_failure_of_its_own_stays_down(tmp_path, monkeypatch):
+    monkeypatch.setattr(c, "COOLDOWN_READ_PAUSE_S", 0.0)
+    memory = tmp_path / c.COOLDOWN_MEMORY
+    memory.write_text(json.dumps({"kimi": {"500|APIError": [1, 5.0]}}))
+    model = cooled()
+    explain_cooldowns([model], lambda: metrics(("kimi", "500", "APIError", 1, 5.0)), memory)
+    assert (model.status, model.error_class) == (c.DOWN, "cooldown")
 
 
 def test_explain_cooldowns_leaves_a_model_down_when_the_metrics_cannot_be_read(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -29,8 +30,10 @@ def catalog_server() -> Iterator[tuple[str, dict]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path.startswith("/slow/"):
+                time.sleep(2.0)  # a catalog that hangs: the guard's timeout must cut it short
             body = json.dumps({"data": [{"id": k, "pricing": v} for k, v in prices.items()]}).encode()
-            self.send_response(200 if self.path == "/api/v1/models" else 404)
+            self.send_response(200 if self.path.endswith("/v1/models") else 404)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -85,10 +88,27 @@ def test_cost_guard_judges_the_id_and_the_catalogs_price(catalog, upstream, pric
         prices[upstream] = price
     report = check_cost(Topology((model("glm", upstream, base),)))
     (cost,) = report.models
-    assert (cost.status, cost.verified, cost.reason) == (status, verified, reason)
-    assert cost.price == price
+    assert cost.to_json() == {"alias": "glm", "model": f"openrouter/{upstream}", "status": status,
+                              "free_id": upstream.endswith(":free"), "price": price, "verified": verified,
+                              "reason": reason}
     assert report.ok is (status == FREE) and report.paid == ([] if status == FREE else ["glm"])
     assert report.catalogs == [{"url": f"{base}/models", "reachable": True, "error": None}] and report.requests == 1
+    assert report.to_json() == {"ok": report.ok, "paid": report.paid, "models": [cost.to_json()],
+                                "catalogs": report.catalogs}
+
+
+def test_an_api_base_with_a_trailing_slash_reads_the_same_catalog(catalog):
+    base, prices = catalog
+    prices["z-ai/glm:free"] = FREE_PRICE
+    report = check_cost(Topology((model("glm", "z-ai/glm:free", base + "/"), model("kimi", "z-ai/glm:free", base))))
+    assert [m.verified for m in report.models] == [True, True] and report.requests == 1
+
+
+def test_a_catalog_that_hangs_is_cut_short_by_the_timeout(catalog):
+    base, _ = catalog
+    report = check_cost(Topology((model("glm", "z-ai/glm:free", base.replace("/api/", "/slow/")),)), timeout=0.3)
+    assert report.catalogs[0]["reachable"] is False and "timed out" in report.catalogs[0]["error"]
+    assert (report.models[0].status, report.models[0].verified) == (FREE, False)
 
 
 def test_ids_alone_without_the_catalog():

@@ -22,7 +22,7 @@ from rollout_cli.playbook.engine import (
 )
 from rollout_cli.playbook.model import Check, Outcome, PartialFailure, Playbook, Preview, Step
 
-CTX: Any = None  # the fake steps below touch nothing
+CTX: Any = object()  # what the engine must hand every step; the fake steps below touch nothing else
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Fake(Step):
     ran: list[str] = field(default_factory=list)
 
     def describe(self, ctx: Any) -> str:
+        assert ctx is CTX
         if isinstance(self.error, KeyError) and self.outcome == "describe-fails":
             raise self.error
         if isinstance(self.error, InputError) and self.outcome == "describe-fails":
@@ -45,21 +46,25 @@ class Fake(Step):
         return f"do {self.label}"
 
     def preview(self, ctx: Any) -> Preview:
+        assert ctx is CTX
         if self.error is not None:
             raise self.error
         return Preview(f"would {self.label}", diff=f"-{self.label}", changes=self.changes)
 
     def preconditions(self, ctx: Any) -> list[Check]:
+        assert ctx is CTX
         if self.error is not None:
             raise self.error
         return self.checks
 
     def read_inputs(self, ctx: Any) -> None:
+        assert ctx is CTX
         self.ran.append(f"read {self.label}")
         if isinstance(self.error, InputError):
             raise self.error
 
     def run(self, ctx: Any) -> Outcome:
+        assert ctx is CTX
         self.ran.append(self.label)
         if self.error is not None:
             raise self.error
@@ -97,16 +102,18 @@ def test_steps_run_in_order_across_levels_and_are_reported():
 def test_a_failure_that_stops_skips_every_later_step_and_level():
     ran: list[str] = []
     plan = [book(1, Fake(label="a", ran=ran), Fake(label="b", error=GitError("git broke"), stop_on_failure=True, ran=ran),
-                 Fake(label="c", ran=ran)),
-            book(2, Fake(label="d", ran=ran))]
+                 Fake(label="c", ran=ran), Fake(label="c2", ran=ran)),
+            book(2, Fake(label="d", ran=ran), Fake(label="e", ran=ran))]
     reports = execute(plan, CTX)
     assert ran == ["a", "b"]
-    assert statuses(reports) == [["ok", "failed", "skipped"], ["skipped"]]
+    assert statuses(reports) == [["ok", "failed", "skipped", "skipped"], ["skipped", "skipped"]]
+    assert took_effect(reports) == ["level 1 step 1: a done"]
     assert reports[0].steps[2].detail == "not run: level 1 step 2 (fake.step) failed"
     assert reports[1].steps[0].detail == "not run: level 1 step 2 (fake.step) failed"
     assert reports[0].steps[2].description == "do c"
     failed = reports[0].steps[1]
-    assert (failed.detail, failed.exit_code) == ("git broke", int(ExitCode.UNAVAILABLE))
+    assert (failed.index, failed.type, failed.description, failed.detail, failed.exit_code) == (
+        2, "fake.step", "do b", "git broke", int(ExitCode.UNAVAILABLE))
     assert exit_code_of(reports) == ExitCode.UNAVAILABLE
     assert reports[0].failed and not reports[1].failed
 
@@ -123,6 +130,7 @@ def test_an_unforeseen_error_fails_its_step_without_its_text():
     plan = [book(1, Fake(label="a", error=KeyError("secret-key-text"), stop_on_failure=True), Fake(label="b"))]
     reports = execute(plan, CTX)
     failed = reports[0].steps[0]
+    assert (failed.index, failed.type, failed.description) == (1, "fake.step", "do a")
     assert failed.detail == "unexpected error (KeyError): a bug in rollout; please report it"
     assert failed.exit_code == int(ExitCode.FAILED) and "secret" not in failed.detail
     assert statuses(reports) == [["failed", "skipped"]]
@@ -132,6 +140,7 @@ def test_a_partial_failure_reports_what_took_effect_first():
     partial = PartialFailure(GitError("conflict"), [{"commit": "abc"}], "reverted abc")
     reports = execute([book(4, Fake(label="a"), Fake(label="revert", error=partial))], CTX)
     failed = reports[0].steps[1]
+    assert (failed.type, failed.description) == ("fake.step", "do revert")
     assert (failed.detail, failed.partial, failed.changes) == (
         "conflict (before that: reverted abc)", "reverted abc", [{"commit": "abc"}])
     assert failed.exit_code == int(ExitCode.UNAVAILABLE)
@@ -165,6 +174,7 @@ def test_preview_says_what_would_change_and_costs_no_time():
     assert (level.steps[0].detail, level.steps[0].diff) == ("would a", "-a")
     assert level.duration_s == 0.0 and all(s.duration_s == 0.0 for s in level.steps)
     assert level.steps[3].exit_code == int(ExitCode.UNAVAILABLE)
+    assert [s.description for s in level.steps] == ["do a", "do b", "do v", "do c", "do d"]
 
 
 def test_drill_checks_every_precondition_and_reports_the_first_failure():
@@ -178,7 +188,11 @@ def test_drill_checks_every_precondition_and_reports_the_first_failure():
     assert (level.steps[1].detail, level.steps[1].exit_code) == ("held by pid 7", 4)
     assert level.steps[1].checks == [c.__dict__ for c in checks]
     assert (level.steps[2].detail, level.steps[2].exit_code) == ("bad", int(ExitCode.BAD_INPUT))
+    assert level.steps[2].checks == [{"name": "preconditions", "ok": False, "detail": "bad", "exit_code": 2}]
     assert level.steps[3].detail == "unexpected error (ValueError): a bug in rollout; please report it"
+    assert level.steps[3].checks == [{"name": "preconditions", "ok": False, "detail": level.steps[3].detail,
+                                      "exit_code": 1}]
+    assert [s.description for s in level.steps] == ["do a", "do b", "do c", "do d", "do e", "do f"]
     assert level.steps[3].exit_code == int(ExitCode.FAILED)
     assert level.failed and exit_code_of([level]) == ExitCode.UNAVAILABLE
     assert level.steps[5].detail == "0 precondition(s) hold"

@@ -171,7 +171,9 @@ def _flags(world, fractional, **kw) -> None:
 def test_status_reads_flagd_weights_1_and_9_as_10_percent(tmp_path):
     world = make_world(tmp_path, 10)
     _flags(world, [{"var": "targetingKey"}, ["on", 1], ["off", 9]])
-    out = json.loads(world.cli("status", "--json").output)
+    result = world.cli("status", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
     assert out["stage"]["flags_percentage"] == 10 and out["stage"]["drift"] is None
 
 

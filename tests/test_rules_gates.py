@@ -15,6 +15,7 @@ from rollout_cli.checks.health import HealthReport, ModelHealth
 from rollout_cli.checks.preflight import GatewayState
 from rollout_cli.checks.smoke import CheckResult
 from rollout_cli.core.audit import StageChange
+from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.stage import Stage
 from rollout_cli.errors import ExitCode
@@ -43,6 +44,34 @@ def plan(**gates) -> StagePlan:
     return replace(PLAN, gates=replace(Gates(), **gates))
 
 
+def shape(name: str, p: StagePlan, stage: int, total: int) -> tuple[str, str]:
+    """(source, threshold) every gate called `name` states: what it was judged from and against."""
+    t = p.gates
+    health = "health check (fallbacks off)"
+    return {
+        "soak": ("audit trail", f">= {format_duration(p.soak_for(stage))}"),
+        "error rate": ("/metrics/ + watch samples", f"<= {t.max_error_rate * 100:g}%"),
+        "added latency": ("/metrics/ + watch samples", f"p95 <= {t.max_added_latency_p95_ms:g} ms"),
+        "fallback rate": ("/metrics/ fallback counters + watch samples", f"<= {t.max_fallback_rate * 100:g}%"),
+        "env/flags agree": ("env + flags files", "equal"),
+        "gateway": ("/health/liveliness, /readiness", "alive, ready, key accepted"),
+        "primary model": (health, "healthy"),
+        "healthy models": (health, f">= {t.min_healthy_models} of {total}"),
+        "smoke": ("smoke suite + fallback drill", "passes"),
+        "cost": ("gateway config + /models pricing", "$0.00: free models only"),
+        "catalog": ("OpenRouter /api/v1/models", "listed, free, supports app.requires"),
+    }[name]
+
+
+def checked(*gates: Gate, p: StagePlan = PLAN, stage: int = 10, total: int = 5):
+    for gate in gates:
+        source, threshold = shape(gate.name, p, stage, total)
+        assert gate.source.startswith(source) and gate.threshold == threshold, gate
+        if gate.status in (FAIL, INCONCLUSIVE):
+            assert gate.reason and gate.value, gate
+    return gates[0] if len(gates) == 1 else list(gates)
+
+
 # --- combine ---------------------------------------------------------------------
 
 
@@ -69,8 +98,9 @@ def test_verdict_exit_codes(verdict, code):
     (48, PASS, "48h00m of 48h00m"), (100, PASS, "100h00m of 48h00m"),
 ])
 def test_soak_passes_once_the_stage_has_lasted_the_soak(hours, status, value):
-    gate = g.soak_gate(PLAN, AT_10, entered(hours), None)
-    assert (gate.status, gate.value, gate.threshold, gate.source) == (status, value, ">= 48h00m", "audit trail")
+    gate = checked(g.soak_gate(PLAN, AT_10, entered(hours), None))
+    assert (gate.name, gate.status, gate.value, gate.threshold, gate.source) == ("soak", status, value, ">= 48h00m",
+                                                                                "audit trail")
     if status == INCONCLUSIVE:
         assert gate.reason == f"soak {value} at 10% (since {entered(hours).time})"
     else:
@@ -79,15 +109,18 @@ def test_soak_passes_once_the_stage_has_lasted_the_soak(hours, status, value):
 
 def test_soak_per_stage_override_is_what_the_stage_needs():
     overridden = replace(PLAN, soak_overrides={10: 2 * H})
-    assert g.soak_gate(overridden, AT_10, entered(3), None).status == PASS
-    assert g.soak_gate(overridden, Stage(50, True, 50, True, True), entered(3, 50), None).status == INCONCLUSIVE
+    assert checked(g.soak_gate(overridden, AT_10, entered(3), None), p=overridden).status == PASS
+    at_50 = g.soak_gate(overridden, Stage(50, True, 50, True, True), entered(3, 50), None)
+    assert checked(at_50, p=overridden, stage=50).status == INCONCLUSIVE
 
 
 def test_soak_without_a_record_of_entering_is_unknown_and_a_skip_is_recorded():
-    unknown = g.soak_gate(PLAN, AT_10, None, None)
-    assert (unknown.status, unknown.value) == (INCONCLUSIVE, "unknown")
-    assert unknown.reason.startswith("no audit record of entering 10%; soak cannot be measured")
-    skipped = g.soak_gate(PLAN, AT_10, None, "incident drill")
+    unknown = checked(g.soak_gate(PLAN, AT_10, None, None))
+    assert (unknown.name, unknown.status, unknown.value) == ("soak", INCONCLUSIVE, "unknown")
+    assert unknown.reason == ("no audit record of entering 10%; soak cannot be measured"
+                              " (advance with --skip-soak --reason TEXT if you know it has soaked)")
+    skipped = checked(g.soak_gate(PLAN, AT_10, None, "incident drill"))
+    assert skipped.name == "soak"
     assert (skipped.status, skipped.value, skipped.reason) == (SKIPPED, "skipped", "soak skipped: incident drill")
 
 
@@ -127,7 +160,8 @@ def workspace(tmp_path, samples: list[tuple[float, dict]]):
 def window(tmp_path, samples, scrape, *, stage_hours_ago: float = 100, p: StagePlan = PLAN, error=None):
     ws = workspace(tmp_path, samples)
     error_gate, latency_gate = g.window_gates(ws, p, AT_10, entered(stage_hours_ago), scrape, error)
-    return error_gate, latency_gate
+    assert (error_gate.name, latency_gate.name) == ("error rate", "added latency")
+    return checked(error_gate, latency_gate, p=p)
 
 
 def test_the_previous_stages_traffic_stays_out_of_the_window(tmp_path):
@@ -179,6 +213,7 @@ def test_error_rate_with_few_requests_only_a_clear_breach_is_conclusive(tmp_path
     (100, 4, PASS, "p95 4.9 ms"),  # 4 % slow: the p95 is still in the fast bucket
     (100, 6, FAIL, "p95 25.0 ms"),
     (19, 0, INCONCLUSIVE, "p95 4.8 ms"),  # too few observations for a p95
+    (20, 0, PASS, "p95 4.8 ms"),
 ])
 def test_added_latency_is_judged_on_the_windows_p95(tmp_path, requests, slow, status, value):
     _, latency = window(tmp_path, [(1, summary(0))], summary(requests, slow=slow))
@@ -189,6 +224,43 @@ def test_added_latency_is_judged_on_the_windows_p95(tmp_path, requests, slow, st
         assert latency.reason == f"p95 overhead {value[4:]} <= 10 ms"
     else:
         assert latency.reason.startswith(f"only {requests} latency observations in the window (< 20)")
+
+
+def test_added_latency_at_the_limit_passes(tmp_path):
+    at_limit = {**summary(100), "overhead_buckets": {"0.01": 95.0, "0.02": 100.0, "+Inf": 100.0}}
+    _, latency = window(tmp_path, [(1, summary(0))], at_limit)
+    assert (latency.status, latency.value, latency.reason) == (PASS, "p95 10.0 ms", "p95 overhead 10.0 ms <= 10 ms")
+
+
+def test_one_request_is_too_few_not_none(tmp_path):
+    error_gate, _ = window(tmp_path, [(1, summary(0))], summary(1))
+    assert (error_gate.status, error_gate.value) == (INCONCLUSIVE, "0.00% (0 of 1)")
+    gate = fallback(tmp_path, [(1, summary(0))], summary(1))
+    assert (gate.status, gate.value) == (INCONCLUSIVE, "0.00% (0 of 1)")
+
+
+def test_a_stages_own_soak_bounds_its_window(tmp_path):
+    short = replace(PLAN, soak_overrides={10: H})
+    samples = [(2, summary(0)), (0.5, summary(100, failed=50))]
+    ws = workspace(tmp_path, samples)
+    error_gate, _ = g.window_gates(ws, short, AT_10, None, summary(300, failed=50), None)
+    assert (error_gate.status, error_gate.value) == (PASS, "0.00% (0 of 200)")
+    gate = g.fallback_gate(ws, short, AT_10, None, summary(300, fallbacks=50), None)
+    assert (gate.status, gate.value) == (FAIL, "25.00% (50 of 200)")
+
+
+def test_the_fallback_window_keeps_the_previous_stage_out(tmp_path):
+    samples = [(2, summary(0)), (0.5, summary(100, fallbacks=50))]
+    ws = workspace(tmp_path, samples)
+    gate = g.fallback_gate(ws, PLAN, AT_10, entered(1), summary(300, fallbacks=50), None)
+    assert (gate.status, gate.value) == (PASS, "0.00% (0 of 200)")
+
+
+def test_a_summary_without_fallback_counters_counts_none(tmp_path):
+    bare = {k: v for k, v in summary(100).items() if k not in ("fallbacks", "failed_fallbacks")}
+    gate = fallback(tmp_path, [(1, {k: v for k, v in summary(0).items() if k not in ("fallbacks", "failed_fallbacks")})],
+                    bare)
+    assert (gate.status, gate.value) == (PASS, "0.00% (0 of 100)")
 
 
 def test_added_latency_without_observations_is_unknown(tmp_path):
@@ -216,10 +288,12 @@ def test_a_window_that_cannot_be_judged_is_unknown(tmp_path, samples, scrape, er
     error_gate, latency = window(tmp_path, samples, scrape, error=error)
     assert (error_gate.status, error_gate.value) == (INCONCLUSIVE, value)
     assert error_gate.reason.startswith(reason) and latency.status == INCONCLUSIVE
+    if value in ("unknown", "0 requests"):  # nothing to judge either gate on: both say why
+        assert (latency.value, latency.reason) == (value, error_gate.reason)
 
 
 def test_a_failed_scrape_falls_back_to_the_latest_sample(tmp_path):
-    samples = [(2, summary(0)), (1, summary(100, failed=5))]
+    samples = [(3, summary(0)), (2, summary(50, failed=1)), (1, summary(100, failed=5))]
     error_gate, _ = window(tmp_path, samples, None, error="refused")
     assert (error_gate.status, error_gate.value) == (FAIL, "5.00% (5 of 100)")
     assert error_gate.source == "/metrics/ + watch samples (latest sample: live scrape failed)"
@@ -233,7 +307,9 @@ def fallback(tmp_path, samples, scrape, *, drills: tuple[float, ...] = (), p: St
     ws = workspace(tmp_path, samples)
     for hours_ago in drills:
         QuotaLedger(tmp_path, clock=lambda h=hours_ago: NOW - h * H).record("glm", 200, fallbacks=True)
-    return g.fallback_gate(ws, p, AT_10, entered(100), scrape, error, scraped_at)
+    gate = g.fallback_gate(ws, p, AT_10, entered(100), scrape, error, scraped_at)
+    assert gate.name == "fallback rate"
+    return checked(gate, p=p)
 
 
 @pytest.mark.parametrize(("requests", "fell", "failed_fell", "drills", "status", "value"), [
@@ -246,6 +322,7 @@ def fallback(tmp_path, samples, scrape, *, drills: tuple[float, ...] = (), p: St
     (10, 0, 0, (), INCONCLUSIVE, "0.00% (0 of 10)"),
     (10, 2, 0, (), FAIL, "20.00% (2 of 10)"),  # 2 of at least 20 is over 5 %
     (10, 1, 0, (), INCONCLUSIVE, "10.00% (1 of 10)"),
+    (20, 1, 0, (), PASS, "5.00% (1 of 20)"),
 ])
 def test_fallback_rate_over_the_window_less_rollouts_own_drills(tmp_path, requests, fell, failed_fell, drills, status,
                                                                  value):
@@ -277,8 +354,10 @@ def test_a_fallback_window_that_cannot_be_judged_is_unknown(tmp_path, samples, s
 
 
 def test_the_fallback_gate_falls_back_to_the_latest_sample(tmp_path):
-    gate = fallback(tmp_path, [(2, summary(0)), (1, summary(100, fallbacks=10))], None)
-    assert (gate.status, gate.value) == (FAIL, "10.00% (10 of 100)")
+    samples = [(3, summary(0)), (2, summary(50, fallbacks=1)), (1, summary(100, fallbacks=10))]
+    # the drill 1.5 h ago is in the latest sample's counters; the one 0.5 h ago came after it
+    gate = fallback(tmp_path, samples, None, drills=(1.5, 0.5))
+    assert (gate.status, gate.value) == (FAIL, "9.00% (9 of 100)")
 
 
 # --- env/flags agreement ---------------------------------------------------------------
@@ -290,7 +369,7 @@ def test_the_fallback_gate_falls_back_to_the_latest_sample(tmp_path):
     (Stage(10, True, None, None, False), PASS, "env 10%, no flags file"),
 ])
 def test_env_and_flags_must_agree(stage, status, value):
-    gate = g.agreement_gate(stage)
+    gate = checked(g.agreement_gate(stage))
     assert (gate.name, gate.status, gate.value, gate.threshold) == ("env/flags agree", status, value, "equal")
     assert gate.reason == (f"drift: {stage.drift}" if status == FAIL else f"{value}: agree")
 
@@ -321,7 +400,7 @@ def by_name(gates: list[Gate]) -> dict[str, Gate]:
     (["healthy"] * 3 + ["quota-exhausted", "upstream-throttled"], PASS, INCONCLUSIVE),
 ])
 def test_health_gates(statuses, primary, healthy):
-    gates = by_name(g.health_gates(PLAN, health(*statuses), None))
+    gates = by_name(checked(*g.health_gates(PLAN, health(*statuses), None)))
     assert gates["gateway"].status == PASS and gates["gateway"].reason == "gateway http://gw: alive and ready"
     assert gates["primary model"].status == primary
     assert gates["healthy models"].status == healthy
@@ -350,8 +429,10 @@ def test_a_down_primary_never_hides_among_the_warnings():
 
 def test_without_a_health_check_every_health_gate_fails():
     gates = g.health_gates(PLAN, None, "gateway config unreadable")
-    assert [(x.name, x.status, x.value) for x in gates] == [
-        ("gateway", FAIL, "unknown"), ("primary model", FAIL, "unknown"), ("healthy models", FAIL, "unknown")]
+    assert [(x.name, x.status, x.value, x.threshold, x.source) for x in gates] == [
+        ("gateway", FAIL, "unknown", "healthy", "health check (fallbacks off)"),
+        ("primary model", FAIL, "unknown", "healthy", "health check (fallbacks off)"),
+        ("healthy models", FAIL, "unknown", ">= 4 of 5", "health check (fallbacks off)")]
     assert {x.reason for x in gates} == {"health check could not run: gateway config unreadable"}
     assert gates[2].threshold == ">= 4 of 5"
     off = g.health_gates(plan(gateway_healthy=False, primary_healthy=False), None, "x")
@@ -359,9 +440,12 @@ def test_without_a_health_check_every_health_gate_fails():
 
 
 def test_gateway_problem_and_missing_primary_fail():
-    gates = by_name(g.health_gates(PLAN, health(*["healthy"] * 5, problem="auth-error", primary=None), None))
+    gates = by_name(checked(*g.health_gates(PLAN, health(*["healthy"] * 5, problem="auth-error", primary=None), None)))
     assert (gates["gateway"].status, gates["gateway"].value) == (FAIL, "auth-error")
     assert gates["gateway"].reason == "gateway http://gw: auth-error (boom)"
+    quiet = health("healthy", problem="not-ready")
+    quiet.gateway.message = None
+    assert g.health_gates(PLAN, quiet, None)[0].reason == "gateway http://gw: not-ready"
     assert gates["primary model"].reason == "no primary model found in the gateway config"
     assert [x.name for x in g.health_gates(plan(gateway_healthy=False, primary_healthy=False), health("healthy"),
                                            None)] == ["healthy models"]
@@ -390,14 +474,21 @@ def smoke(*checks: tuple[str, str, str], cost: CostReport | None = None):
 def test_smoke_gate_rules():
     assert g.smoke_gate(None, "suite unreadable").status == FAIL
     assert g.smoke_gate(None, "suite unreadable").reason == "smoke could not run: suite unreadable"
-    passing = g.smoke_gate(smoke(("glm", "chat", "pass"), ("glm", "cost", "fail"), ("kimi", "chat", "not-verifiable")),
-                           None)
-    assert (passing.status, passing.value) == (PASS, "1 of 2 checks pass")
-    assert passing.warnings == ["kimi chat: not-verifiable (why)"] and passing.reason == "smoke: 1 of 2 checks pass"
-    failing = g.smoke_gate(smoke(("glm", "chat", "fail"), ("kimi", "chat", "inconclusive")), None)
+    assert checked(g.smoke_gate(None, "x")).value == "not run"
+    passing = checked(g.smoke_gate(smoke(("glm", "chat", "pass"), ("kimi", "chat", "pass"), ("glm", "cost", "fail"),
+                                         ("kimi", "tools", "not-verifiable")), None))
+    assert (passing.name, passing.status, passing.value) == ("smoke", PASS, "2 of 3 checks pass")
+    assert passing.warnings == ["kimi tools: not-verifiable (why)"] and passing.reason == "smoke: 2 of 3 checks pass"
+    failing = checked(g.smoke_gate(smoke(("glm", "chat", "fail"), ("kimi", "chat", "inconclusive"),
+                                         ("qwen", "chat", "not-verifiable")), None))
     assert (failing.status, failing.reason) == (FAIL, "smoke failed: glm chat: fail (why)")
-    unsure = g.smoke_gate(smoke(("glm", "chat", "pass"), ("kimi", "chat", "inconclusive")), None)
+    assert failing.warnings == ["qwen chat: not-verifiable (why)"] and failing.value == "0 of 3 checks pass"
+    unsure = checked(g.smoke_gate(smoke(("glm", "chat", "pass"), ("kimi", "chat", "inconclusive"),
+                                        ("qwen", "chat", "not-verifiable")), None))
     assert (unsure.status, unsure.reason) == (INCONCLUSIVE, "smoke inconclusive: kimi chat: inconclusive (why)")
+    assert unsure.warnings == ["qwen chat: not-verifiable (why)"]
+    bare = SimpleNamespace(checks=[CheckResult("glm", "chat", "fail"), CheckResult("kimi", "chat", "fail", "a; b")])
+    assert g.smoke_gate(bare, None).reason == "smoke failed: glm chat: fail; kimi chat: fail (a; b)"
 
 
 def test_smoke_failures_of_a_fallback_the_health_gates_allow_are_warnings():
@@ -411,6 +502,7 @@ def test_smoke_failures_of_a_fallback_the_health_gates_allow_are_warnings():
     assert g.smoke_gate(report, None, health("healthy", "healthy", "healthy", "down", "down"), PLAN).status == FAIL
     primary = smoke(("glm", "chat", "fail"))
     assert g.smoke_gate(primary, None, health("down", *["healthy"] * 4), PLAN).status == FAIL
+    assert g.smoke_gate(primary, None, allowed, PLAN).status == FAIL  # a fallback allowed does not excuse the primary
     assert g.smoke_gate(report, None, allowed).status == FAIL  # no plan: nothing tolerated
 
 
@@ -419,16 +511,17 @@ def costs(*models: ModelCost) -> CostReport:
 
 
 def test_cost_gate_rules():
-    assert g.cost_gate(smoke(), "no config").reason == "cost guard could not run: no config"
-    missing = g.cost_gate(None, None)
+    assert checked(g.cost_gate(smoke(), "no config")).reason == "cost guard could not run: no config"
+    missing = checked(g.cost_gate(None, None))
+    assert (missing.name, missing.value) == ("cost", "unknown")
     assert (missing.status, missing.reason) == (
         INCONCLUSIVE, "cost guard: no gateway config to read (gateway.config in rollout.yaml)")
     free = costs(ModelCost("a", "m", "free", True, verified=True), ModelCost("b", "m", "free", True))
-    gate = g.cost_gate(smoke(cost=free), None)
-    assert (gate.status, gate.value, gate.reason) == (PASS, "2 free (1 price-checked)", "cost: 2 free (1 price-checked)")
+    gate = checked(g.cost_gate(smoke(cost=free), None))
+    assert (gate.name, gate.status, gate.value, gate.reason) == ("cost", PASS, "2 free (1 price-checked)", "cost: 2 free (1 price-checked)")
     paid = costs(ModelCost("a", "m", "free", True), ModelCost("b", "m", "paid", True, reason="priced"))
-    gate = g.cost_gate(smoke(cost=paid), None)
-    assert (gate.status, gate.value, gate.reason) == (FAIL, "1 paid model(s)", "not free: b: priced")
+    gate = checked(g.cost_gate(smoke(cost=paid), None))
+    assert (gate.name, gate.status, gate.value, gate.reason) == ("cost", FAIL, "1 paid model(s)", "not free: b: priced")
     assert gate.threshold == "$0.00: free models only"
 
 
@@ -446,23 +539,26 @@ def catalog(*entries: ModelEntry, reachable: bool = True) -> CatalogReport:
 
 
 def test_catalog_gate_rules():
-    assert g.catalog_gate(None, PLAN, None, None).status == INCONCLUSIVE
-    unread = g.catalog_gate(catalog(reachable=False), PLAN, None, None)
+    unknown = checked(g.catalog_gate(None, PLAN, None, None))
+    assert (unknown.name, unknown.status, unknown.value, unknown.reason) == (
+        "catalog", INCONCLUSIVE, "unknown",
+        "catalog: no gateway config (gateway.config in rollout.yaml): which models it serves is unknown")
+    unread = checked(g.catalog_gate(catalog(reachable=False), PLAN, None, None))
     assert (unread.status, unread.reason) == (INCONCLUSIVE, "catalog cannot be read: http://or/models: refused")
     five = [entry(a) for a in ALIASES]
     assert g.catalog_gate(catalog(*five), PLAN, None, None).value == "5 of 5 fit"
     one_retired = catalog(*five[:4], entry("qwen", "retired"))
-    gate = g.catalog_gate(one_retired, PLAN, None, None)
-    assert (gate.status, gate.value) == (PASS, "4 of 5 fit")
+    gate = checked(g.catalog_gate(one_retired, PLAN, None, None))
+    assert (gate.name, gate.status, gate.value, gate.reason) == ("catalog", PASS, "4 of 5 fit", "catalog: 4 of 5 fit")
     assert gate.warnings == ["retired fallback qwen (x/qwen:free): qwen is retired; free replacements: y/new:free"
                              " (replace: rollout models --replace qwen NEW)"]
     two_retired = catalog(*five[:3], entry("kimi", "retired"), entry("qwen", "retired"))
-    gate = g.catalog_gate(two_retired, PLAN, None, None)
-    assert (gate.status, gate.value) == (FAIL, "3 of 5 fit")
+    gate = checked(g.catalog_gate(two_retired, PLAN, None, None))
+    assert (gate.name, gate.status, gate.value) == ("catalog", FAIL, "3 of 5 fit")
     assert gate.reason.startswith("catalog: only 3 of 5 models left (< 4): kimi (x/kimi:free)")
     retired_primary = catalog(entry("glm", "retired", "primary"), *five[1:])
     assert g.catalog_gate(retired_primary, PLAN, None, None).status == FAIL
-    not_free = g.catalog_gate(catalog(*five[:4], entry("qwen", "not-free")), PLAN, None, None)
+    not_free = checked(g.catalog_gate(catalog(*five[:4], entry("qwen", "not-free")), PLAN, None, None))
     assert (not_free.status, not_free.reason) == (
         FAIL, "catalog: qwen (x/qwen:free): qwen is not-free; free replacements: y/new:free")
 

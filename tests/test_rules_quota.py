@@ -107,9 +107,10 @@ def test_require_room_refuses_with_exit_3_saying_when_it_resets(tmp_path):
     with pytest.raises(QuotaRefused) as refused:
         require_room(ledger, settings, "report", 2)
     assert refused.value.exit_code == ExitCode.HOLD
-    assert str(refused.value).startswith(
+    assert str(refused.value) == (
         "refused: report would send 2 request(s); rollout has used 9 of its 10 today (20% of 50), 1 left;"
-        " the quota resets at 00:00 UTC (in 11h30m); wait for the reset")
+        " the quota resets at 00:00 UTC (in 11h30m); wait for the reset, narrow the run (--model), or raise"
+        " openrouter.rollout_share / openrouter.daily_limit in rollout.yaml")
 
 
 @pytest.mark.parametrize(("account", "exhausted"), [
@@ -164,3 +165,73 @@ def test_rollout_quota_exits_3_once_rollouts_share_is_spent(tmp_path):
     spent = world.cli("quota")
     assert spent.exit_code == 3, spent.output
     assert "rollout used 2 of its 2 requests today (20% of 10); 0 left" in spent.output
+
+
+def test_days_and_reset_times_are_utc_whatever_the_machines_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert (utc_day(NOON + 11 * 3600), clock_text(NOON + 11 * 3600)) == ("2026-03-05", "23:00 UTC")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_ledger_line_and_the_minute_window(tmp_path):
+    clock = Clock(NOON - 60.0004)
+    ledger = QuotaLedger(tmp_path, clock=clock)
+    ledger.record("m", 200)  # 60 s before the read: out of the last minute
+    clock.now = NOON - 59.5
+    ledger.record("m", None, fallbacks=True)
+    clock.now = NOON
+    path = tmp_path / "quota" / "2026-03-05.jsonl"
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"ts": round(NOON - 60.0004, 3), "model": "m", "status": 200},
+        {"ts": NOON - 59.5, "model": "m", "status": None, "fallbacks": True}]
+    assert ledger.usage().last_minute == 1
+
+
+def test_lines_without_a_time_count_as_used_but_never_as_recent(tmp_path):
+    (tmp_path / "quota").mkdir()
+    (tmp_path / "quota" / "2026-03-05.jsonl").write_text('{"model": "m"}\n')
+    ledger = ledger_at(tmp_path)
+    usage = ledger.usage()
+    assert (usage.used, usage.last_minute) == (1, 0)
+    (tmp_path / "quota" / "2026-03-05.jsonl").write_text('{"model": "m", "fallbacks": true}\n')
+    assert ledger.drills_since(NOON - 10) == 0 and ledger.drills_since(NOON - 10, NOON) == 0
+
+
+def test_drills_are_counted_over_every_day_kept(tmp_path):
+    clock = Clock(NOON - DAY_S)
+    ledger = QuotaLedger(tmp_path, clock=clock)
+    ledger.record("m", 200, fallbacks=True)
+    clock.now = NOON
+    ledger.record("m", 200, fallbacks=True)
+    assert ledger.drills_since(NOON - DAY_S) == 2 and ledger.drills_since(NOON - DAY_S + 1) == 1
+
+
+def test_json_shapes(tmp_path):
+    ledger = ledger_at(tmp_path)
+    ledger.record("m", 200)
+    found = forecast(ledger, QuotaSettings(50, 0.2), "smoke", 3)
+    reset = next_reset(NOON)
+    assert found.to_json() == {"command": "smoke", "planned": 3, "used": 1, "left": 9, "allowance": 10,
+                               "daily_limit": 50, "rollout_share": 0.2, "fits": True, "resets_at": "00:00 UTC",
+                               "reset_ts": reset}
+    usage = ledger.usage()
+    assert usage.to_json() == {"day": "2026-03-05", "used": 1, "last_minute": 1, "by_model": {"m": 1},
+                               "account": None, "reset_ts": reset}
+    assert QuotaPayload(QuotaSettings(50, 0.2), usage, "the-ledger").to_json() == {
+        "day": "2026-03-05", "daily_limit": 50, "rollout_share": 0.2, "allowance": 10, "used": 1, "left": 9,
+        "by_model": {"m": 1}, "per_minute": {"used": 1, "limit": PER_MINUTE_LIMIT}, "account": None,
+        "account_exhausted": False, "resets_at": "00:00 UTC", "reset_ts": reset, "ledger": "the-ledger"}
+
+
+def test_quota_status_names_its_ledger_and_the_accounts_own_limit(tmp_path):
+    QuotaLedger(tmp_path).record("m", 429, ratelimit={"limit": 1000, "remaining": 0})
+    result = quota_status(tmp_path, QuotaSettings(50, 0.2))
+    assert result.command == "quota"
+    assert result.payload.to_json()["ledger"] == str(tmp_path / "quota" / f"{result.payload.usage.day}.jsonl")
+    assert result.messages[1].startswith("OpenRouter free quota exhausted: 0 of 1000 left today")

@@ -141,3 +141,27 @@ def test_after_a_half_done_rollback_status_and_advance_see_the_larger_stage(tmp_
     assert gates["error rate"]["status"] == "inconclusive" and "metrics cannot be read" in gates["error rate"]["reason"]
     assert gates["soak"]["status"] != "skipped"
     assert world.snapshot() == before
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("LITELLM_ENABLED=maybe", "LITELLM_ENABLED='maybe' is not true/false; fix the file"),
+    ("LITELLM_ROLLOUT_PERCENTAGE=ten", "LITELLM_ROLLOUT_PERCENTAGE='ten' is not a whole number 0..100; fix the file"),
+])
+def test_status_names_the_env_file_whose_setting_is_not_understood(tmp_path, line, message):
+    world = make_world(tmp_path, 10)
+    with world.app.env_file.open("a") as env:
+        env.write(line + "\n")
+    result = world.cli("status")
+    assert result.exit_code == 2
+    assert result.output == f"rollout: error: {world.app.env_file}: {message}\n"
+
+
+def test_without_a_flags_file_the_env_file_alone_is_the_stage(tmp_path):
+    world = make_world(tmp_path, 10)
+    config = world.ws / "rollout.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if not line.lstrip().startswith(("flags_file:", "flags_format:", "flag_key:"))))
+    code, out = _status(world)
+    assert code == 0, out
+    assert out["stage"] == {"env_percentage": 10, "env_enabled": True, "flags_percentage": None, "flags_enabled": None,
+                            "has_flags_file": False, "percentage": 10, "drift": None}
