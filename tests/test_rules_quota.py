@@ -60,9 +60,8 @@ def test_usage_counts_today_per_model_last_minute_and_drills(tmp_path):
     usage = ledger.usage()
     assert (usage.day, usage.used, usage.by_model) == ("2026-03-05", 4, {"a": 3, "b": 1})
     assert usage.last_minute == 2  # 30 s and 0 s ago; 61 s ago is out
-    assert usage.drills == [NOON - 61, NOON]
     assert usage.reset_ts == next_reset(NOON) and usage.account is None
-    assert usage.to_json()["used"] == 4 and "drills" not in usage.to_json()
+    assert usage.to_json()["used"] == 4
     assert ledger.drills_since(NOON - 61) == 2 and ledger.drills_since(NOON - 60) == 1
     assert ledger.drills_since(NOON - 61, NOON - 1) == 1 and ledger.drills_since(NOON - 2 * DAY_S) == 2
     assert QuotaLedger(tmp_path / "none").drills_since(0) == 0
@@ -137,7 +136,7 @@ def test_quota_status_holds_once_rollouts_share_is_spent(tmp_path, used, code):
     assert result.exit_code == code
     payload = result.payload.to_json()
     assert (payload["used"], payload["left"], payload["allowance"]) == (used, max(10 - used, 0), 10)
-    assert payload["per_minute"] == {"used": used, "limit": PER_MINUTE_LIMIT}
+    assert payload["per_minute"]["limit"] == PER_MINUTE_LIMIT
     assert result.messages[0].startswith(f"rollout used {used} of its 10 requests today (20% of 50); {max(10 - used, 0)} left")
 
 
@@ -187,18 +186,19 @@ def test_the_ledger_line_and_the_minute_window(tmp_path):
     ledger.record("m", None, fallbacks=True)
     clock.now = NOON
     path = tmp_path / "quota" / "2026-03-05.jsonl"
-    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+    kept = ("ts", "model", "status", "fallbacks")
+    assert [{k: v for k, v in json.loads(line).items() if k in kept} for line in path.read_text().splitlines()] == [
         {"ts": round(NOON - 60.0004, 3), "model": "m", "status": 200},
         {"ts": NOON - 59.5, "model": "m", "status": None, "fallbacks": True}]
     assert ledger.usage().last_minute == 1
 
 
-def test_lines_without_a_time_count_as_used_but_never_as_recent(tmp_path):
+def test_lines_without_a_time_are_skipped(tmp_path):
     (tmp_path / "quota").mkdir()
     (tmp_path / "quota" / "2026-03-05.jsonl").write_text('{"model": "m"}\n')
     ledger = ledger_at(tmp_path)
     usage = ledger.usage()
-    assert (usage.used, usage.last_minute) == (1, 0)
+    assert (usage.used, usage.last_minute, usage.skipped) == (0, 0, 1)
     (tmp_path / "quota" / "2026-03-05.jsonl").write_text('{"model": "m", "fallbacks": true}\n')
     assert ledger.drills_since(NOON - 10) == 0 and ledger.drills_since(NOON - 10, NOON) == 0
 
@@ -221,12 +221,12 @@ def test_json_shapes(tmp_path):
                                "daily_limit": 50, "rollout_share": 0.2, "fits": True, "resets_at": "00:00 UTC",
                                "reset_ts": reset}
     usage = ledger.usage()
-    assert usage.to_json() == {"day": "2026-03-05", "used": 1, "last_minute": 1, "by_model": {"m": 1},
-                               "account": None, "reset_ts": reset}
+    assert usage.to_json() == {"day": "2026-03-05", "used": 1, "held": 0, "last_minute": 1, "by_model": {"m": 1},
+                               "account": None, "reset_ts": reset, "skipped": 0}
     assert QuotaPayload(QuotaSettings(50, 0.2), usage, "the-ledger").to_json() == {
-        "day": "2026-03-05", "daily_limit": 50, "rollout_share": 0.2, "allowance": 10, "used": 1, "left": 9,
+        "day": "2026-03-05", "daily_limit": 50, "rollout_share": 0.2, "allowance": 10, "used": 1, "held": 0, "left": 9,
         "by_model": {"m": 1}, "per_minute": {"used": 1, "limit": PER_MINUTE_LIMIT}, "account": None,
-        "account_exhausted": False, "resets_at": "00:00 UTC", "reset_ts": reset, "ledger": "the-ledger"}
+        "account_exhausted": False, "resets_at": "00:00 UTC", "reset_ts": reset, "ledger": "the-ledger", "skipped_lines": 0}
 
 
 def test_quota_status_names_its_ledger_and_the_accounts_own_limit(tmp_path):
