@@ -235,3 +235,48 @@ def test_quota_status_names_its_ledger_and_the_accounts_own_limit(tmp_path):
     assert result.command == "quota"
     assert result.payload.to_json()["ledger"] == str(tmp_path / "quota" / f"{result.payload.usage.day}.jsonl")
     assert result.messages[1].startswith("OpenRouter free quota exhausted: 0 of 1000 left today")
+
+
+def test_a_reservation_holds_rollouts_share_for_other_runs_until_released(tmp_path):
+    settings = QuotaSettings(50, 0.2)
+    first, second = ledger_at(tmp_path), ledger_at(tmp_path)
+    assert first.run != second.run
+    assert require_room(first, settings, "advance", 6).fits
+    assert (second.usage().held, second.usage().used) == (6, 0)
+    seen = forecast(second, settings, "smoke", 4)
+    assert (seen.used, seen.held, seen.fits, seen.left) == (6, 6, True, 4)
+    assert "rollout has used 6 (6 held by checks running now) of its 10 today" in seen.text
+    with pytest.raises(QuotaRefused):
+        require_room(second, settings, "smoke", 5)
+    assert second.reserved_day is None  # refused: nothing held for it
+    first.record("m", 200)  # a reserved request sent: spent, no longer held
+    assert (second.usage().held, second.usage().used) == (5, 1)
+    first.release()
+    assert (second.usage().held, first.reserved_day) == (0, None)
+    assert require_room(second, settings, "smoke", 9).fits
+
+
+def test_a_runs_own_reservation_counts_towards_what_it_plans(tmp_path):
+    settings = QuotaSettings(50, 0.2)
+    ledger = ledger_at(tmp_path)
+    require_room(ledger, settings, "advance", 3)
+    require_room(ledger, settings, "advance", 5)  # 3 already held: 2 more
+    lines = [json.loads(line) for line in (tmp_path / "quota" / "2026-03-05.jsonl").read_text().splitlines()]
+    assert [line["reserve"] for line in lines] == [3, 2] and {line["run"] for line in lines} == {ledger.run}
+    assert lines[0]["command"] == "advance" and lines[0]["writer"]["pid"] > 0
+    assert ledger_at(tmp_path).usage().held == 5
+    require_room(ledger, settings, "advance", 4)  # within what it holds: nothing written
+    assert len((tmp_path / "quota" / "2026-03-05.jsonl").read_text().splitlines()) == 2
+
+
+def test_quota_status_says_what_is_held_and_what_was_skipped(tmp_path):
+    settings = QuotaSettings(50, 0.2)
+    QuotaLedger(tmp_path).reserve(settings, "smoke", 3)
+    ledger = QuotaLedger(tmp_path)
+    with ledger.path(utc_day(ledger.clock())).open("a") as out:
+        out.write('{"ts": "noon", "model": "m"}\n')
+    result = quota_status(tmp_path, settings)
+    assert result.payload.to_json()["held"] == 3 and result.payload.left == 7
+    assert "3 more held by rollout checks running now" in result.messages
+    assert any(m.endswith("skipped 1 line(s) that are not ledger records (a torn write or a hand edit);"
+                          " they are not counted: check the file") for m in result.messages)
