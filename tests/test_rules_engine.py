@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
@@ -22,7 +23,7 @@ from rollout_cli.playbook.engine import (
 )
 from rollout_cli.playbook.model import Check, Outcome, PartialFailure, Playbook, Preview, Step
 
-CTX: Any = object()  # what the engine must hand every step; the fake steps below touch nothing else
+CTX: Any = SimpleNamespace()  # what the engine must hand every step (it sets the level's deadline, `ends`, on it)
 
 
 @dataclass
@@ -237,3 +238,4 @@ def test_each_step_and_level_is_timed(monkeypatch):
     monkeypatch.setattr(engine.time, "monotonic", lambda: next(ticks))
     (level,) = execute([book(1, Fake())], CTX)
     assert (level.steps[0].duration_s, level.duration_s) == (2.5, 20.0)
+    assert CTX.ends == 0.0 + 30.0  # steps that wait stop at the level's budget from its start

@@ -245,7 +245,7 @@ def test_a_stages_own_soak_bounds_its_window(tmp_path):
     ws = workspace(tmp_path, samples)
     error_gate, _ = g.window_gates(ws, short, AT_10, None, summary(300, failed=50), None)
     assert (error_gate.status, error_gate.value) == (PASS, "0.00% (0 of 200)")
-    gate = g.fallback_gate(ws, short, AT_10, None, summary(300, fallbacks=50), None)
+    gate = g.fallback_gate(ws, short, AT_10, None, summary(300, failed=50, fallbacks=50), None)
     assert (gate.status, gate.value) == (FAIL, "25.00% (50 of 200)")
 
 
