@@ -280,3 +280,13 @@ def test_quota_status_says_what_is_held_and_what_was_skipped(tmp_path):
     assert "3 more held by rollout checks running now" in result.messages
     assert any(m.endswith("skipped 1 line(s) that are not ledger records (a torn write or a hand edit);"
                           " they are not counted: check the file") for m in result.messages)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.0004, 0.0006, 0.0009])
+def test_a_request_just_recorded_is_in_the_last_minute(tmp_path, fraction):
+    # Read back within the same millisecond: a time rounded up would lie in the reader's future.
+    wall, mono = 1_764_000_000.0 + fraction, 5_000.0 + fraction
+    ledger = QuotaLedger(tmp_path, clock=lambda: wall, monotonic=lambda: mono)
+    ledger.record("glm-4.5-air", 200)
+    usage = ledger.usage()
+    assert (usage.used, usage.last_minute) == (1, 1)
