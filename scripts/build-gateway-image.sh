@@ -28,8 +28,19 @@ LOCK="$(cd "$(dirname "$0")/.." && pwd)/requirements.lock"
 LITELLM_SPEC="${LITELLM_SPEC:-litellm[proxy]}"
 PACKAGES=("${LITELLM_SPEC}" prometheus-client opentelemetry-sdk prisma)
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# What the image is built from: a different list or lock makes an existing image stale.
-BUILD_ID="$( { printf '%s\n' "${PACKAGES[@]}"; [ -z "${LOCK}" ] || cat "${LOCK}"; } | sha256sum | cut -c1-16)"
+# What the image is built from: the package list, and the lock's pins of the packages the image
+# holds (their names are in its label rollout.packages). A change to any of those makes an existing
+# image stale; a pin of a development tool (pytest plugins, mutmut, ...) never goes into the image
+# and must not rebuild (and retag under every other worktree) the image all the tests share.
+normalized_names() { tr ',' '\n' | tr 'A-Z' 'a-z' | sed 's/[_.]/-/g; /^$/d' | sort -u; }
+build_id() {  # $1: the image's package names, comma-separated
+    local names
+    names="$(printf '%s' "$1" | normalized_names)"
+    { printf '%s\n' "${PACKAGES[@]}"
+      [ -z "${LOCK}" ] || awk -F'==' 'NR==FNR {want[$0]=1; next}
+          {n=tolower($1); gsub(/[_.]/, "-", n); if (n in want) print}' <(printf '%s\n' "${names}") "${LOCK}"
+    } | sha256sum | cut -c1-16
+}
 T0=$SECONDS
 
 log() { echo "build-gateway-image: [$((SECONDS - T0))s] $*" >&2; }
@@ -41,6 +52,8 @@ die() { log "ERROR: $*"; exit 1; }
 
 if [ "${FORCE:-0}" != 1 ] && docker image inspect "${IMAGE}" >/dev/null 2>&1; then
     built="$(docker image inspect -f '{{ index .Config.Labels "rollout.build" }}' "${IMAGE}")"
+    names="$(docker image inspect -f '{{ index .Config.Labels "rollout.packages" }}' "${IMAGE}")"
+    BUILD_ID="$([ -n "${names}" ] && build_id "${names}" || echo none)"
     if [ "${built}" = "${BUILD_ID}" ]; then
         log "image ${IMAGE} already exists; reusing it (FORCE=1 to rebuild)"
         exit 0
@@ -139,6 +152,9 @@ chroot "${ROOTFS}" "${chroot_env[@]}" /opt/litellm/bin/pip install -q --no-cache
     || die "pip install failed inside the chroot"
 version="$(chroot "${ROOTFS}" "${chroot_env[@]}" /opt/litellm/bin/pip show litellm | awk '/^Version:/ {print $2}')"
 log "installed litellm ${version}"
+names="$(chroot "${ROOTFS}" "${chroot_env[@]}" /opt/litellm/bin/pip list --format=freeze | cut -d= -f1 \
+    | normalized_names | paste -sd, -)"
+BUILD_ID="$(build_id "${names}")"
 
 umount "${ROOTFS}/proc"
 # The host's CA and resolver belong to this machine, not to the image.
@@ -150,7 +166,7 @@ log "docker import as ${IMAGE}"
 tar -C "${ROOTFS}" -c . | docker import \
     -c 'ENTRYPOINT ["/opt/litellm/bin/litellm"]' \
     -c 'ENV LITELLM_LOCAL_MODEL_COST_MAP=True' \
-    -c "LABEL org.opencontainers.image.title=litellm org.opencontainers.image.version=${version} rollout.build=${BUILD_ID}" \
+    -c "LABEL org.opencontainers.image.title=litellm org.opencontainers.image.version=${version} rollout.build=${BUILD_ID} rollout.packages=${names}" \
     - "${IMAGE}" >/dev/null
 size="$(docker image inspect -f '{{.Size}}' "${IMAGE}")"
 log "built ${IMAGE} (litellm ${version}, $((size / 1000000)) MB) in $((SECONDS - T0))s"

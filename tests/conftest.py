@@ -1,7 +1,40 @@
-"""Shared fixtures. Docker-marked tests run against the real engine, never a mock."""
+"""Shared fixtures. Docker-marked tests run against the real engine, never a mock.
+
+The suite runs in parallel (`./scripts/test`: pytest-xdist, `-n 4`;
+`ROLLOUT_TEST_WORKERS=0` runs it serially). Every worker is a process of its own,
+and so are the other engineers' test runs on this machine. A test is safe there when:
+
+1. It writes only under its own `tmp_path` (or a `tmp_path_factory` folder), never in
+   the repo, the home folder or a fixed /tmp path. Per-worker temp roots come for free.
+2. Servers bind 127.0.0.1 port 0 (or `io.net.free_port()`), never a fixed port and never 4000.
+3. Containers, images and labels it creates carry a unique name (the sandbox names its
+   containers after its folder; otherwise `secrets.token_hex`), and it removes them.
+   It never creates a container literally named `litellm`: tests/test_rollback.py relies on
+   there being none. It never builds, tags or removes `rollout/litellm:local` (setup.sh builds
+   it once), never prunes, never stops a container it did not start.
+4. Assertions about the Docker engine or the process table filter by what the test itself
+   made (a name, a label, its sandbox folder), never count everything (`docker ps`, `ps`).
+5. The session `sandbox` (one per worker) is for tests that only read it, or that put back
+   what they changed before the next test (the `sb` fixture clears faults and counts).
+   A test that advances, rolls back, stops the gateway or edits the workspace takes a
+   sandbox of its own (`support.process_sandbox`, or a module fixture).
+6. A module whose tests share a module-scoped sandbox (or depend on their order) names
+   `xdist_group` (`pytestmark = pytest.mark.xdist_group("name")`): the scheduler below
+   then runs the whole module on one worker, in file order, so its sandbox starts once.
+7. No fixed sleeps to let something happen: wait on the condition itself, bounded
+   (`support.wait_until`: a counter, a file, a log line, a status). A sleep is only for a
+   quiet period the test asserts (e.g. "no request in the last second").
+8. A test (or a module kept on one worker) that takes half a minute or more is marked
+   `pytest.mark.slow(SECONDS)` with about how long it took in a parallel run: it starts first.
+9. A subprocess gets the environment it relies on explicitly; never assume a variable is unset
+   (an xdist worker sets COLUMNS and LINES; pytest_configure below takes them out again).
+10. No assertion on how long something took, nor on a rate a loaded machine may not reach
+   (speed belongs in benchmarks/): the workers share two cores with whatever else runs.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -10,6 +43,49 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "rollout-test/busybox:latest"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # An xdist worker starts with COLUMNS=80 and LINES=24 set, a serial run with neither: without
+        # them the `rollout` processes the tests start render (and wrap) as they do in a serial run.
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest work first, so no worker starts a minute-long test while the others run out of work:
+    tests marked `slow(SECONDS)` by those seconds (a module kept on one worker marks them for the
+    whole module), then the other modules kept on one worker (rule 6), then the rest; file order
+    kept within each (scripts/test passes --no-loadscope-reorder, so the scheduler keeps this order)."""
+    def rank(item: pytest.Item) -> tuple[int, float]:
+        slow = item.get_closest_marker("slow")
+        if slow:  # the longest first: the seconds it says, or its whole module's on one worker
+            return 0, -float(slow.args[0] if slow.args else 30)
+        return (1 if _one_worker_module(item.nodeid) else 2), 0.0
+
+    items.sort(key=rank)
+
+
+@functools.cache
+def _one_worker_module(nodeid: str) -> bool:
+    """Whether the test's module names `xdist_group` (rule 6): then all its tests run on one worker."""
+    module = REPO_ROOT / nodeid.split("::", 1)[0]
+    return module.suffix == ".py" and "xdist_group" in module.read_text()
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    """loadgroup, made to work: xdist 3.8 groups by a suffix it writes into `item._nodeid`, which
+    pytest 9.2 no longer reads, so `xdist_group` alone would spread a module's tests (and start its
+    module sandbox on every worker). Here a module that names `xdist_group` is one unit, whole, on
+    one worker, in file order; every other test is a unit of its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesKeptTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid.split("::", 1)[0] if _one_worker_module(nodeid) else nodeid
+
+    return ModulesKeptTogether(config, log)
 
 
 @pytest.fixture(scope="session")

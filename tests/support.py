@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from typer.testing import CliRunner
 
@@ -17,6 +19,7 @@ from rollout_cli.sandbox.sample_app import SampleApp, git, workspace_yaml, write
 # Where a test world's gateway is: a port nothing listens on (binding it needs root, and no sandbox picks it),
 # so level 1's traffic check meets a refused connection, never another helper's or a developer's gateway on :4000.
 NO_GATEWAY = "http://127.0.0.1:9"
+T = TypeVar("T")
 ALIASES = ["glm-4.5-air", "deepseek-chat-v3.1", "minimax-m2", "kimi-k2", "qwen3-coder"]
 
 
@@ -49,6 +52,18 @@ class World:
 def rollout(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     # wide enough that rich never wraps a line the tests look for
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **(env or {})}, catch_exceptions=False)
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, poll: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
+        time.sleep(poll)
 
 
 def plausible_share(through: int, total: int, percentage: int) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import NO_GATEWAY, make_world
+from support import NO_GATEWAY, make_world, wait_until
 
 LEVEL_1_WITH_RELOAD = "kind: rollback\nlevel: 1\nbudget: 30s\nsteps:\n  - type: flag.set\n    percentage: 0\n" \
                       "  - type: app.reload\n    timeout: 5s\n"
@@ -32,11 +32,13 @@ def with_reload(world, reload: str, book: str = LEVEL_1_WITH_RELOAD) -> None:  #
 
 def hup_recorder(seen: Path) -> subprocess.Popen:  # type: ignore[type-arg]
     """A process that writes "HUP" to `seen` on SIGHUP, for a minute; returned once its handler is in place."""
+    ready = seen.with_name(seen.name + ".ready")
     child = subprocess.Popen([sys.executable, "-c", (
         "import signal, time, pathlib\n"
         f"signal.signal(signal.SIGHUP, lambda *_: pathlib.Path({str(seen)!r}).write_text('HUP'))\n"
+        f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
         "time.sleep(60)\n")])
-    time.sleep(0.5)
+    wait_until(ready.exists, 30, "the child's SIGHUP handler")
     return child
 
 

@@ -17,7 +17,10 @@ import pytest
 from rollout_cli.sandbox.app import AppControl, app_container_name, load_app
 from rollout_cli.sandbox.sample_app import flagd_text
 from rollout_cli.simulator import GATEWAY_ALIASES
-from support import process_sandbox, rollout
+from support import process_sandbox, rollout, wait_until
+
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
+pytestmark = [pytest.mark.xdist_group("test_effects_traffic"), pytest.mark.slow(140)]
 
 RUNTIMES = [pytest.param("process", id="process"), pytest.param("docker", id="docker", marks=pytest.mark.docker)]
 STOP_TIMES: dict[str, float] = {}
@@ -55,6 +58,10 @@ def start_app(box, runtime: str, *extra: str) -> AppControl:  # type: ignore[no-
     record = load_app(box.root)
     assert record is not None
     return AppControl(record.url)
+
+
+def through_gateway(control: AppControl) -> bool:
+    return any(r["path"] == "gateway" for r in control.requests(0))
 
 
 def load(control: AppControl, rps: float, seconds: float) -> None:
@@ -100,8 +107,7 @@ def test_rollback_level_1_stops_the_apps_gateway_traffic_and_says_when(box, runt
     control = start_app(box, runtime)
     load(control, 25, 60)
     try:
-        time.sleep(3)
-        assert any(r["path"] == "gateway" for r in control.requests(0)), "no gateway traffic at 10% to stop"
+        wait_until(lambda: through_gateway(control), 30, "the app's first request through the gateway at 10%")
         clicked = time.time()
         result = cli(box, "rollback", "--level", "1", "--yes", "--reason", "effects test", "--json")
         assert result.exit_code == 0, result.output
@@ -158,7 +164,7 @@ def test_an_app_that_ignores_its_files_makes_level_1_fail_with_the_reload_hint(b
     config = box.root / "rollout.yaml"
     original = config.read_text()
     try:
-        time.sleep(2)
+        wait_until(lambda: through_gateway(control), 30, "the app's first request through the gateway at 10%")
         result = cli(box, "rollback", "--level", "1", "--yes", "--reason", "frozen app", "--json")
         assert result.exit_code == 1, result.output
         traffic = {s["type"]: s for s in json.loads(result.stdout)["levels"][0]["steps"]}["verify.traffic"]

@@ -56,6 +56,7 @@ def test_level_1_on_hard_linked_files_says_in_place_and_the_link_sees_0(tmp_path
     assert flags_link.read_text() == flagd_text(0)
 
 
+@pytest.mark.slow(20)
 def test_kill_9_in_the_middle_of_an_in_place_rollback_leaves_a_whole_file_after_the_next_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

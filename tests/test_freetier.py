@@ -13,16 +13,18 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rollout_cli.gateway.api import GatewayClient
-from support import rollout
+from support import rollout, wait_until
 from test_json_contract import valid
 
-pytestmark = pytest.mark.gateway
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_freetier"), pytest.mark.slow(150)]
 
 PRIMARY = "glm-4.5-air"
 
@@ -208,17 +210,19 @@ def test_broken_primary_in_the_gateways_cooldown_is_still_no_go(sb: Any) -> None
     """App traffic keeps a malformed primary cooled down; the check's 429 is judged by its cause."""
     sb.admin.set_fault(PRIMARY, mode="malformed")
     stop = threading.Event()
+    answers: list[int] = []
 
     def app_traffic() -> None:
         with GatewayClient(sb.gateway_url, sb.master_key, 30.0, user_agent="sample-app/1.0") as app:
             while not stop.is_set():
-                app.complete(PRIMARY, "hello")  # fallbacks on, as the app sends it
+                answers.append(app.complete(PRIMARY, "hello").status)  # fallbacks on, as the app sends it
                 stop.wait(0.2)
 
     sender = threading.Thread(target=app_traffic, daemon=True)
     sender.start()
     try:
-        time.sleep(2.0)
+        # each app request failed on the primary first: past allowed_fails (3) the gateway cools it down
+        wait_until(lambda: len(answers) >= 4, 30, "four app requests, each failing on the primary first")
         health = cli(sb, "health", "--model", PRIMARY, code=1)
         data = advance(sb, 1)
     finally:
@@ -369,7 +373,10 @@ def test_fallback_rate_sees_a_dead_primary_its_fallbacks_hide(sb: Any) -> None:
             assert gate(data, "fallback rate")["status"] == "inconclusive"
             assert gate(data, "fallback rate")["reason"].startswith("only 5 requests in the window (< 20)")
             sb.admin.set_fault(PRIMARY, status=500)
-            served = [app.complete(PRIMARY, "hello") for _ in range(25)]
+            # at once, as an app's users would: each one waits out the primary's retries and back-off
+            # (seconds) before its fallback answers, so one after another would take minutes
+            with ThreadPoolExecutor(max_workers=25) as users:
+                served = list(users.map(lambda _: app.complete(PRIMARY, "hello"), range(25)))
         assert {s.served_by for s in served} == {"deepseek-chat-v3.1"} and {s.status for s in served} == {200}
         sb.admin.clear()
         data = cli(sb, "report", code=1)

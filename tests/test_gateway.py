@@ -15,7 +15,8 @@ from rollout_cli.gateway.runtime import PROCESS_RECORD, GatewayProcess
 from rollout_cli.sandbox.state import LABEL, load_state, sandbox_id
 from support import rollout
 
-pytestmark = pytest.mark.gateway
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway"), pytest.mark.slow(220)]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -260,7 +261,8 @@ def test_compose_service_found_by_its_label_with_the_production_config(docker_en
                 f"app: {{env_file: .env}}\ngateway:\n  url: http://127.0.0.1:{port}\n"
                 f"  master_key_env: TEST_COMPOSE_KEY\n  container: {service_name}\n"
             )
-            waited = gw(tmp_path, "wait", "--timeout", "90")
+            # 180 s: the production healthcheck and a cold LiteLLM start, on two cores shared with the other workers
+            waited = gw(tmp_path, "wait", "--timeout", "180")
             assert waited.exit_code == 0, waited.output
             data = json.loads(gw(tmp_path, "status", "--json").stdout)
             assert data["runtime"] == "docker" and data["state"]["name"] == name
@@ -271,7 +273,7 @@ def test_compose_service_found_by_its_label_with_the_production_config(docker_en
                 assert (seen.status, seen.served_by, seen.content) == (200, "kimi-k2", "pong"), seen
                 assert client.metrics().count("litellm_") > 10  # the prometheus callback is on
 
-            restarted = gw(tmp_path, "restart", "--timeout", "90")
+            restarted = gw(tmp_path, "restart", "--timeout", "180")
             assert restarted.exit_code == 0, restarted.output
             assert f"restarted {service_name}" in restarted.output
         finally:

@@ -20,7 +20,7 @@ import pytest
 from rollout_cli.sandbox.app import AppControl, app_container_name, load_app
 from rollout_cli.sandbox.sample_app import flagd_text
 from rollout_cli.simulator import GATEWAY_ALIASES
-from support import make_world, process_sandbox, rollout
+from support import make_world, process_sandbox, rollout, wait_until
 from test_effects_config import LEVEL_1_WITH_RELOAD, hup_recorder, with_reload
 
 SERVICE_LABEL = "com.docker.compose.service"
@@ -296,11 +296,14 @@ def gateway_requests_pass(control: AppControl) -> None:
     control.requests(0)
     since = time.time()
     load(control, 10, 2)
-    time.sleep(2.5)
-    through = [r for r in control.requests(since) if r["path"] == "gateway"]
-    assert through and all(r["status"] == 200 for r in through), through[:3]  # the key reached the app
+    # waited for, not slept on: a container just started on a busy machine may take seconds to send
+    through = wait_until(lambda: [r for r in control.requests(since) if r["path"] == "gateway"], 30,
+                         "the app's first requests through the gateway")
+    assert all(r["status"] == 200 for r in through), through[:3]  # the key reached the app
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
+@pytest.mark.slow(50)
 @pytest.mark.docker
 def test_the_sample_apps_container_has_no_master_key_in_its_environment(box, docker_engine):
     """The key reaches the app as a read-only file: the sandbox's key file, or a 0600 copy when it is not in one."""
@@ -330,6 +333,8 @@ def test_the_sample_apps_container_has_no_master_key_in_its_environment(box, doc
         write_stage(box, 0, in_place=True)
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
+@pytest.mark.slow(50)
 @pytest.mark.docker
 def test_level_1_reaches_a_paused_app_container_through_its_bind_mounts(box, docker_engine):
     write_stage(box, 10, in_place=True)
@@ -354,6 +359,8 @@ def test_level_1_reaches_a_paused_app_container_through_its_bind_mounts(box, doc
     assert control.status()["env"]["LITELLM_ROLLOUT_PERCENTAGE"] == "0"
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
+@pytest.mark.slow(50)
 @pytest.mark.docker
 def test_status_fails_when_the_app_still_sends_traffic_through_the_gateway_at_0(box):
     write_stage(box, 50, in_place=True)
@@ -376,6 +383,8 @@ def test_status_fails_when_the_app_still_sends_traffic_through_the_gateway_at_0(
     assert quiet.exit_code == 0, quiet.output  # no app traffic at 0 %: nothing to flag
 
 
+@pytest.mark.xdist_group("test_hardening_container")  # its module sandbox, started once (conftest rule 6)
+@pytest.mark.slow(50)
 def test_signal_reload_by_pid_file_still_reaches_the_real_sample_app(box):
     """The sandbox's own pid file passes the identity check (the app writes it after it starts)."""
     write_stage(box, 0, in_place=True)

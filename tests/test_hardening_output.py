@@ -307,6 +307,7 @@ def test_compose_file_loads_with_compose_v1_and_names_no_project(tmp_path: Path)
 # --- item 21: sandbox status with the engine gone --------------------------------------------
 
 
+@pytest.mark.slow(45)
 @pytest.mark.docker
 def test_sandbox_status_with_the_docker_engine_unreachable_says_so(tmp_path: Path) -> None:
     root = tmp_path / "sb"

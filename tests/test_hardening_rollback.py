@@ -538,6 +538,31 @@ def test_git_runs_no_fsmonitor_and_no_hooks_from_the_app_repo(world, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ran")) == []
 
 
+def test_read_only_commands_run_no_git_filter_the_app_repo_defines(world, tmp_path):
+    """A `.gitattributes` naming a clean/smudge filter that the repo's own `.git/config` defines:
+    git would run it whenever it hashes a work-tree file whose stat changed. No read-only command may."""
+    marker = tmp_path / "filter-ran"
+    repo = world.app.repo
+    (repo / ".gitattributes").write_text("*.ts filter=evil\n")
+    git(repo, "add", ".gitattributes")
+    git(repo, "commit", "-q", "-m", "attributes")
+    for kind in ("clean", "smudge"):
+        git(repo, "config", f"filter.evil.{kind}", f"touch {marker}-{kind}; cat")
+    git(repo, "config", "filter.evil.required", "true")
+    index = (repo / ".git" / "index").read_bytes()
+    for path in repo.rglob("*.ts"):  # a new mtime: git must read (and would clean) the content again
+        os.utime(path, (time.time() + 5, time.time() + 5))
+    for args in (("report", "--json"), ("status",), ("history",), ("rollback", "--level", "4", "--drill"),
+                 ("rollback", "--level", "4", "--dry-run"), ("advance", "--dry-run")):
+        result = world.cli(*args)
+        assert "Traceback" not in result.output, args
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("filter-ran")) == [], args
+    assert (repo / ".git" / "index").read_bytes() == index  # nor did git status refresh the index
+    # The drill still sees a clean tree: the filter is `cat`, so the content is what HEAD has.
+    drill = world.cli("rollback", "--level", "4", "--drill", "--json")
+    assert "git tree clean" in drill.stdout
+
+
 def test_a_git_dir_given_as_the_app_repo_is_refused_and_runs_nothing(world, tmp_path):
     marker = tmp_path / "ran"
     planted = tmp_path / "planted"

@@ -364,6 +364,7 @@ def _size(path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow(60)
 def test_thirty_kill_9s_leave_no_temp_file_with_secrets(tmp_path: Path, journals: Path) -> None:
     """SIGKILL `rollback --level 1` 30 times, alternately while it writes its journal's temp file and mid-rewrite.
 

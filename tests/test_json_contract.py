@@ -20,7 +20,8 @@ from rollout_cli.core.result import SCHEMA_VERSION
 from rollout_cli.schemas import load_schema, published
 from support import rollout
 
-pytestmark = pytest.mark.gateway
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_json_contract"), pytest.mark.slow(120)]
 
 
 def _leaf_commands() -> list[str]:

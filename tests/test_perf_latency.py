@@ -61,6 +61,20 @@ def test_a_failed_half_drops_the_pair_and_is_counted() -> None:
     assert seen.added_ms == [7.0, 7.0]
 
 
+def test_failed_pairs_in_a_row_give_up_and_a_success_resets_the_count() -> None:
+    gateway_answers = iter([None, None, 12.0, None, None, None, 12.0])
+    sent: list[str] = []
+
+    def gateway() -> float | None:
+        sent.append("g")
+        return next(gateway_answers)
+
+    seen = measure_pairs(lambda: 5.0, gateway, pairs=20, warmup=1, give_up_after=3)
+    assert seen.gave_up and len(sent) == 6  # two failures, a success, then three failures in a row
+    assert seen.failed == 4 and seen.pairs == 1  # the first failure was the warm-up pair
+    assert not measure_pairs(lambda: 5.0, lambda: 12.0, pairs=5, warmup=0, give_up_after=1).gave_up
+
+
 def test_concurrent_workers_send_exactly_the_pairs_asked_for() -> None:
     lock = threading.Lock()
     sent = {"d": 0, "g": 0}

@@ -60,6 +60,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield info
 
 
+@pytest.mark.xdist_group("test_quota_ledger")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.gateway
 def test_four_health_runs_started_together_never_spend_past_the_share(box: Any) -> None:
     config = box.root / "rollout.yaml"
@@ -84,6 +85,7 @@ def test_four_health_runs_started_together_never_spend_past_the_share(box: Any) 
         config.write_text(original)
 
 
+@pytest.mark.xdist_group("test_quota_ledger")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.gateway
 def test_a_killed_runs_reservation_goes_back_to_the_share(box: Any) -> None:
     path = ledger(box.root)
@@ -191,6 +193,7 @@ def test_last_minute_counts_the_requests_sent_just_before_midnight_utc(tmp_path:
     assert shown["per_minute"]["used"] == 1  # ...the per-minute limit does not
 
 
+@pytest.mark.xdist_group("test_quota_ledger")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.gateway
 def test_checks_that_spend_the_quota_read_past_malformed_ledger_lines(box: Any) -> None:
     path = ledger(box.root)

@@ -180,6 +180,7 @@ def test_level_3_kills_a_container_that_ignores_sigterm(tmp_path, docker_engine,
     assert level3["within_budget"] is True
 
 
+@pytest.mark.slow(70)
 @pytest.mark.docker
 def test_level_3_on_the_sandbox_real_litellm_container(tmp_path, docker_engine):
     """`rollout sandbox up --runtime docker`: level 3 stops the real LiteLLM container, seen by the engine."""

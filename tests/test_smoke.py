@@ -324,6 +324,7 @@ def test_every_fallback_down_fails_the_drill_through_the_real_gateway(sb):
     assert drill["detail"].startswith("fallback from glm-4.5-air failed: HTTP 500 ")
 
 
+@pytest.mark.slow(35)
 def test_a_gateway_that_refuses_mock_fallbacks_makes_the_run_inconclusive(tmp_path):
     """The real proxy without dangerously_allow_mock_testing_request_params: the drill cannot be
     verified (never passed), so the run is inconclusive (exit 3), in JSON, Markdown and JUnit."""

@@ -24,6 +24,9 @@ from rollout_cli.sandbox import world as sandbox_world
 from rollout_cli.sandbox.state import load_state
 from support import plausible_share, rollout
 
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
+pytestmark = [pytest.mark.xdist_group("test_stages"), pytest.mark.slow(190)]
+
 # Generous enough for this shared 2-core machine (the real proxy adds tens of ms);
 # the NO-GO latency test uses a tight one instead. Everything else is the shipped plan.
 PLAN = "kind: rollout\nstages: [10, 50, 100]\nsoak: 48h\ngates: {{max_added_latency_p95_ms: {latency}}}\n"
@@ -150,7 +153,12 @@ def test_error_rate_over_the_limit_is_no_go_and_nothing_written(stage_sandbox):
     watch_once(root)
     # qwen3-coder is the end of the fallback chain: through the gateway its 500s reach the app
     assert cli(root, "sandbox", "fault", "qwen3-coder", "--status", "500").exit_code == 0
-    sent = send_traffic(root, 50, 6, "--model", "qwen3-coder")
+    traffic = cli(root, "sandbox", "traffic", "--rps", "50", "--duration", "6", "--model", "qwen3-coder", "--json")
+    sent = json.loads(traffic.stdout)
+    # the added-latency pairs after the traffic fail too: three in a row, and the rest are not sent
+    assert ("the gateway's added latency was not measured: 3 paired requests in a row failed "
+            "(a fault on qwen3-coder?), so the other pairs were not sent") in sent.get("messages", []) or \
+        "3 paired requests in a row failed" in traffic.output, traffic.output
     assert cli(root, "sandbox", "fault", "--clear").exit_code == 0
     through = sent["paths"]["gateway"]["requests"]
     assert through > 0 and sent["paths"]["gateway"]["failed"] == through

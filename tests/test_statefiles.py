@@ -147,6 +147,7 @@ WRITER_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow(40)
 @pytest.mark.timeout(120)
 def test_readers_never_see_a_partial_file_while_writer_is_sigkilled(tmp_path: Path) -> None:
     # 256 KiB each, so a torn (non-atomic) write would be visible as a mix or a truncation.

@@ -14,6 +14,7 @@ from support import plausible_share
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow(160)
 @pytest.mark.docker
 def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
     proc = subprocess.run(

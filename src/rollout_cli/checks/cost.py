@@ -64,8 +64,8 @@ class CostReport:
 
 def catalog_urls(topology: Topology) -> list[str]:
     """The `/models` URLs the guard will read: one per distinct OpenRouter api_base."""
-    bases = [_base(m) for m in topology.models if m.provider == "openrouter"]
-    return [f"{base.rstrip('/')}/models" for base in dict.fromkeys(bases)]
+    bases = [_base(m).rstrip("/") for m in topology.models if m.provider == "openrouter"]
+    return [f"{base}/models" for base in dict.fromkeys(bases)]
 
 
 def check_cost(topology: Topology, *, fetch: bool = True, timeout: float = CATALOG_TIMEOUT_S) -> CostReport:

@@ -33,7 +33,7 @@ from rollout_cli.checks.classify import (
     explain_cooldowns,
 )
 from rollout_cli.checks.evidence import Evidence
-from rollout_cli.checks.preflight import GatewayState, known_aliases, select_models
+from rollout_cli.checks.preflight import NO_MODELS, GatewayState, known_aliases, select_models
 from rollout_cli.core.quota import require_room
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
@@ -109,11 +109,16 @@ class HealthReport:
         """unreachable | auth-error | failing | inconclusive | healthy."""
         if self.gateway.problem in ("unreachable", "auth-error"):
             return self.gateway.problem
-        if self.gateway.problem or any(m.failing for m in self.models):
+        if self.gateway.problem or self.no_models or any(m.failing for m in self.models):
             return "failing"
         if any(m.inconclusive for m in self.models):
             return "inconclusive"
         return "healthy"
+
+    @property
+    def no_models(self) -> bool:
+        """The gateway answered, and there was not one model to check."""
+        return self.gateway.problem is None and not self.models
 
     @property
     def exit_code(self) -> ExitCode:
@@ -129,6 +134,8 @@ class HealthReport:
         lines = [self.gateway.message] if self.gateway.message else []
         if self.gateway.problem in ("unreachable", "auth-error"):
             return lines  # one cause, said once
+        if self.no_models:
+            lines.append(NO_MODELS)
         for m in self.models:
             if m.failing or m.inconclusive:
                 lines.append(f"{m.alias}: {m.status} ({m.error_class}): {m.message or ''}".rstrip(": "))

@@ -51,6 +51,7 @@ class PairedLatency:
     gateway_ms: list[float] = field(default_factory=list)
     warmup: int = 0
     failed: int = 0
+    gave_up: bool = False  # stopped after `give_up_after` failed pairs in a row
 
     @property
     def pairs(self) -> int:
@@ -78,22 +79,27 @@ class PairedLatency:
         }
 
 
-def measure_pairs(direct: Send, gateway: Send, *, pairs: int, concurrency: int = 1, warmup: int = 5) -> PairedLatency:
+def measure_pairs(direct: Send, gateway: Send, *, pairs: int, concurrency: int = 1, warmup: int = 5,
+                  give_up_after: int | None = None) -> PairedLatency:
     """Send `warmup` + `pairs` interleaved pairs with `concurrency` workers; count the last `pairs`.
 
     A pair where either request failed is counted in `failed` and left out of
     the figures (a failure's time says nothing about the path's latency).
+    `give_up_after` failed pairs in a row (warm-up included) stop the run: a
+    path that keeps failing (a fault, retries with back-off) would otherwise
+    hold the caller for every remaining pair.
     """
     if pairs < 1 or concurrency < 1 or warmup < 0:
         raise ValueError(f"pairs {pairs}, concurrency {concurrency}, warmup {warmup}: need pairs, concurrency >= 1")
     result = PairedLatency(concurrency, warmup=warmup)
     lock = threading.Lock()
     issued = 0
+    failing = 0  # failed pairs in a row
 
     def next_index() -> int | None:
         nonlocal issued
         with lock:
-            if issued >= warmup + pairs:
+            if issued >= warmup + pairs or result.gave_up:
                 return None
             issued += 1
             return issued - 1
@@ -105,6 +111,11 @@ def measure_pairs(direct: Send, gateway: Send, *, pairs: int, concurrency: int =
                 d, g = direct(), gateway()
             else:
                 g, d = gateway(), direct()
+            nonlocal failing
+            with lock:
+                failing = failing + 1 if d is None or g is None else 0
+                if give_up_after is not None and failing >= give_up_after:
+                    result.gave_up = True
             if index < warmup:
                 continue
             with lock:
@@ -136,6 +147,7 @@ def completion_sender(client: GatewayClient, model: str, prompt: str = PROBE_PRO
 def measure_gateway(
     gateway: GatewayClient, direct: GatewayClient, alias: str, upstream_id: str,
     *, pairs: int, concurrency: int = 1, warmup: int = 5, prompt: str = PROBE_PROMPT,
+    give_up_after: int | None = None,
 ) -> PairedLatency:
     """Paired completions: `alias` through the gateway against `upstream_id` straight to the upstream.
 
@@ -146,7 +158,7 @@ def measure_gateway(
     return measure_pairs(
         completion_sender(direct, upstream_id, prompt),
         completion_sender(gateway, alias, prompt),
-        pairs=pairs, concurrency=concurrency, warmup=warmup,
+        pairs=pairs, concurrency=concurrency, warmup=warmup, give_up_after=give_up_after,
     )
 
 

@@ -89,6 +89,10 @@ def check_gateway(client: GatewayClient, config: GatewayConfig) -> GatewayState:
     return state
 
 
+# A gateway that is up but lists no model (an empty /v1/models): every check that needs one says so.
+NO_MODELS = "the gateway serves no models"
+
+
 def known_aliases(topology: Topology | None, state: GatewayState | None = None) -> list[str]:
     """The aliases checks may name: the gateway config's, else what the gateway serves."""
     if topology is not None:

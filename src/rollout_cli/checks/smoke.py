@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from rollout_cli.checks.cost import CostReport, catalog_urls, check_cost
 from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.junit import smoke_junit_xml
 from rollout_cli.checks.markdown import smoke_markdown
-from rollout_cli.checks.preflight import GatewayState, known_aliases, select_models
+from rollout_cli.checks.preflight import NO_MODELS, GatewayState, known_aliases, select_models
 from rollout_cli.checks.suite import Suite, evaluate, load_suite, suite_path
 from rollout_cli.core.quota import Forecast, QuotaLedger, forecast, require_room
 from rollout_cli.core.result import Result
@@ -196,8 +196,10 @@ def prepare(
     """Validate the suite, the gateway config and --model, and plan the requests; sends nothing."""
     suite = load_suite(suite_path(suite_file, ws.playbooks))
     topology = topology if topology is not None else load_topology(ws.gateway.config)
-    source = f"gateway config {topology.source}" if topology else "the default model list"
-    selected = select_models(models, known_aliases(topology), source)
+    if topology is None:  # no gateway config: the models are the gateway's, checked once it answered
+        selected = list(dict.fromkeys(models or []))
+    else:
+        selected = select_models(models, known_aliases(topology), f"gateway config {topology.source}")
     drill = None
     if suite.drill.enabled and topology is not None and topology.primary in selected:
         drill = {"model": topology.primary, "expected": topology.next_in_chain(topology.primary), "requests": 1}
@@ -250,6 +252,9 @@ def run_smoke(
         cost_thread.start()
     try:
         state = evidence.gateway()
+        if topology is None and state.usable:
+            served = select_models(models, known_aliases(None, state), f"gateway {ws.gateway.url}")
+            plan = replace(plan, models=served, per_model={alias: len(suite.cases) for alias in served})
         if state.usable:
             require_room(evidence.ledger, ws.openrouter, "smoke", plan.completions)  # exit 3 past rollout's share
         budget = RequestBudget(evidence.client, cap=max_requests, planned=plan.completions, shared=evidence.answers)
@@ -261,9 +266,12 @@ def run_smoke(
             drill = plan.drill
             if drill:
                 jobs.append(lambda: [_run_drill(budget, suite, drill)])
-            with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="smoke") as pool:
-                for found in pool.map(lambda job: job(), jobs):
-                    checks.extend(found)
+            if not plan.models:
+                checks.append(CheckResult("gateway", "models", FAIL, NO_MODELS))
+            if jobs:
+                with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="smoke") as pool:
+                    for found in pool.map(lambda job: job(), jobs):
+                        checks.extend(found)
             _drill_by_its_fallback(checks, drill)
         else:
             for alias in plan.models:

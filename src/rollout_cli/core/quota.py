@@ -146,6 +146,11 @@ def _running(reservation: dict[str, Any], here: ProcessIdentity, now: float) -> 
     return ProcessRecord(writer.pid, writer.start_ticks, (), "", 0.0).alive()
 
 
+def _to_ms(seconds: float) -> float:
+    """Down to the millisecond: rounded up, a request read back within half a millisecond would be in the future."""
+    return math.floor(seconds * 1000) / 1000
+
+
 def _recent(entry: dict[str, Any], now: float, mono: float, boot: str | None) -> bool:
     """Sent in the last minute: by the monotonic clock when written in this boot, so a step of the wall
     clock (NTP, a VM resumed) neither hides a request nor keeps an old one counted."""
@@ -203,8 +208,8 @@ class QuotaLedger:
                ratelimit: dict[str, int] | None = None) -> None:
         """Count one completion sent upstream (through the gateway) by rollout itself."""
         now = self.clock()
-        entry: dict[str, Any] = {"ts": round(now, 3), "model": model, "status": status, "run": self.run,
-                                 "mono": round(self._mono(), 3), "boot": boot_id()}
+        entry: dict[str, Any] = {"ts": _to_ms(now), "model": model, "status": status, "run": self.run,
+                                 "mono": _to_ms(self._mono()), "boot": boot_id()}
         if fallbacks:
             entry["fallbacks"] = True
         if ratelimit:

@@ -4,7 +4,12 @@ Every git command runs with settings that keep the repository from running a
 program of its own choosing when we only meant to read or to commit: no
 fsmonitor hook, no hooks at all (a rollback must not be blocked or extended by
 a developer's commit hooks), and no implicit bare repository (a folder laid out
-as a git dir, with its own config, where a work tree is expected).
+as a git dir, with its own config, where a work tree is expected). Reading
+(status, diff, log: everything but the commands that write the work tree in a
+real rollback) also switches off the clean/smudge filter drivers the
+repository's own config defines (a `.gitattributes` line `*.ts filter=x` with
+`filter.x.clean` in `.git/config` would otherwise run whenever git hashes a
+work-tree file), and takes no optional lock (`git status` leaves the index alone).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Literal
 
 from rollout_cli.errors import CheckFailed, GitError, InputError
 
-_ENV = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+_ENV = {"GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+_FILTER_KEY = r"^filter\..+\.(clean|smudge|process)$"
 _SAFE = ("-c", "core.fsmonitor=", "-c", "safe.bareRepository=explicit", "-c", "core.hooksPath=/dev/null")
 
 # Whether a commit's changes are in a tree: "present" (its reverse applies), "absent"
@@ -43,10 +49,13 @@ class GitRepo:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._identity_args: list[str] | None = None
+        self._filters_off: list[str] | None = None
 
     def git(self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None,
-            env: dict[str, str] | None = None) -> str:
-        proc = self._run(*args, timeout=timeout, stdin=stdin, env=env)
+            env: dict[str, str] | None = None, convert: bool = False) -> str:
+        """Run git; `convert=True` only for the commands of a real rollback that write the work tree
+        or commit it, where the repository's own filters apply as they would for its developers."""
+        proc = self._run(*args, timeout=timeout, stdin=stdin, env=env, convert=convert)
         if check and proc.returncode != 0:
             reason = _reason(proc)
             if "not a git repository" in reason:
@@ -60,14 +69,15 @@ class GitRepo:
         return proc.stdout
 
     def _run(self, *args: str, timeout: float = 60, stdin: str | None = None,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+             env: dict[str, str] | None = None, convert: bool = False) -> subprocess.CompletedProcess[str]:
         if shutil.which("git") is None:
             raise GitError("git is not installed; install it (apt-get install git)")
         if not self.path.is_dir():
             raise InputError(f"app repo {self.path} does not exist; check app.repo in rollout.yaml")
+        filters_off = [] if convert else self._repo_filters_off()
         try:
             proc = subprocess.run(
-                ["git", *_SAFE, *self._identity(), *args],
+                ["git", *_SAFE, *filters_off, *self._identity(), *args],
                 cwd=self.path,
                 input=stdin,
                 stdin=None if stdin is not None else subprocess.DEVNULL,
@@ -79,6 +89,26 @@ class GitRepo:
         except subprocess.TimeoutExpired as exc:
             raise GitError(f"git {args[0]} in {self.path} timed out after {timeout:.0f} s") from exc
         return proc
+
+    def _repo_filters_off(self) -> list[str]:
+        """`-c` settings that switch off every filter driver the repository's own config (local or
+        worktree, includes followed) defines: reading its config runs nothing."""
+        if self._filters_off is None:
+            probe = subprocess.run(
+                ["git", *_SAFE, "config", "--show-scope", "--name-only", "--get-regexp", _FILTER_KEY],
+                cwd=self.path, capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**os.environ, **_ENV},
+            )
+            names = set()
+            for line in probe.stdout.splitlines():
+                scope, _, key = line.partition("\t")
+                if scope in ("local", "worktree"):
+                    names.add(key[len("filter."):key.rindex(".")])
+            self._filters_off = [
+                arg for name in sorted(names)
+                for setting in ("clean", "smudge", "process")
+                for arg in ("-c", f"filter.{name}.{setting}=")
+            ] + [arg for name in sorted(names) for arg in ("-c", f"filter.{name}.required=false")]
+        return self._filters_off
 
     def _identity(self) -> list[str]:
         # A rollback must be able to commit on a machine where nobody set an identity.
@@ -167,8 +197,8 @@ class GitRepo:
         if not changed:
             return None
         try:
-            self.git("checkout", ref, "--", *paths)
-            self.git("commit", "--no-verify", "-m", message, "--", *paths)
+            self.git("checkout", ref, "--", *paths, convert=True)
+            self.git("commit", "--no-verify", "-m", message, "--", *paths, convert=True)
         except GitError as exc:
             raise GitError(f"{exc}; {self._discard_staged()}") from exc
         return self.head()
@@ -185,7 +215,7 @@ class GitRepo:
 
         paths = staged()
         if paths:
-            self.git("restore", "--source=HEAD", "--staged", "--worktree", "--", *paths, check=False)
+            self.git("restore", "--source=HEAD", "--staged", "--worktree", "--", *paths, check=False, convert=True)
         left = staged()
         if left:
             return f"staged changes remain in {', '.join(left[:3])}: git restore --staged --worktree them"
@@ -250,7 +280,7 @@ class GitRepo:
         A merge commit is reverted against `mainline` (`git revert -m`).
         """
         args = ["revert", "--no-edit", *(["-m", str(mainline)] if mainline else []), sha]
-        proc = self._run(*args)
+        proc = self._run(*args, convert=True)
         if proc.returncode == 0:
             return self.head()
         output = proc.stdout + proc.stderr
@@ -259,10 +289,10 @@ class GitRepo:
             conflicted = [line[3:] for line in status.splitlines() if line[:2] in ("UU", "AA", "DU", "UD")]
             if not conflicted and "nothing to commit" in output:
                 # The revert's changes are already in the tree (e.g. level 2 restored them).
-                self.git("revert", "--skip", check=False)
-                self.git("revert", "--abort", check=False)
+                self.git("revert", "--skip", check=False, convert=True)
+                self.git("revert", "--abort", check=False, convert=True)
                 return None
-            self.git("revert", "--abort", check=False)
+            self.git("revert", "--abort", check=False, convert=True)
             if conflicted:
                 raise GitError(
                     f"git revert {sha[:10]} conflicts in {', '.join(conflicted)}; "

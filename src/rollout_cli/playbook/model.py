@@ -7,6 +7,7 @@ Adding a step type means one `Step` subclass and one line in `STEP_TYPES`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,6 +49,17 @@ class Outcome:
 def unexpected(exc: Exception) -> str:
     """One line for an error rollout did not expect: its kind only, never its text (it may quote a secret)."""
     return f"unexpected error ({type(exc).__name__}): a bug in rollout; please report it"
+
+
+def checked(name: str, probe: Callable[[], object]) -> Check:
+    """Run one precondition probe; its RolloutError becomes a failed check, a string it returns the detail."""
+    try:
+        detail = probe()
+    except RolloutError as exc:
+        return Check(name, False, str(exc), int(exc.exit_code))
+    except Exception as exc:  # a bug in a probe fails its check, not the whole drill
+        return Check(name, False, unexpected(exc), 1)
+    return Check(name, True, detail if isinstance(detail, str) and detail else "ok")
 
 
 class PartialFailure(RolloutError):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,9 +16,10 @@ from rollout_cli.io.atomic import sha256_of
 from rollout_cli.io.dotenv import EnvFile
 from rollout_cli.io.flags import FlagStore, open_flags
 from rollout_cli.io.gitrepo import GitRepo
-from rollout_cli.io.process import run_in_session
 from rollout_cli.playbook.context import StepContext
-from rollout_cli.playbook.model import Check, Outcome, PartialFailure, Preview, Step, unexpected
+from rollout_cli.playbook.model import Check, Outcome, PartialFailure, Preview, Step
+from rollout_cli.playbook.model import checked as _check
+from rollout_cli.playbook.program import Run
 from rollout_cli.playbook.traffic import TRAFFIC_STEPS
 
 if TYPE_CHECKING:
@@ -34,17 +33,6 @@ def _diff(path: Path, before: str, after: str) -> str | None:
         before.splitlines(keepends=True), after.splitlines(keepends=True), str(path), str(path)
     )
     return "".join(lines)
-
-
-def _check(name: str, probe: Callable[[], object]) -> Check:
-    """Run one precondition probe; its RolloutError becomes a failed check, a string it returns the detail."""
-    try:
-        detail = probe()
-    except RolloutError as exc:
-        return Check(name, False, str(exc), int(exc.exit_code))
-    except Exception as exc:  # a bug in a probe fails its check, not the whole drill
-        return Check(name, False, unexpected(exc), 1)
-    return Check(name, True, detail if isinstance(detail, str) and detail else "ok")
 
 
 def _writable(path: Path) -> str:
@@ -533,52 +521,6 @@ class Wait(Step):
     def run(self, ctx: StepContext) -> Outcome:
         time.sleep(self.seconds)
         return Outcome("ok", self.describe(ctx))
-
-
-@dataclass
-class Run(Step):
-    """Run a program (argv list, no shell) in the workspace folder, with a timeout."""
-
-    type = "run"
-    stops_by_default = True
-    argv: list[str]
-    timeout: float = 60.0
-    cwd: str | None = None
-
-    def validate(self, where: str) -> None:
-        if not self.argv:
-            raise PlaybookError(f"{where}: field 'argv' must not be empty")
-
-    def describe(self, ctx: StepContext) -> str:
-        return "run " + " ".join(self.argv)
-
-    def preconditions(self, ctx: StepContext) -> list[Check]:
-        def found() -> str:
-            if shutil.which(self.argv[0], path=os.environ.get("PATH")) is None and not Path(self.argv[0]).exists():
-                raise InputError(f"program {self.argv[0]!r} not found on PATH")
-            return f"{self.argv[0]} found"
-
-        return [_check(f"program {self.argv[0]} present", found)]
-
-    def run(self, ctx: StepContext) -> Outcome:
-        cwd = ctx.workspace.root / self.cwd if self.cwd else ctx.workspace.root
-        if not cwd.is_dir():
-            raise InputError(f"folder {cwd} of {self.describe(ctx)} does not exist; fix 'cwd' in the playbook")
-        try:
-            done = run_in_session(self.argv, cwd=cwd, timeout=self.timeout)
-        except FileNotFoundError:
-            raise InputError(f"program {self.argv[0]!r} not found on PATH") from None
-        except OSError as exc:
-            raise InputError(f"cannot start {self.argv[0]!r}: {exc.strerror or type(exc).__name__}") from None
-        if done.timed_out:
-            raise CheckFailed(
-                f"{self.describe(ctx)} timed out after {self.timeout:g} s (its process group was killed)"
-            )
-        if done.returncode != 0:
-            raise CheckFailed(
-                f"{self.describe(ctx)} exited {done.returncode}" + (f": {done.last_line}" if done.last_line else "")
-            )
-        return Outcome("ok", f"{self.describe(ctx)}: exit 0")
 
 
 STEP_TYPES: dict[str, type[Step]] = {

@@ -26,6 +26,7 @@ from rollout_cli.io.process import pid_exists, started_at
 from rollout_cli.io.textfile import read_text
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, Preview, Step
+from rollout_cli.playbook.program import Run
 
 if TYPE_CHECKING:
     from rollout_cli.io.container import ContainerRuntime
@@ -73,10 +74,7 @@ def reload_app(ws: Workspace, timeout: float) -> str:
 
 
 def _command(how: AppReload, timeout: float) -> Step:
-    # Run as a `run` step runs a program (no shell, timeout, bounded output, its last line on failure);
-    # imported here because steps.py imports this module to register its steps.
-    from rollout_cli.playbook.steps import Run
-
+    # Run as a `run` step runs a program (no shell, timeout, bounded output, its last line on failure).
     return Run(argv=list(how.argv), timeout=timeout)
 
 

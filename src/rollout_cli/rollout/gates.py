@@ -20,6 +20,7 @@ from typing import Any
 from rollout_cli.checks.catalog import CatalogReport
 from rollout_cli.checks.classify import QUOTA_EXHAUSTED
 from rollout_cli.checks.health import HealthReport
+from rollout_cli.checks.preflight import NO_MODELS
 from rollout_cli.checks.smoke import DRILL
 from rollout_cli.core.audit import StageChange
 from rollout_cli.core.playbooks import format_duration
@@ -231,7 +232,8 @@ def health_gates(plan: StagePlan, health: Any, error: str | None) -> list[Gate]:
     pm = health.model(primary) if primary else None
     if g.primary_healthy:
         if pm is None:
-            gates.append(Gate("primary model", FAIL, "unknown", "healthy", source, "no primary model found in the gateway config"))
+            why = NO_MODELS if health.no_models else "no primary model found in the gateway config"
+            gates.append(Gate("primary model", FAIL, "unknown", "healthy", source, why))
         else:
             value = model_text(pm)
             status = PASS if pm.ok else INCONCLUSIVE if pm.inconclusive else FAIL
@@ -242,7 +244,9 @@ def health_gates(plan: StagePlan, health: Any, error: str | None) -> list[Gate]:
     value = f"{healthy} of {total} healthy"
     threshold = f">= {g.min_healthy_models} of {total}"
     bad = [f"{m.alias}: {model_text(m)}" for m in health.models if not m.ok]
-    if healthy >= g.min_healthy_models:
+    if health.no_models:
+        gates.append(Gate("healthy models", FAIL, value, threshold, source, NO_MODELS))
+    elif healthy >= g.min_healthy_models:
         warnings = [f"{line} (a fallback model; the gate allows it)" for line in bad if not line.startswith(f"{primary}:")]
         gates.append(Gate("healthy models", PASS, value, threshold, source, f"{value} >= {g.min_healthy_models}", warnings))
     elif healthy + unsure >= g.min_healthy_models:

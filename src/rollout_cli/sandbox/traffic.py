@@ -29,6 +29,9 @@ MAX_RPS = 50.0
 MAX_DURATION_S = 3600.0
 ADDED_LATENCY_PAIRS = 20  # after the traffic: the simulator has no quota, and 20 pairs give a stable p50
 ADDED_LATENCY_WARMUP = 3
+# With a fault on the model each failing request costs the gateway's retries and back-off (seconds):
+# after this many failed pairs in a row, the rest would fail too.
+ADDED_LATENCY_GIVE_UP = 3
 DRAIN_S = 30.0  # requests in flight when the load ends get this long to finish
 
 
@@ -121,8 +124,12 @@ def added_latency_line(gateway_url: str, key: str, state: Any, alias: str, pairs
     the traffic above compares two different sets of users, so its p50s differ by more than the gateway."""
     with GatewayClient(gateway_url, key, timeout=30.0) as gateway, \
             GatewayClient(state.simulator_api_base.removesuffix("/v1"), state.simulator_key, timeout=30.0) as direct:
-        seen = measure_gateway(gateway, direct, alias, GATEWAY_ALIASES[alias], pairs=pairs, warmup=ADDED_LATENCY_WARMUP)
+        seen = measure_gateway(gateway, direct, alias, GATEWAY_ALIASES[alias], pairs=pairs, warmup=ADDED_LATENCY_WARMUP,
+                               give_up_after=ADDED_LATENCY_GIVE_UP)
     p50, p95 = seen.added(50), seen.added(95)
+    if seen.gave_up:
+        return (f"the gateway's added latency was not measured: {ADDED_LATENCY_GIVE_UP} paired requests in a row "
+                f"failed (a fault on {alias}?), so the other pairs were not sent")
     if p50 is None or p95 is None:
         return f"the gateway's added latency was not measured: {seen.failed} of {pairs} paired requests failed"
     return (f"the gateway adds about {p50:.1f} ms (p50; p95 {p95:.1f} ms) over {seen.pairs} paired requests, "

@@ -1,0 +1,64 @@
+"""The `run` step: a workspace's own program, as a playbook runs it and as a command `app.reload` does.
+
+No shell, a timeout (its whole process group is killed), the last line of its
+stderr on failure. Its own module so that `steps` (which registers every step
+type) and `traffic` (app.reload) both use it without importing each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rollout_cli.errors import CheckFailed, InputError, PlaybookError
+from rollout_cli.io.process import run_in_session
+from rollout_cli.playbook.context import StepContext
+from rollout_cli.playbook.model import Check, Outcome, Step, checked
+
+
+@dataclass
+class Run(Step):
+    """Run a program (argv list, no shell) in the workspace folder, with a timeout."""
+
+    type = "run"
+    stops_by_default = True
+    argv: list[str]
+    timeout: float = 60.0
+    cwd: str | None = None
+
+    def validate(self, where: str) -> None:
+        if not self.argv:
+            raise PlaybookError(f"{where}: field 'argv' must not be empty")
+
+    def describe(self, ctx: StepContext) -> str:
+        return "run " + " ".join(self.argv)
+
+    def preconditions(self, ctx: StepContext) -> list[Check]:
+        def found() -> str:
+            if shutil.which(self.argv[0], path=os.environ.get("PATH")) is None and not Path(self.argv[0]).exists():
+                raise InputError(f"program {self.argv[0]!r} not found on PATH")
+            return f"{self.argv[0]} found"
+
+        return [checked(f"program {self.argv[0]} present", found)]
+
+    def run(self, ctx: StepContext) -> Outcome:
+        cwd = ctx.workspace.root / self.cwd if self.cwd else ctx.workspace.root
+        if not cwd.is_dir():
+            raise InputError(f"folder {cwd} of {self.describe(ctx)} does not exist; fix 'cwd' in the playbook")
+        try:
+            done = run_in_session(self.argv, cwd=cwd, timeout=self.timeout)
+        except FileNotFoundError:
+            raise InputError(f"program {self.argv[0]!r} not found on PATH") from None
+        except OSError as exc:
+            raise InputError(f"cannot start {self.argv[0]!r}: {exc.strerror or type(exc).__name__}") from None
+        if done.timed_out:
+            raise CheckFailed(
+                f"{self.describe(ctx)} timed out after {self.timeout:g} s (its process group was killed)"
+            )
+        if done.returncode != 0:
+            raise CheckFailed(
+                f"{self.describe(ctx)} exited {done.returncode}" + (f": {done.last_line}" if done.last_line else "")
+            )
+        return Outcome("ok", f"{self.describe(ctx)}: exit 0")

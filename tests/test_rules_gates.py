@@ -1,0 +1,620 @@
+"""The judging rules of rollout/gates.py: findings in, gates and a verdict out (recorded snapshots, no gateway)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from rollout_cli.checks.catalog import CatalogReport, ModelEntry, Replacement
+from rollout_cli.checks.cost import CostReport, ModelCost
+from rollout_cli.checks.health import HealthReport, ModelHealth
+from rollout_cli.checks.preflight import GatewayState
+from rollout_cli.checks.smoke import CheckResult
+from rollout_cli.core.audit import StageChange
+from rollout_cli.core.playbooks import format_duration
+from rollout_cli.core.quota import QuotaLedger
+from rollout_cli.core.stage import Stage
+from rollout_cli.errors import ExitCode
+from rollout_cli.rollout import gates as g
+from rollout_cli.rollout import snapshot
+from rollout_cli.rollout.gates import FAIL, INCONCLUSIVE, PASS, SKIPPED, Gate, Verdict
+from rollout_cli.rollout.plan import Gates, StagePlan
+
+NOW = datetime(2026, 3, 5, 12, 0, tzinfo=UTC).timestamp()
+H = 3600.0
+PLAN = StagePlan()  # 48 h soak, error rate <= 1 %, p95 <= 10 ms, fallback rate <= 5 %, 20 requests at least
+AT_10 = Stage(10, True, 10, True, True)
+ALIASES = ["glm", "deepseek", "minimax", "kimi", "qwen"]
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    monkeypatch.setattr(g.time, "time", lambda: NOW)
+    monkeypatch.setattr(snapshot.time, "time", lambda: NOW)
+
+
+# The window's evidence is gathered (rollout/snapshot.py) apart from its rules (gates.py): these
+# run both, as one evaluation does, so each case reads as the rule's inputs and its gate.
+def soak_gate(p, stage, entered_, skip):  # type: ignore[no-untyped-def]
+    return g.soak_gate(p, stage, entered_, skip, NOW)
+
+
+def gathered(ws, p, stage, entered_, scrape, error, scraped_at=None):  # type: ignore[no-untyped-def]
+    start = snapshot.window_start(p, stage.percentage, entered_, NOW)
+    return snapshot.gateway_window(ws, stage.percentage, start, scraped_at or NOW, scrape, error)
+
+
+def window_gates(ws, p, stage, entered_, scrape, error):  # type: ignore[no-untyped-def]
+    return g.window_gates(p, gathered(ws, p, stage, entered_, scrape, error))
+
+
+def fallback_gate(ws, p, stage, entered_, scrape, error, scraped_at=None):  # type: ignore[no-untyped-def]
+    return g.fallback_gate(p, gathered(ws, p, stage, entered_, scrape, error, scraped_at))
+
+
+def entered(hours_ago: float, after: int = 10) -> StageChange:
+    iso = datetime.fromtimestamp(NOW - hours_ago * H, UTC).isoformat().replace("+00:00", "Z")
+    return StageChange(iso, "ops", "advance", None, 0, after)
+
+
+def plan(**gates) -> StagePlan:
+    return replace(PLAN, gates=replace(Gates(), **gates))
+
+
+def shape(name: str, p: StagePlan, stage: int, total: int) -> tuple[str, str]:
+    """(source, threshold) every gate called `name` states: what it was judged from and against."""
+    t = p.gates
+    health = "health check (fallbacks off)"
+    return {
+        "soak": ("audit trail", f">= {format_duration(p.soak_for(stage))}"),
+        "error rate": ("/metrics/ + watch samples", f"<= {t.max_error_rate * 100:g}%"),
+        "added latency": ("/metrics/ + watch samples", f"p95 <= {t.max_added_latency_p95_ms:g} ms"),
+        "fallback rate": ("/metrics/ fallback counters + watch samples", f"<= {t.max_fallback_rate * 100:g}%"),
+        "env/flags agree": ("env + flags files", "equal"),
+        "gateway": ("/health/liveliness, /readiness", "alive, ready, key accepted"),
+        "primary model": (health, "healthy"),
+        "healthy models": (health, f">= {t.min_healthy_models} of {total}"),
+        "smoke": ("smoke suite + fallback drill", "passes"),
+        "cost": ("gateway config + /models pricing", "$0.00: free models only"),
+        "catalog": ("OpenRouter /api/v1/models", "listed, free, supports app.requires"),
+    }[name]
+
+
+def checked(*gates: Gate, p: StagePlan = PLAN, stage: int = 10, total: int = 5):
+    for gate in gates:
+        source, threshold = shape(gate.name, p, stage, total)
+        assert gate.source.startswith(source) and gate.threshold == threshold, gate
+        if gate.status in (FAIL, INCONCLUSIVE):
+            assert gate.reason and gate.value, gate
+    return gates[0] if len(gates) == 1 else list(gates)
+
+
+# --- combine ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("statuses", "verdict"), [
+    ([], Verdict.GO), ([PASS], Verdict.GO), ([PASS, SKIPPED], Verdict.GO),
+    ([PASS, INCONCLUSIVE], Verdict.HOLD), ([INCONCLUSIVE, SKIPPED], Verdict.HOLD),
+    ([PASS, FAIL], Verdict.NO_GO), ([INCONCLUSIVE, FAIL, PASS], Verdict.NO_GO),
+])
+def test_one_failure_is_no_go_one_unknown_is_hold(statuses, verdict):
+    assert g.combine([Gate(f"g{i}", s, "", "", "", "") for i, s in enumerate(statuses)]) is verdict
+
+
+@pytest.mark.parametrize(("verdict", "code"), [(Verdict.GO, ExitCode.OK), (Verdict.HOLD, ExitCode.HOLD),
+                                               (Verdict.NO_GO, ExitCode.FAILED)])
+def test_verdict_exit_codes(verdict, code):
+    assert verdict.exit_code == code
+
+
+# --- soak -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hours", "status", "value"), [
+    (0.5, INCONCLUSIVE, "30m00s of 48h00m"), (47.99, INCONCLUSIVE, "47h59m of 48h00m"),
+    (48, PASS, "48h00m of 48h00m"), (100, PASS, "100h00m of 48h00m"),
+])
+def test_soak_passes_once_the_stage_has_lasted_the_soak(hours, status, value):
+    gate = checked(soak_gate(PLAN, AT_10, entered(hours), None))
+    assert (gate.name, gate.status, gate.value, gate.threshold, gate.source) == ("soak", status, value, ">= 48h00m",
+                                                                                "audit trail")
+    if status == INCONCLUSIVE:
+        assert gate.reason == f"soak {value} at 10% (since {entered(hours).time})"
+    else:
+        assert gate.reason == f"soak {value}: elapsed"
+
+
+def test_soak_per_stage_override_is_what_the_stage_needs():
+    overridden = replace(PLAN, soak_overrides={10: 2 * H})
+    assert checked(soak_gate(overridden, AT_10, entered(3), None), p=overridden).status == PASS
+    at_50 = soak_gate(overridden, Stage(50, True, 50, True, True), entered(3, 50), None)
+    assert checked(at_50, p=overridden, stage=50).status == INCONCLUSIVE
+
+
+def test_soak_without_a_record_of_entering_is_unknown_and_a_skip_is_recorded():
+    unknown = checked(soak_gate(PLAN, AT_10, None, None))
+    assert (unknown.name, unknown.status, unknown.value) == ("soak", INCONCLUSIVE, "unknown")
+    assert unknown.reason == ("no audit record of entering 10%; soak cannot be measured"
+                              " (advance with --skip-soak --reason TEXT if you know it has soaked)")
+    skipped = checked(soak_gate(PLAN, AT_10, None, "incident drill"))
+    assert skipped.name == "soak"
+    assert (skipped.status, skipped.value, skipped.reason) == (SKIPPED, "skipped", "soak skipped: incident drill")
+
+
+# --- the soak window ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hours_ago", "start_hours_ago"), [
+    (1, 1),  # opens at the stage's entry: the previous stage's traffic is not in it
+    (48, 48),
+    (100, 48),  # reaches back at most the soak: an old incident is not in it
+])
+def test_the_window_opens_at_the_stages_entry_and_reaches_back_at_most_the_soak(hours_ago, start_hours_ago):
+    assert snapshot.window_start(PLAN, 10, entered(hours_ago)) == NOW - start_hours_ago * H
+
+
+def test_without_a_record_the_window_is_the_soak():
+    assert snapshot.window_start(PLAN, 10, None) == NOW - 48 * H
+    assert snapshot.window_start(replace(PLAN, soak_overrides={50: H}), 50, None) == NOW - H
+
+
+def summary(requests: float, failed: float = 0, fallbacks: float = 0, failed_fallbacks: float = 0,
+            fast: float | None = None, slow: float = 0) -> dict:
+    """A /metrics/ summary: `fast` requests added under 5 ms, `slow` ones 20..50 ms (cumulative buckets)."""
+    fast = requests - slow if fast is None else fast
+    overhead = {"0.005": fast, "0.02": fast, "0.05": fast + slow, "+Inf": fast + slow}
+    return {"has_litellm_metrics": True, "requests": requests, "failed": failed, "fallbacks": fallbacks,
+            "failed_fallbacks": failed_fallbacks, "overhead_buckets": overhead, "latency_buckets": {}, "models": {}}
+
+
+def workspace(tmp_path, samples: list[tuple[float, dict]]):
+    """A workspace whose `rollout watch` recorded `samples` (hours ago, summary)."""
+    lines = [json.dumps({"time": f"-{h}h", "ts": NOW - h * H, "metrics": m}) for h, m in samples]
+    (tmp_path / "samples.jsonl").write_text("".join(line + "\n" for line in lines))
+    return SimpleNamespace(state_dir=tmp_path)
+
+
+def window(tmp_path, samples, scrape, *, stage_hours_ago: float = 100, p: StagePlan = PLAN, error=None):
+    ws = workspace(tmp_path, samples)
+    error_gate, latency_gate = window_gates(ws, p, AT_10, entered(stage_hours_ago), scrape, error)
+    assert (error_gate.name, latency_gate.name) == ("error rate", "added latency")
+    return checked(error_gate, latency_gate, p=p)
+
+
+def test_the_previous_stages_traffic_stays_out_of_the_window(tmp_path):
+    # 50 failures happened at the previous stage (2 h ago .. 1 h ago); the stage began 1 h ago
+    samples = [(2, summary(0)), (0.5, summary(100, failed=50))]
+    error_gate, _ = window(tmp_path, samples, summary(300, failed=50), stage_hours_ago=1)
+    assert (error_gate.status, error_gate.value) == (PASS, "0.00% (0 of 200)")
+
+
+def test_an_old_incident_beyond_the_soak_stays_out_of_the_window(tmp_path):
+    samples = [(60, summary(0)), (40, summary(100, failed=100))]
+    error_gate, _ = window(tmp_path, samples, summary(300, failed=100), stage_hours_ago=100)
+    assert (error_gate.status, error_gate.value) == (PASS, "0.00% (0 of 200)")
+
+
+# requests, failed, min_requests, max_error_rate -> status
+ERROR_RATES = [
+    pytest.param(200, 0, 20, 0.01, PASS, id="clean"),
+    pytest.param(200, 2, 20, 0.01, PASS, id="at the limit"),
+    pytest.param(200, 3, 20, 0.01, FAIL, id="over the limit"),
+    pytest.param(20, 0, 20, 0.01, PASS, id="just enough requests"),
+    pytest.param(19, 0, 20, 0.01, INCONCLUSIVE, id="too few, no failure: unknown"),
+    pytest.param(5, 1, 20, 0.01, FAIL, id="too few, but the failures alone breach the limit"),
+    pytest.param(10, 1, 20, 0.10, INCONCLUSIVE, id="too few: 1 of 10 could be 1 of 20 = 5 %"),
+    pytest.param(10, 2, 20, 0.10, INCONCLUSIVE, id="too few: 2 of 20 is the limit, not over it"),
+    pytest.param(10, 3, 20, 0.10, FAIL, id="too few, 3 of at least 20 is over 10 %"),
+]
+
+
+@pytest.mark.parametrize(("requests", "failed", "min_requests", "max_rate", "status"), ERROR_RATES)
+def test_error_rate_with_few_requests_only_a_clear_breach_is_conclusive(tmp_path, requests, failed, min_requests,
+                                                                         max_rate, status):
+    p = plan(min_requests=min_requests, max_error_rate=max_rate)
+    error_gate, _ = window(tmp_path, [(1, summary(0))], summary(requests, failed), p=p)
+    assert error_gate.status == status
+    assert error_gate.value == f"{failed / requests * 100:.2f}% ({failed} of {requests})"
+    assert error_gate.threshold == f"<= {max_rate * 100:g}%"
+    if status == INCONCLUSIVE:
+        assert error_gate.reason == (f"only {requests} requests in the window (< {min_requests}):"
+                                     " too few to judge the error rate")
+    elif status == FAIL:
+        assert error_gate.reason == f"error rate {error_gate.value} > {max_rate * 100:g}%"
+    else:
+        assert error_gate.reason == f"error rate {error_gate.value} <= {max_rate * 100:g}%"
+
+
+@pytest.mark.parametrize(("requests", "slow", "status", "value"), [
+    (100, 0, PASS, "p95 4.8 ms"),
+    (100, 4, PASS, "p95 4.9 ms"),  # 4 % slow: the p95 is still in the fast bucket
+    (100, 6, FAIL, "p95 25.0 ms"),
+    (19, 0, INCONCLUSIVE, "p95 4.8 ms"),  # too few observations for a p95
+    (20, 0, PASS, "p95 4.8 ms"),
+])
+def test_added_latency_is_judged_on_the_windows_p95(tmp_path, requests, slow, status, value):
+    _, latency = window(tmp_path, [(1, summary(0))], summary(requests, slow=slow))
+    assert (latency.status, latency.value, latency.threshold) == (status, value, "p95 <= 10 ms")
+    if status == FAIL:
+        assert latency.reason == f"p95 overhead {value[4:]} > 10 ms"
+    elif status == PASS:
+        assert latency.reason == f"p95 overhead {value[4:]} <= 10 ms"
+    else:
+        assert latency.reason.startswith(f"only {requests} latency observations in the window (< 20)")
+
+
+def test_added_latency_at_the_limit_passes(tmp_path):
+    at_limit = {**summary(100), "overhead_buckets": {"0.01": 95.0, "0.02": 100.0, "+Inf": 100.0}}
+    _, latency = window(tmp_path, [(1, summary(0))], at_limit)
+    assert (latency.status, latency.value, latency.reason) == (PASS, "p95 10.0 ms", "p95 overhead 10.0 ms <= 10 ms")
+
+
+def test_one_request_is_too_few_not_none(tmp_path):
+    error_gate, _ = window(tmp_path, [(1, summary(0))], summary(1))
+    assert (error_gate.status, error_gate.value) == (INCONCLUSIVE, "0.00% (0 of 1)")
+    gate = fallback(tmp_path, [(1, summary(0))], summary(1))
+    assert (gate.status, gate.value) == (INCONCLUSIVE, "0.00% (0 of 1)")
+
+
+def test_a_stages_own_soak_bounds_its_window(tmp_path):
+    short = replace(PLAN, soak_overrides={10: H})
+    samples = [(2, summary(0)), (0.5, summary(100, failed=50))]
+    ws = workspace(tmp_path, samples)
+    error_gate, _ = window_gates(ws, short, AT_10, None, summary(300, failed=50), None)
+    assert (error_gate.status, error_gate.value) == (PASS, "0.00% (0 of 200)")
+    gate = fallback_gate(ws, short, AT_10, None, summary(300, failed=50, fallbacks=50), None)
+    assert (gate.status, gate.value) == (FAIL, "25.00% (50 of 200)")
+
+
+def test_the_fallback_window_keeps_the_previous_stage_out(tmp_path):
+    samples = [(2, summary(0)), (0.5, summary(100, fallbacks=50))]
+    ws = workspace(tmp_path, samples)
+    gate = fallback_gate(ws, PLAN, AT_10, entered(1), summary(300, fallbacks=50), None)
+    assert (gate.status, gate.value) == (PASS, "0.00% (0 of 200)")
+
+
+def test_a_summary_without_fallback_counters_counts_none(tmp_path):
+    bare = {k: v for k, v in summary(100).items() if k not in ("fallbacks", "failed_fallbacks")}
+    gate = fallback(tmp_path, [(1, {k: v for k, v in summary(0).items() if k not in ("fallbacks", "failed_fallbacks")})],
+                    bare)
+    assert (gate.status, gate.value) == (PASS, "0.00% (0 of 100)")
+
+
+def test_added_latency_without_observations_is_unknown(tmp_path):
+    _, latency = window(tmp_path, [(1, summary(0))], summary(100, fast=0))
+    assert (latency.status, latency.value) == (INCONCLUSIVE, "unknown")
+
+
+def test_added_latency_reads_the_overhead_histogram():
+    p95, observed = g.added_latency({"overhead_buckets": {"0.01": 90.0, "0.02": 100.0, "+Inf": 100.0}})
+    assert (round(p95, 6), observed) == (15.0, 100.0)
+    assert g.added_latency({"overhead_buckets": {}}) == (None, 0)
+
+
+@pytest.mark.parametrize(("samples", "scrape", "error", "value", "reason"), [
+    ([(1, summary(0))], None, "refused", "unknown", "metrics cannot be read: refused"),
+    ([(1, summary(0))], {**summary(5), "has_litellm_metrics": False}, None, "unknown",
+     "the gateway exposes no litellm_* metrics (enable the prometheus callback)"),
+    ([], summary(5), None, "unknown",
+     "no metrics sample recorded since 10% began; run `rollout watch` during the soak so the window can be judged"),
+    ([(1, {})], summary(5), None, "unknown", "no metrics sample recorded since 10% began"),
+    ([(1, summary(5))], summary(5), None, "0 requests", "no requests through the gateway in the window (since -1h)"),
+    ([(1, summary(9))], summary(5), None, "0.00% (0 of 5)", "only 5 requests"),  # a restarted proxy: counters from 0
+])
+def test_a_window_that_cannot_be_judged_is_unknown(tmp_path, samples, scrape, error, value, reason):
+    error_gate, latency = window(tmp_path, samples, scrape, error=error)
+    assert (error_gate.status, error_gate.value) == (INCONCLUSIVE, value)
+    assert error_gate.reason.startswith(reason) and latency.status == INCONCLUSIVE
+    if value in ("unknown", "0 requests"):  # nothing to judge either gate on: both say why
+        assert (latency.value, latency.reason) == (value, error_gate.reason)
+
+
+def test_a_failed_scrape_falls_back_to_the_latest_sample(tmp_path):
+    samples = [(3, summary(0)), (2, summary(50, failed=1)), (1, summary(100, failed=5))]
+    error_gate, _ = window(tmp_path, samples, None, error="refused")
+    assert (error_gate.status, error_gate.value) == (FAIL, "5.00% (5 of 100)")
+    assert error_gate.source == "/metrics/ + watch samples (latest sample: live scrape failed)"
+
+
+# --- fallback rate ---------------------------------------------------------------
+
+
+def fallback(tmp_path, samples, scrape, *, drills: tuple[float, ...] = (), p: StagePlan = PLAN, scraped_at=None,
+             error=None):
+    ws = workspace(tmp_path, samples)
+    for hours_ago in drills:
+        QuotaLedger(tmp_path, clock=lambda h=hours_ago: NOW - h * H).record("glm", 200, fallbacks=True)
+    gate = fallback_gate(ws, p, AT_10, entered(100), scrape, error, scraped_at)
+    assert gate.name == "fallback rate"
+    return checked(gate, p=p)
+
+
+@pytest.mark.parametrize(("requests", "fell", "failed_fell", "drills", "status", "value"), [
+    (100, 0, 0, (), PASS, "0.00% (0 of 100)"),
+    (100, 5, 0, (), PASS, "5.00% (5 of 100)"),
+    (100, 3, 3, (), FAIL, "6.00% (6 of 100)"),  # failed fallbacks count too
+    (100, 6, 0, (0.5,), PASS, "5.00% (5 of 100)"),  # the smoke drill rollout forced is not the app's
+    (100, 6, 0, (2,), FAIL, "6.00% (6 of 100)"),  # a drill before the window is not subtracted
+    (100, 0, 0, (0.5,), PASS, "0.00% (0 of 100)"),  # never below 0
+    (10, 0, 0, (), INCONCLUSIVE, "0.00% (0 of 10)"),
+    (10, 2, 0, (), FAIL, "20.00% (2 of 10)"),  # 2 of at least 20 is over 5 %
+    (10, 1, 0, (), INCONCLUSIVE, "10.00% (1 of 10)"),
+    (20, 1, 0, (), PASS, "5.00% (1 of 20)"),
+])
+def test_fallback_rate_over_the_window_less_rollouts_own_drills(tmp_path, requests, fell, failed_fell, drills, status,
+                                                                 value):
+    gate = fallback(tmp_path, [(1, summary(0))], summary(requests, fallbacks=fell, failed_fallbacks=failed_fell),
+                    drills=drills)
+    assert (gate.status, gate.value, gate.threshold) == (status, value, "<= 5%")
+    if status == FAIL:
+        assert gate.reason == f"fallback rate {value} > 5%: a model behind the fallbacks is failing"
+    elif status == PASS:
+        assert gate.reason == f"fallback rate {value} <= 5%"
+    else:
+        assert gate.reason.startswith(f"only {requests} requests in the window (< 20)")
+
+
+def test_drills_after_the_scrape_are_not_subtracted(tmp_path):
+    gate = fallback(tmp_path, [(1, summary(0))], summary(100, fallbacks=6), drills=(0.1,), scraped_at=NOW - 0.2 * H)
+    assert (gate.status, gate.value) == (FAIL, "6.00% (6 of 100)")
+
+
+@pytest.mark.parametrize(("samples", "scrape", "value", "reason"), [
+    ([(1, summary(0))], None, "unknown", "fallback rate: metrics cannot be read: refused"),
+    # the same gathered window as the error rate's, so the same reasons (rollout/snapshot.py)
+    ([], summary(5), "unknown", "fallback rate: no metrics sample recorded since 10% began; run `rollout watch`"),
+    ([(1, summary(0))], {**summary(5), "has_litellm_metrics": False}, "unknown",
+     "fallback rate: the gateway exposes no litellm_* metrics"),
+    ([(1, summary(5))], summary(5), "0 requests", "fallback rate: no requests through the gateway in the window (since -1h)"),
+])
+def test_a_fallback_window_that_cannot_be_judged_is_unknown(tmp_path, samples, scrape, value, reason):
+    gate = fallback(tmp_path, samples, scrape, error="refused")
+    assert (gate.status, gate.value) == (INCONCLUSIVE, value) and gate.reason.startswith(reason)
+
+
+def test_the_fallback_gate_falls_back_to_the_latest_sample(tmp_path):
+    samples = [(3, summary(0)), (2, summary(50, fallbacks=1)), (1, summary(100, fallbacks=10))]
+    # the drill 1.5 h ago is in the latest sample's counters; the one 0.5 h ago came after it
+    gate = fallback(tmp_path, samples, None, drills=(1.5, 0.5))
+    assert (gate.status, gate.value) == (FAIL, "9.00% (9 of 100)")
+
+
+# --- env/flags agreement ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("stage", "status", "value"), [
+    (AT_10, PASS, "env 10%, flags 10%"),
+    (Stage(10, False, 10, True, True), FAIL, "env 0%, flags 10%"),
+    (Stage(10, True, None, None, False), PASS, "env 10%, no flags file"),
+])
+def test_env_and_flags_must_agree(stage, status, value):
+    gate = checked(g.agreement_gate(stage))
+    assert (gate.name, gate.status, gate.value, gate.threshold) == ("env/flags agree", status, value, "equal")
+    assert gate.reason == (f"drift: {stage.drift}" if status == FAIL else f"{value}: agree")
+
+
+# --- health -----------------------------------------------------------------------
+
+
+def health(*statuses: str, problem: str | None = None, primary: str | None = "glm", **detail) -> HealthReport:
+    models = [ModelHealth(alias, status) for alias, status in zip(ALIASES, statuses, strict=False)]
+    for model in models:
+        for key, value in detail.get(model.alias, {}).items():
+            setattr(model, key, value)
+    return HealthReport(GatewayState("http://gw", problem=problem, message="boom" if problem else None), models,
+                        primary=primary)
+
+
+def by_name(gates: list[Gate]) -> dict[str, Gate]:
+    return {gate.name: gate for gate in gates}
+
+
+@pytest.mark.parametrize(("statuses", "primary", "healthy"), [
+    (["healthy"] * 5, PASS, PASS),
+    (["healthy"] * 4 + ["down"], PASS, PASS),  # a fallback down: 4 of 5 is enough
+    (["rate-limited"] + ["healthy"] * 4, INCONCLUSIVE, PASS),
+    (["down"] + ["healthy"] * 4, FAIL, PASS),
+    (["healthy"] * 3 + ["rate-limited", "down"], PASS, INCONCLUSIVE),  # 3 healthy + 1 unknown could make 4
+    (["healthy"] * 3 + ["down", "down"], PASS, FAIL),
+    (["healthy"] * 3 + ["quota-exhausted", "upstream-throttled"], PASS, INCONCLUSIVE),
+])
+def test_health_gates(statuses, primary, healthy):
+    gates = by_name(checked(*g.health_gates(PLAN, health(*statuses), None)))
+    assert gates["gateway"].status == PASS and gates["gateway"].reason == "gateway http://gw: alive and ready"
+    assert gates["primary model"].status == primary
+    assert gates["healthy models"].status == healthy
+    count = statuses.count("healthy")
+    assert gates["healthy models"].value == f"{count} of 5 healthy"
+    assert gates["healthy models"].threshold == ">= 4 of 5"
+
+
+def test_healthy_models_reasons_and_warnings():
+    ok = by_name(g.health_gates(PLAN, health("healthy", "healthy", "healthy", "healthy", "down",
+                                             qwen={"http_status": 500}), None))["healthy models"]
+    assert ok.reason == "4 of 5 healthy >= 4"
+    assert ok.warnings == ["qwen: down, HTTP 500 (a fallback model; the gate allows it)"]
+    unsure = by_name(g.health_gates(PLAN, health("healthy", "healthy", "healthy", "rate-limited", "down"),
+                                    None))["healthy models"]
+    assert unsure.reason == "3 of 5 healthy < 4, with 1 inconclusive: kimi: rate-limited; qwen: down"
+    failing = by_name(g.health_gates(PLAN, health("down", "healthy", "healthy", "healthy", "down"),
+                                     None))["healthy models"]
+    assert failing.reason == "3 of 5 healthy < 4: glm: down; qwen: down"
+
+
+def test_a_down_primary_never_hides_among_the_warnings():
+    gates = by_name(g.health_gates(PLAN, health("down", *["healthy"] * 4), None))
+    assert gates["primary model"].reason == "primary glm: down" and gates["healthy models"].warnings == []
+
+
+def test_without_a_health_check_every_health_gate_fails():
+    gates = g.health_gates(PLAN, None, "gateway config unreadable")
+    assert [(x.name, x.status, x.value, x.threshold, x.source) for x in gates] == [
+        ("gateway", FAIL, "unknown", "healthy", "health check (fallbacks off)"),
+        ("primary model", FAIL, "unknown", "healthy", "health check (fallbacks off)"),
+        ("healthy models", FAIL, "unknown", ">= 4 of 5", "health check (fallbacks off)")]
+    assert {x.reason for x in gates} == {"health check could not run: gateway config unreadable"}
+    assert gates[2].threshold == ">= 4 of 5"
+    off = g.health_gates(plan(gateway_healthy=False, primary_healthy=False), None, "x")
+    assert [x.name for x in off] == ["healthy models"]
+
+
+def test_gateway_problem_and_missing_primary_fail():
+    gates = by_name(checked(*g.health_gates(PLAN, health(*["healthy"] * 5, problem="auth-error", primary=None), None)))
+    assert (gates["gateway"].status, gates["gateway"].value) == (FAIL, "auth-error")
+    assert gates["gateway"].reason == "gateway http://gw: auth-error (boom)"
+    quiet = health("healthy", problem="not-ready")
+    quiet.gateway.message = None
+    assert g.health_gates(PLAN, quiet, None)[0].reason == "gateway http://gw: not-ready"
+    assert gates["primary model"].reason == "no primary model found in the gateway config"
+    assert [x.name for x in g.health_gates(plan(gateway_healthy=False, primary_healthy=False), health("healthy"),
+                                           None)] == ["healthy models"]
+
+
+@pytest.mark.parametrize(("model", "text"), [
+    (ModelHealth("a", "healthy"), ""),
+    (ModelHealth("a", "down", http_status=500, error_class="http-500"), "down, HTTP 500"),
+    (ModelHealth("a", "down", error_class="timeout"), "down, timeout"),
+    (ModelHealth("a", "down", served_by="b", error_class="fallback"), "down, fallback, served by b"),
+    (ModelHealth("a", "healthy", served_by="a"), ""),
+    (ModelHealth("a", "rate-limited", http_status=429, retry_after=2.5), "rate-limited, HTTP 429, retry after 2.5 s"),
+])
+def test_model_text(model, text):
+    assert g.model_text(model) == text
+
+
+# --- smoke and cost ---------------------------------------------------------------------
+
+
+def smoke(*checks: tuple[str, str, str], cost: CostReport | None = None):
+    return SimpleNamespace(checks=[CheckResult(model, check, status, "why" if status != "pass" else "")
+                                   for model, check, status in checks], cost=cost)
+
+
+def test_smoke_gate_rules():
+    assert g.smoke_gate(None, "suite unreadable").status == FAIL
+    assert g.smoke_gate(None, "suite unreadable").reason == "smoke could not run: suite unreadable"
+    assert checked(g.smoke_gate(None, "x")).value == "not run"
+    passing = checked(g.smoke_gate(smoke(("glm", "chat", "pass"), ("kimi", "chat", "pass"), ("glm", "cost", "fail"),
+                                         ("kimi", "tools", "not-verifiable")), None))
+    assert (passing.name, passing.status, passing.value) == ("smoke", PASS, "2 of 3 checks pass")
+    assert passing.warnings == ["kimi tools: not-verifiable (why)"] and passing.reason == "smoke: 2 of 3 checks pass"
+    failing = checked(g.smoke_gate(smoke(("glm", "chat", "fail"), ("kimi", "chat", "inconclusive"),
+                                         ("qwen", "chat", "not-verifiable")), None))
+    assert (failing.status, failing.reason) == (FAIL, "smoke failed: glm chat: fail (why)")
+    assert failing.warnings == ["qwen chat: not-verifiable (why)"] and failing.value == "0 of 3 checks pass"
+    unsure = checked(g.smoke_gate(smoke(("glm", "chat", "pass"), ("kimi", "chat", "inconclusive"),
+                                        ("qwen", "chat", "not-verifiable")), None))
+    assert (unsure.status, unsure.reason) == (INCONCLUSIVE, "smoke inconclusive: kimi chat: inconclusive (why)")
+    assert unsure.warnings == ["qwen chat: not-verifiable (why)"]
+    bare = SimpleNamespace(checks=[CheckResult("glm", "chat", "fail"), CheckResult("kimi", "chat", "fail", "a; b")])
+    assert g.smoke_gate(bare, None).reason == "smoke failed: glm chat: fail; kimi chat: fail (a; b)"
+
+
+def test_smoke_failures_of_a_fallback_the_health_gates_allow_are_warnings():
+    allowed = health("healthy", "healthy", "healthy", "healthy", "down")
+    report = smoke(("glm", "chat", "pass"), ("qwen", "chat", "fail"), ("glm", "fallback-drill", "inconclusive"))
+    gate = g.smoke_gate(report, None, allowed, PLAN)
+    assert gate.status == PASS
+    assert gate.warnings == ["qwen chat: fail (why) (a fallback model the health gates allow)",
+                             "glm fallback-drill: inconclusive (why) (a fallback model the health gates allow)"]
+    # without enough healthy models nothing is tolerated; a primary's failure never is
+    assert g.smoke_gate(report, None, health("healthy", "healthy", "healthy", "down", "down"), PLAN).status == FAIL
+    primary = smoke(("glm", "chat", "fail"))
+    assert g.smoke_gate(primary, None, health("down", *["healthy"] * 4), PLAN).status == FAIL
+    assert g.smoke_gate(primary, None, allowed, PLAN).status == FAIL  # a fallback allowed does not excuse the primary
+    assert g.smoke_gate(report, None, allowed).status == FAIL  # no plan: nothing tolerated
+
+
+def costs(*models: ModelCost) -> CostReport:
+    return CostReport(list(models))
+
+
+def test_cost_gate_rules():
+    assert checked(g.cost_gate(smoke(), "no config")).reason == "cost guard could not run: no config"
+    missing = checked(g.cost_gate(None, None))
+    assert (missing.name, missing.value) == ("cost", "unknown")
+    assert (missing.status, missing.reason) == (
+        INCONCLUSIVE, "cost guard: no gateway config to read (gateway.config in rollout.yaml)")
+    free = costs(ModelCost("a", "m", "free", True, verified=True), ModelCost("b", "m", "free", True))
+    gate = checked(g.cost_gate(smoke(cost=free), None))
+    assert (gate.name, gate.status, gate.value, gate.reason) == ("cost", PASS, "2 free (1 price-checked)", "cost: 2 free (1 price-checked)")
+    paid = costs(ModelCost("a", "m", "free", True), ModelCost("b", "m", "paid", True, reason="priced"))
+    gate = checked(g.cost_gate(smoke(cost=paid), None))
+    assert (gate.name, gate.status, gate.value, gate.reason) == ("cost", FAIL, "1 paid model(s)", "not free: b: priced")
+    assert gate.threshold == "$0.00: free models only"
+
+
+# --- catalog -----------------------------------------------------------------------------
+
+
+def entry(alias: str, status: str = "ok", role: str = "fallback 1") -> ModelEntry:
+    return ModelEntry(alias, f"x/{alias}:free", role, status, f"{alias} is {status}",
+                      replacements=[Replacement("y/new:free", "New", 1000, "free")])
+
+
+def catalog(*entries: ModelEntry, reachable: bool = True) -> CatalogReport:
+    return CatalogReport([], list(entries), [{"url": "http://or/models", "reachable": reachable, "error": "refused"}],
+                         primary="glm")
+
+
+def test_catalog_gate_rules():
+    unknown = checked(g.catalog_gate(None, PLAN, None, None))
+    assert (unknown.name, unknown.status, unknown.value, unknown.reason) == (
+        "catalog", INCONCLUSIVE, "unknown",
+        "catalog: no gateway config (gateway.config in rollout.yaml): which models it serves is unknown")
+    unread = checked(g.catalog_gate(catalog(reachable=False), PLAN, None, None))
+    assert (unread.status, unread.reason) == (INCONCLUSIVE, "catalog cannot be read: http://or/models: refused")
+    five = [entry(a) for a in ALIASES]
+    assert g.catalog_gate(catalog(*five), PLAN, None, None).value == "5 of 5 fit"
+    one_retired = catalog(*five[:4], entry("qwen", "retired"))
+    gate = checked(g.catalog_gate(one_retired, PLAN, None, None))
+    assert (gate.name, gate.status, gate.value, gate.reason) == ("catalog", PASS, "4 of 5 fit", "catalog: 4 of 5 fit")
+    assert gate.warnings == ["retired fallback qwen (x/qwen:free): qwen is retired; free replacements: y/new:free"
+                             " (replace: rollout models --replace qwen NEW)"]
+    two_retired = catalog(*five[:3], entry("kimi", "retired"), entry("qwen", "retired"))
+    gate = checked(g.catalog_gate(two_retired, PLAN, None, None))
+    assert (gate.name, gate.status, gate.value) == ("catalog", FAIL, "3 of 5 fit")
+    assert gate.reason.startswith("catalog: only 3 of 5 models left (< 4): kimi (x/kimi:free)")
+    retired_primary = catalog(entry("glm", "retired", "primary"), *five[1:])
+    assert g.catalog_gate(retired_primary, PLAN, None, None).status == FAIL
+    not_free = checked(g.catalog_gate(catalog(*five[:4], entry("qwen", "not-free")), PLAN, None, None))
+    assert (not_free.status, not_free.reason) == (
+        FAIL, "catalog: qwen (x/qwen:free): qwen is not-free; free replacements: y/new:free")
+
+
+# --- the verdict matrix --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("alias", "status", "checks", "smoke_status", "verdict"), [
+    ("glm", "healthy", [], None, "pass"),
+    ("glm", "healthy", ["pass"], "pass", "pass"),
+    ("glm", "down", [], None, "fail"),  # the primary failing
+    ("kimi", "down", [], None, "warn"),  # a fallback failing
+    ("glm", "healthy", ["pass", "fail"], "fail", "fail"),
+    ("kimi", "healthy", ["fail"], "fail", "warn"),
+    ("glm", "rate-limited", [], None, "inconclusive"),
+    ("glm", "healthy", ["inconclusive", "pass"], "inconclusive", "inconclusive"),
+    ("glm", "not-checked", [], None, "not-checked"),
+    ("glm", "not-checked", ["pass"], "pass", "pass"),
+    ("glm", "not-checked", ["skipped"], "skipped", "not-checked"),
+    ("glm", "healthy", ["not-verifiable", "skipped"], "not-verifiable", "pass"),
+])
+def test_verdict_matrix_rows(alias, status, checks, smoke_status, verdict):
+    report = health(*["healthy"] * 5)
+    report.model(alias).status = status
+    checked = smoke(*((alias, f"case{i}", s) for i, s in enumerate(checks)), (alias, "cost", "fail"))
+    row = {r.alias: r for r in g.verdict_matrix(report, checked)}[alias]
+    assert (row.health, row.smoke, row.verdict) == (status, smoke_status, verdict)
+    failed_or_unsure = [f"case{i}: why" for i, s in enumerate(checks) if s in ("fail", "inconclusive")]
+    assert row.smoke_detail == ("; ".join(failed_or_unsure) or None)
+
+
+def test_verdict_matrix_roles_and_missing_reports():
+    assert g.verdict_matrix(None, None) == []
+    rows = g.verdict_matrix(health(*["healthy"] * 5, glm={"latency_ms": 12.5}), None)
+    assert [r.role for r in rows] == ["primary", "fallback 1", "fallback 2", "fallback 3", "fallback 4"]
+    assert (rows[0].latency_ms, rows[0].smoke, rows[0].verdict, rows[0].detail) == (12.5, None, "pass", "")
