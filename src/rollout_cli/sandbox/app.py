@@ -27,7 +27,15 @@ from rollout_cli.io.net import HOST, free_port, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
 from rollout_cli.sandbox import app_main
 from rollout_cli.sandbox.sample_app import FLAG_KEY
-from rollout_cli.sandbox.state import LABEL, LABEL_DIR, default_image, load_state, sandbox_id, sandbox_master_key
+from rollout_cli.sandbox.state import (
+    CALLER_KEYS,
+    LABEL,
+    LABEL_DIR,
+    default_image,
+    load_state,
+    sandbox_id,
+    sandbox_master_key,
+)
 from rollout_cli.simulator import GATEWAY_ALIASES
 
 APP_RUNTIMES = ("process", "docker")
@@ -102,7 +110,7 @@ def start_app(root: Path, *, runtime: str = "process", reads_files_once: bool = 
         "APP_DIRECT_MODEL": GATEWAY_ALIASES[PRIMARY],
         "APP_READS_FILES_ONCE": "1" if reads_files_once else "0",
         "OPENROUTER_BASE_URL": state.simulator_api_base,
-        "OPENROUTER_API_KEY": state.simulator_key,
+        "OPENROUTER_API_KEY": CALLER_KEYS["direct"],  # not the gateway's: the simulator tells the callers apart
         "LITELLM_API_KEY": sandbox_master_key(root).require(),  # the app's gateway key: the sandbox's master key
         "PYTHONUNBUFFERED": "1",
     }
