@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import time
@@ -206,6 +207,21 @@ def test_a_stopped_prometheus_comes_back_with_up_and_down_leaves_no_process(fres
     down = rollout("sandbox", "down", str(fresh), "--json")
     assert f"prometheus process {data['pids']['prometheus']}" in json.loads(down.stdout)["stopped"]
     assert _processes_mentioning(str(fresh)) == []
+
+
+def test_without_prometheus_installed_the_sandbox_runs_without_it_and_says_so(fresh: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with git (the sample app's repo) and no prometheus
+    bin_dir.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (bin_dir / "git").symlink_to(git)
+    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["prometheus_url"] is None and "prometheus" not in data["pids"]
+    assert any(m.startswith("Prometheus is not installed, so the sandbox runs without it") for m in data["messages"])
+    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
 
 
 def test_docker_runtime_with_the_engine_down_offers_the_process_runtime(fresh: Path) -> None:
