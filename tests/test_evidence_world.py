@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -124,6 +125,22 @@ def test_the_duration_buckets_can_tell_10_ms_apart_below_100_ms() -> None:
     fine = [b for b in DURATION_BUCKETS if 0.005 <= b <= 0.1]
     assert all(high - low <= 0.02 + 1e-9 for low, high in itertools.pairwise(fine))
     assert {0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 81.92} <= set(DURATION_BUCKETS)  # OTel's advice
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [(urllib.error.HTTPError("http://x", 429, "Too Many Requests", {}, None), "429"),  # type: ignore[arg-type]
+     (TimeoutError("timed out"), "timeout"),
+     (urllib.error.URLError(TimeoutError("timed out")), "timeout"),
+     (urllib.error.URLError(ConnectionRefusedError(111, "refused")), "ConnectionRefusedError"),
+     (json.JSONDecodeError("Expecting value", "{", 1), "JSONDecodeError"),
+     (urllib.error.URLError("unknown url type: x"), "URLError")],
+    ids=["status", "timeout", "timeout-in-urlerror", "refused", "broken-answer", "urlerror-text"],
+)
+def test_error_type_follows_opentelemetrys_error_type(exc: BaseException, expected: str) -> None:
+    from rollout_cli.sandbox.app_main import error_type
+
+    assert error_type(exc) == expected
 
 
 # --- faults by caller -----------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def error_type(exc: BaseException) -> str:
     """OpenTelemetry's error.type for a failed call: the HTTP status code, `timeout`, or the exception's class."""
     if isinstance(exc, urllib.error.HTTPError):
         return str(exc.code)
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) else exc
     if isinstance(reason, TimeoutError):
         return "timeout"
     return type(reason).__name__
