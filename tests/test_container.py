@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout_cli.errors import ContainerNotFound, DockerUnavailable, UnavailableError
+from rollout_cli.errors import ContainerNotFound, DockerUnavailable, InputError, UnavailableError
 from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, find_container, read_state
 
 pytestmark = pytest.mark.docker
@@ -61,13 +61,37 @@ def test_find_by_exact_name_not_by_substring(runtime, make_container, docker_eng
     assert runtime.state(f"{name}-longer").name == f"{name}-longer"
 
 
-def test_find_by_compose_service_label_picks_newest(runtime, make_container):
+def test_find_by_compose_service_label_picks_newest_when_none_is_up(runtime, make_container):
     service = unique("gateway")
-    make_container(f"proj-{service}-1", labels={"com.docker.compose.service": service})
+    older = make_container(f"proj-{service}-1", labels={"com.docker.compose.service": service})
     time.sleep(0.05)
     newest = make_container(f"proj-{service}-2", labels={"com.docker.compose.service": service})
+    runtime.stop(older.name)
+    runtime.stop(newest.name)
 
     assert runtime.find(service).name == newest.name == f"proj-{service}-2"
+
+
+def test_compose_service_skips_one_offs_prefers_the_running_one_and_refuses_two(runtime, make_container):
+    service = unique("gateway")
+    labels = {"com.docker.compose.service": service}
+    running = make_container(f"proj-{service}-1", labels=labels)
+    time.sleep(0.05)
+    stopped = make_container(f"proj-{service}-2", labels=labels)
+    runtime.stop(stopped.name)
+    time.sleep(0.05)
+    oneoff = make_container(f"proj-{service}-run-abc", labels={**labels, "com.docker.compose.oneoff": "True"})
+    runtime.stop(oneoff.name)
+
+    assert runtime.find(service).name == running.name  # not the newer stopped one, never the one-off
+    assert read_state(service).name == running.name
+    runtime.start(stopped.name)
+    for ask in (runtime.state, read_state):
+        with pytest.raises(InputError, match=f"compose service '{service}' has 2 containers up "
+                                             fr"\(proj-{service}-1, proj-{service}-2\): which one is meant is "
+                                             "unclear; set gateway.container in rollout.yaml to one container's "
+                                             "exact name"):
+            ask(service)
 
 
 def test_exact_name_wins_over_compose_service(runtime, make_container):
@@ -237,9 +261,11 @@ def test_read_state_answers_as_the_sdk_does(runtime, make_container):
     make_container(f"{name}-longer")
     make_container(name)
     service = unique("gateway")
-    make_container(f"proj-{service}-1", labels={"com.docker.compose.service": service})
+    older = make_container(f"proj-{service}-1", labels={"com.docker.compose.service": service})
     time.sleep(0.05)  # the same second: the container list's Created cannot tell them apart
-    make_container(f"proj-{service}-2", labels={"com.docker.compose.service": service})
+    newer = make_container(f"proj-{service}-2", labels={"com.docker.compose.service": service})
+    runtime.stop(older.name)  # neither up: the newest wins
+    runtime.stop(newer.name)
     stopped = make_container()
     runtime.stop(stopped.name)
 

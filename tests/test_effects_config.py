@@ -30,6 +30,16 @@ def with_reload(world, reload: str, book: str = LEVEL_1_WITH_RELOAD) -> None:  #
     (world.ws / "books" / "rollback-1.yaml").write_text(book)
 
 
+def hup_recorder(seen: Path) -> subprocess.Popen:  # type: ignore[type-arg]
+    """A process that writes "HUP" to `seen` on SIGHUP, for a minute; returned once its handler is in place."""
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import signal, time, pathlib\n"
+        f"signal.signal(signal.SIGHUP, lambda *_: pathlib.Path({str(seen)!r}).write_text('HUP'))\n"
+        "time.sleep(60)\n")])
+    time.sleep(0.5)
+    return child
+
+
 @pytest.mark.parametrize("reload,message", [
     ("sometimes", "'app.reload' must be one of none, {signal: "),
     ("{signal: {container: app, pid_file: x}}", "'app.reload.signal' needs exactly one of container or pid_file"),
@@ -69,20 +79,15 @@ def test_command_reload_runs_after_the_edits_and_its_failure_is_exit_1(tmp_path:
 def test_signal_reload_through_a_pid_file_reaches_the_process_and_the_drill_checks_it(tmp_path: Path) -> None:
     world = make_world(tmp_path)
     seen = tmp_path / "hup"
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import signal, time, pathlib\n"
-        f"signal.signal(signal.SIGHUP, lambda *_: pathlib.Path({str(seen)!r}).write_text('HUP'))\n"
-        "time.sleep(60)\n")])
+    child = hup_recorder(seen)
     try:
-        time.sleep(0.5)  # its handler is in place
         pid_file = tmp_path / "app.pid"
         pid_file.write_text(f"{child.pid}\n")
         with_reload(world, f"{{signal: {{pid_file: {pid_file}, signal: HUP}}}}")
         drill = world.cli("rollback", "--level", "1", "--drill", "--json")
         assert drill.exit_code == 0, drill.output
         check = json.loads(drill.stdout)["levels"][0]["steps"][1]["checks"][0]
-        assert check == {"name": "app pid file names a running process", "ok": True, "detail": f"pid {child.pid}",
-                         "exit_code": 0}
+        assert check == {"name": "app pid file names a running process", "ok": True, "detail": f"pid {child.pid}, started before its pid file was written", "exit_code": 0}
         result = world.cli("rollback", "--level", "1", "--yes", "--json")
         assert result.exit_code == 0, result.output
         detail = json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
@@ -96,7 +101,8 @@ def test_signal_reload_through_a_pid_file_reaches_the_process_and_the_drill_chec
         child.wait()
     dead = world.cli("rollback", "--level", "1", "--drill", "--json")
     assert dead.exit_code == 4
-    assert json.loads(dead.stdout)["levels"][0]["steps"][1]["checks"][0]["detail"] == f"no process {child.pid}"
+    assert json.loads(dead.stdout)["levels"][0]["steps"][1]["checks"][0]["detail"] == \
+        f"app.reload: no process {child.pid} (from {pid_file}); is the app running?"
 
 
 @pytest.mark.docker

@@ -14,7 +14,7 @@ import pytest
 from tests.support import make_world
 
 from rollout_cli.io.atomic import RENAME, write_app_file
-from rollout_cli.io.inplace import SLOW_WRITE_ENV, journal_path, recover
+from rollout_cli.io.inplace import JOURNAL_DIR_ENV, SLOW_WRITE_ENV, journal_path
 from rollout_cli.sandbox.sample_app import env_text, flagd_text
 
 
@@ -56,49 +56,16 @@ def test_level_1_on_hard_linked_files_says_in_place_and_the_link_sees_0(tmp_path
     assert flags_link.read_text() == flagd_text(0)
 
 
-def test_recover_restores_the_old_content_of_a_torn_rewrite_and_keeps_a_finished_one(tmp_path: Path) -> None:
-    path = tmp_path / "flags.json"
-    path.write_text("old content\n")
-    # a journal left by a writer that no longer runs (pid 0 never names one of ours)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    pid = int(dead.stdout)
-    import hashlib
-    import json
-
-    old = b"old content\n"
-    new = b"new content, longer\n"
-    header = {"pid": pid, "sha256_old": hashlib.sha256(old).hexdigest(), "sha256_new": hashlib.sha256(new).hexdigest()}
-    journal_path(path).write_bytes(json.dumps(header).encode() + b"\n" + old)
-    path.write_bytes(b"new conte")  # torn
-    assert recover(path) == "restored the content from before the interrupted rewrite"
-    assert path.read_bytes() == old
-    assert not journal_path(path).exists()
-    journal_path(path).write_bytes(json.dumps(header).encode() + b"\n" + old)
-    path.write_bytes(new)  # killed after the write, before the journal went
-    assert recover(path) == "kept the completed rewrite"
-    assert path.read_bytes() == new
-    assert recover(path) is None
-
-
-def test_a_journal_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"torn")
-    import hashlib
-    import json
-
-    header = {"pid": os.getppid(), "sha256_old": hashlib.sha256(b"old").hexdigest(), "sha256_new": "x"}
-    journal_path(path).write_bytes(json.dumps(header).encode() + b"\nold")
-    assert recover(path) is None
-    assert path.read_bytes() == b"torn"
-
-
-def test_kill_9_in_the_middle_of_an_in_place_rollback_leaves_a_whole_file_after_the_next_run(tmp_path: Path) -> None:
+def test_kill_9_in_the_middle_of_an_in_place_rollback_leaves_a_whole_file_after_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`rollout rollback --level 1` on a hard-linked env file, killed with SIGKILL while it rewrites.
 
     The test hook slows the in-place write to one byte per 20 ms, and each kill is sent
     only once the journal exists and the file is torn (neither the old nor the new text):
-    every kill provably landed mid-write. The next `rollout status` finds the file whole.
+    every kill provably landed mid-write. After `rollout recover` the file is whole.
     """
+    monkeypatch.setenv(JOURNAL_DIR_ENV, str(tmp_path / "journals"))
     world = make_world(tmp_path, percentage=10)
     (world.ws / "rollout.yaml").write_text(
         (world.ws / "rollout.yaml").read_text().replace("  flags_file: ../app/flags.json\n", "")
@@ -132,8 +99,11 @@ def test_kill_9_in_the_middle_of_an_in_place_rollback_leaves_a_whole_file_after_
         torn = env.read_bytes()
         assert torn not in (old.encode(), new.encode()) and journal_path(env).exists()
         torn_seen += 1
-        # the next run (a read-only command) recovers before it reads; it exits 1 because the killed
-        # rollback's write-ahead audit record ("started") has no "finished" one: an unfinished operation
+        # a read-only command never recovers: it names the command that does (tests/test_journal.py)
+        assert world.cli("status").exit_code == 2 and env.read_bytes() == torn
+        recovered = world.cli("recover")
+        assert recovered.exit_code == 0 and "restored the content from before" in recovered.stdout
+        # exit 1: the killed rollback's write-ahead audit record ("started") has no "finished" one
         status = world.cli("status", "--json")
         assert status.exit_code == 1, status.output
         unfinished = json.loads(status.stdout)["unfinished"]

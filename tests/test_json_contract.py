@@ -115,6 +115,7 @@ def cli(box, *args: str, code: int | None = 0) -> dict:  # type: ignore[no-untyp
 def test_read_only_commands(box) -> None:
     valid("status", cli(box, "status"))
     valid("history", cli(box, "history"))
+    valid("recover", cli(box, "recover"))
     data = valid("health", cli(box, "health"))
     assert data["verdict"] == "healthy" and len(data["models"]) == 5
     valid("sandbox status", cli(box, "sandbox", "status"))

@@ -17,6 +17,7 @@ from rollout_cli.checks.budget import SharedAnswers
 from rollout_cli.checks.preflight import GatewayState, check_gateway
 from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.workspace import Workspace
+from rollout_cli.errors import RolloutError
 from rollout_cli.gateway.api import Completion, GatewayClient
 from rollout_cli.gateway.topology import Topology, load_topology
 
@@ -54,11 +55,15 @@ class Evidence:
         try:
             self.ledger.record(str(body.get("model")), seen.status, fallbacks=not body.get("disable_fallbacks"),
                                ratelimit=seen.ratelimit)
-        except OSError as exc:
-            self.ledger_error = f"quota ledger {self.ledger.folder}: {exc.strerror or exc}"
+        except RolloutError as exc:  # append_line names the file and the cause
+            self.ledger_error = str(exc)
 
     def close(self) -> None:
         self.client.close()
+        try:
+            self.ledger.release()  # what the checks reserved and did not send goes back to the share
+        except RolloutError as exc:
+            self.ledger_error = str(exc)
 
     def __enter__(self) -> Evidence:
         return self

@@ -20,8 +20,8 @@ from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode, InputError, UnavailableError
-from rollout_cli.gateway.replace import alias_for, check_edit, replace_model
-from rollout_cli.gateway.topology import OPENROUTER_PREFIX, Topology, load_topology
+from rollout_cli.gateway.replace import alias_for, check_edit, replace_model, stale_references
+from rollout_cli.gateway.topology import OPENROUTER_PREFIX, GatewayModel, Topology, load_topology
 from rollout_cli.io.atomic import atomic_write_text, sha256_of
 from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.io.textfile import CONFIG_LIMIT, read_text
@@ -53,13 +53,16 @@ class ReplacePayload:
     diff: list[str]
     before_sha256: str | None = None
     after_sha256: str | None = None
+    models: list[str] = field(default_factory=list)  # the OpenRouter ids replaced, one per deployment
+    kept: list[str] = field(default_factory=list)  # the alias's deployments on other providers, left as they were
+    warnings: list[str] = field(default_factory=list)
     next: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": "replace", "config": self.config, "old": self.old, "new_alias": self.new_alias,
                 "new_model": self.new_model, "dry_run": self.dry_run, "written": self.written, "lines": self.lines,
                 "diff": self.diff, "before_sha256": self.before_sha256, "after_sha256": self.after_sha256,
-                "next": self.next}
+                "replaced": self.models, "kept": self.kept, "warnings": self.warnings, "next": self.next}
 
 
 def _topology(ws: Workspace) -> Topology:
@@ -88,8 +91,16 @@ def models(ws: Workspace) -> Result[ModelsPayload]:
         return Result("models", payload, messages, ExitCode.FAILED)
     if unreached:
         return Result("models", payload, messages, ExitCode.UNAVAILABLE)
-    return Result("models", payload, [f"all {len(report.models)} models listed, free and capable"
-                                      + (f" of {', '.join(ws.app.requires)}" if ws.app.requires else "")])
+    capable = f" of {', '.join(ws.app.requires)}" if ws.app.requires else ""
+    outside = report.unknown  # not OpenRouter's (an unreadable catalog exits 4 above): no price, no capabilities
+    if not outside:
+        return Result("models", payload, [f"all {len(report.models)} models listed, free and capable{capable}"])
+    checked = len(report.models) - len(outside)
+    return Result("models", payload, [
+        f"{checked} of {len(report.models)} deployments listed, free and capable{capable}; not checked: "
+        + "; ".join(f"{m.alias} ({m.model}: not an OpenRouter model, so its price and capabilities are unknown)"
+                    for m in outside)
+    ])
 
 
 def replace(
@@ -106,17 +117,31 @@ def replace(
         raise InputError(f"{old!r} is not a model_name in {path}; configured: {', '.join(topology.aliases)}")
     if new_alias != old and new_alias in topology.aliases:
         raise InputError(f"alias {new_alias!r} is already in {path}; choose another with --alias NAME")
+    ours = [d for d in topology.deployments(old) if d.provider == "openrouter"]
+    others = [d.model for d in topology.deployments(old) if d.provider != "openrouter"]
+    if not ours:
+        raise InputError(f"{old} is served by {', '.join(others)}, not by OpenRouter: --replace swaps OpenRouter "
+                         f"models only; edit {path} by hand")
+    if others and new_alias != old:
+        raise InputError(f"{old} also has {len(others)} deployment(s) not on OpenRouter ({', '.join(others)}); "
+                         f"renaming the alias would carry them along: pass --alias {old} to replace only its "
+                         f"OpenRouter deployment(s), or edit {path} by hand")
     if not force:
-        _require_fit(topology, old, new_model, ws.app.requires)
+        _require_fit(ours[0], new_model, ws.app.requires)
     before_text = read_text(path, limit=CONFIG_LIMIT, label="gateway config ")
     edit = replace_model(before_text, old, new_model, new_alias, where=path)
-    check_edit(parse_yaml_text(before_text, path), parse_yaml_text(edit.text, path), edit, path)
+    after = parse_yaml_text(edit.text, path)
+    check_edit(parse_yaml_text(before_text, path), after, edit, path)
     diff = list(difflib.unified_diff(before_text.splitlines(), edit.text.splitlines(),
                                      str(path), str(path), n=0, lineterm=""))
+    stale = stale_references(after, old) if new_alias != old else []
+    warnings = [f"{where} still names {old}, which is gone: rename it to {new_alias} by hand" for where in stale]
+    kept = [f"kept {model}: {old}'s deployment on another provider, not OpenRouter's" for model in others]
     payload = ReplacePayload(str(path), old, new_alias, new_model, dry_run, False, edit.lines, diff,
-                             sha256_of(path))
+                             sha256_of(path), models=[d.upstream_id for d in ours], kept=others, warnings=warnings)
     if dry_run:
-        return Result("models", payload, [f"dry run: {len(edit.lines)} line(s) of {path} would change; nothing written"])
+        return Result("models", payload, [f"dry run: {len(edit.lines)} line(s) of {path} would change; nothing written",
+                                          *kept, *warnings])
     with WorkspaceLock(ws.state_dir, command=f"rollout models --replace {old} {new}"):
         if read_text(path, limit=CONFIG_LIMIT, label="gateway config ") != before_text:
             raise InputError(f"{path} changed while the edit was prepared; run the command again")
@@ -127,25 +152,22 @@ def replace(
         payload.after_sha256 = sha256_of(path)
         AuditLog(ws.state_dir).append(
             "models replace", reason=reason, result="ok",
-            changes=[{"file": str(path), "key": old, "before": f"{old} ({_upstream(topology, old)})",
+            changes=[{"file": str(path), "key": old, "before": f"{old} ({d.upstream_id})",
                       "after": f"{new_alias} ({new_model})", "lines": edit.lines,
-                      "before_sha256": payload.before_sha256, "after_sha256": payload.after_sha256}],
+                      "before_sha256": payload.before_sha256, "after_sha256": payload.after_sha256} for d in ours],
         )
     payload.next = ["rollout gateway restart", "rollout models", "rollout health"]
+    replaced = ", ".join(d.upstream_id for d in ours)
     return Result("models", payload, [
-        f"replaced {old} with {new_alias} ({new_model}) in {path}: lines {', '.join(map(str, edit.lines))}",
+        f"replaced {old} ({replaced}) with {new_alias} ({new_model}) in {path}: "
+        f"lines {', '.join(map(str, edit.lines))}",
+        *kept, *warnings,
         "apply it: rollout gateway restart; then check: rollout models && rollout health",
     ])
 
 
-def _upstream(topology: Topology, alias: str) -> str:
-    deployments = topology.deployments(alias)
-    return deployments[0].upstream_id if deployments else "?"
-
-
-def _require_fit(topology: Topology, old: str, new_model: str, requires: tuple[str, ...]) -> None:
+def _require_fit(deployment: GatewayModel, new_model: str, requires: tuple[str, ...]) -> None:
     """NEW must be listed, free (:free id, zero price) and meet app.requires, in the catalog OLD is served from."""
-    deployment = topology.deployments(old)[0]
     from rollout_cli.checks.catalog import IMPLICIT, catalog_url  # one module, named here for the reader
 
     url = catalog_url(deployment)

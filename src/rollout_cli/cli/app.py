@@ -55,7 +55,8 @@ class RolloutGroup(TyperGroup):
                 if isinstance(exc, typer.TyperException):  # a usage error: the parser prints it on stderr
                     json_command = _json_command(self, ctx)
                     if json_command is not None:
-                        print_error_json(json_command, exc.exit_code, exc.format_message())
+                        print_error_json(json_command, exc.exit_code, exc.format_message(),
+                                         line=_streams_lines(ctx, json_command))
                 raise
             # a bug: still one line unless --debug
             # the type only: an exception's text may quote data (a header, a file's bytes)
@@ -96,6 +97,16 @@ def _json_command(group: TyperGroup, ctx: typer.Context) -> str | None:
     return " ".join(path)
 
 
+def _streams_lines(ctx: typer.Context, command: str) -> bool:
+    """Whether the command prints one JSON document per line (`watch`, `health --watch`): its error too.
+
+    A reader of such a stream parses line by line; an indented envelope would be eight broken documents.
+    """
+    words: list[str] = ctx.meta.get(REST, [])
+    return command == "watch" or (command == "health" and "--watch" in words[: words.index("--")
+                                                                             if "--" in words else len(words)])
+
+
 def _report(ctx: typer.Context, exc: BaseException | None, message: str, code: int, *,
             prefix: str = "rollout: error: ") -> NoReturn:
     debug = (isinstance(ctx.obj, Globals) and ctx.obj.debug) or ctx.meta.get(DEBUG) \
@@ -104,9 +115,13 @@ def _report(ctx: typer.Context, exc: BaseException | None, message: str, code: i
         import traceback  # lazy: start-up time (only --debug needs it)
 
         traceback.print_exception(exc, file=sys.stderr)
+    from rollout_cli.io.inplace import take_recovery_notes  # lazy: start-up time
+
+    for note in take_recovery_notes():  # recovered before the failure: still said
+        typer.echo(f"rollout: {plain(note)}", err=True)
     json_command = _json_command(ctx.command, ctx) if isinstance(ctx.command, TyperGroup) else None
     if json_command is not None:
-        print_error_json(json_command, code, message)
+        print_error_json(json_command, code, message, line=_streams_lines(ctx, json_command))
     typer.echo(f"{prefix}{plain(message)}", err=True)
     ctx.exit(int(code))
     raise AssertionError("unreachable")  # ctx.exit raises
@@ -123,7 +138,7 @@ def _globals(
 
 
 COMMANDS = ["init", "status", "advance", "report", "watch", "health", "smoke", "models", "quota",
-            "rollback", "history", "gateway", "sandbox"]
+            "rollback", "recover", "history", "gateway", "sandbox"]
 
 
 def build_app(names: list[str] = COMMANDS) -> typer.Typer:

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -96,20 +97,26 @@ def json_line(command: str, data: dict[str, Any]) -> None:
     print_json({"schema_version": SCHEMA_VERSION, "command": command, **data}, line=True)
 
 
-def print_error_json(command: str | None, exit_code: int, message: str) -> None:
-    """The `--json` error envelope (schemas/error.schema.json)."""
-    print_json(error_json(command, exit_code, message))
+def print_error_json(command: str | None, exit_code: int, message: str, *, line: bool = False) -> None:
+    """The `--json` error envelope (schemas/error.schema.json); on one line where the command streams lines."""
+    print_json(error_json(command, exit_code, message), line=line)
 
 
 def render(result: Result[Any], json_output: bool = False) -> NoReturn:
     """Print the result and exit with its code."""
+    from rollout_cli.io.inplace import take_recovery_notes  # lazy: start-up time (`--help` never needs it)
+
+    # What this run recovered of an interrupted in-place write is said first, whatever the command.
+    notes = take_recovery_notes()
     if json_output:
-        print_json(result.to_json())
+        print_json(replace(result, messages=[*notes, *result.messages]).to_json())
     else:
         _load_views(result.payload)
         text_renderer = _find(_TEXT, result.payload)
         out: Any = TextOut() if text_renderer is not None else console()
         renderer = text_renderer or _find(_HUMAN, result.payload)
+        for note in notes:
+            out.print(plain(note), markup=False)
         if renderer is not None:
             renderer(out, result)
         for message in result.messages:

@@ -12,7 +12,9 @@ is an operation killed or crashed part-way; `rollout status` shows it.
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +78,40 @@ def append_line(path: Path, record: dict[str, Any], *, fsync: bool = False) -> N
 def read_lines(path: Path) -> list[dict[str, Any]]:
     """Every record of a JSON-lines file, oldest first; a torn line (a crashed writer) is skipped."""
     return [record for _, record in _numbered_lines(path) if isinstance(record, dict)]
+
+
+def json_lines(path: Path, max_line_bytes: int) -> Iterator[Any]:
+    """Each non-empty line of a JSON-lines file parsed (None when it is not JSON), one at a time.
+
+    Constant memory whatever the file's size: a line longer than `max_line_bytes`
+    is skipped to its end unread (and yields None). A FIFO or a device is never
+    opened: it could block or never end.
+    """
+    if not path.is_file():
+        return
+    with open(path, "rb") as handle:
+        while raw := handle.readline(max_line_bytes + 1):
+            if len(raw) > max_line_bytes:
+                while raw and not raw.endswith(b"\n"):
+                    raw = handle.readline(64 * 1024)
+                yield None
+                continue
+            if not raw.strip():
+                continue
+            try:
+                yield json.loads(raw)
+            except (ValueError, RecursionError):  # not JSON, not UTF-8
+                yield None
+
+
+def finite_number(value: Any) -> bool:
+    """A JSON number a reader can compute with: not a boolean, NaN, infinite, or an integer too big for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _numbered_lines(path: Path) -> list[tuple[int, Any]]:

@@ -45,9 +45,19 @@ def packaged_dir() -> Path:
 
 
 def find_playbook(filename: str, override_dir: Path | None) -> Path:
-    """The workspace's copy when it has one, else the packaged default."""
-    if override_dir is not None and (override_dir / filename).is_file():
-        return override_dir / filename
+    """The workspace's copy when it has one, else the packaged default.
+
+    A `playbooks:` folder that is not there is refused, not skipped: silently
+    running the packaged defaults instead of the operator's own levels would
+    be a different rollback from the one that was reviewed.
+    """
+    if override_dir is not None:
+        if not override_dir.is_dir():
+            state = "is not a folder" if override_dir.exists() else "does not exist"
+            raise PlaybookError(f"the playbooks folder {override_dir} ('playbooks' in rollout.yaml) {state}; "
+                                "create it, fix the path, or remove the key to use the packaged playbooks")
+        if (override_dir / filename).is_file():
+            return override_dir / filename
     path = packaged_dir() / filename
     if not path.is_file():
         raise PlaybookError(f"playbook {filename} not found in {packaged_dir()}; reinstall rollout")

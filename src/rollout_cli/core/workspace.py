@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import reprlib
 import signal as signals
 from dataclasses import dataclass, field
@@ -323,6 +324,8 @@ def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
         raise wrong("a non-empty string")
     if "\0" in value:  # no path, ref or name can hold one; the OS would refuse it later, less clearly
         raise InputError(f"{path}: '{key}' holds a NUL character; remove it")
+    if key in _KEY_PLACES and _misplaced_key(kind, value):
+        raise InputError(f"{path}: '{key}' {_KEY_PLACES[key]}")
     if kind == "path":
         try:
             return (root / Path(value).expanduser()).resolve()
@@ -338,6 +341,25 @@ def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
     if kind == "runtime" and value not in RUNTIMES:
         raise InputError(f"{path}: '{key}' is '{value}'; use one of {', '.join(RUNTIMES)}")
     return value
+
+
+# Where an operator may paste the master key by mistake, and what belongs there instead. The message
+# never quotes the value: it is a secret, and it would reach logs, CI output and the audit trail.
+_KEY_PLACES = {
+    "gateway.master_key_file": "holds what looks like a key, not a path (value not shown); put the key in a file "
+                               "only you can read and name that file here, then remove the key from rollout.yaml",
+    "gateway.master_key_env": "must be the name of an environment variable (letters, digits, _), not a key (value "
+                              "not shown); name the variable that holds the key, then remove it from rollout.yaml",
+}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET = re.compile(r"(?i:sk-)\S*|(?=[^/.]*\d)(?=[^/.]*[A-Za-z])[A-Za-z0-9_\-]{32,}")
+
+
+def _misplaced_key(kind: str, value: str) -> bool:
+    """A variable name that is no name, or a path that reads as a key (sk-..., or a long random token)."""
+    if kind == "str":
+        return not _ENV_NAME.fullmatch(value)
+    return bool(_SECRET.fullmatch(value.strip()))
 
 
 def _shown(value: Any) -> str:
@@ -425,6 +447,9 @@ gateway:
 """
 
 
+_KERNEL_FILE_SYSTEMS = (Path("/proc"), Path("/sys"))
+
+
 @dataclass(frozen=True)
 class InitPayload:
     """`rollout init`: the file written."""
@@ -440,11 +465,22 @@ def init_workspace(root: Path, *, force: bool = False) -> Result[InitPayload]:
     """Write a commented rollout.yaml; an existing one is kept unless `force`."""
 
     path = root / CONFIG_NAME
+    real = root.resolve()
+    kernel = next((fs for fs in _KERNEL_FILE_SYSTEMS if real.is_relative_to(fs)), None)
+    if kernel is not None:
+        raise InputError(f"{root} is in {kernel}, the kernel's view of the system, not a folder for files; "
+                         "choose another DIR")
     if path.exists() and not force:
         raise InputError(f"{path} already exists; pass --force to overwrite it")
-    if root.exists() and not root.is_dir():
-        raise InputError(f"{root} is not a folder; choose another DIR")
-    root.mkdir(parents=True, exist_ok=True)
+    # The nearest existing folder on the way: a file there would fail the mkdir half-way, after creating some.
+    existing = next(p for p in (real, *real.parents) if p.exists())
+    if not existing.is_dir():
+        under = "" if existing == real else f", so {root} cannot be one"
+        raise InputError(f"{existing} is not a folder{under}; choose another DIR")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder {root}: {exc.strerror or exc}; choose another DIR") from None
     atomic_write_text(path, INIT_TEMPLATE)
     return Result(
         "init",

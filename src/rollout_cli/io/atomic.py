@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from rollout_cli.errors import DockerUnavailable, InputError
-from rollout_cli.io.inplace import fsync_folder, recover, rewrite_in_place
+from rollout_cli.io.inplace import LEGACY_SUFFIX, fsync_folder, rewrite_in_place, settle
 from rollout_cli.io.process import pid_exists
 
 NEW_FILE_MODE = 0o644
@@ -93,6 +93,7 @@ def write_app_file(path: Path, text: str) -> str:
     """
     target = Path(os.path.realpath(path))
     try:
+        settle(target)  # under the workspace lock: a killed in-place rewrite is finished first
         links = os.stat(target).st_nlink
     except FileNotFoundError:
         links = 0
@@ -115,6 +116,7 @@ def write_app_file(path: Path, text: str) -> str:
         atomic_write_text(path, text)
         return RENAME + unchecked
     try:
+        _sweep_orphans(target)
         rewrite_in_place(target, text.encode("utf-8"))
     except OSError as exc:
         raise _write_error(path, exc) from exc
@@ -122,10 +124,10 @@ def write_app_file(path: Path, text: str) -> str:
 
 
 def recover_interrupted(path: Path) -> str | None:
-    """Finish a killed in-place rewrite of `path` before it is read; what was done, or None."""
+    """Before `path` is read: finish a killed in-place rewrite (under the workspace lock; what was done), or say one is pending."""
     target = Path(os.path.realpath(path))
     try:
-        return recover(target)
+        return settle(target)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -133,9 +135,15 @@ def recover_interrupted(path: Path) -> str | None:
 
 
 def _sweep_orphans(target: Path) -> None:
-    """Remove temp files a killed writer left beside `target` (its pid is in the name)."""
+    """Remove temp files a killed writer left beside `target` (its pid is in the name).
+
+    `.NAME.PID.RANDOM.tmp` from atomic_write_text, and `.NAME.rollout-journal.PID.tmp`,
+    the journal temp file of rollout versions that journalled beside the file.
+    """
     for leftover in target.parent.glob(f".{_glob_escape(target.name)}.*.tmp"):
-        pid = leftover.name[len(target.name) + 2 :].split(".", 1)[0]
+        rest = leftover.name[len(target.name) + 2 :]
+        rest = rest.removeprefix(LEGACY_SUFFIX.lstrip(".") + ".")
+        pid = rest.split(".", 1)[0]
         if pid.isdigit() and not pid_exists(int(pid)):
             try:
                 leftover.unlink()

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from rollout_cli.errors import ContainerNotFound, UnavailableError
+from rollout_cli.errors import ContainerNotFound, InputError, UnavailableError
 from rollout_cli.io.engine import (
     CONNECT_TIMEOUT_S,
     get_json,
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"  # "True" on `docker compose run` containers
+GATEWAY_SETTING = "gateway.container"
+UP = ("running", "paused", "restarting")  # a container in these states holds its place (and its mounts)
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,12 @@ def connect(timeout: float = CONNECT_TIMEOUT_S) -> DockerClient:
     return client
 
 
-def find_container(client: DockerClient, name_or_service: str) -> Container:
-    """Find by exact container name, else by compose service label (newest wins).
+def find_container(client: DockerClient, name_or_service: str, setting: str = GATEWAY_SETTING) -> Container:
+    """Find by exact container name, else by compose service label (see `pick_service_container`).
 
     Stopped containers count: a rollback may need to start one again, and
     health must be able to say "exited (code 137)" rather than "not found".
+    `setting` is the rollout.yaml key that named the container, for the error messages.
     """
     with _engine_errors(name_or_service, "look up"):
         # The name filter is a regex substring match; keep exact names only.
@@ -99,9 +103,36 @@ def find_container(client: DockerClient, name_or_service: str) -> Container:
             filters={"label": f"{COMPOSE_SERVICE_LABEL}={name_or_service}"},
             ignore_removed=True,
         )
-    if not by_service:
-        raise _not_found(name_or_service)
-    return max(by_service, key=lambda c: _created(c.attrs))
+    chosen = pick_service_container(name_or_service, [c.attrs for c in by_service], setting)
+    return next(c for c in by_service if c.attrs is chosen)
+
+
+def pick_service_container(service: str, found: Sequence[Mapping[str, Any]], setting: str) -> Mapping[str, Any]:
+    """The one container of compose service `service` that is meant, from `docker inspect` answers.
+
+    A one-off container (`docker compose run`) is a task, not the service: it is
+    never chosen. Of the rest, the one that is up (running, paused or
+    restarting) wins, else the newest; two up at once (`--scale`) is refused,
+    because stopping or restarting one of them at random is not a rollback.
+    """
+    services = [attrs for attrs in found if _labels(attrs).get(COMPOSE_ONEOFF_LABEL) != "True"]
+    if not services:
+        raise _not_found(service, setting, oneoffs=len(found))
+    up = sorted((attrs for attrs in services if (attrs.get("State") or {}).get("Status") in UP), key=_name)
+    if len(up) > 1:
+        raise InputError(
+            f"compose service '{service}' has {len(up)} containers up ({', '.join(map(_name, up))}): which one "
+            f"is meant is unclear; set {setting} in rollout.yaml to one container's exact name"
+        )
+    return up[0] if up else max(services, key=_created)
+
+
+def _labels(attrs: Mapping[str, Any]) -> Mapping[str, str]:
+    return (attrs.get("Config") or {}).get("Labels") or {}
+
+
+def _name(attrs: Mapping[str, Any]) -> str:
+    return str(attrs.get("Name", "")).lstrip("/")
 
 
 def _created(attrs: Mapping[str, Any]) -> datetime:
@@ -109,14 +140,19 @@ def _created(attrs: Mapping[str, Any]) -> datetime:
     return _parse_time(attrs.get("Created")) or datetime.min.replace(tzinfo=UTC)
 
 
-def _not_found(name_or_service: str) -> ContainerNotFound:
+def _not_found(name_or_service: str, setting: str, oneoffs: int = 0) -> ContainerNotFound:
+    if oneoffs:
+        return ContainerNotFound(
+            f"compose service '{name_or_service}' has only one-off containers ({oneoffs}, from `docker compose "
+            f"run`), no service container (docker ps -a); start the service, or check {setting} in rollout.yaml"
+        )
     return ContainerNotFound(
         f"no container named '{name_or_service}' or with compose service "
-        f"'{name_or_service}' (docker ps -a); check gateway.container in rollout.yaml"
+        f"'{name_or_service}' (docker ps -a); check {setting} in rollout.yaml"
     )
 
 
-def read_state(name_or_service: str) -> ContainerState | None:
+def read_state(name_or_service: str, setting: str = GATEWAY_SETTING) -> ContainerState | None:
     """What ContainerRuntime().state(name_or_service) says, asked over a local engine's socket without the SDK
     (io/engine.py: start-up time); None when DOCKER_HOST is not a unix socket, so the caller uses the SDK."""
     if local_socket() is None:
@@ -124,17 +160,18 @@ def read_state(name_or_service: str) -> ContainerState | None:
     listed = "/containers/json?all=1&filters="
     by_name = get_json(listed + quote(json.dumps({"name": [name_or_service]}))) or []
     chosen = [c for c in by_name if f"/{name_or_service}" in (c.get("Names") or ())][:1]
-    if not chosen:
+    by_service = not chosen
+    if by_service:
         label = f"{COMPOSE_SERVICE_LABEL}={name_or_service}"
         chosen = get_json(listed + quote(json.dumps({"label": [label]}))) or []
         if not chosen:
-            raise _not_found(name_or_service)
+            raise _not_found(name_or_service, setting)
     inspected = [get_json(f"/containers/{quote(str(c.get('Id', '')))}/json") for c in chosen]
     found = [attrs for attrs in inspected if attrs is not None]
     if not found:
         raise ContainerNotFound(f"container '{name_or_service}' vanished while trying to inspect it (docker ps -a)")
-    # the newest by its exact creation time, as find_container (the list's Created has whole seconds)
-    return state_from_attrs(max(found, key=_created))
+    # chosen from the exact answers of `docker inspect`, as find_container does (the list's Created has whole seconds)
+    return state_from_attrs(pick_service_container(name_or_service, found, setting) if by_service else found[0])
 
 
 def inspect_state(container: Container) -> ContainerState:
@@ -169,13 +206,17 @@ def state_from_attrs(attrs: Mapping[str, Any]) -> ContainerState:
 
 
 class ContainerRuntime:
-    """Operations on one engine, addressed by container name or compose service."""
+    """Operations on one engine, addressed by container name or compose service.
 
-    def __init__(self, client: DockerClient | None = None) -> None:
+    `setting` is the rollout.yaml key the names come from, for the messages that say what to fix.
+    """
+
+    def __init__(self, client: DockerClient | None = None, setting: str = GATEWAY_SETTING) -> None:
         self.client = client if client is not None else connect()
+        self.setting = setting
 
     def find(self, name: str) -> Container:
-        return find_container(self.client, name)
+        return find_container(self.client, name, self.setting)
 
     def state(self, name: str) -> ContainerState:
         return inspect_state(self.find(name))

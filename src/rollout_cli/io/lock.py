@@ -24,6 +24,7 @@ from types import TracebackType
 
 from rollout_cli.errors import InputError, LockError
 from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.inplace import permit_recovery
 
 LOCK_NAME = "lock"
 HOLDER_NAME = "lock.holder"
@@ -131,6 +132,7 @@ class WorkspaceLock:
             raise
         self._fd = fd
         self.holder = holder
+        permit_recovery(+1)  # holding the lock, this process may finish another's interrupted in-place write
         return holder
 
     def release(self) -> None:
@@ -148,6 +150,7 @@ class WorkspaceLock:
         finally:
             fd, self._fd = self._fd, None
             self.holder = None
+            permit_recovery(-1)
             os.close(fd)
 
     def __enter__(self) -> WorkspaceLock:

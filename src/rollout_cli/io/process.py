@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -142,33 +142,74 @@ class Finished:
         return self.returncode is None
 
 
+OUTPUT_KEPT = 4096  # bytes of a `run` program's output kept: enough for its last line, whatever it writes
+
+
 def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: float = 2.0) -> Finished:
     """Run `argv` in its own session and wait for that process alone, at most `timeout` seconds.
 
-    Its output goes to a temporary file, not a pipe: a background child it
-    leaves running (`sleep 20 &`) inherits the file, and waiting for the end of
-    a pipe would wait for that child too. On the timeout the whole process group
-    gets SIGTERM, then SIGKILL after `grace_s`; so does it on Ctrl-C, which a
-    separate session no longer receives from the terminal. Raises OSError when
-    the program cannot be started.
+    Its output goes to a pipe that a thread drains, keeping only the last
+    OUTPUT_KEPT bytes: a program that writes without end (`yes`) costs neither
+    memory nor disk. Only the process is waited for, not the end of the pipe: a
+    background child it leaves running (`sleep 20 &`) inherits the pipe, and
+    waiting for that would wait for the child too. On the timeout the whole
+    process group gets SIGTERM, then SIGKILL after `grace_s`; so does it on
+    Ctrl-C, which a separate session no longer receives from the terminal.
+    Raises OSError when the program cannot be started.
     """
-    with tempfile.TemporaryFile(prefix="rollout-run-") as out:
+    read_end, write_end = os.pipe()
+    try:
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
         )
+    except BaseException:
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    output = _OutputTail(read_end)
+    try:
+        code: int | None = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _end_group(proc, grace_s)
+        code = None
+    except BaseException:
+        _end_group(proc, grace_s)
+        raise
+    return Finished(code, output.last_line(settle_s=0.2))
+
+
+class _OutputTail:
+    """The last OUTPUT_KEPT bytes written to a pipe, read by a daemon thread until the pipe's end.
+
+    A background child still holding the pipe keeps the thread reading (and
+    its writes from blocking) until it exits or rollout does.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._kept = b""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, name="run-output", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
         try:
-            code: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _end_group(proc, grace_s)
-            code = None
-        except BaseException:
-            _end_group(proc, grace_s)
-            raise
-        out.seek(0, os.SEEK_END)
-        out.seek(max(0, out.tell() - 4096))
-        lines = out.read().decode("utf-8", errors="replace").strip().splitlines()
-    return Finished(code, lines[-1].strip() if lines else "")
+            while chunk := os.read(self._fd, 64 * 1024):
+                with self._lock:
+                    self._kept = (self._kept + chunk)[-OUTPUT_KEPT:]
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)
+
+    def last_line(self, settle_s: float) -> str:
+        """The last line so far, after up to `settle_s` for what the process wrote just before it ended."""
+        self._thread.join(settle_s)
+        with self._lock:
+            lines = self._kept.decode("utf-8", errors="replace").strip().splitlines()
+        return lines[-1].strip() if lines else ""
 
 
 def _end_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
@@ -206,6 +247,59 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def boot_id() -> str | None:
+    """This boot's random id: a pid or a start time recorded before a reboot means nothing after it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def pid_namespace() -> str | None:
+    """Our pid namespace (`pid:[4026531836]`): a pid means a process only inside the namespace it was read in."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """Who a process is, beyond its pid: the pid is only unique within one pid namespace and one boot."""
+
+    pid: int
+    start_ticks: int | None
+    boot_id: str | None
+    pid_namespace: str | None
+
+    @classmethod
+    def current(cls) -> ProcessIdentity:
+        stat = _proc_stat(os.getpid())
+        return cls(os.getpid(), stat[1] if stat else None, boot_id(), pid_namespace())
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessIdentity:
+        ticks = data.get("start_ticks")
+        return cls(
+            pid=int(data["pid"]),
+            start_ticks=int(ticks) if isinstance(ticks, int) else None,
+            boot_id=str(data["boot_id"]) if data.get("boot_id") else None,
+            pid_namespace=str(data["pid_namespace"]) if data.get("pid_namespace") else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """`pid N`, qualified where that pid would name another process here."""
+        here = ProcessIdentity.current()
+        if self.boot_id != here.boot_id:
+            return f"pid {self.pid}, before the last reboot"
+        if self.pid_namespace != here.pid_namespace:
+            return f"pid {self.pid} in another pid namespace ({self.pid_namespace or 'unknown'}), e.g. a container"
+        return f"pid {self.pid}"
+
+
 def tail_file(path: Path, lines: int = 20) -> list[str]:
     """The last `lines` lines of a log file (read from the end, so a big log costs nothing)."""
     try:
@@ -217,6 +311,22 @@ def tail_file(path: Path, lines: int = 20) -> list[str]:
     except OSError:
         return []
     return data.decode("utf-8", errors="replace").splitlines()[-lines:] if lines > 0 else []
+
+
+def started_at(pid: int) -> float | None:
+    """When process `pid` started, as a Unix time (within about a second: the boot time has whole seconds).
+
+    None when /proc does not know the pid (gone, or no /proc here) or it is a zombie.
+    """
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return None
+    try:
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return boot + stat[1] / os.sysconf("SC_CLK_TCK")
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:

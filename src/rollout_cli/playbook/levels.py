@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.playbooks import find_playbook
+from rollout_cli.core.recovery import finish_interrupted_writes
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import InputError, RolloutError
@@ -105,6 +106,7 @@ def run_rollback(
     else:
         reports = []
         with WorkspaceLock(ws.state_dir, command=f"rollout {command}"):
+            finish_interrupted_writes(ws)  # a killed in-place write is finished (and said) before anything is read
             engine.read_inputs(plan.playbooks, ctx)  # a bad env or flags file: exit 2, nothing changed
             # Written ahead, before the first change: a kill part-way leaves a trace.
             op = AuditLog(ws.state_dir).begin(command, reason=reason)

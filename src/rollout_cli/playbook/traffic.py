@@ -14,15 +14,20 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rollout_cli.core.audit import append_line, read_lines
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import AppReload, Workspace
 from rollout_cli.errors import CheckFailed, ExitCode, InputError, PlaybookError, RolloutError, UnavailableError
 from rollout_cli.gateway.prometheus import MetricsRefused, app_requests, parse, scrape
+from rollout_cli.io.process import pid_exists, started_at
+from rollout_cli.io.textfile import read_text
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, Preview, Step
+
+if TYPE_CHECKING:
+    from rollout_cli.io.container import ContainerRuntime
 
 POLL_S = 0.25
 SCRAPE_TIMEOUT_S = 5.0  # a gateway under load can take seconds to render /metrics/
@@ -40,28 +45,25 @@ class NotVerifiable(RolloutError):
         self.retry = retry  # a timeout or a refused connection may pass; an HTTP error will not
 
 
+PID_FILE_LIMIT = 64  # bytes: a pid and a newline, with room to spare
+STARTED_SLACK_S = 2.0  # a process's start time is known to about a second (the boot time has whole seconds)
+
+
 def reload_app(ws: Workspace, timeout: float) -> str:
     """Run `app.reload`; what was done, in words. Raises CheckFailed / UnavailableError / InputError."""
     how = ws.app.reload
     if how.kind == "none":
         return how.describe()
     if how.kind == "command":
-        # Run as a `run` step runs a program (no shell, timeout, last line of stderr on failure);
-        # imported here because steps.py imports this module to register its steps.
-        from rollout_cli.playbook.steps import Run
-
-        return Run(argv=list(how.argv), timeout=timeout).run(StepContext(ws)).detail
+        return _command(how, timeout).run(StepContext(ws)).detail
     if how.container:
-        # lazy: start-up time (only a container reload needs the Docker SDK)
-        from rollout_cli.io.container import ContainerRuntime
-
-        containers = ContainerRuntime()
+        containers = _containers(how)
         if how.kind == "restart":
             after = containers.restart(how.container, timeout=int(timeout))
             return f"restarted container {how.container} ({after.status})"
         containers.signal(how.container, "SIG" + how.signal)
         return f"sent SIG{how.signal} to container {how.container}"
-    pid = _pid_from(how)
+    pid = app_pid(how)
     try:
         os.kill(pid, getattr(signal, "SIG" + how.signal))
     except ProcessLookupError:
@@ -69,16 +71,55 @@ def reload_app(ws: Workspace, timeout: float) -> str:
     return f"sent SIG{how.signal} to pid {pid} (from {how.pid_file})"
 
 
-def _pid_from(how: AppReload) -> int:
+def _command(how: AppReload, timeout: float) -> Step:
+    # Run as a `run` step runs a program (no shell, timeout, bounded output, its last line on failure);
+    # imported here because steps.py imports this module to register its steps.
+    from rollout_cli.playbook.steps import Run
+
+    return Run(argv=list(how.argv), timeout=timeout)
+
+
+def _containers(how: AppReload) -> ContainerRuntime:
+    # lazy: start-up time (only a container reload needs the Docker SDK)
+    from rollout_cli.io.container import ContainerRuntime
+
+    return ContainerRuntime(setting=f"app.reload.{how.kind}.container")
+
+
+def app_pid(how: AppReload) -> int:
+    """The pid in `app.reload`'s pid file, once it is sure to be the app's own process.
+
+    The file is read like every other file (regular files only, bounded: a FIFO
+    there cannot hang a rollback). A pid of 0 or 1, or rollout's own (or its
+    process group's), is refused: `kill` would reach rollout itself, its group
+    or init. The process must have started before the file was last written; one
+    that started later got a recycled pid from an app that is gone.
+    """
     assert how.pid_file is not None
+    where = f"app.reload.signal.pid_file {how.pid_file}"
     try:
-        text = Path(how.pid_file).read_text().strip()
-    except OSError as exc:
-        raise UnavailableError(f"app.reload: cannot read pid file {how.pid_file}: {exc.strerror}; "
-                               "is the app running?") from None
-    if not text.isdigit():
-        raise InputError(f"app.reload: pid file {how.pid_file} holds {text[:20]!r}, not a pid")
-    return int(text)
+        text = read_text(how.pid_file, limit=PID_FILE_LIMIT, label="app.reload.signal.pid_file ").strip()
+        written = how.pid_file.stat().st_mtime
+    except FileNotFoundError:
+        raise UnavailableError(f"{where} does not exist; is the app running?") from None
+    if not (text.isascii() and text.isdigit()):
+        raise InputError(f"{where} holds {text[:20]!r}, not a pid; fix the file or app.reload")
+    pid = int(text)
+    if pid <= 1:
+        raise InputError(f"{where} holds pid {pid}, which is never an app's (0 is rollout's own process group, "
+                         "1 is init); fix the file or app.reload")
+    if pid in (os.getpid(), os.getpgrp()):
+        raise InputError(f"{where} holds pid {pid}, rollout's own process or process group; point it at the "
+                         "app's pid file")
+    if not pid_exists(pid):
+        raise UnavailableError(f"app.reload: no process {pid} (from {how.pid_file}); is the app running?")
+    started = started_at(pid)
+    if started is not None and started > written + STARTED_SLACK_S:
+        raise UnavailableError(
+            f"app.reload: pid {pid} (from {how.pid_file}) started {started - written:.0f} s after the file was "
+            "written: the app that wrote it is gone and its pid now belongs to another program; is the app running?"
+        )
+    return pid
 
 
 @dataclass
@@ -96,16 +137,24 @@ class ReloadApp(Step):
         return Preview(self.describe(ctx), changes=how.kind != "none")
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
+        """What the run checks before it acts: the same pid checks, the container, the program."""
         how = ctx.workspace.app.reload
-        if how.kind == "signal" and how.pid_file is not None:
+        if how.kind == "command":
+            return _command(how, self.timeout).preconditions(ctx)
+        if how.container:
+            container = how.container
             try:
-                pid = _pid_from(how)
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return [Check("app pid file names a running process", False, f"no process {pid}", 4)]
+                state = _containers(how).state(container)
+            except RolloutError as exc:
+                return [Check(f"app container {container} exists", False, str(exc), int(exc.exit_code))]
+            return [Check(f"app container {container} exists", True, f"container {state.name} ({state.status})")]
+        if how.pid_file is not None:
+            try:
+                pid = app_pid(how)
             except RolloutError as exc:
                 return [Check("app pid file names a running process", False, str(exc), int(exc.exit_code))]
-            return [Check("app pid file names a running process", True, f"pid {pid}")]
+            return [Check("app pid file names a running process", True,
+                          f"pid {pid}, started before its pid file was written")]
         return []
 
     def run(self, ctx: StepContext) -> Outcome:
@@ -320,13 +369,14 @@ OBSERVE_WINDOW_S = 300.0
 FIRST_LOOK_S = 2.0
 
 
-def observe_share(ws: Workspace) -> dict[str, object] | None:
+def observe_share(ws: Workspace, since: float | None = None) -> dict[str, object] | None:
     """The app's observed share through the gateway over (up to) the last 5 minutes, for `status`.
 
     Each call records the two counters (the gateway's app requests, the app's own
     `llm_requests_total`) in `.rollout/traffic.jsonl` and compares with the oldest
-    record of the window; with none, it looks twice, FIRST_LOOK_S apart. None when
-    the workspace names no `app.metrics_url`.
+    record of the window (and not older than `since`, a Unix time: the stage's last
+    change); with none, it looks twice, FIRST_LOOK_S apart. None when the workspace
+    names no `app.metrics_url`.
     """
     if not ws.app.metrics_url:
         return None
@@ -345,7 +395,7 @@ def observe_share(ws: Workspace) -> dict[str, object] | None:
                     "text": "observed: not verifiable (the gateway's or the app's metrics do not answer)"}
         path = ws.state_dir / OBSERVED_NAME
         earlier = [r for r in read_lines(path)
-                   if now["ts"] - OBSERVE_WINDOW_S <= r.get("ts", 0) < now["ts"] - 1
+                   if max(now["ts"] - OBSERVE_WINDOW_S, since or 0) <= r.get("ts", 0) < now["ts"] - 1
                    and r.get("gateway", 0) <= now["gateway"] and r.get("app", 0) <= now["app"]]
         then: dict[str, float] | None = earlier[0] if earlier else None
         if then is None:

@@ -17,6 +17,7 @@ from rollout_cli.checks.evidence import Evidence
 from rollout_cli.checks.health import check_health
 from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.quota import Forecast, QuotaLedger, forecast
+from rollout_cli.core.recovery import recover_app_files
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import ENABLED_KEY, PERCENTAGE_KEY, Workspace
@@ -122,6 +123,8 @@ def advance(
     if skip_soak and not reason:
         raise InputError("--skip-soak needs --reason TEXT: skipping the soak is recorded in the audit trail")
     plan = load_plan(ws.playbooks)
+    if not dry_run:  # a writing command: an interrupted in-place write is finished (and said) first
+        recover_app_files(ws, "rollout advance")
     stage = read_stage(ws)
     if plan.next_stage(stage.percentage) is None and not stage.drift:
         return Result(

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rollout_cli.core.audit import append_line, read_lines, utc_now
+from rollout_cli.core.audit import append_line, finite_number, json_lines, utc_now
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.lock import WorkspaceLock
 
 SAMPLES_NAME = "samples.jsonl"
 MAX_BYTES = 4 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024  # a sample holds one /metrics/ summary: kilobytes
 
 
 class SampleStore:
@@ -23,6 +24,7 @@ class SampleStore:
         self.state_dir = state_dir
         self.path = state_dir / SAMPLES_NAME
         self.max_bytes = max_bytes
+        self.skipped = 0  # lines the last read left out
 
     def append(self, sample: dict[str, Any]) -> dict[str, Any]:
         record = {"time": utc_now(), "ts": round(time.time(), 3), **sample}
@@ -38,4 +40,18 @@ class SampleStore:
             atomic_write_text(self.path, "".join(keep))
 
     def records(self, since_ts: float | None = None) -> list[dict[str, Any]]:
-        return [r for r in read_lines(self.path) if since_ts is None or r.get("ts", 0) >= since_ts]
+        """The samples from `since_ts`, oldest first; `skipped` counts the lines that are not samples."""
+        out = []
+        self.skipped = 0
+        for record in json_lines(self.path, MAX_LINE_BYTES):
+            if not _well_formed(record):
+                self.skipped += 1  # a torn write or a hand edit: never a crash of `report` or `advance`
+            elif since_ts is None or record["ts"] >= since_ts:
+                out.append(record)
+        return out
+
+
+def _well_formed(record: Any) -> bool:
+    """The keys the gates read have the types `watch` writes."""
+    return (isinstance(record, dict) and finite_number(record.get("ts")) and isinstance(record.get("time"), str)
+            and isinstance(record.get("metrics") or {}, dict))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rollout_cli.core.audit import AuditLog, unfinished_operation
@@ -68,11 +69,34 @@ def status(ws: Workspace) -> Result[StatusPayload]:
         last_change={k: last.get(k) for k in ("time", "actor", "command", "reason")} if last else None,
         container=runtime_summary(ws),
         unfinished=unfinished,
-        observed=observe_share(ws),
+        # only traffic since the stage last moved counts: what the app sent before a rollback is no alarm after it
+        observed=observe_share(ws, since=_timestamp(last["time"]) if last else None),
     )
     interrupted = unfinished is not None and not unfinished["running"]
-    code = ExitCode.FAILED if stage.drift or interrupted else ExitCode.OK
-    return Result("status", payload, audit.skipped_note(), exit_code=code)
+    stray = _stray_traffic(stage, payload.observed)
+    code = ExitCode.FAILED if stage.drift or interrupted or stray else ExitCode.OK
+    return Result("status", payload, [*audit.skipped_note(), *([stray] if stray else [])], exit_code=code)
+
+
+def _stray_traffic(stage: Stage, observed: dict[str, Any] | None) -> str | None:
+    """Why the observed share contradicts a configured 0 %, or None.
+
+    At 0 % no app request may reach the gateway; one that does means the app
+    still reads an older stage, which is what a rollback exists to end.
+    """
+    share = (observed or {}).get("share")
+    if stage.percentage != 0 or not isinstance(share, (int, float)) or not share > 0:
+        return None
+    return (f"the app still sends {share}% of its requests through the gateway while the files say 0%: it reads an "
+            "older copy of its files (a container paused or restarted across the change?); reload it (app.reload "
+            "in rollout.yaml) or restart it, then check again")
+
+
+def _timestamp(iso: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _unfinished(ws: Workspace, audit: AuditLog) -> dict[str, Any] | None:

@@ -7,6 +7,12 @@ Two runtimes, like the gateway's:
   pattern that pins their inodes) and, read-only, the OpenFeature packages of
   rollout's own environment (no registry here to build an image from).
 
+The app's gateway key (the sandbox's master key) reaches it as a file, never in
+its environment, where `docker inspect` or /proc/PID/environ would show it: the
+sandbox's key file `.rollout/master.key` itself, or, when the key comes from
+$ROLLOUT_SANDBOX_MASTER_KEY instead, `.rollout/app-gateway.key` (mode 0600,
+removed when the app stops); bind-mounted read-only into a container.
+
 What was started is recorded in `.rollout/app.json`; `stop` stops exactly that.
 """
 
@@ -33,8 +39,8 @@ from rollout_cli.sandbox.state import (
     LABEL_DIR,
     default_image,
     load_state,
+    master_key_file_for,
     sandbox_id,
-    sandbox_master_key,
 )
 from rollout_cli.simulator import GATEWAY_ALIASES
 
@@ -42,8 +48,10 @@ APP_RUNTIMES = ("process", "docker")
 PRIMARY = "glm-4.5-air"
 RECORD_NAME = "app.json"
 PID_NAME = "app.pid"
+APP_KEY_NAME = "app-gateway.key"
 CONTAINER_PREFIX = "rollout-app-"
-IN_CONTAINER = {"env": "/app/.env", "flags": "/etc/flagd/flags.json", "script": "/app/sample_app.py"}
+IN_CONTAINER = {"env": "/app/.env", "flags": "/etc/flagd/flags.json", "script": "/app/sample_app.py",
+                "key": "/run/secrets/litellm_api_key"}
 CONTAINER_PYTHON = "/opt/litellm/bin/python"
 START_TIMEOUT_S = 30.0
 
@@ -68,6 +76,11 @@ class AppRecord:
     @property
     def pid_file(self) -> Path:
         return self.root / ".rollout" / PID_NAME
+
+    @property
+    def own_key_file(self) -> Path:
+        """The app's copy of the key, written only when the sandbox's key is not in a file."""
+        return self.root / ".rollout" / APP_KEY_NAME
 
     @property
     def log(self) -> Path:
@@ -111,15 +124,15 @@ def start_app(root: Path, *, runtime: str = "process", reads_files_once: bool = 
         "APP_READS_FILES_ONCE": "1" if reads_files_once else "0",
         "OPENROUTER_BASE_URL": state.simulator_api_base,
         "OPENROUTER_API_KEY": CALLER_KEYS["direct"],  # not the gateway's: the simulator tells the callers apart
-        "LITELLM_API_KEY": sandbox_master_key(root).require(),  # the app's gateway key: the sandbox's master key
         "PYTHONUNBUFFERED": "1",
     }
     record = AppRecord(root, runtime, state.app_port or free_port(), reads_files_once)
+    key_file = master_key_file_for(root, record.own_key_file)  # the app's gateway key: the sandbox's master key
     script = Path(app_main.__file__)
     if runtime == "process":
         env = {**loopback_environment(), **settings, "APP_PORT": str(record.port),
                "APP_ENV_FILE": str(app_dir / ".env"), "APP_FLAGS_FILE": str(app_dir / "flags.json"),
-               "APP_PID_FILE": str(record.pid_file)}
+               "APP_PID_FILE": str(record.pid_file), "LITELLM_API_KEY_FILE": str(key_file)}
         record.process = spawn_detached([sys.executable, str(script)], log=record.log, env=env, cwd=app_dir)
     else:
         # lazy: start-up time
@@ -133,8 +146,10 @@ def start_app(root: Path, *, runtime: str = "process", reads_files_once: bool = 
             default_image(), name,
             entrypoint=[CONTAINER_PYTHON, IN_CONTAINER["script"]],
             environment={**settings, "APP_PORT": str(record.port), "APP_ENV_FILE": IN_CONTAINER["env"],
-                         "APP_FLAGS_FILE": IN_CONTAINER["flags"], "PYTHONPATH": deps},
+                         "APP_FLAGS_FILE": IN_CONTAINER["flags"], "LITELLM_API_KEY_FILE": IN_CONTAINER["key"],
+                         "PYTHONPATH": deps},
             volumes={str(app_dir / ".env"): f"{IN_CONTAINER['env']}:ro",
+                     str(key_file): f"{IN_CONTAINER['key']}:ro",
                      str(app_dir / "flags.json"): f"{IN_CONTAINER['flags']}:ro",
                      str(script): f"{IN_CONTAINER['script']}:ro",
                      deps: f"{deps}:ro"},
@@ -207,6 +222,7 @@ def stop_app(root: Path) -> list[str]:
                 containers.remove(record.container, force=True):
             stopped.append(f"sample app container {record.container}")
     record.pid_file.unlink(missing_ok=True)
+    record.own_key_file.unlink(missing_ok=True)
     (root / ".rollout" / RECORD_NAME).unlink(missing_ok=True)
     return stopped
 

@@ -116,13 +116,21 @@ def read_env(path: str) -> dict[str, str]:
     return out
 
 
+def _read_key(path: str | None) -> str:
+    """The gateway key from its file (never from the environment, which `docker inspect` shows)."""
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read(4096).strip()
+
+
 class App:
     def __init__(self) -> None:
         self.env_file = os.environ["APP_ENV_FILE"]
         self.flags_file = os.environ["APP_FLAGS_FILE"]
         self.flag_key = os.environ.get("APP_FLAG_KEY", "litellm-gateway")
         self.once = os.environ.get("APP_READS_FILES_ONCE") == "1"
-        self.gateway_key = os.environ.get("LITELLM_API_KEY", "")
+        self.gateway_key = _read_key(os.environ.get("LITELLM_API_KEY_FILE"))
         self.direct_url = os.environ["OPENROUTER_BASE_URL"].rstrip("/")
         self.direct_key = os.environ.get("OPENROUTER_API_KEY", "")
         self.lock = threading.Lock()

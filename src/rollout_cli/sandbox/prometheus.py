@@ -28,6 +28,7 @@ from rollout_cli.gateway.config import packaged_config
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.net import HOST, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
+from rollout_cli.sandbox.state import master_key_file_for
 
 CONFIG_NAME = "prometheus.yml"
 FOLDER = "prometheus"  # DIR/prometheus: config, key file, data
@@ -69,31 +70,15 @@ def render_config(gateway_port: int, app_port: int, key_file: Path, source: Path
     return header + yaml.safe_dump(config, sort_keys=False)
 
 
-def write_files(root: Path, key: str, key_file: Path, gateway_port: int, app_port: int) -> Path:
-    """The config, scraping with `key`; the config's path.
-
-    The key stays in one file: the sandbox's own key file (`key_file`) when it holds
-    `key` (Prometheus trims the line ending); only a key given in the environment is
-    written, to a 0600 file of Prometheus's own.
-    """
+def write_files(root: Path, gateway_port: int, app_port: int) -> Path:
+    """The config, scraping the gateway with the sandbox's master key from a 0600 file (Prometheus trims its
+    line ending); the config's path."""
     where = folder(root)
     (where / "data").mkdir(parents=True, exist_ok=True)
-    own = where / KEY_FILE
-    if _holds(key_file, key):
-        own.unlink(missing_ok=True)
-    else:
-        atomic_write_text(own, key, mode=0o600)
-        key_file = own
+    key_file = master_key_file_for(root, where / KEY_FILE)
     config = where / CONFIG_NAME
     atomic_write_text(config, render_config(gateway_port, app_port, key_file))
     return config
-
-
-def _holds(path: Path, key: str) -> bool:
-    try:
-        return path.read_text(encoding="utf-8").strip() == key
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 def start(root: Path, executable: Path, port: int, log: Path) -> ProcessRecord:

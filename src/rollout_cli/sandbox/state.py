@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout_cli.core.workspace import GatewayConfig, MasterKey
-from rollout_cli.errors import InputError
+from rollout_cli.core.workspace import GatewayConfig, MasterKey, read_key_file
+from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.gateway.runtime import PROCESS_RECORD, ProcessGateway
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.process import ProcessRecord
@@ -177,6 +177,24 @@ class SandboxState:
 def sandbox_master_key(root: Path) -> MasterKey:
     """The sandbox's master key, by the same reader as any workspace's (see workspace_yaml in world.py)."""
     return GatewayConfig(master_key_env=MASTER_KEY_ENV, master_key_file=root / ".rollout" / KEY_NAME).key
+
+
+def master_key_file_for(root: Path, own: Path) -> Path:
+    """A file holding the sandbox's master key, for a process that reads it from one (the sample app, Prometheus).
+
+    The sandbox's key file when it holds the key in force, so the key stays in one file;
+    else (the key comes from $ROLLOUT_SANDBOX_MASTER_KEY) `own`, written with mode 0600.
+    """
+    key = sandbox_master_key(root).require()
+    master = root / ".rollout" / KEY_NAME
+    own.unlink(missing_ok=True)  # no stale copy; written afresh below, so it gets mode 0600 whatever was there
+    try:
+        if read_key_file(master) == key:
+            return master
+    except (OSError, RolloutError):
+        pass
+    atomic_write_text(own, key + "\n", mode=0o600)
+    return own
 
 
 def state_path(root: Path) -> Path:

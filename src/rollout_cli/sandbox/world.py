@@ -222,7 +222,7 @@ def up(
             created=utc_now(), app_port=app_port, prometheus_port=prometheus_port,
         )
         try:
-            _start_prometheus(state, key)  # becomes ready while the gateway boots
+            _start_prometheus(state)  # becomes ready while the gateway boots
             say(f"starting the OpenRouter simulator on {state.simulator_url}")
             _start_simulator(state)
             say(f"starting the gateway ({chosen}) on {state.gateway_url}")
@@ -249,11 +249,11 @@ def _ensure_app(state: SandboxState, app_runtime: str | None, say: Step) -> None
     start_app(state.root, runtime=chosen)
 
 
-def _start_prometheus(state: SandboxState, key: str) -> None:
+def _start_prometheus(state: SandboxState) -> None:
     executable = prometheus.prometheus_executable()
     if executable is None or not state.prometheus_port:
         return
-    prometheus.write_files(state.root, key, state.key_file, state.gateway_port, state.app_port)
+    prometheus.write_files(state.root, state.gateway_port, state.app_port)
     state.prometheus = prometheus.start(state.root, executable, state.prometheus_port, state.prometheus_log)
     state.save()
 
@@ -272,7 +272,7 @@ def _ensure_prometheus(state: SandboxState, say: Step) -> None:
     if not state.prometheus_port:
         state.prometheus_port = _free_port_besides({state.gateway_port, state.simulator_port, state.app_port})
     say(f"starting Prometheus on {state.prometheus_url}")
-    _start_prometheus(state, sandbox_master_key(state.root).require())
+    _start_prometheus(state)
     _wait_prometheus(state, say)
 
 

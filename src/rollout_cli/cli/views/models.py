@@ -46,6 +46,8 @@ def render_quota(out: Console, result: Result[QuotaPayload]) -> None:
     d = result.data
     table = new_table("", "today (UTC " + d["day"] + ")")
     table.add_row("rollout used", f"{d['used']} of {d['allowance']} ({d['rollout_share'] * 100:g}% of {d['daily_limit']})")
+    if d["held"]:
+        table.add_row("held by checks running now", str(d["held"]))
     table.add_row("left", str(d["left"]) if d["left"] else status_text("inconclusive") + " 0")
     table.add_row("last minute", f"{d['per_minute']['used']} of {d['per_minute']['limit']}")
     account = d["account"]
