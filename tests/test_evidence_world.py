@@ -212,7 +212,12 @@ def test_prometheus_in_the_sandbox_answers_for_the_apps_and_the_gateways_counter
     gateway = poll(url, 'sum(litellm_proxy_total_requests_metric_total{job="litellm"})', 1)
     assert gateway >= 1
 
-    status = json.loads(cli(clean, "sandbox", "status", "--json").stdout)["prometheus"]
+    deadline = time.monotonic() + 30  # a scrape of a busy gateway may time out now and then: the next one counts
+    while True:
+        status = json.loads(cli(clean, "sandbox", "status", "--json").stdout)["prometheus"]
+        if status["targets"] == {"litellm": "up", "app": "up"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert status["url"] == url and status["running"] and status["ready"]
     assert status["targets"] == {"litellm": "up", "app": "up"}
     state = json.loads((clean.root / ".rollout" / "sandbox.json").read_text())

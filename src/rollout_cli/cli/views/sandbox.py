@@ -22,7 +22,7 @@ def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
     out.print(f"  simulator  {esc(d['simulator_url'])}  pid {d['pids'].get('simulator')}")
     if d["prometheus_url"]:
         out.print(f"  prometheus {esc(d['prometheus_url'])}  pid {d['pids'].get('prometheus')}  "
-                  "(jobs litellm and app, every 1 s)")
+                  "(jobs litellm every 2 s, app every 1 s)")
     out.print(f"  workspace  {esc(d['dir'])}/rollout.yaml, app repo {esc(d['dir'])}/app")
     out.print(f"  master key {esc(d['master_key_file'])} (mode 0600)")
 
