@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -131,3 +132,53 @@ def test_checks_own_requests_do_not_count_in_the_error_rate():
     s = metrics.summarize(text)
     assert s["requests"] == 100 and s["failed"] == 10 and s["check_requests"] == 7
     assert s["models"]["kimi-k2"] == {"requests": 10.0, "failed": 10.0}
+
+
+STARTED = "process_start_time_seconds 1796000000.0\n"
+
+
+@pytest.mark.parametrize(("line", "named"), [
+    ('litellm_proxy_total_requests_metric_total{requested_model="a"} NaN', "is NaN"),
+    ('litellm_proxy_failed_requests_metric_total{requested_model="a"} +Inf', "is +Inf"),
+    ('litellm_overhead_latency_metric_bucket{le="0.01",model="a"} -Inf', "is -Inf"),
+    ('litellm_deployment_successful_fallbacks_total{requested_model="a"} -3', "is negative (-3)"),
+    ('litellm_proxy_total_requests_metric_total{model="glm-4.5-air",status_code="200"} 90.0', "appears twice"),
+])
+def test_a_summary_with_values_no_count_can_have_is_invalid_and_names_them(line, named):
+    summary = metrics.summarize(SCRAPE + line + "\n")
+    reason = metrics.invalid_reason(summary)
+    assert reason is not None and named in reason
+    assert "requests" not in summary  # no figure to judge by
+    assert metrics.invalid_reason(metrics.delta(summary, metrics.summarize(SCRAPE))) == reason
+
+
+def test_html_is_not_prometheus_text():
+    assert "not Prometheus text" in metrics.invalid_reason(metrics.summarize("<html><body>login</body></html>"))
+    assert metrics.invalid_reason(metrics.summarize("")) is None  # an empty exposition: nothing wrong, nothing there
+
+
+def test_a_counter_reset_is_a_restart_of_the_gateway():
+    then = metrics.summarize(STARTED + SCRAPE)
+    fewer = SCRAPE.replace("90.0", "1.0").replace("} 10.0", "} 0.0")
+    same_process = metrics.delta(metrics.summarize(STARTED + fewer), then)
+    assert "requests went down from 100 to 1 without a gateway restart" in metrics.invalid_reason(same_process)
+    restarted = metrics.summarize(STARTED.replace("1796000000", "1796000500") + fewer)
+    assert metrics.delta(restarted, then)["requests"] == 1  # a new process: its counts alone
+    # without a start time (an older sample) a lower request counter is taken for a restart...
+    assert metrics.delta(metrics.summarize(fewer), metrics.summarize(SCRAPE))["requests"] == 1
+    # ...but failures that went down while requests did not are no reset
+    fewer_failures = metrics.delta(metrics.summarize(SCRAPE.replace("kimi-k2\"} 10.0", "kimi-k2\"} 2.0")),
+                                   metrics.summarize(SCRAPE))
+    assert "failed went down from 10 to 2" in metrics.invalid_reason(fewer_failures)
+
+
+def test_sample_store_never_keeps_untrusted_metrics(tmp_path):
+    from rollout_cli.rollout.samples import SampleStore
+
+    store = SampleStore(tmp_path)
+    stored = store.append({"metrics": metrics.summarize(SCRAPE + "litellm_proxy_total_requests_metric_total NaN\n")})
+    assert stored["metrics"] is None and "is NaN" in stored["metrics_error"]
+    store.append({"metrics": {"requests": float("nan"), "failed": 0.0}})  # as an older rollout wrote it
+    assert all(r["metrics"] is None for r in store.records())
+    for line in store.path.read_text().splitlines():  # no bare NaN: every line is strict JSON
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in samples.jsonl"))

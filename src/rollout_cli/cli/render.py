@@ -10,6 +10,7 @@ without rich (start-up time: `rollback`, `gateway ...`). JSON needs no view:
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -87,9 +88,24 @@ def console(stderr: bool = False) -> Console:
 
 
 def print_json(data: dict[str, Any], *, line: bool = False) -> None:
-    """One JSON object on stdout: indented, or on one line for a stream of them."""
-    sys.stdout.write(json.dumps(data, indent=None if line else 2, default=str) + "\n")
+    """One JSON object on stdout: indented, or on one line for a stream of them.
+
+    Always valid JSON: a NaN or an infinity (which json.dumps writes bare, and
+    JSON parsers reject) is written as null, whatever produced it.
+    """
+    text = json.dumps(_finite(data), indent=None if line else 2, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def json_line(command: str, data: dict[str, Any]) -> None:

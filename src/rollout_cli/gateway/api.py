@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +21,11 @@ from typing import Any
 from rollout_cli import __version__
 from rollout_cli.core.workspace import GatewayConfig
 from rollout_cli.errors import GatewayUnavailable
+from rollout_cli.io.net import HttpAnswer, HttpFailure, MiB, bounded_get
 
+MAX_PROBE_BYTES = 1 * MiB  # a health or model-list answer; far more is not the gateway talking
+MAX_METRICS_BYTES = 16 * MiB  # LiteLLM's /metrics/ for five models is well under 1 MiB
+MAX_COMPLETION_BYTES = 4 * MiB  # a check asks for a few tokens
 CHECK_USER_AGENT_PREFIX = "rollout-check/"  # the checks' own requests; the error-rate window leaves them out
 
 
@@ -79,6 +85,7 @@ class GatewayClient:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         headers["User-Agent"] = user_agent or check_user_agent()
+        self._headers = dict(headers)  # for the bounded reads (probes, model list, metrics)
         # An http:// gateway (loopback) never does TLS: no CA bundle to load, which alone costs more
         # than the probes of `gateway status`. The bare context trusts no certificate, should one come.
         verify: Any = True if self.url.startswith("https:") else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -102,16 +109,18 @@ class GatewayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _probe(self, path: str, timeout: float) -> Probe:
-        import httpx  # lazy: start-up time
+    def _get(self, path: str, timeout: float, max_bytes: int = MAX_PROBE_BYTES) -> HttpAnswer:
+        """A whole answer within `timeout` s in all (a slow-dripping gateway cannot hold a check), or HttpFailure."""
+        return bounded_get(self.url + path, self._headers, deadline_s=timeout, max_bytes=max_bytes)
 
+    def _probe(self, path: str, timeout: float) -> Probe:
         started = time.perf_counter()
         try:
-            response = self._http.get(path, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return Probe(False, None, _ms(started), _transport_error(exc))
-        ok = response.status_code == 200
-        return Probe(ok, response.status_code, _ms(started), None if ok else _short(response.text))
+            response = self._get(path, timeout)
+        except HttpFailure as exc:
+            return Probe(False, None, _ms(started), exc.reason)
+        ok = response.status == 200
+        return Probe(ok, response.status, _ms(started), None if ok else _short(response.text()))
 
     def liveliness(self, timeout: float = 3.0) -> Probe:
         return self._probe("/health/liveliness", timeout)
@@ -125,21 +134,19 @@ class GatewayClient:
         It needs the master key, so a non-200 here while liveliness answers is the
         gateway refusing the key (LiteLLM answers 400 or 500 for that, not 401).
         """
-        import httpx  # lazy: start-up time
-
         started = time.perf_counter()
         try:
-            response = self._http.get("/v1/models", timeout=timeout)
-        except httpx.HTTPError as exc:
-            return Probe(False, None, _ms(started), _transport_error(exc)), []
-        if response.status_code != 200:
+            response = self._get("/v1/models", timeout)
+        except HttpFailure as exc:
+            return Probe(False, None, _ms(started), exc.reason), []
+        if response.status != 200:
             try:
-                message = _error_message(response.json())
+                message = _error_message(json.loads(response.body))
             except ValueError:
-                message = _short(response.text) or "empty body"
-            return Probe(False, response.status_code, _ms(started), message), []
+                message = _short(response.text()) or "empty body"
+            return Probe(False, response.status, _ms(started), message), []
         try:
-            names = [str(entry["id"]) for entry in response.json()["data"]]
+            names = [str(entry["id"]) for entry in json.loads(response.body)["data"]]
         except (ValueError, KeyError, TypeError):
             return Probe(False, 200, _ms(started), "malformed /v1/models answer"), []
         return Probe(True, 200, _ms(started)), names
@@ -173,33 +180,47 @@ class GatewayClient:
         return seen
 
     def _complete(self, model: str, body: dict[str, Any], timeout: float) -> Completion:
+        """One completion, whole within `timeout` s in all: per-read timeouts alone let a dripping answer run on."""
         import httpx  # lazy: start-up time
 
         started = time.perf_counter()
+        watchdog = _Watchdog(timeout)
         try:
-            if body.get("stream") is True:
-                with self._http.stream("POST", "/v1/chat/completions", json=body, timeout=timeout) as streamed:
-                    if streamed.status_code == 200:
-                        return self._read_stream(model, streamed, started)
-                    streamed.read()
-                    response = streamed
-            else:
-                response = self._http.post("/v1/chat/completions", json=body, timeout=timeout)
+            with self._http.stream("POST", "/v1/chat/completions", json=body, timeout=timeout) as streamed:
+                watchdog.watch(streamed)
+                if body.get("stream") is True and streamed.status_code == 200:
+                    streamed_answer = self._read_stream(model, streamed, started)
+                    if not watchdog.fired:  # cut off, a close-delimited stream just ends: not an answer
+                        return streamed_answer
+                data = _read_capped(streamed, MAX_COMPLETION_BYTES) if not watchdog.fired else b""
+                response = streamed
+            if watchdog.fired:
+                raise httpx.ReadTimeout("total deadline")
         except httpx.TimeoutException:
             return Completion(model, None, _ms(started), error="timeout", message=f"no answer in {timeout:g} s")
         except httpx.HTTPError as exc:
+            if watchdog.fired:  # cut off at the total deadline: the read ended as a broken connection
+                return Completion(model, None, _ms(started), error="timeout", message=f"no answer in {timeout:g} s")
             return Completion(model, None, _ms(started), error="connect", message=_transport_error(exc))
+        finally:
+            watchdog.cancel()
+        text = data.decode("utf-8", errors="replace") if data is not None else ""
+        if data is None:
+            seen = self._seen(model, response, started)
+            seen.error = "malformed" if response.status_code == 200 else "http"
+            seen.message = f"the answer is larger than the {MAX_COMPLETION_BYTES / MiB:g} MiB rollout reads"
+            return seen
         seen = self._seen(model, response, started)
         try:
-            payload = response.json()
-        except (json.JSONDecodeError, ValueError):
+            payload = json.loads(data)
+        except ValueError:
             seen.error = "malformed" if response.status_code == 200 else "http"
-            seen.message = _short(response.text) or "empty body"
+            seen.message = _short(text) or "empty body"
             return seen
         if response.status_code != 200:
             seen.error = "http"
             seen.message = _error_message(payload)
-            seen.ratelimit = seen.ratelimit or _ratelimit_in(response.text)
+            seen.ratelimit = seen.ratelimit or _ratelimit_in(text)
             return seen
         if isinstance(payload, dict) and payload.get("error"):
             # HTTP 200, yet the provider failed after the answer started: OpenRouter says so in the body.
@@ -235,7 +256,13 @@ class GatewayClient:
         """An SSE answer: deltas joined; an `error` event (LiteLLM relays a mid-stream failure so) is stream-error."""
         seen = self._seen(model, response, started)
         parts: list[str] = []
+        read = 0
         for line in response.iter_lines():
+            read += len(line)
+            if read > MAX_COMPLETION_BYTES:
+                seen.error = "malformed"
+                seen.message = f"the streamed answer is larger than the {MAX_COMPLETION_BYTES / MiB:g} MiB rollout reads"
+                break
             data = line[len("data:"):].strip() if line.startswith("data:") else None
             if not data or data == "[DONE]":
                 continue
@@ -263,19 +290,57 @@ class GatewayClient:
         return seen
 
     def metrics(self, timeout: float = 5.0) -> str:
-        """The Prometheus text from /metrics/; GatewayUnavailable when it cannot be read."""
-        import httpx  # lazy: start-up time
-
+        """The Prometheus text from /metrics/, whole within `timeout` s and at most MAX_METRICS_BYTES;
+        GatewayUnavailable when it cannot be read."""
         try:
-            response = self._http.get("/metrics/", timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise GatewayUnavailable(f"gateway {self.url} /metrics/ does not answer: {_transport_error(exc)}") from exc
-        if response.status_code != 200:
+            response = self._get("/metrics/", timeout, MAX_METRICS_BYTES)
+        except HttpFailure as exc:
+            raise GatewayUnavailable(f"gateway {self.url} /metrics/ does not answer: {exc.reason}") from None
+        if response.status != 200:
             raise GatewayUnavailable(
-                f"gateway {self.url} /metrics/ answered HTTP {response.status_code}; "
+                f"gateway {self.url} /metrics/ answered HTTP {response.status}; "
                 "enable the prometheus callback and check the master key"
             )
-        return response.text
+        return response.text()
+
+
+class _Watchdog:
+    """Shuts a streamed answer's socket down at a total deadline: the read blocked on it ends at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._socket: Any = None
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, response: Any) -> None:
+        stream = response.extensions.get("network_stream")
+        self._socket = stream.get_extra_info("socket") if stream is not None else None
+        if self.fired:
+            self._cut()
+
+    def _cut(self) -> None:
+        self.fired = True
+        if self._socket is not None:
+            try:
+                self._socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _read_capped(response: Any, limit: int) -> bytes | None:
+    """The whole body, or None past `limit` bytes (the rest is not read)."""
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _ms(started: float) -> float:

@@ -18,6 +18,11 @@ class StepContext:
     _docker: Any = field(default=None, repr=False)
     _repo: GitRepo | None = field(default=None, repr=False)
     started: float = field(default_factory=time.monotonic)  # the command's start: steps report times from it
+    ends: float | None = None  # monotonic: the running level's budget runs out (set by the engine)
+
+    def time_left(self, wanted: float) -> float:
+        """`wanted` seconds, or fewer when the level's budget ends sooner: no step outlives its budget."""
+        return wanted if self.ends is None else max(0.0, min(wanted, self.ends - time.monotonic()))
 
     def gateway(self, name: str | None = None) -> Any:
         """The gateway's runtime: its container (by name or compose service), or a

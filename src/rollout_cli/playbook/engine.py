@@ -106,6 +106,7 @@ def _walk(plan: list[Playbook], ctx: StepContext, one: StepRunner, *, halting: b
         level = LevelReport(book.level, book.name, book.budget_s, str(book.source))
         reports.append(level)
         started = time.monotonic()
+        ctx.ends = started + book.budget_s  # steps that wait (verify.traffic, app.reload) stop here
         for index, step in enumerate(book.steps, 1):
             description = _describe(step, ctx)
             if halted:

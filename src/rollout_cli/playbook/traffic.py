@@ -10,6 +10,7 @@ requests were seen (the app's total comes from `app.metrics_url`).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ from rollout_cli.core.audit import append_line, read_lines
 from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import AppReload, Workspace
 from rollout_cli.errors import CheckFailed, ExitCode, InputError, PlaybookError, RolloutError, UnavailableError
-from rollout_cli.gateway.prometheus import MetricsRefused, app_requests, parse, scrape
+from rollout_cli.gateway.prometheus import MetricsInvalid, MetricsRefused, app_requests, counter_total, scrape
 from rollout_cli.io.process import pid_exists, started_at
 from rollout_cli.io.textfile import read_text
 from rollout_cli.playbook.context import StepContext
@@ -55,7 +56,7 @@ def reload_app(ws: Workspace, timeout: float) -> str:
     if how.kind == "none":
         return how.describe()
     if how.kind == "command":
-        return _command(how, timeout).run(StepContext(ws)).detail
+        return _command(how, max(timeout, 0.1)).run(StepContext(ws)).detail
     if how.container:
         containers = _containers(how)
         if how.kind == "restart":
@@ -160,7 +161,7 @@ class ReloadApp(Step):
     def run(self, ctx: StepContext) -> Outcome:
         if ctx.workspace.app.reload.kind == "none":
             return Outcome("unchanged", ctx.workspace.app.reload.describe())
-        return Outcome("ok", reload_app(ctx.workspace, self.timeout))
+        return Outcome("ok", reload_app(ctx.workspace, ctx.time_left(self.timeout)))
 
 
 @dataclass
@@ -192,12 +193,16 @@ class VerifyTraffic(Step):
     def run(self, ctx: StepContext) -> Outcome:
         target = self.percentage if self.percentage is not None else read_stage(ctx.workspace).percentage
         files_at = time.monotonic() - ctx.started
-        watch = TrafficWatch(ctx.workspace)
+        deadline = ctx.time_left(self.deadline)
+        if deadline <= 0:
+            raise NotVerifiable(f"not verifiable: the level's time budget was spent before this step "
+                                f"(files at {target}% at +{files_at:.2f} s)")
+        watch = TrafficWatch(ctx.workspace, ends=time.monotonic() + deadline)
         try:
             if target == 0:
-                detail = watch.until_stopped(ctx.started, self.deadline, self.quiet)
+                detail = watch.until_stopped(ctx.started, deadline, self.quiet)
             else:
-                detail = watch.until_share(ctx.started, target, self.deadline, self.tolerance, self.min_requests,
+                detail = watch.until_share(ctx.started, target, deadline, self.tolerance, self.min_requests,
                                            self.idle)
         finally:
             watch.close()
@@ -205,11 +210,25 @@ class VerifyTraffic(Step):
 
 
 class TrafficWatch:
-    """Scrapes of the gateway's app-request counter (and the app's own, for a share)."""
+    """Scrapes of the gateway's app-request counter (and the app's own, for a share).
 
-    def __init__(self, ws: Workspace) -> None:
+    Each scrape is read whole within SCRAPE_TIMEOUT_S in all, and never past
+    `ends` (monotonic), the step's deadline: a gateway that drips its answer
+    cannot hold a rollback past its budget.
+    """
+
+    def __init__(self, ws: Workspace, ends: float | None = None) -> None:
         self.ws = ws
         self.metrics_url = ws.gateway.url.rstrip("/") + "/metrics/"
+        self.ends = ends
+
+    def _scrape_timeout(self) -> float:
+        if self.ends is None:
+            return SCRAPE_TIMEOUT_S
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise NotVerifiable("not verifiable: the step's deadline passed before the metrics answered")
+        return min(SCRAPE_TIMEOUT_S, left)
 
     def close(self) -> None:
         """Nothing held open: each scrape is one request."""
@@ -220,15 +239,18 @@ class TrafficWatch:
         Raises NotVerifiable when the gateway answers but its metrics cannot be read.
         """
         try:
-            text = scrape(self.metrics_url, self.ws.gateway.key.value, timeout=SCRAPE_TIMEOUT_S)
+            text = scrape(self.metrics_url, self.ws.gateway.key.value, timeout=self._scrape_timeout())
         except UnavailableError as exc:
             raise NotVerifiable(f"not verifiable: {exc}; enable the prometheus callback and check the master key",
                                 retry=not isinstance(exc, MetricsRefused)) from None
-        return None if text is None else app_requests(text)
+        try:
+            return None if text is None else app_requests(text, f"the gateway's {self.metrics_url}")
+        except MetricsInvalid as exc:
+            raise NotVerifiable(f"not verifiable: {exc}") from None
 
     def first_count(self, deadline: float) -> float | None:
         """The first reading; a busy gateway gets until the deadline to answer one scrape."""
-        give_up = time.monotonic() + deadline
+        give_up = min(time.monotonic() + deadline, self.ends or float("inf"))
         while True:
             try:
                 return self.gateway_count()
@@ -244,13 +266,20 @@ class TrafficWatch:
         begin = time.monotonic()
         last, last_rise = first, None
         history: list[tuple[float, float]] = [(begin, first)]
+        ends = min(begin + deadline, self.ends or float("inf"))
+        failure: NotVerifiable | None = None  # the latest scrape's, when it failed
         while True:
             time.sleep(POLL_S)
+            value: float | None = last
+            read = False
+            if time.monotonic() < ends:
+                try:
+                    value, failure, read = self.gateway_count(), None, True
+                except NotVerifiable as exc:
+                    # One failed scrape (the gateway busy) is not a verdict; the next one decides. Quiet
+                    # is proven only between two readings that were read whole.
+                    failure = exc
             now = time.monotonic()
-            try:
-                value = self.gateway_count()
-            except NotVerifiable:
-                value = last  # one failed scrape (the gateway busy) is not a verdict; the next one decides
             if value is None:
                 return (f"the gateway stopped answering at +{now - started:.1f} s: "
                         "no app traffic can pass through it")
@@ -258,10 +287,13 @@ class TrafficWatch:
                 last = value
             elif value > last:
                 last, last_rise = value, now
-            history.append((now, value))
-            if now - (last_rise or begin) >= quiet:
-                break
-            if now - begin >= deadline:
+            if read:
+                history.append((now, value))
+                if now - (last_rise or begin) >= quiet:
+                    break
+            if now >= ends:
+                if failure is not None:
+                    raise NotVerifiable(f"{failure} (by the step's deadline, {deadline:g} s)")
                 window = [(t, v) for t, v in history if t >= now - 30.0]  # the last 30 s: the rate now
                 span = window[-1][0] - window[0][0]
                 rate = (window[-1][1] - window[0][1]) / (span / 60) if span > 0 else 0.0
@@ -283,14 +315,17 @@ class TrafficWatch:
             raise NotVerifiable("not verifiable: a share needs the app's own request count; "
                                 "set app.metrics_url in rollout.yaml (docs/SETUP.md)")
         try:
-            text = scrape(url)
+            text = scrape(url, timeout=self._scrape_timeout())
         except UnavailableError as exc:
             text, reason = None, str(exc)
         else:
             reason = "connection refused"
         if text is None:
             raise NotVerifiable(f"not verifiable: the app's metrics at {url} do not answer ({reason})")
-        return sum(s.value for s in parse(text) if s.name == APP_COUNTER)
+        try:
+            return counter_total(text, APP_COUNTER, f"the app's metrics at {url}")
+        except MetricsInvalid as exc:
+            raise NotVerifiable(f"not verifiable: {exc}") from None
 
     def until_share(self, started: float, target: int, deadline: float, tolerance: float, min_requests: int,
                     idle: float) -> str:
@@ -299,8 +334,9 @@ class TrafficWatch:
             raise CheckFailed(f"the gateway at {self.ws.gateway.url} does not answer: no traffic can reach it "
                               f"at {target}%")
         begin = time.monotonic()
+        ends = min(begin + deadline, self.ends or float("inf"))
         share = None
-        while time.monotonic() - begin < deadline:
+        while time.monotonic() < ends:
             time.sleep(POLL_S * 4)
             gateway, app = self.gateway_count(), self.app_total()
             if gateway is None:
@@ -381,30 +417,38 @@ def observe_share(ws: Workspace, since: float | None = None) -> dict[str, object
     if not ws.app.metrics_url:
         return None
     watch = TrafficWatch(ws)
+    failure: list[str] = []
+
+    def unknown(why: str) -> dict[str, object]:
+        # A share rollout could not read is unknown, never a number (0 % of an HTML page, -5 %).
+        return {"share": None, "requests": 0, "window_s": 0.0, "text": f"observed share unknown: {why}"}
+
     try:
         def look() -> dict[str, float] | None:
             try:
                 gateway, app = watch.gateway_count(), watch.app_total()
-            except NotVerifiable:
+            except NotVerifiable as exc:
+                failure.append(str(exc).removeprefix("not verifiable: "))
                 return None
-            return None if gateway is None else {"ts": time.time(), "gateway": gateway, "app": app}
+            if gateway is None:
+                failure.append(f"the gateway at {ws.gateway.url} does not answer")
+                return None
+            return {"ts": time.time(), "gateway": gateway, "app": app}
 
         now = look()
         if now is None:
-            return {"share": None, "requests": 0, "window_s": 0.0,
-                    "text": "observed: not verifiable (the gateway's or the app's metrics do not answer)"}
+            return unknown(failure[-1])
         path = ws.state_dir / OBSERVED_NAME
         earlier = [r for r in read_lines(path)
-                   if max(now["ts"] - OBSERVE_WINDOW_S, since or 0) <= r.get("ts", 0) < now["ts"] - 1
-                   and r.get("gateway", 0) <= now["gateway"] and r.get("app", 0) <= now["app"]]
+                   if max(now["ts"] - OBSERVE_WINDOW_S, since or 0) <= _number(r.get("ts")) < now["ts"] - 1
+                   and 0 <= _number(r.get("gateway")) <= now["gateway"] and 0 <= _number(r.get("app")) <= now["app"]]
         then: dict[str, float] | None = earlier[0] if earlier else None
         if then is None:
             then, later = now, None
             time.sleep(FIRST_LOOK_S)
             later = look()
             if later is None:
-                return {"share": None, "requests": 0, "window_s": 0.0,
-                        "text": "observed: not verifiable (the metrics stopped answering)"}
+                return unknown(failure[-1])
             now = later
         append_line(path, now)
     finally:
@@ -417,6 +461,11 @@ def observe_share(ws: Workspace, since: float | None = None) -> dict[str, object
     share = round(100 * through / sent, 1)
     return {"share": share, "requests": int(sent), "window_s": round(span, 1),
             "text": f"observed {share}% of {int(sent):,} app requests in the last {window}"}
+
+
+def _number(value: object) -> float:
+    """A stored figure, or NaN (which every comparison rejects) when the line holds something else."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 TRAFFIC_STEPS: tuple[type[Step], ...] = (ReloadApp, VerifyTraffic, VerifyApp)

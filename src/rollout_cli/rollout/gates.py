@@ -179,8 +179,9 @@ def window_gates(
         why = f"metrics cannot be read: {scrape_error}"
         return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, why),
                 Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, why)]
-    if not scrape.get("has_litellm_metrics"):
-        why = "the gateway exposes no litellm_* metrics (enable the prometheus callback)"
+    untrusted = metrics.invalid_reason(scrape)
+    if untrusted or not scrape.get("has_litellm_metrics"):
+        why = untrusted or "the gateway exposes no litellm_* metrics (enable the prometheus callback)"
         return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, why),
                 Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, why)]
     if not samples:
@@ -189,6 +190,10 @@ def window_gates(
         return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, why),
                 Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, why)]
     window = metrics.delta(scrape, samples[0]["metrics"])
+    untrusted = metrics.invalid_reason(window)
+    if untrusted:
+        return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, untrusted),
+                Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, untrusted)]
     requests, failed = window["requests"], window["failed"]
     if requests <= 0:
         why = f"no requests through the gateway in the window (since {samples[0]['time']})"
@@ -467,11 +472,17 @@ def fallback_gate(
     samples = [s for s in SampleStore(ws.state_dir).records(since_ts=start) if s.get("metrics")]
     if scrape is None and len(samples) >= 2:
         scrape, scraped_at = samples[-1]["metrics"], samples[-1].get("ts")
+    if scrape is not None and metrics.invalid_reason(scrape):
+        return Gate("fallback rate", INCONCLUSIVE, "unknown", threshold, source,
+                    f"fallback rate: {metrics.invalid_reason(scrape)}")
     if scrape is None or not scrape.get("has_litellm_metrics") or not samples:
         why = (f"metrics cannot be read: {scrape_error}" if scrape is None
                else "no metrics sample in the window (run `rollout watch` during the soak)")
         return Gate("fallback rate", INCONCLUSIVE, "unknown", threshold, source, f"fallback rate: {why}")
     window = metrics.delta(scrape, samples[0]["metrics"])
+    untrusted = metrics.invalid_reason(window)  # a counter that went down without a restart
+    if untrusted:
+        return Gate("fallback rate", INCONCLUSIVE, "unknown", threshold, source, f"fallback rate: {untrusted}")
     drills = QuotaLedger(ws.state_dir).drills_since(samples[0].get("ts", start), scraped_at)
     fell = max(window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0) - drills, 0.0)
     requests = window["requests"]

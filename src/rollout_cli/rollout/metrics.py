@@ -3,6 +3,12 @@
 Counters and histograms are cumulative since the proxy started, so a window's
 figures are the difference between two scrapes: one taken now and one taken
 at (or just after) the window's start, recorded by `rollout watch`.
+
+A summary or a window whose values cannot be trusted (NaN, infinite,
+negative, duplicate series, not Prometheus text; a counter that went down
+while the gateway did not restart) carries `invalid`, a list of what is
+wrong, and no figures: a gate judges it inconclusive and names it, and the
+sample store never keeps it.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rollout_cli.gateway.prometheus import TOTAL, Sample, parse
+from rollout_cli.gateway.prometheus import TOTAL, Sample, invalid_message, parse, problems
 from rollout_cli.gateway.prometheus import is_check as _is_check
 
 FAILED = "litellm_proxy_failed_requests_metric_total"
@@ -19,8 +25,17 @@ LATENCY = "litellm_request_total_latency_metric"
 FALLBACKS = "litellm_deployment_successful_fallbacks_total"
 FAILED_FALLBACKS = "litellm_deployment_failed_fallbacks_total"  # fallbacks tried that failed too
 DEPLOYMENT_STATE = "litellm_deployment_state"
+STARTED = "process_start_time_seconds"  # prometheus_client's: changes when the gateway restarts
+JUDGED = (TOTAL, FAILED, OVERHEAD, LATENCY, FALLBACKS, FAILED_FALLBACKS, DEPLOYMENT_STATE, STARTED)
+COUNTERS = ("requests", "failed", "check_requests", "fallbacks", "failed_fallbacks")
 
-__all__ = ["Sample", "delta", "parse", "quantile", "summarize"]
+__all__ = ["Sample", "delta", "invalid_reason", "parse", "quantile", "summarize"]
+
+
+def invalid_reason(summary: dict[str, Any]) -> str | None:
+    """Why a summary or window cannot be judged, in one line; None when it can."""
+    found = summary.get("invalid")
+    return invalid_message("the gateway's /metrics/", found) if found else None
 
 
 def summarize(text: str) -> dict[str, Any]:
@@ -31,6 +46,9 @@ def summarize(text: str) -> dict[str, Any]:
     histograms carry no user agent, so they include them.
     """
     samples = parse(text)
+    found = problems(text, samples, JUDGED)
+    if found:
+        return {"invalid": found, "has_litellm_metrics": any(s.name.startswith("litellm_") for s in samples)}
 
     def total(name: str) -> float:
         return sum(s.value for s in samples if s.name == name and not _is_check(s))
@@ -67,13 +85,36 @@ def summarize(text: str) -> dict[str, Any]:
         "deployment_state": states,
         "models": models,
         "has_litellm_metrics": any(s.name.startswith("litellm_") for s in samples),
+        "started": next((s.value for s in samples if s.name == STARTED), None),
     }
 
 
+def restarted(now: dict[str, Any], then: dict[str, Any]) -> bool:
+    """Whether the gateway restarted between two scrapes, so its counters began again at 0.
+
+    Its process start time says so where both scrapes carry it; without it
+    (older samples, a gateway that does not export it), the request counter
+    going down is taken for a restart, as Prometheus's own rate() does.
+    """
+    if now.get("started") is not None and then.get("started") is not None:
+        return bool(now["started"] != then["started"])
+    return bool(now["requests"] < then["requests"])
+
+
 def delta(now: dict[str, Any], then: dict[str, Any] | None) -> dict[str, Any]:
-    """`now` minus `then`; when the proxy restarted in between, `now` alone (counters reset)."""
-    if then is None or now["requests"] < then["requests"]:
+    """`now` minus `then`; when the proxy restarted in between, `now` alone (counters reset).
+
+    A counter lower than before without a restart is no window at all: `invalid` names it.
+    """
+    if now.get("invalid") or then is None or restarted(now, then):
         return now
+    fell = [f"{key} went down from {then.get(key, 0.0):g} to {now.get(key, 0.0):g} without a gateway restart"
+            for key in COUNTERS if now.get(key, 0.0) < then.get(key, 0.0)]
+    fell += [f"{key} bucket le={le} went down without a gateway restart"
+             for key in ("overhead_buckets", "latency_buckets")
+             for le, v in now[key].items() if v < then[key].get(le, 0.0)]
+    if fell:
+        return {"invalid": fell, "has_litellm_metrics": True}
     out = dict(now)
     for key in ("requests", "failed", "fallbacks", "failed_fallbacks"):
         out[key] = now.get(key, 0.0) - then.get(key, 0.0)  # samples older than a key count it as 0

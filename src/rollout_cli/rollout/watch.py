@@ -39,7 +39,14 @@ def take_sample(
     gateway config and the client are the watch's own, gathered once.
     """
     stage = read_stage(ws)
+    started = stage_started(ws, stage.percentage)
+    window_base = _first_in_window(ws, plan, stage.percentage, started)
     scrape, error = scrape_metrics(ws, evidence.client)
+    if scrape is not None:
+        # Values no gate may judge (NaN, negative, a counter that went down without a restart) are named, not kept.
+        error = (metrics.invalid_reason(scrape) or metrics.invalid_reason(metrics.delta(scrape, previous))
+                 or metrics.invalid_reason(metrics.delta(scrape, window_base)))
+        scrape = None if error else scrape
     live = evidence.client.liveliness()
     health = None
     skipped = None
@@ -55,7 +62,6 @@ def take_sample(
         "stage": stage.percentage, "source": "watch", "metrics": scrape, "metrics_error": error,
         "alive": live.ok, "health": health,
     })
-    started = stage_started(ws, stage.percentage)
     need = plan.soak_for(stage.percentage)
     elapsed = time.time() - started.timestamp if started else None
     view: dict[str, Any] = {
@@ -72,7 +78,6 @@ def take_sample(
     if skipped:
         view["probe_skipped"] = skipped
     if scrape is not None:
-        window_base = _first_in_window(ws, plan, stage.percentage, started)
         window = metrics.delta(scrape, window_base)
         step = metrics.delta(scrape, previous) if previous else None
         view["window"] = _figures(window)
