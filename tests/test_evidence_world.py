@@ -27,7 +27,8 @@ from rollout_cli.sandbox.app import AppControl, load_app
 from rollout_cli.simulator import GATEWAY_ALIASES
 from support import at_stage, process_sandbox, rollout
 
-pytestmark = pytest.mark.gateway
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_evidence_world")]
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "qwen3-coder"
