@@ -4,7 +4,8 @@
 # a virtualenv in .venv with rollout and its dev and gateway extras (litellm for
 # the sandbox's process runtime), a running Docker engine and the offline images
 # (the test image, and the real LiteLLM gateway image: minutes the first time),
-# and Debian's docker-compose (Compose v1), which CI checks deploy/docker-compose.yml with.
+# Debian's docker-compose (Compose v1), which CI checks deploy/docker-compose.yml with, and
+# Debian's prometheus (the sandbox's evidence store; promtool checks deploy/prometheus.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,13 @@ fi
 if ! command -v docker-compose >/dev/null; then
   log "installing docker-compose"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
+
+# Prometheus (and promtool): `rollout sandbox up` runs it as a process on loopback, scraping the gateway
+# and the sample app; CI checks deploy/prometheus.yml with promtool. No service starts on install.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  log "installing prometheus"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from typing import TypeVar
 from typer.testing import CliRunner
 
 from rollout_cli.cli.app import app
-from rollout_cli.sandbox.sample_app import SampleApp, git, workspace_yaml, write_sample_app
+from rollout_cli.sandbox.sample_app import SampleApp, flagd_text, git, workspace_yaml, write_sample_app
 
 # Where a test world's gateway is: a port nothing listens on (binding it needs root, and no sandbox picks it),
 # so level 1's traffic check meets a refused connection, never another helper's or a developer's gateway on :4000.
@@ -184,3 +185,14 @@ def openmetrics(families: dict[str, tuple[str, list[tuple[dict[str, str], list[t
             text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
             lines += [f"{name}{{{text}}} {value:g} {ts:.3f}" for ts, value in points]
     return "\n".join(lines) + "\n# EOF\n"
+
+
+def at_stage(box, percentage: int) -> None:  # type: ignore[no-untyped-def]
+    """Put a sandbox's app files at `percentage` by hand (in place: the app's container holds their inodes)."""
+    env = box.root / "app" / ".env"
+    text = re.sub(r"(?m)^LITELLM_ENABLED=\w+", "LITELLM_ENABLED=true", env.read_text())
+    text = re.sub(r"(?m)^LITELLM_ROLLOUT_PERCENTAGE=\d+", f"LITELLM_ROLLOUT_PERCENTAGE={percentage}", text)
+    for path, content in ((env, text), (box.root / "app" / "flags.json", flagd_text(percentage))):
+        with open(path, "r+") as handle:  # same inode, as rollout writes a bind-mounted file
+            handle.write(content)
+            handle.truncate()

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from rollout_cli.sandbox.app import AppControl, app_container_name, load_app
-from rollout_cli.sandbox.sample_app import flagd_text
 from rollout_cli.simulator import GATEWAY_ALIASES
-from support import process_sandbox, rollout, wait_until
+from support import at_stage, process_sandbox, rollout, wait_until
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
 pytestmark = [pytest.mark.xdist_group("test_effects_traffic"), pytest.mark.slow(140)]
@@ -37,17 +36,6 @@ def box(tmp_path_factory: pytest.TempPathFactory):
 
 def cli(box, *args: str):  # type: ignore[no-untyped-def]
     return rollout("-w", str(box.root), *args)
-
-
-def at_stage(box, percentage: int) -> None:  # type: ignore[no-untyped-def]
-    """Put both files at `percentage` by hand (in place: the app's container holds their inodes)."""
-    env = box.root / "app" / ".env"
-    text = re.sub(r"(?m)^LITELLM_ENABLED=\w+", "LITELLM_ENABLED=true", env.read_text())
-    text = re.sub(r"(?m)^LITELLM_ROLLOUT_PERCENTAGE=\d+", f"LITELLM_ROLLOUT_PERCENTAGE={percentage}", text)
-    for path, content in ((env, text), (box.root / "app" / "flags.json", flagd_text(percentage))):
-        with open(path, "r+") as handle:  # same inode, as rollout writes a bind-mounted file
-            handle.write(content)
-            handle.truncate()
 
 
 def start_app(box, runtime: str, *extra: str) -> AppControl:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import time
@@ -170,6 +171,57 @@ def test_port_in_use_exits_2_naming_the_port_and_the_option(fresh: Path) -> None
     assert result.exit_code == 2, result.output
     assert f"port {port} on 127.0.0.1 is in use; choose another with --gateway-port" in result.stderr
     assert load_state(fresh) is None  # nothing was started
+
+
+def test_prometheus_port_in_use_exits_2_before_anything_starts(fresh: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                         "--simulator-port", "0", "--prometheus-port", str(port))
+    assert result.exit_code == 2, result.output
+    assert f"port {port} on 127.0.0.1 is in use; choose another with --prometheus-port" in result.stderr
+    assert load_state(fresh) is None
+
+
+def test_a_stopped_prometheus_comes_back_with_up_and_down_leaves_no_process(fresh: Path) -> None:
+    started = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                      "--simulator-port", "0", "--app-runtime", "none", "--json")
+    assert started.exit_code == 0, started.output
+    url = json.loads(started.stdout)["prometheus_url"]
+    state = load_state(fresh)
+    assert state is not None and state.prometheus is not None and state.prometheus_url == url
+    assert state.prometheus.stop()  # as if it had died: the sandbox stays healthy without it
+    seen = rollout("sandbox", "status", str(fresh), "--json")
+    assert seen.exit_code == 0, seen.output
+    assert json.loads(seen.stdout)["prometheus"] | {"pid": None} == {
+        "url": url, "port": state.prometheus_port, "pid": None, "running": False, "ready": False, "targets": {}}
+
+    again = rollout("sandbox", "up", str(fresh), "--app-runtime", "none", "--json")
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.stdout)
+    assert data["already_up"] is True and data["prometheus_url"] == url  # on its port again
+    assert data["pids"]["prometheus"] != state.prometheus.pid
+
+    down = rollout("sandbox", "down", str(fresh), "--json")
+    assert f"prometheus process {data['pids']['prometheus']}" in json.loads(down.stdout)["stopped"]
+    assert _processes_mentioning(str(fresh)) == []
+
+
+def test_without_prometheus_installed_the_sandbox_runs_without_it_and_says_so(fresh: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with git (the sample app's repo) and no prometheus
+    bin_dir.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (bin_dir / "git").symlink_to(git)
+    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["prometheus_url"] is None and "prometheus" not in data["pids"]
+    assert any(m.startswith("Prometheus is not installed, so the sandbox runs without it") for m in data["messages"])
+    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
 
 
 def test_docker_runtime_with_the_engine_down_offers_the_process_runtime(fresh: Path) -> None:

@@ -238,7 +238,7 @@ def test_unknown_model_in_fault_is_rejected_listing_known_ones(sim: Simulator) -
         ({"mode": "explode"},
          "fault mode for z-ai/glm-4.5-air:free must be one of hang, malformed, empty, stream-error, got 'explode'"),
         ({"colour": "red"}, "unknown fault field 'colour' for z-ai/glm-4.5-air:free; expected: status, rate, "
-                            "latency_ms, mode, retry_after, retired, price, no_tools, upstream"),
+                            "latency_ms, mode, retry_after, retired, price, no_tools, upstream, via"),
         ({}, "a fault for z-ai/glm-4.5-air:free needs status, mode, latency_ms, retired, price or no_tools"),
     ],
     ids=["status-200", "rate-2", "unknown-mode", "unknown-field", "empty"],
@@ -278,6 +278,53 @@ def test_stats_count_per_model_and_status_and_reset(sim: Simulator) -> None:
     assert stats["by_status"] == {"200": 3, "429": 2}
     admin.reset_stats()
     assert admin.stats()["total"] == 0
+
+
+CALLER_KEYS = {"gateway": "sk-or-test-gateway", "direct": "sk-or-test-app"}
+
+
+def test_a_fault_via_one_caller_fails_only_that_callers_requests_and_counts_only_them() -> None:
+    with Simulator(api_key="sk-sim-test-key", callers=CALLER_KEYS) as simulator:
+        url = simulator.api_base + "/chat/completions"
+        body = {"model": GLM, "messages": [{"role": "user", "content": "hi"}]}
+
+        def statuses(caller: str, n: int) -> list[int]:
+            return [call(url, body, key=CALLER_KEYS[caller]).status for _ in range(n)]
+
+        SimulatorAdmin(simulator.url).set_fault("glm-4.5-air", status=500, rate=0.5, via="gateway")
+        assert statuses("direct", 3) == [200, 200, 200]
+        assert statuses("gateway", 4) == [200, 500, 200, 500]  # the rate counts the gateway's requests alone
+        assert call(url, body, key="sk-sim-test-key").status == 200  # the default key is no named caller
+        simulator.set_fault("glm-4.5-air", latency_ms=1, status=429, via="direct")
+        assert statuses("gateway", 2) == [200, 200]
+        assert statuses("direct", 1) == [429]
+        simulator.set_fault("glm-4.5-air", status=503)  # via both: a provider-wide failure
+        assert statuses("gateway", 1) + statuses("direct", 1) == [503, 503]
+        by_caller = SimulatorAdmin(simulator.url).stats()["by_caller"]
+    assert by_caller == {"direct": {"requests": 5, "by_status": {"200": 3, "429": 1, "503": 1}},
+                         "gateway": {"requests": 7, "by_status": {"200": 4, "500": 2, "503": 1}},
+                         "other": {"requests": 1, "by_status": {"200": 1}}}
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [({"status": 500, "via": "app"}, "fault via for z-ai/glm-4.5-air:free must be one of gateway, direct, both, "
+                                     "got 'app'"),
+     ({"retired": True, "via": "gateway"}, "a catalog fault for z-ai/glm-4.5-air:free (retired, price, no_tools) "
+                                           "is the same for every caller; drop via 'gateway'")],
+    ids=["unknown-caller", "catalog-fault"],
+)
+def test_a_fault_for_an_unknown_caller_or_a_catalog_fault_by_caller_is_refused(sim: Simulator, fault: dict,
+                                                                                 message: str) -> None:
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        sim.set_fault(GLM, **fault)
+
+
+def test_callers_need_keys_of_their_own() -> None:
+    with pytest.raises(InputError, match="each caller needs a key of its own"):
+        Simulator(callers={"gateway": "sk-same", "direct": "sk-same"})
+    with pytest.raises(InputError, match="unknown caller 'app'"):
+        Simulator(callers={"app": "sk-app"})
 
 
 def test_port_in_use_is_an_input_error(sim: Simulator) -> None:

@@ -146,17 +146,16 @@ def _running(reservation: dict[str, Any], here: ProcessIdentity, now: float) -> 
     return ProcessRecord(writer.pid, writer.start_ticks, (), "", 0.0).alive()
 
 
-def _to_ms(seconds: float) -> float:
-    """Down to the millisecond: rounded up, a request read back within half a millisecond would be in the future."""
-    return math.floor(seconds * 1000) / 1000
+# Ledger times are kept to the millisecond: one just written may lie up to half of one in the reader's future.
+TIME_RESOLUTION_S = 0.001
 
 
 def _recent(entry: dict[str, Any], now: float, mono: float, boot: str | None) -> bool:
     """Sent in the last minute: by the monotonic clock when written in this boot, so a step of the wall
     clock (NTP, a VM resumed) neither hides a request nor keeps an old one counted."""
     if boot is not None and entry.get("boot") == boot and entry.get("mono") is not None:
-        return mono - 60 < entry["mono"] <= mono
-    return now - 60 < entry["ts"] <= now
+        return mono - 60 < entry["mono"] <= mono + TIME_RESOLUTION_S
+    return now - 60 < entry["ts"] <= now + TIME_RESOLUTION_S
 
 
 def _fold(path: Path, now: float, mono: float, boot: str | None) -> _Tally:
@@ -208,8 +207,8 @@ class QuotaLedger:
                ratelimit: dict[str, int] | None = None) -> None:
         """Count one completion sent upstream (through the gateway) by rollout itself."""
         now = self.clock()
-        entry: dict[str, Any] = {"ts": _to_ms(now), "model": model, "status": status, "run": self.run,
-                                 "mono": _to_ms(self._mono()), "boot": boot_id()}
+        entry: dict[str, Any] = {"ts": round(now, 3), "model": model, "status": status, "run": self.run,
+                                 "mono": round(self._mono(), 3), "boot": boot_id()}
         if fallbacks:
             entry["fallbacks"] = True
         if ratelimit:

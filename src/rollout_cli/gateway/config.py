@@ -37,12 +37,12 @@ SANDBOX_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-def packaged_config() -> Path:
-    """The shipped gateway config: inside the wheel, or the repo's `deploy/` in a checkout."""
-    shipped = resources.files("rollout_cli") / "deploy" / CONFIG_NAME
+def packaged_config(name: str = CONFIG_NAME) -> Path:
+    """A shipped deploy file (default: the gateway config): inside the wheel, or the repo's `deploy/` in a checkout."""
+    shipped = resources.files("rollout_cli") / "deploy" / name
     if shipped.is_file():
         return Path(str(shipped))
-    return Path(__file__).resolve().parents[3] / "deploy" / CONFIG_NAME
+    return Path(__file__).resolve().parents[3] / "deploy" / name
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -27,15 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from rollout_cli.core.result import Result
-from rollout_cli.core.workspace import read_key_file
 from rollout_cli.errors import DockerUnavailable, ExitCode, InputError, RolloutError, UnavailableError
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.net import HOST, free_port, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
 from rollout_cli.sandbox import app_main
 from rollout_cli.sandbox.sample_app import FLAG_KEY
-from rollout_cli.sandbox.state import KEY_NAME as MASTER_KEY_NAME
-from rollout_cli.sandbox.state import LABEL, LABEL_DIR, default_image, load_state, sandbox_id, sandbox_master_key
+from rollout_cli.sandbox.state import (
+    CALLER_KEYS,
+    LABEL,
+    LABEL_DIR,
+    default_image,
+    load_state,
+    master_key_file_for,
+    sandbox_id,
+)
 from rollout_cli.simulator import GATEWAY_ALIASES
 
 APP_RUNTIMES = ("process", "docker")
@@ -117,11 +123,11 @@ def start_app(root: Path, *, runtime: str = "process", reads_files_once: bool = 
         "APP_DIRECT_MODEL": GATEWAY_ALIASES[PRIMARY],
         "APP_READS_FILES_ONCE": "1" if reads_files_once else "0",
         "OPENROUTER_BASE_URL": state.simulator_api_base,
-        "OPENROUTER_API_KEY": state.simulator_key,
+        "OPENROUTER_API_KEY": CALLER_KEYS["direct"],  # not the gateway's: the simulator tells the callers apart
         "PYTHONUNBUFFERED": "1",
     }
     record = AppRecord(root, runtime, state.app_port or free_port(), reads_files_once)
-    key_file = _gateway_key_file(record)
+    key_file = master_key_file_for(root, record.own_key_file)  # the app's gateway key: the sandbox's master key
     script = Path(app_main.__file__)
     if runtime == "process":
         env = {**loopback_environment(), **settings, "APP_PORT": str(record.port),
@@ -153,20 +159,6 @@ def start_app(root: Path, *, runtime: str = "process", reads_files_once: bool = 
     record.save()
     _wait_until_answering(record)
     return record
-
-
-def _gateway_key_file(record: AppRecord) -> Path:
-    """A file holding the app's gateway key (the sandbox's master key): its key file, else a copy of the app's own."""
-    key = sandbox_master_key(record.root).require()
-    master_file = record.root / ".rollout" / MASTER_KEY_NAME
-    try:
-        if read_key_file(master_file) == key:
-            return master_file  # the key stays in one file
-    except (OSError, RolloutError):
-        pass
-    record.own_key_file.unlink(missing_ok=True)  # written afresh, so it gets mode 0600 whatever was there
-    atomic_write_text(record.own_key_file, key + "\n", mode=0o600)
-    return record.own_key_file
 
 
 def _wait_until_answering(record: AppRecord) -> None:

@@ -1,7 +1,7 @@
 """The sandbox's sample app: a long-running OpenAI-compatible client, as a real app would be.
 
-Standalone on purpose (stdlib and the OpenFeature packages only, no rollout
-import): it runs as a local process or inside a container that bind-mounts its
+Standalone on purpose (stdlib, the OpenFeature packages and prometheus_client,
+no rollout import): it runs as a local process or inside a container that bind-mounts its
 `.env` and `flags.json` one by one, the compose pattern.
 
 Per request it picks a user id, asks the REAL OpenFeature SDK with the flagd
@@ -13,8 +13,10 @@ APP_READS_FILES_ONCE=1 it is the app that ignores its files: it reads both at
 start and again only on SIGHUP (what `app.reload: signal` is for).
 
 Driven over a loopback control port: POST /load {"rps", "duration_s", "model",
-"direct_model"}; GET /status; GET /requests?since=EPOCH; GET /metrics (its
-request counter, `llm_requests_total{path=...}`, in the Prometheus format).
+"direct_model"}; GET /status; GET /requests?since=EPOCH; GET /metrics: the app's
+metrics contract (docs/SETUP.md) in the Prometheus format, per path (gateway |
+direct): `llm_requests_total`, `llm_request_failures_total{error_type}` and the
+OpenTelemetry GenAI duration histogram `gen_ai_client_operation_duration_seconds`.
 """
 
 from __future__ import annotations
@@ -35,10 +37,65 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
 USER_AGENT = "sample-app/1.0 (rollout sandbox app)"  # not rollout-check/: the gateway counts it as app traffic
 FLAGS_POLL_MS = 500
 ENV_POLL_S = 0.5
 MAX_RECORDS = 200_000
+PATHS = ("gateway", "direct")
+# The text format every Prometheus reads (Debian 12's 2.42 knows no later one); the names here need no more.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# OpenTelemetry's advice for gen_ai.client.operation.duration (0.01 s doubling to 81.92 s), with finer
+# buckets below 0.1 s: the gateway's cost is judged against a few ms on each path, and 10 ms must show.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.035, 0.04,
+                    0.05, 0.06, 0.08, 0.1, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+
+
+class Metrics:
+    """The app's metrics contract (docs/SETUP.md): what a real app exports for rollout to judge paths by."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # no *_created series: nothing reads them, and they double the count
+        self.registry = CollectorRegistry()
+        self.requests = Counter("llm_requests", "LLM requests sent, by path (gateway | direct)", ["path"],
+                                registry=self.registry)
+        self.failures = Counter("llm_request_failures", "LLM requests that failed, by path and error.type "
+                                "(HTTP status code, timeout, or the exception's class)", ["path", "error_type"],
+                                registry=self.registry)
+        self.duration = Histogram("gen_ai_client_operation_duration_seconds", "GenAI operation duration "
+                                  "(OpenTelemetry gen_ai.client.operation.duration)",
+                                  ["path", "gen_ai_operation_name", "error_type"], buckets=DURATION_BUCKETS,
+                                  registry=self.registry)
+        for path in PATHS:  # both paths exported from the start, at zero: "no requests" is not "no data"
+            self.requests.labels(path)
+            self.duration.labels(path, "chat", "")
+
+    def observe(self, path: str, seconds: float, error_type: str | None) -> None:
+        """One request: error_type None on success (OpenTelemetry leaves error.type unset then)."""
+        self.requests.labels(path).inc()
+        if error_type is not None:
+            self.failures.labels(path, error_type).inc()
+        self.duration.labels(path, "chat", error_type or "").observe(seconds)
+
+    def exposition(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+def error_type(exc: BaseException) -> str:
+    """OpenTelemetry's error.type for a failed call: the HTTP status code, `timeout`, or the exception's class."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return str(exc.code)
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) else exc
+    if isinstance(reason, TimeoutError):
+        return "timeout"
+    return type(reason).__name__
 
 
 def read_env(path: str) -> dict[str, str]:
@@ -83,7 +140,8 @@ class App:
         self.started = time.time()
         self.reloads = 0
         self.in_flight = 0
-        self.totals: dict[str, int] = {"gateway": 0, "direct": 0}  # a counter, however many records are kept
+        self.totals: dict[str, int] = dict.fromkeys(PATHS, 0)  # a counter, however many records are kept
+        self.metrics = Metrics()
         self.env: dict[str, str] = {}
         self.env_mtime = 0.0
         self._copy: str | None = None
@@ -166,28 +224,31 @@ class App:
             url, key, asked = base + "/v1/chat/completions", self.gateway_key, model
         else:
             url, key, asked = self.direct_url + "/chat/completions", self.direct_key, direct_model or model
-        started, status, error = time.time(), None, None
+        started, clock, status, error, failure = time.time(), time.perf_counter(), None, None, None
         try:
             status = self.call(url, key, asked, user)
         except urllib.error.HTTPError as exc:
-            status = exc.code
+            status, failure = exc.code, error_type(exc)
         except (OSError, ValueError) as exc:
-            error = type(exc).__name__
-        latency = (time.time() - started) * 1000
+            error = failure = error_type(exc)
+        seconds = time.perf_counter() - clock
+        latency = seconds * 1000
         path = "gateway" if gateway else "direct"
+        self.metrics.observe(path, seconds, failure)
         with self.lock:
             self.totals[path] += 1
             self.records.append({"t": started, "path": path, "status": status,
                                  "error": error, "latency_ms": round(latency, 1)})
 
     def call(self, url: str, key: str, model: str, user: str) -> int:
-        """One chat completion; its HTTP status (urllib raises HTTPError for >= 400)."""
+        """One chat completion; its HTTP status (urllib raises HTTPError for >= 400, json a ValueError for a
+        broken answer: a failure the app feels, though the status said 200)."""
         body = json.dumps({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 16,
                            "user": user}).encode()
         request = urllib.request.Request(url, body, {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                                                      "Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(request, timeout=30) as answer:
-            answer.read()
+            json.loads(answer.read())
             return int(answer.status)
 
     def drive(self) -> None:
@@ -235,14 +296,11 @@ def serve(app: App, port: int) -> None:
             if url.path == "/status":
                 self._send(200, app.status())
             elif url.path == "/metrics":
-                # The app's own request counter, as a real app exports it: rollout's verify.traffic
-                # divides the gateway's count by this one to observe the share (app.metrics_url).
-                counts = app.status()["counts"]
-                text = "# TYPE llm_requests_total counter\n" + "".join(
-                    f'llm_requests_total{{path="{path}"}} {counts.get(path, 0)}\n' for path in ("gateway", "direct"))
-                data = text.encode()
+                # As a real app exports them: rollout's verify.traffic divides the gateway's count by
+                # llm_requests_total to observe the share (app.metrics_url); Prometheus scrapes it all.
+                data = app.metrics.exposition()
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Type", METRICS_CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

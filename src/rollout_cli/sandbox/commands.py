@@ -13,7 +13,10 @@ from rollout_cli.errors import ExitCode, InputError, UnavailableError
 from rollout_cli.gateway.control import GatewayNotHealthy
 from rollout_cli.sandbox import world
 from rollout_cli.sandbox.state import load_state
-from rollout_cli.simulator import FaultBook, SimulatorAdmin
+from rollout_cli.simulator import CALLERS, VIA, FaultBook, SimulatorAdmin
+
+NO_PROMETHEUS = ("Prometheus is not installed, so the sandbox runs without it: install Debian's "
+                 "(`apt-get install --no-install-recommends prometheus`, or scripts/setup.sh) and run `sandbox up` again")
 
 
 def next_steps(root: Path) -> list[str]:
@@ -113,7 +116,10 @@ def up(root: Path, *, progress: Any = None, step: Any = None, **options: Any) ->
                     f"(`rollout sandbox down {shlex.quote(str(info.root))}` stops it)"]
     else:
         messages = [f"sandbox up in {info.took_s:g} s: gateway {info.gateway_url} ({info.runtime}), "
-                    f"simulator {info.simulator_url}"]
+                    f"simulator {info.simulator_url}, "
+                    + (f"Prometheus {info.prometheus_url}" if info.prometheus_url else "no Prometheus")]
+    if info.prometheus_url is None:
+        messages.append(NO_PROMETHEUS)
     payload = SandboxUpPayload(str(info.root), info, next_steps(info.root))
     return Result("sandbox up", payload, messages + _next_lines(info.root))
 
@@ -163,8 +169,12 @@ def fault(
     upstream: bool = False,
     quota_left: int | None = None,
     rpm: int | None = None,
+    via: str | None = None,
 ) -> Result[SandboxFaultPayload]:
-    """Set, clear or list the simulator's faults and account limits; names are checked before any request."""
+    """Set, clear or list the simulator's faults and account limits; names are checked before any request.
+
+    `via` (gateway, direct, both; None is both) picks the caller the fault is for, told by its OpenRouter key.
+    """
 
     state = load_state(root)
     if state is None:
@@ -172,20 +182,23 @@ def fault(
                                " (or pass -w DIR)")
     if model is not None:
         FaultBook.canonical(model)  # unknown name: InputError listing the known ones
+    if via is not None and via not in VIA:
+        raise InputError(f"--via is {via!r}; use one of {', '.join(VIA)}")
     admin = SimulatorAdmin(state.simulator_url)
     fields = {"status": status, "rate": rate, "latency_ms": latency_ms, "retry_after": retry_after, "mode": mode,
               "price": price, "retired": retired or None, "no_tools": no_tools or None, "upstream": upstream or None}
     given = {k: v for k, v in fields.items() if v is not None}
+    with_via = {**given, "via": via} if via is not None else given
     account = {k: v for k, v in (("quota_left", quota_left), ("rpm", rpm)) if v is not None}
-    named = [*given, *account]
+    named = [*with_via, *account]
     if clear:
         if named:
             raise InputError(f"--clear takes no {', '.join(_option(k) for k in named)}; drop them")
         admin.clear(model)
         message = f"cleared the fault of {model}" if model else "cleared every fault and account limit"
     elif account:
-        if model is not None or given:
-            extra = f"MODEL {model}" if model is not None else ", ".join(_option(k) for k in given)
+        if model is not None or with_via:
+            extra = f"MODEL {model}" if model is not None else ", ".join(_option(k) for k in with_via)
             raise InputError(f"--quota-left and --rpm are account-wide: drop {extra}, and set model faults "
                              "in a separate `rollout sandbox fault MODEL ...`")
         limits = admin.set_account(**{**_kept(admin.account()), **account})
@@ -193,7 +206,7 @@ def fault(
             f"{k.replace('_', ' ')} {v}" for k, v in limits.items() if k in ("quota_left", "rpm") and v is not None
         ) + "; lift them with `rollout sandbox fault --clear`"
     elif model is None:
-        if given:
+        if with_via:
             raise InputError("name the MODEL the fault is for, e.g. `rollout sandbox fault glm-4.5-air --status 500`")
         message = ""
     else:
@@ -202,8 +215,9 @@ def fault(
                              "--latency-ms N, --retired, --price USD or --no-tools")
         if "price" in given:
             given["price"] = _price(str(given["price"]))
-        admin.set_fault(model, **given)
-        message = f"set the fault of {model}; clear it with `rollout sandbox fault --clear {model}`"
+        admin.set_fault(model, **with_via)
+        only = f" (the {via} path's requests only)" if via in CALLERS else ""
+        message = f"set the fault of {model}{only}; clear it with `rollout sandbox fault --clear {model}`"
     faults = admin.faults()
     limits = admin.account()
     messages = [message] if message else []

@@ -3,8 +3,8 @@
 `down` stops exactly what this file names. A process-runtime gateway is
 recorded beside it, in `.rollout/gateway-process.json`, the workspace's own
 record that `rollout gateway` restarts litellm from. Neither holds a secret: the master key
-lives only in the 0600 key file, and the sandbox's "OpenRouter key" is the
-simulator's public default key.
+lives only in the 0600 key files, and the sandbox's "OpenRouter keys" are public
+values the simulator knows.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout_cli.core.workspace import GatewayConfig, MasterKey
-from rollout_cli.errors import InputError
+from rollout_cli.core.workspace import GatewayConfig, MasterKey, read_key_file
+from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.gateway.runtime import PROCESS_RECORD, ProcessGateway
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.process import ProcessRecord
@@ -34,6 +34,10 @@ CONTAINER_CONFIG = "/etc/litellm/config.yaml"
 DEFAULT_IMAGE = "rollout/litellm:local"
 IMAGE_ENV = "ROLLOUT_GATEWAY_IMAGE"
 HOST = "127.0.0.1"
+# The OpenRouter key each caller sends in the sandbox: the gateway one, the app (calling OpenRouter
+# directly) another, so the simulator tells them apart and a fault can hit one (`sandbox fault --via`).
+# Public values, like the simulator's default key; in production the two may well differ too.
+CALLER_KEYS = {"gateway": "sk-or-sandbox-gateway", "direct": "sk-or-sandbox-app"}
 
 
 def sandbox_id(root: Path) -> str:
@@ -88,6 +92,8 @@ class SandboxState:
     image: str | None = None
     created: str = ""
     app_port: int = 0  # the sample app's control and metrics port (rollout.yaml's app.metrics_url names it)
+    prometheus_port: int = 0  # 0: no Prometheus (not installed)
+    prometheus: ProcessRecord | None = None
 
     @property
     def path(self) -> Path:
@@ -104,6 +110,14 @@ class SandboxState:
     @property
     def gateway_url(self) -> str:
         return f"http://{HOST}:{self.gateway_port}"
+
+    @property
+    def prometheus_url(self) -> str | None:
+        return f"http://{HOST}:{self.prometheus_port}" if self.prometheus_port else None
+
+    @property
+    def prometheus_log(self) -> Path:
+        return self.root / ".rollout" / "prometheus.log"
 
     @property
     def key_file(self) -> Path:
@@ -148,6 +162,11 @@ class SandboxState:
                 "container_id": self.container_id,
                 "image": self.image,
             },
+            "prometheus": {
+                "url": self.prometheus_url,
+                "port": self.prometheus_port,
+                "process": self.prometheus.to_json() if self.prometheus else None,
+            } if self.prometheus_port else None,
         }
 
     def save(self) -> None:
@@ -160,6 +179,24 @@ def sandbox_master_key(root: Path) -> MasterKey:
     return GatewayConfig(master_key_env=MASTER_KEY_ENV, master_key_file=root / ".rollout" / KEY_NAME).key
 
 
+def master_key_file_for(root: Path, own: Path) -> Path:
+    """A file holding the sandbox's master key, for a process that reads it from one (the sample app, Prometheus).
+
+    The sandbox's key file when it holds the key in force, so the key stays in one file;
+    else (the key comes from $ROLLOUT_SANDBOX_MASTER_KEY) `own`, written with mode 0600.
+    """
+    key = sandbox_master_key(root).require()
+    master = root / ".rollout" / KEY_NAME
+    own.unlink(missing_ok=True)  # no stale copy; written afresh below, so it gets mode 0600 whatever was there
+    try:
+        if read_key_file(master) == key:
+            return master
+    except (OSError, RolloutError):
+        pass
+    atomic_write_text(own, key + "\n", mode=0o600)
+    return own
+
+
 def state_path(root: Path) -> Path:
     return root / ".rollout" / STATE_NAME
 
@@ -169,7 +206,7 @@ def load_state(root: Path) -> SandboxState | None:
     path = state_path(root)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        sim, gw = raw["simulator"], raw["gateway"]
+        sim, gw, prom = raw["simulator"], raw["gateway"], raw.get("prometheus") or {}
         return SandboxState(
             root=root,
             runtime=raw["runtime"],
@@ -182,6 +219,8 @@ def load_state(root: Path) -> SandboxState | None:
             image=gw.get("image"),
             created=raw.get("created", ""),
             app_port=int(raw.get("app_port") or 0),
+            prometheus_port=int(prom.get("port") or 0),
+            prometheus=ProcessRecord.from_json(prom["process"]) if prom.get("process") else None,
         )
     except FileNotFoundError:
         return None

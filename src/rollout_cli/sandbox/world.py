@@ -9,7 +9,8 @@ Layout of a sandbox folder DIR (DIR is also a complete rollout workspace):
     DIR/gateway/litellm-config.yaml  rendered from deploy/litellm-config.yaml (sandbox overrides)
     DIR/.rollout/master.key          generated master key, mode 0600
     DIR/.rollout/sandbox.json        what was started: pids with start times, the container
-    DIR/.rollout/{simulator,gateway}.log
+    DIR/prometheus/                  prometheus.yml (from deploy/prometheus.yml), data/
+    DIR/.rollout/{simulator,gateway,prometheus}.log
 
 `up` on a sandbox that is already up and healthy changes nothing and says so;
 one that is partly up (a process died) is stopped and started again cleanly.
@@ -37,9 +38,11 @@ from rollout_cli.io.container import ContainerRuntime, connect
 from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.io.net import HOST, ensure_port_free, free_port, loopback_environment
 from rollout_cli.io.process import spawn_detached, tail_file
+from rollout_cli.sandbox import prometheus
 from rollout_cli.sandbox.app import APP_RUNTIMES, app_status, start_app, stop_app
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
 from rollout_cli.sandbox.state import (
+    CALLER_KEYS,
     CONTAINER_CONFIG,
     KEY_NAME,
     LABEL,
@@ -90,6 +93,7 @@ class SandboxInfo:
     pids: dict[str, int] = field(default_factory=dict)
     already_up: bool = False
     took_s: float = 0.0
+    prometheus_url: str | None = None  # None: Prometheus is not installed, the sandbox runs without it
 
     @property
     def key_file(self) -> Path:
@@ -112,6 +116,7 @@ class SandboxInfo:
             "runtime": self.runtime,
             "gateway_url": self.gateway_url,
             "simulator_url": self.simulator_url,
+            "prometheus_url": self.prometheus_url,
             "container": self.container,
             "pids": self.pids,
             "master_key_file": str(self.key_file),
@@ -141,11 +146,13 @@ def up(
     progress: Progress | None = None,
     step: Step | None = None,
     app_runtime: str | None = "auto",
+    prometheus_port: int | None = None,
 ) -> SandboxInfo:
-    """Start the simulator and the gateway and write a complete workspace in `root`.
+    """Start the simulator, the gateway, the sample app and Prometheus, and write a complete workspace in `root`.
 
     Port 0 means any free port; None the port an earlier `up` of this folder
-    recorded, else 4000 (gateway) and 4010 (simulator). Runtime "auto" also
+    recorded, else 4000 (gateway), 4010 (simulator) and a free one (Prometheus,
+    when it is installed). Runtime "auto" also
     keeps the recorded runtime when a partly-up sandbox is restarted. Raises InputError (2) for bad input, found
     before anything starts; UnavailableError (4) when a dependency is missing;
     GatewayNotHealthy (4, with the gateway's last log lines) when the gateway
@@ -156,7 +163,8 @@ def up(
         raise InputError(f"--runtime is {runtime!r}; use one of {', '.join(RUNTIMES)}")
     if app_runtime not in (None, *APP_RUNTIMES_UP):
         raise InputError(f"--app-runtime is {app_runtime!r}; use one of {', '.join(APP_RUNTIMES_UP)}")
-    for option, port in (("--gateway-port", gateway_port), ("--simulator-port", simulator_port)):
+    for option, port in (("--gateway-port", gateway_port), ("--simulator-port", simulator_port),
+                         ("--prometheus-port", prometheus_port)):
         if port is not None and not 0 <= port <= 65535:
             raise InputError(f"{option} is {port}; use 1..65535, or 0 for any free port")
     if timeout <= 0:
@@ -175,6 +183,7 @@ def up(
                         f"run `rollout sandbox down {root}` first to switch to {runtime}"
                     )
                 _ensure_app(existing, app_runtime, say)
+                _ensure_prometheus(existing, say)
                 return _info(existing, already_up=True)
             say("stopping the leftovers of an earlier sandbox")
             _stop_all(existing)
@@ -183,6 +192,8 @@ def up(
             runtime = existing.runtime if runtime == "auto" else runtime
             gateway_port = existing.gateway_port if gateway_port is None else gateway_port
             simulator_port = existing.simulator_port if simulator_port is None else simulator_port
+            if prometheus_port is None and existing.prometheus_port:
+                prometheus_port = existing.prometheus_port
 
         # Everything that can be checked is checked before anything starts.
         _render_config(gateway_config)  # validated before anything starts
@@ -194,6 +205,12 @@ def up(
         if gateway_port == simulator_port:
             raise InputError(f"--gateway-port and --simulator-port are both {gateway_port}; choose two ports")
         app_port = (existing.app_port if existing is not None and existing.app_port else 0) or free_port(gateway_port)
+        if prometheus.prometheus_executable() is None:
+            prometheus_port = 0  # not installed: the sandbox runs without it, and `up` says so
+        elif prometheus_port:
+            ensure_port_free(prometheus_port, "--prometheus-port")
+        else:
+            prometheus_port = _free_port_besides({gateway_port, simulator_port, app_port})
 
         say("writing the workspace")
         config_text = _render_config(gateway_config, f"http://127.0.0.1:{simulator_port}/api/v1")
@@ -202,9 +219,10 @@ def up(
         state = SandboxState(
             root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
             simulator_key=DEFAULT_API_KEY, image=image if chosen == "docker" else None,
-            created=utc_now(), app_port=app_port,
+            created=utc_now(), app_port=app_port, prometheus_port=prometheus_port,
         )
         try:
+            _start_prometheus(state)  # becomes ready while the gateway boots
             say(f"starting the OpenRouter simulator on {state.simulator_url}")
             _start_simulator(state)
             say(f"starting the gateway ({chosen}) on {state.gateway_url}")
@@ -214,6 +232,7 @@ def up(
             wait_until_healthy(state.gateway_url, gateway, timeout, progress,
                                logs=lambda: gateway.logs(40))
             _ensure_app(state, app_runtime, say)
+            _wait_prometheus(state, say)
         except BaseException:
             _stop_all(state)  # also on Ctrl-C: never leave half a sandbox running
             state.path.unlink(missing_ok=True)
@@ -228,6 +247,40 @@ def _ensure_app(state: SandboxState, app_runtime: str | None, say: Step) -> None
     chosen = state.runtime if app_runtime == "auto" else app_runtime
     say(f"starting the sample app ({chosen})")
     start_app(state.root, runtime=chosen)
+
+
+def _start_prometheus(state: SandboxState) -> None:
+    executable = prometheus.prometheus_executable()
+    if executable is None or not state.prometheus_port:
+        return
+    prometheus.write_files(state.root, state.gateway_port, state.app_port)
+    state.prometheus = prometheus.start(state.root, executable, state.prometheus_port, state.prometheus_log)
+    state.save()
+
+
+def _wait_prometheus(state: SandboxState, say: Step) -> None:
+    if state.prometheus is None or state.prometheus_url is None:
+        return
+    say(f"waiting for Prometheus on {state.prometheus_url}")
+    prometheus.wait_ready(state.prometheus_url, state.prometheus, state.prometheus_log)
+
+
+def _ensure_prometheus(state: SandboxState, say: Step) -> None:
+    """A healthy sandbox whose Prometheus died (or was stopped) gets it back, on its recorded port."""
+    if prometheus.prometheus_executable() is None or (state.prometheus is not None and state.prometheus.alive()):
+        return
+    if not state.prometheus_port:
+        state.prometheus_port = _free_port_besides({state.gateway_port, state.simulator_port, state.app_port})
+    say(f"starting Prometheus on {state.prometheus_url}")
+    _start_prometheus(state)
+    _wait_prometheus(state, say)
+
+
+def _free_port_besides(taken: set[int]) -> int:
+    """A free port that none of the sandbox's other, not yet listening, servers was given."""
+    while (port := free_port()) in taken:
+        pass
+    return port
 
 
 def _check_folder(root: Path) -> None:
@@ -349,7 +402,8 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
 
 def _start_simulator(state: SandboxState) -> None:
     argv = [sys.executable, "-m", "rollout_cli.simulator", "--host", HOST,
-            "--port", str(state.simulator_port), "--api-key", state.simulator_key]
+            "--port", str(state.simulator_port), "--api-key", state.simulator_key,
+            *(f"--caller={name}={key}" for name, key in CALLER_KEYS.items())]
     env = {**loopback_environment(), "PYTHONUNBUFFERED": "1"}
     state.simulator = spawn_detached(argv, log=state.simulator_log, env=env, cwd=state.root)
     state.save()
@@ -372,7 +426,7 @@ def _start_simulator(state: SandboxState) -> None:
 
 def _start_gateway(state: SandboxState, key: str) -> GatewayRuntime:
     config = state.root / "gateway" / "litellm-config.yaml"
-    settings = gateway_settings(state.simulator_api_base, state.simulator_key)
+    settings = gateway_settings(state.simulator_api_base, CALLER_KEYS["gateway"])
     if state.runtime == "process":
         executable = litellm_executable()
         assert executable is not None  # checked by _choose_runtime
@@ -430,11 +484,13 @@ def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0)
     record = state.gateway_process.record() if state.runtime == "process" else None
     if record is not None and record.process is not None:
         pids["gateway"] = record.process.pid
+    if state.prometheus:
+        pids["prometheus"] = state.prometheus.pid
     return SandboxInfo(
         root=state.root, runtime=state.runtime, gateway_url=state.gateway_url,
         simulator_url=state.simulator_url, gateway_port=state.gateway_port,
         simulator_port=state.simulator_port, container=state.container, pids=pids,
-        already_up=already_up, took_s=took_s,
+        already_up=already_up, took_s=took_s, prometheus_url=state.prometheus_url,
     )
 
 
@@ -457,9 +513,12 @@ def down(root: Path) -> list[str]:
 
 
 def _stop_all(state: SandboxState) -> list[str]:
-    """Gateway first (it calls the simulator), then the simulator; errors do not stop the rest."""
+    """Prometheus and the app first (they call the others), the gateway (it calls the simulator), the simulator;
+    errors do not stop the rest."""
     stopped: list[str] = []
     problems: list[str] = []
+    if state.prometheus is not None and state.prometheus.stop():
+        stopped.append(f"prometheus process {state.prometheus.pid}")
     try:
         stopped += stop_app(state.root)  # the app first: it calls the gateway and the simulator
     except RolloutError as exc:
@@ -541,5 +600,8 @@ def status(root: Path) -> dict[str, Any]:
         "pid": state.simulator.pid if state.simulator else None, "running": sim_alive, "faults": faults,
     }
     healthy = sim_alive and bool(gateway.get("running")) and live.ok and bool(ready and ready.ok)
+    metrics = (prometheus.status(state.prometheus_url, state.prometheus, state.prometheus_port)
+               if state.prometheus_url else None)
     return {"dir": str(root), "up": True, "healthy": healthy, "runtime": state.runtime,
-            "created": state.created, "simulator": simulator, "gateway": gateway, "app": app_status(root)}
+            "created": state.created, "simulator": simulator, "gateway": gateway, "app": app_status(root),
+            "prometheus": metrics}

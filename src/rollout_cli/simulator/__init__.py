@@ -13,7 +13,7 @@ from rollout_cli.simulator.catalog import (
     known_names,
     resolve_model,
 )
-from rollout_cli.simulator.faults import ALL_MODELS, FAULT_MODES, AccountLimits, Fault, FaultBook
+from rollout_cli.simulator.faults import ALL_MODELS, CALLERS, FAULT_MODES, VIA, AccountLimits, Fault, FaultBook
 from rollout_cli.simulator.server import (
     DEFAULT_API_KEY,
     DEFAULT_HOST,
@@ -26,6 +26,7 @@ from rollout_cli.simulator.server import (
 
 __all__ = [
     "ALL_MODELS",
+    "CALLERS",
     "DEFAULT_API_KEY",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
@@ -33,6 +34,7 @@ __all__ = [
     "FREE_MODELS",
     "GATEWAY_ALIASES",
     "MODELS",
+    "VIA",
     "AccountLimits",
     "CatalogModel",
     "Fault",

@@ -20,6 +20,9 @@ from rollout_cli.simulator.catalog import known_names, resolve_model
 
 FAULT_MODES = ("hang", "malformed", "empty", "stream-error")
 ALL_MODELS = "*"  # the global fault: latency added to every model
+# Who sends a request, told by its OpenRouter key: the gateway, or the app calling OpenRouter directly.
+CALLERS = ("gateway", "direct")
+VIA = (*CALLERS, "both")  # the callers a fault is for
 MAX_LATENCY_MS = 600_000
 
 
@@ -34,6 +37,9 @@ class Fault:
     from /models), `price` (no longer free: the `:free` id answers 404, /models
     prices it) and `no_tools` (a request with `tools` gets 404; /models lacks
     `tools`). `upstream` makes a 429 the provider's throttling, not OpenRouter's.
+    `via` names the caller the fault is for (its requests alone count for the
+    rate): `both` is a provider-wide failure, `gateway` one only the gateway's
+    key meets (its key throttled, a request LiteLLM sends differently).
     """
 
     status: int | None = None
@@ -45,6 +51,7 @@ class Fault:
     price: str | None = None
     no_tools: bool = False
     upstream: bool = False
+    via: str = "both"
 
     @property
     def fails(self) -> bool:
@@ -87,6 +94,12 @@ class Fault:
                 raise InputError(f"fault {key}{where} must be true or false, got {value!r}")
             flags[key] = value
         price = _price(data.get("price"), where)
+        via = data.get("via", "both")
+        if via not in VIA:
+            raise InputError(f"fault via{where} must be one of {', '.join(VIA)}, got {via!r}")
+        if via != "both" and (flags["retired"] or flags["no_tools"] or price):
+            raise InputError(f"a catalog fault{where} (retired, price, no_tools) is the same for every caller; "
+                             f"drop via {via!r}")
 
         if status is not None and mode is not None:
             raise InputError(f"a fault{where} sets status {status} and mode {mode!r}; choose one")
@@ -99,7 +112,11 @@ class Fault:
         if retry_after is None and status == 429 and not flags["upstream"]:
             retry_after = 1  # OpenRouter always tells a throttled client when to come back
         return cls(status=status, rate=float(rate), latency_ms=int(latency_ms), mode=mode, retry_after=retry_after,
-                   price=price, **flags)
+                   price=price, via=via, **flags)
+
+    def applies_to(self, caller: str | None) -> bool:
+        """Whether a request from `caller` (None: a key of no named caller) meets this fault."""
+        return self.via == "both" or self.via == caller
 
 
 @dataclass(frozen=True)
@@ -235,17 +252,20 @@ class FaultBook:
         self._minute.append(now)
         return None
 
-    def decide(self, model_id: str, *, tools: bool = False) -> Decision:
-        """Count one request for `model_id` and say how to answer it.
+    def decide(self, model_id: str, *, tools: bool = False, caller: str | None = None) -> Decision:
+        """Count one request for `model_id` from `caller` and say how to answer it.
 
         Account-wide limits come first (they apply to every `:free` model),
         then the catalog faults (every request), then status or mode: request n
-        fails iff floor(n*rate) > floor((n-1)*rate): rate 0.5 fails every second
-        request, 1.0 every one, 0 none.
+        of those the fault applies to fails iff floor(n*rate) > floor((n-1)*rate):
+        rate 0.5 fails every second request, 1.0 every one, 0 none. A fault for
+        another caller is no fault for this request.
         """
         with self._lock:
             fault = self._faults.get(model_id)
             everyone = self._faults.get(ALL_MODELS)
+            fault = fault if fault is not None and fault.applies_to(caller) else None
+            everyone = everyone if everyone is not None and everyone.applies_to(caller) else None
             latency_ms = (fault.latency_ms if fault else 0) + (everyone.latency_ms if everyone else 0)
             latency_s = latency_ms / 1000
             if model_id.endswith(":free"):

@@ -31,11 +31,12 @@ from typing import Any
 
 from rollout_cli.errors import InputError, RolloutError, UnavailableError
 from rollout_cli.simulator.catalog import MODELS, CatalogModel, find_model
-from rollout_cli.simulator.faults import AccountLimits, Decision, Fault, FaultBook
+from rollout_cli.simulator.faults import CALLERS, AccountLimits, Decision, Fault, FaultBook
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4010
 DEFAULT_API_KEY = "sk-sim-rollout-local"
+OTHER_CALLER = "other"  # stats of requests with the default key, which names no caller
 HANG_CAP_S = 300.0
 API_PREFIX = "/api/v1"
 ADMIN_PREFIX = "/_sim"
@@ -121,7 +122,7 @@ def count_tokens(text: str) -> int:
 
 
 class RequestStats:
-    """Chat requests counted per model and per status, for tests and drills to assert on."""
+    """Chat requests counted per model, per status and per caller, for tests and drills to assert on."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -132,13 +133,19 @@ class RequestStats:
             self._total = 0
             self._by_status: dict[str, int] = {}
             self._models: dict[str, dict[str, Any]] = {}
+            self._callers: dict[str, dict[str, Any]] = {}
 
-    def record(self, model_id: str | None, status: int | None, mode: str | None = None) -> None:
+    def record(self, model_id: str | None, status: int | None, mode: str | None = None,
+               caller: str | None = None) -> None:
         """Count one chat request; `status` None means no answer was sent (hang)."""
         with self._lock:
             self._total += 1
             if status is not None:
                 self._by_status[str(status)] = self._by_status.get(str(status), 0) + 1
+            seen = self._callers.setdefault(caller or OTHER_CALLER, {"requests": 0, "by_status": {}})
+            seen["requests"] += 1
+            if status is not None:
+                seen["by_status"][str(status)] = seen["by_status"].get(str(status), 0) + 1
             if model_id is None:
                 return
             entry = self._models.setdefault(model_id, {"requests": 0, "by_status": {}, "by_mode": {}})
@@ -151,7 +158,8 @@ class RequestStats:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return json.loads(
-                json.dumps({"total": self._total, "by_status": self._by_status, "models": self._models})
+                json.dumps({"total": self._total, "by_status": self._by_status, "models": self._models,
+                            "by_caller": self._callers})
             )
 
 
@@ -160,8 +168,11 @@ class _SimServer(ThreadingHTTPServer):
     # Hung requests must not make stop() wait for them.
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], api_key: str, hang_cap_s: float) -> None:
+    def __init__(self, address: tuple[str, int], api_key: str, hang_cap_s: float,
+                 callers: dict[str, str] | None = None) -> None:
         self.api_key = api_key
+        # key -> caller: the key a request carries says who sent it (faults by caller, stats per caller)
+        self.keys: dict[str, str | None] = {api_key: None, **{key: name for name, key in (callers or {}).items()}}
         self.hang_cap_s = hang_cap_s
         self.faults = FaultBook()
         self.request_stats = RequestStats()
@@ -179,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out as two writes; with Nagle on, a keep-alive client's
     # delayed ACK holds the body back ~40 ms, which would swamp any latency we measure.
     disable_nagle_algorithm = True
+
+    caller: str | None = None  # who sent the chat request being answered, from its key
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the gateway and the tests report what matters; access logs would be noise
@@ -271,12 +284,16 @@ class _Handler(BaseHTTPRequestHandler):
         model = find_model(requested, aliases=False) if isinstance(requested, str) else None
 
         auth = self.headers.get("Authorization", "")
+        self.caller = None
         if not auth.startswith("Bearer "):
             self._reject(model, 401, "No auth credentials found")
             return
-        if not hmac.compare_digest(auth[len("Bearer ") :].strip().encode(), sim.api_key.encode()):
+        sent = auth[len("Bearer ") :].strip().encode()
+        known = [key for key in sim.keys if hmac.compare_digest(sent, key.encode())]
+        if not known:
             self._reject(model, 401, "User not found.")
             return
+        self.caller = sim.keys[known[0]]
         if not isinstance(body, dict):
             self._reject(None, 400, "request body must be a JSON object")
             return
@@ -288,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reject(model, 400, "messages must be a non-empty array")
             return
 
-        decision = sim.faults.decide(model.id, tools=bool(body.get("tools")))
+        decision = sim.faults.decide(model.id, tools=bool(body.get("tools")), caller=self.caller)
         if decision.latency_s and sim.stopping.wait(decision.latency_s):
             self.close_connection = True
             return
@@ -298,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reject(model, decision.status, message, decision)
             return
         if decision.mode == "hang":
-            sim.request_stats.record(model.id, None, "hang")
+            sim.request_stats.record(model.id, None, "hang", self.caller)
             self._hang()
             return
 
@@ -319,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         gen_id = f"gen-{int(time.time())}-{next(sim.ids):06d}"
         created = int(time.time())
-        sim.request_stats.record(model.id, 200, decision.mode)
+        sim.request_stats.record(model.id, 200, decision.mode, self.caller)
         if body.get("stream") is True:
             self._stream(model, gen_id, created, content, finish_reason, usage, mode=decision.mode)
         elif decision.mode == "stream-error":
@@ -437,7 +454,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- replies --
 
     def _reject(self, model: CatalogModel | None, status: int, message: str, decision: Decision | None = None) -> None:
-        self.server.request_stats.record(model.id if model else None, status)
+        self.server.request_stats.record(model.id if model else None, status, caller=self.caller)
         headers = dict(decision.headers or {}) if decision is not None else {}
         if decision is not None and decision.retry_after is not None:
             headers["Retry-After"] = str(decision.retry_after)
@@ -516,11 +533,21 @@ class Simulator:
         api_key: str = DEFAULT_API_KEY,
         *,
         hang_cap_s: float = HANG_CAP_S,
+        callers: dict[str, str] | None = None,
     ) -> None:
+        """`callers`: caller (gateway | direct) -> the OpenRouter key it sends, besides `api_key` (no caller)."""
+        for name, key in (callers or {}).items():
+            if name not in CALLERS:
+                raise InputError(f"unknown caller {name!r}; callers are {', '.join(CALLERS)}")
+            if not key or key == api_key:
+                raise InputError(f"caller {name}'s key must be set and differ from the default key")
+        if callers and len(set(callers.values())) < len(callers):
+            raise InputError("each caller needs a key of its own: the key tells the callers apart")
         self.host = host
         self.requested_port = port
         self.api_key = api_key
         self.hang_cap_s = hang_cap_s
+        self.callers = dict(callers or {})
         self._server: _SimServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -529,7 +556,7 @@ class Simulator:
         if self._server is not None:
             return self
         try:
-            self._server = _SimServer((self.host, self.requested_port), self.api_key, self.hang_cap_s)
+            self._server = _SimServer((self.host, self.requested_port), self.api_key, self.hang_cap_s, self.callers)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise InputError(
@@ -663,6 +690,13 @@ class SimulatorAdmin:
             ) from None
 
 
+def _caller(text: str) -> tuple[str, str]:
+    name, sep, key = text.partition("=")
+    if not sep:
+        raise InputError(f"--caller {text!r} is not NAME=KEY; e.g. --caller gateway=sk-or-sandbox-gateway")
+    return name, key
+
+
 def _error_message(raw: bytes) -> str:
     try:
         return str(json.loads(raw)["error"]["message"])
@@ -682,11 +716,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to bind, 0 for any (default %(default)s)")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the key clients must send as Bearer")
     parser.add_argument("--hang-cap", type=float, default=HANG_CAP_S, help="seconds a hang fault lasts at most")
+    parser.add_argument("--caller", action="append", default=[], metavar="NAME=KEY",
+                        help=f"a caller ({', '.join(CALLERS)}) and the key it sends, so faults can pick it "
+                             "(repeatable)")
     args = parser.parse_args(argv)
 
+    try:
+        callers = dict(_caller(text) for text in args.caller)
+        sim = Simulator(args.host, args.port, args.api_key, hang_cap_s=args.hang_cap, callers=callers)
+    except InputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return int(exc.exit_code)
     done = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    sim = Simulator(args.host, args.port, args.api_key, hang_cap_s=args.hang_cap)
     try:
         sim.start()
         print(f"simulator listening on {sim.url}", flush=True)

@@ -24,9 +24,9 @@ def register(app: typer.Typer) -> None:
     sandbox = typer.Typer(help=HELP, no_args_is_help=True)
     app.add_typer(sandbox, name="sandbox")
 
-    @sandbox.command("up", help="Start the simulator and the gateway and write a complete workspace in DIR "
-                     "(default: -w, $ROLLOUT_WORKSPACE, else ./sandbox). Already up and healthy: nothing "
-                     "changes; partly up: restarted cleanly.")
+    @sandbox.command("up", help="Start the simulator, the gateway, the sample app and Prometheus and write a "
+                     "complete workspace in DIR (default: -w, $ROLLOUT_WORKSPACE, else ./sandbox). Already up and "
+                     "healthy: nothing changes; partly up: restarted cleanly.")
     def up(
         ctx: typer.Context,
         directory: Path = sandbox_dir_argument(),
@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
         timeout: float = timeout_option(60.0, "Seconds to wait for a healthy gateway.", min=None),
         app_runtime: str = typer.Option("auto", "--app-runtime", help="Where the sample app runs: process, "
                                         "docker (bind-mounting .env and flags.json), auto (as the gateway), none."),
+        prometheus_port: int = typer.Option(None, "--prometheus-port", help="Prometheus port on 127.0.0.1 "
+                                            "(default: the port this DIR used before, else any free one)."),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.cli.views.gateway import wait_display  # lazy: start-up time (rich)
@@ -53,7 +55,7 @@ def register(app: typer.Typer) -> None:
             result = commands.up(
                 root, runtime=runtime, gateway_port=gateway_port, simulator_port=simulator_port, image=image,
                 gateway_config=gateway_config.absolute() if gateway_config else None, timeout=timeout,
-                progress=progress, step=progress.step, app_runtime=app_runtime,
+                progress=progress, step=progress.step, app_runtime=app_runtime, prometheus_port=prometheus_port,
             )
         render(result, json_output)
 
@@ -93,6 +95,9 @@ def register(app: typer.Typer) -> None:
                                        ":free model answers 429 free-models-per-day (no MODEL)."),
         rpm: int = typer.Option(None, "--rpm", help="Account-wide: at most N requests a minute to :free models "
                                 "(no MODEL)."),
+        via: str = typer.Option(None, "--via", help="Whose requests meet the fault: gateway (the gateway's "
+                                "OpenRouter key), direct (the app's own key), or both (default: a provider-wide "
+                                "failure)."),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.sandbox import commands  # lazy: start-up time
@@ -100,7 +105,7 @@ def register(app: typer.Typer) -> None:
         render(commands.fault(_dir(ctx, None), model, clear=clear, status=status, rate=rate,
                               latency_ms=latency_ms, retry_after=retry_after, mode=mode, retired=retired,
                               price=price, no_tools=no_tools, upstream=upstream, quota_left=quota_left,
-                              rpm=rpm), json_output)
+                              rpm=rpm, via=via), json_output)
 
     @sandbox.command("traffic", help="Put load on the running sample app for DURATION and report the split it "
                      "observed: the app sends each user through the gateway or direct, as its flags file says.")

@@ -20,6 +20,9 @@ def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
     out.print(f"  gateway    {esc(d['gateway_url'])}" + (f"  container {esc(d['container'])}" if d["container"] else
                                                          f"  pid {d['pids'].get('gateway')}"))
     out.print(f"  simulator  {esc(d['simulator_url'])}  pid {d['pids'].get('simulator')}")
+    if d["prometheus_url"]:
+        out.print(f"  prometheus {esc(d['prometheus_url'])}  pid {d['pids'].get('prometheus')}  "
+                  "(jobs litellm every 2 s, app every 1 s)")
     out.print(f"  workspace  {esc(d['dir'])}/rollout.yaml, app repo {esc(d['dir'])}/app")
     out.print(f"  master key {esc(d['master_key_file'])} (mode 0600)")
 
@@ -47,6 +50,11 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
         out.print(f"  app        {esc(app['url'])}  container {esc(app['container'])}  {_running(None)}")
     else:
         out.print(f"  app        {_running(False)} (`rollout sandbox app start`)")
+    prom = d.get("prometheus")
+    if prom:
+        jobs = ", ".join(f"{job} {health}" for job, health in sorted(prom["targets"].items())) or "no targets yet"
+        out.print(f"  prometheus {esc(prom['url'])}  pid {prom['pid']}  {_running(prom['running'])}, "
+                  f"ready {'ok' if prom['ready'] else 'no'}, targets {esc(jobs)}")
     faults = sim.get("faults") or {}
     for model, fault in faults.items():
         out.print(f"  fault      {esc(model)}: " + _fault_text(fault))
@@ -71,6 +79,8 @@ def _fault_text(fault: dict[str, Any]) -> str:
     if fault.get("retry_after") is not None:
         parts.append(f"retry-after {fault['retry_after']} s")
     parts += [name for name in ("retired", "no_tools", "upstream") if fault.get(name)]
+    if fault.get("via", "both") != "both":
+        parts.append(f"{fault['via']} path only")
     if fault.get("price"):
         parts.append(f"priced {fault['price']} USD/token")
     return esc(", ".join(parts))
