@@ -9,6 +9,11 @@ verdict is HOLD, exit 3, because the 48 h soak has just begun). The request
 and drill counts printed are measured from each run's `--json` output, not
 assumed.
 
+A third `advance --dry-run` at 10 % reads its window from a real Prometheus
+(`metrics.source: prometheus`; the sandbox's own when it runs one, else
+Debian's /usr/bin/prometheus started here on a free loopback port, scraping
+the gateway every second): its figure prints the queries each run sent.
+
 Goals: `advance --dry-run` <= 1 s (issue 11: one evaluation shares its
 check answers), `report` <= 2 s; exit 1 when one is missed. The answers the
 checks shared are printed beside the requests sent. The sandbox uses the docker runtime when the engine
@@ -71,6 +76,42 @@ class Measured:
                 f"{len(self.times)} runs{failed}); goal <= {self.goal_s:g} s {'met' if met else 'MISSED'}"), met and not self.failures
 
 
+def use_prometheus(sb: Path, folder: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Point the sandbox's workspace at a Prometheus: the sandbox's own, else one started here (returned to stop)."""
+    status = json.loads(subprocess.run([ROLLOUT, "-w", str(sb), "sandbox", "status", "--json"],
+                                       capture_output=True, text=True).stdout)
+    url, proc = status.get("prometheus_url") or (status.get("prometheus") or {}).get("url"), None
+    if not url:
+        import socket
+        import urllib.parse
+        import urllib.request
+
+        with socket.socket() as s:  # a free loopback port (Prometheus cannot report one it chose itself)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        gateway = urllib.parse.urlsplit(status.get("gateway_url") or status["gateway"]["url"])
+        folder.mkdir()
+        (folder / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s}\nscrape_configs:\n"
+            f"  - job_name: litellm\n    metrics_path: /metrics/\n    static_configs: [{{targets: ['{gateway.netloc}']}}]\n"
+            f"    authorization: {{credentials_file: {sb / '.rollout' / 'master.key'}}}\n")
+        proc = subprocess.Popen(["/usr/bin/prometheus", f"--config.file={folder / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for _ in range(100):
+            try:
+                opener.open(f"{url}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(3)  # a few scrapes of the gateway
+    with (sb / "rollout.yaml").open("a") as config:
+        config.write(f"metrics: {{source: prometheus, url: {url}}}\n")
+    return proc, url
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         sb = str(Path(tmp) / "sandbox")
@@ -80,6 +121,8 @@ def main() -> int:
         at_zero = Measured("rollout advance --dry-run at 0% (first step)", 1.0)
         at_ten = Measured("rollout advance --dry-run at 10% (every gate)", 1.0)
         report = Measured("rollout report at 10%", 2.0)
+        with_prom = Measured("rollout advance --dry-run at 10% with Prometheus (metrics.source: prometheus)", 1.0)
+        prometheus = None
         try:
             runtime = json.loads(subprocess.run([*base, "sandbox", "status", "--json"],
                                                 capture_output=True, text=True).stdout).get("runtime", "?")
@@ -94,7 +137,13 @@ def main() -> int:
                 at_ten.run([*base, "advance", "--dry-run", "--json"], ok=3)  # HOLD: the soak has just begun
             for _ in range(RUNS):
                 report.run([*base, "report", "--json"], ok=3)
+            prometheus, url = use_prometheus(Path(sb), Path(tmp) / "prometheus")
+            for _ in range(RUNS):
+                with_prom.run([*base, "advance", "--dry-run", "--json"], ok=3)
         finally:
+            if prometheus is not None:
+                prometheus.terminate()
+                prometheus.wait(timeout=15)
             subprocess.run([ROLLOUT, "sandbox", "down", sb], capture_output=True)
 
     print(f"sandbox runtime: {runtime}; each figure: whole process, median of the successful runs of {RUNS}; "
@@ -107,8 +156,10 @@ def main() -> int:
           f"{at_ten.counts(lambda o: sum(g['status'] != 'skipped' for g in o['gates']))}")
     print(f"  report: {report.counts(lambda o: o['requests_sent'])} check requests and "
           f"{report.counts(lambda o: len(o['rollback_readiness']))} rollback drills per run")
+    print(f"  at 10% with Prometheus ({url}): {with_prom.counts(lambda o: (o.get('metrics') or {}).get('queries'))} "
+          f"queries per run; window source {with_prom.counts(lambda o: (o.get('metrics') or {}).get('source'))}")
     ok = True
-    for measured in (at_zero, at_ten, report):
+    for measured in (at_zero, at_ten, report, with_prom):
         line, met = measured.verdict()
         ok = ok and met
         print(line)

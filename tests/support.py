@@ -101,6 +101,92 @@ def process_sandbox(root: Path) -> Iterator:  # type: ignore[type-arg]
         world.down(root)
 
 
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+
+
+@contextmanager
+def prometheus_server(
+    root: Path, *, targets: list[dict] | None = None, backfill: str | None = None, timeout: float = 60.0,
+) -> Iterator[str]:
+    """A real Prometheus (Debian's) on 127.0.0.1 with a temp data folder, stopped whatever happens; yields its URL.
+
+    `targets`: scrape jobs ({job, url, token}) every second; `backfill`: OpenMetrics
+    text written into the data folder first with `promtool tsdb create-blocks-from openmetrics`,
+    so a test can judge a 48 h window Prometheus holds from stored history.
+    """
+    import subprocess
+    import time
+    import urllib.parse
+    import urllib.request
+
+    import yaml
+
+    from rollout_cli.io.net import free_port
+
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    data.mkdir()
+    if backfill is not None:
+        source = root / "backfill.om"
+        source.write_text(backfill)
+        subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+                       check=True, capture_output=True, timeout=300)
+    jobs = []
+    for t in targets or []:
+        url = urllib.parse.urlsplit(t["url"])
+        job = {"job_name": t["job"], "scrape_interval": "1s", "scrape_timeout": "1s", "metrics_path": url.path or "/",
+               "static_configs": [{"targets": [url.netloc]}]}
+        if t.get("token"):
+            job["authorization"] = {"credentials": t["token"]}
+        jobs.append(job)
+    config = root / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                                      "scrape_configs": jobs}))
+    port = free_port()
+    log = (root / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=30d",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while True:
+            try:
+                with opener.open(f"{url}/-/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Prometheus did not start: {(root / 'prometheus.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        log.close()
+
+
+def openmetrics(families: dict[str, tuple[str, list[tuple[dict[str, str], list[tuple[float, float]]]]]]) -> str:
+    """OpenMetrics text for backfilling: {family: (type, [(labels, [(ts, value)])])}; counters get `_total`."""
+    lines = []
+    for family, (kind, series) in families.items():
+        lines.append(f"# TYPE {family} {kind}")
+        for labels, points in series:
+            name = labels.get("__name__") or (f"{family}_total" if kind == "counter" else family)
+            text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+            lines += [f"{name}{{{text}}} {value:g} {ts:.3f}" for ts, value in points]
+    return "\n".join(lines) + "\n# EOF\n"
+
+
 def at_stage(box, percentage: int) -> None:  # type: ignore[no-untyped-def]
     """Put a sandbox's app files at `percentage` by hand (in place: the app's container holds their inodes)."""
     env = box.root / "app" / ".env"

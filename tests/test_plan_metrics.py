@@ -23,6 +23,7 @@ def test_shipped_plan_is_the_documented_default():
     assert plan.soak_s == 48 * 3600
     assert plan.gates.max_added_latency_p95_ms == 10 and plan.gates.min_healthy_models == 4
     assert plan.gates.max_error_rate == 0.01 and plan.on_post_check_failure == 1
+    assert plan.gates.error_rate_vs_direct_margin == 0.005 and plan.custom_gates == ()
     assert plan.next_stage(0) == 10 and plan.next_stage(10) == 50 and plan.next_stage(100) is None
 
 

@@ -20,6 +20,7 @@ from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.stage import Stage
 from rollout_cli.errors import ExitCode
 from rollout_cli.rollout import gates as g
+from rollout_cli.rollout import snapshot
 from rollout_cli.rollout.gates import FAIL, INCONCLUSIVE, PASS, SKIPPED, Gate, Verdict
 from rollout_cli.rollout.plan import Gates, StagePlan
 
@@ -33,6 +34,26 @@ ALIASES = ["glm", "deepseek", "minimax", "kimi", "qwen"]
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch):
     monkeypatch.setattr(g.time, "time", lambda: NOW)
+    monkeypatch.setattr(snapshot.time, "time", lambda: NOW)
+
+
+# The window's evidence is gathered (rollout/snapshot.py) apart from its rules (gates.py): these
+# run both, as one evaluation does, so each case reads as the rule's inputs and its gate.
+def soak_gate(p, stage, entered_, skip):  # type: ignore[no-untyped-def]
+    return g.soak_gate(p, stage, entered_, skip, NOW)
+
+
+def gathered(ws, p, stage, entered_, scrape, error, scraped_at=None):  # type: ignore[no-untyped-def]
+    start = snapshot.window_start(p, stage.percentage, entered_, NOW)
+    return snapshot.gateway_window(ws, stage.percentage, start, scraped_at or NOW, scrape, error)
+
+
+def window_gates(ws, p, stage, entered_, scrape, error):  # type: ignore[no-untyped-def]
+    return g.window_gates(p, gathered(ws, p, stage, entered_, scrape, error))
+
+
+def fallback_gate(ws, p, stage, entered_, scrape, error, scraped_at=None):  # type: ignore[no-untyped-def]
+    return g.fallback_gate(p, gathered(ws, p, stage, entered_, scrape, error, scraped_at))
 
 
 def entered(hours_ago: float, after: int = 10) -> StageChange:
@@ -98,7 +119,7 @@ def test_verdict_exit_codes(verdict, code):
     (48, PASS, "48h00m of 48h00m"), (100, PASS, "100h00m of 48h00m"),
 ])
 def test_soak_passes_once_the_stage_has_lasted_the_soak(hours, status, value):
-    gate = checked(g.soak_gate(PLAN, AT_10, entered(hours), None))
+    gate = checked(soak_gate(PLAN, AT_10, entered(hours), None))
     assert (gate.name, gate.status, gate.value, gate.threshold, gate.source) == ("soak", status, value, ">= 48h00m",
                                                                                 "audit trail")
     if status == INCONCLUSIVE:
@@ -109,17 +130,17 @@ def test_soak_passes_once_the_stage_has_lasted_the_soak(hours, status, value):
 
 def test_soak_per_stage_override_is_what_the_stage_needs():
     overridden = replace(PLAN, soak_overrides={10: 2 * H})
-    assert checked(g.soak_gate(overridden, AT_10, entered(3), None), p=overridden).status == PASS
-    at_50 = g.soak_gate(overridden, Stage(50, True, 50, True, True), entered(3, 50), None)
+    assert checked(soak_gate(overridden, AT_10, entered(3), None), p=overridden).status == PASS
+    at_50 = soak_gate(overridden, Stage(50, True, 50, True, True), entered(3, 50), None)
     assert checked(at_50, p=overridden, stage=50).status == INCONCLUSIVE
 
 
 def test_soak_without_a_record_of_entering_is_unknown_and_a_skip_is_recorded():
-    unknown = checked(g.soak_gate(PLAN, AT_10, None, None))
+    unknown = checked(soak_gate(PLAN, AT_10, None, None))
     assert (unknown.name, unknown.status, unknown.value) == ("soak", INCONCLUSIVE, "unknown")
     assert unknown.reason == ("no audit record of entering 10%; soak cannot be measured"
                               " (advance with --skip-soak --reason TEXT if you know it has soaked)")
-    skipped = checked(g.soak_gate(PLAN, AT_10, None, "incident drill"))
+    skipped = checked(soak_gate(PLAN, AT_10, None, "incident drill"))
     assert skipped.name == "soak"
     assert (skipped.status, skipped.value, skipped.reason) == (SKIPPED, "skipped", "soak skipped: incident drill")
 
@@ -133,12 +154,12 @@ def test_soak_without_a_record_of_entering_is_unknown_and_a_skip_is_recorded():
     (100, 48),  # reaches back at most the soak: an old incident is not in it
 ])
 def test_the_window_opens_at_the_stages_entry_and_reaches_back_at_most_the_soak(hours_ago, start_hours_ago):
-    assert g.window_start(PLAN, 10, entered(hours_ago)) == NOW - start_hours_ago * H
+    assert snapshot.window_start(PLAN, 10, entered(hours_ago)) == NOW - start_hours_ago * H
 
 
 def test_without_a_record_the_window_is_the_soak():
-    assert g.window_start(PLAN, 10, None) == NOW - 48 * H
-    assert g.window_start(replace(PLAN, soak_overrides={50: H}), 50, None) == NOW - H
+    assert snapshot.window_start(PLAN, 10, None) == NOW - 48 * H
+    assert snapshot.window_start(replace(PLAN, soak_overrides={50: H}), 50, None) == NOW - H
 
 
 def summary(requests: float, failed: float = 0, fallbacks: float = 0, failed_fallbacks: float = 0,
@@ -159,7 +180,7 @@ def workspace(tmp_path, samples: list[tuple[float, dict]]):
 
 def window(tmp_path, samples, scrape, *, stage_hours_ago: float = 100, p: StagePlan = PLAN, error=None):
     ws = workspace(tmp_path, samples)
-    error_gate, latency_gate = g.window_gates(ws, p, AT_10, entered(stage_hours_ago), scrape, error)
+    error_gate, latency_gate = window_gates(ws, p, AT_10, entered(stage_hours_ago), scrape, error)
     assert (error_gate.name, latency_gate.name) == ("error rate", "added latency")
     return checked(error_gate, latency_gate, p=p)
 
@@ -243,16 +264,16 @@ def test_a_stages_own_soak_bounds_its_window(tmp_path):
     short = replace(PLAN, soak_overrides={10: H})
     samples = [(2, summary(0)), (0.5, summary(100, failed=50))]
     ws = workspace(tmp_path, samples)
-    error_gate, _ = g.window_gates(ws, short, AT_10, None, summary(300, failed=50), None)
+    error_gate, _ = window_gates(ws, short, AT_10, None, summary(300, failed=50), None)
     assert (error_gate.status, error_gate.value) == (PASS, "0.00% (0 of 200)")
-    gate = g.fallback_gate(ws, short, AT_10, None, summary(300, failed=50, fallbacks=50), None)
+    gate = fallback_gate(ws, short, AT_10, None, summary(300, failed=50, fallbacks=50), None)
     assert (gate.status, gate.value) == (FAIL, "25.00% (50 of 200)")
 
 
 def test_the_fallback_window_keeps_the_previous_stage_out(tmp_path):
     samples = [(2, summary(0)), (0.5, summary(100, fallbacks=50))]
     ws = workspace(tmp_path, samples)
-    gate = g.fallback_gate(ws, PLAN, AT_10, entered(1), summary(300, fallbacks=50), None)
+    gate = fallback_gate(ws, PLAN, AT_10, entered(1), summary(300, fallbacks=50), None)
     assert (gate.status, gate.value) == (PASS, "0.00% (0 of 200)")
 
 
@@ -307,7 +328,7 @@ def fallback(tmp_path, samples, scrape, *, drills: tuple[float, ...] = (), p: St
     ws = workspace(tmp_path, samples)
     for hours_ago in drills:
         QuotaLedger(tmp_path, clock=lambda h=hours_ago: NOW - h * H).record("glm", 200, fallbacks=True)
-    gate = g.fallback_gate(ws, p, AT_10, entered(100), scrape, error, scraped_at)
+    gate = fallback_gate(ws, p, AT_10, entered(100), scrape, error, scraped_at)
     assert gate.name == "fallback rate"
     return checked(gate, p=p)
 
@@ -344,9 +365,11 @@ def test_drills_after_the_scrape_are_not_subtracted(tmp_path):
 
 @pytest.mark.parametrize(("samples", "scrape", "value", "reason"), [
     ([(1, summary(0))], None, "unknown", "fallback rate: metrics cannot be read: refused"),
-    ([], summary(5), "unknown", "fallback rate: no metrics sample in the window (run `rollout watch` during the soak)"),
-    ([(1, summary(0))], {**summary(5), "has_litellm_metrics": False}, "unknown", "fallback rate: no metrics sample"),
-    ([(1, summary(5))], summary(5), "0 requests", "fallback rate: no app requests in the window (since -1h)"),
+    # the same gathered window as the error rate's, so the same reasons (rollout/snapshot.py)
+    ([], summary(5), "unknown", "fallback rate: no metrics sample recorded since 10% began; run `rollout watch`"),
+    ([(1, summary(0))], {**summary(5), "has_litellm_metrics": False}, "unknown",
+     "fallback rate: the gateway exposes no litellm_* metrics"),
+    ([(1, summary(5))], summary(5), "0 requests", "fallback rate: no requests through the gateway in the window (since -1h)"),
 ])
 def test_a_fallback_window_that_cannot_be_judged_is_unknown(tmp_path, samples, scrape, value, reason):
     gate = fallback(tmp_path, samples, scrape, error="refused")

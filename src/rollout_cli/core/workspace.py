@@ -170,6 +170,26 @@ class QuotaSettings:
         return math.floor(self.daily_limit * self.rollout_share + 1e-9)
 
 
+METRICS_SOURCES = ("gateway", "prometheus")
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """`metrics:`: where the window gates read their counters.
+
+    `gateway` (the default): the gateway's own /metrics/, differenced against the
+    samples `rollout watch` recorded. `prometheus`: range queries over the exact
+    window against a Prometheus that scrapes the gateway and the app.
+    """
+
+    source: str = "gateway"
+    url: str | None = None
+    token_env: str | None = None  # the variable holding a bearer token for `url`; the token is never stored
+
+    def token(self) -> str | None:
+        return os.environ.get(self.token_env) or None if self.token_env else None
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -177,6 +197,7 @@ class Workspace:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     playbooks: Path | None = None
     openrouter: QuotaSettings = field(default_factory=QuotaSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def config_path(self) -> Path:
@@ -219,7 +240,7 @@ _GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
     "config": ("path", False),
     "runtime": ("runtime", False),
 }
-_TOP_KEYS = {"app", "gateway", "playbooks", "openrouter"}
+_TOP_KEYS = {"app", "gateway", "playbooks", "openrouter", "metrics"}
 
 
 def resolve_root(option: str | os.PathLike[str] | None) -> Path:
@@ -261,7 +282,31 @@ def load_workspace(root: Path) -> Workspace:
         gateway=GatewayConfig(**gateway),
         playbooks=playbooks,
         openrouter=_openrouter(path, raw.get("openrouter")),
+        metrics=_metrics(path, root, raw.get("metrics")),
     )
+
+
+def _metrics(path: Path, root: Path, raw: Any) -> MetricsSettings:
+    """`metrics: {source: prometheus, url: http://127.0.0.1:9090, token_env: VAR}`."""
+    if raw is None:
+        return MetricsSettings()
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: 'metrics' must be a mapping, got {_kind(raw)}")
+    known = ("source", "url", "token_env")
+    unknown = sorted(set(raw) - set(known), key=str)
+    if unknown:
+        raise InputError(f"{path}: unknown key 'metrics.{unknown[0]}' (known: {', '.join(known)})")
+    source = raw.get("source", "prometheus" if raw.get("url") else "gateway")
+    if source not in METRICS_SOURCES:
+        raise InputError(f"{path}: 'metrics.source' is {_shown(source)}; use one of {', '.join(METRICS_SOURCES)}")
+    url = _convert(path, root, "metrics.url", "url", raw["url"]) if raw.get("url") is not None else None
+    if source == "prometheus" and url is None:
+        raise InputError(f"{path}: 'metrics.source' is prometheus but 'metrics.url' is missing; "
+                         "add the Prometheus server's URL, e.g. http://127.0.0.1:9090")
+    token_env = raw.get("token_env")
+    if token_env is not None:
+        token_env = _convert(path, root, "metrics.token_env", "str", token_env)
+    return MetricsSettings(source, url.rstrip("/") if url else None, token_env)
 
 
 def _openrouter(path: Path, raw: Any) -> QuotaSettings:
@@ -350,6 +395,8 @@ _KEY_PLACES = {
                                "only you can read and name that file here, then remove the key from rollout.yaml",
     "gateway.master_key_env": "must be the name of an environment variable (letters, digits, _), not a key (value "
                               "not shown); name the variable that holds the key, then remove it from rollout.yaml",
+    "metrics.token_env": "must be the name of an environment variable (letters, digits, _), not a token (value "
+                         "not shown); name the variable that holds the token, then remove it from rollout.yaml",
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET = re.compile(r"(?i:sk-)\S*|(?=[^/.]*\d)(?=[^/.]*[A-Za-z])[A-Za-z0-9_\-]{32,}")
@@ -444,6 +491,10 @@ gateway:
 # openrouter:                        # the free tier's quota, shared by the app and rollout's own checks
 #   daily_limit: 50                  # requests a day: 50 below $10 of credits bought, 1000 above
 #   rollout_share: 0.2               # the part of it rollout's checks may spend (`rollout quota`)
+# metrics:                           # where the window gates read their counters (docs/SETUP.md)
+#   source: prometheus               # gateway (default: its /metrics/ + `rollout watch` samples) | prometheus
+#   url: http://127.0.0.1:9090       # a Prometheus scraping the gateway and the app
+#   token_env: PROMETHEUS_TOKEN      # optional: a bearer token from this variable
 """
 
 

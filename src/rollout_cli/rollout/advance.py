@@ -30,9 +30,12 @@ from rollout_cli.playbook.levels import RollbackPayload, rollback
 from rollout_cli.playbook.model import Playbook
 from rollout_cli.playbook.steps import EnvSet, FlagSet, Verify
 from rollout_cli.playbook.traffic import ReloadApp, check_traffic
-from rollout_cli.rollout.gates import Decision, Verdict, evaluate, model_text, planned_requests, scrape_metrics
+from rollout_cli.rollout.evaluate import evaluate
+from rollout_cli.rollout.gates import Verdict, model_text
+from rollout_cli.rollout.judge import Decision, direct_failure
 from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.samples import SampleStore
+from rollout_cli.rollout.snapshot import planned_requests, recent_app_paths, scrape_metrics
 
 Confirm = Callable[[Decision], bool]
 
@@ -169,6 +172,13 @@ def advance(
             messages.append("the rollout is complete: 100% of traffic goes through the gateway")
         return Result("advance", data, messages, ExitCode.OK)
     messages.append(f"post-check failed: {post['reason']}")
+    shared = direct_failure(recent_app_paths(ws, plan), plan.gates.max_error_rate, "recent") if post.get("primary") else None
+    if shared:
+        # The provider fails for everyone: rolling back would move users onto the failing direct path.
+        post["shared_with_direct"] = shared
+        messages.append(f"not rolled back: {shared}: a provider failure, not the gateway's; "
+                        "the gateway's fallbacks serve its users (HOLD)")
+        return Result("advance", data, messages, ExitCode.HOLD)
     if plan.on_post_check_failure is None:
         messages.append("the plan names no rollback (on_post_check_failure: none): roll back by hand if needed")
         return Result("advance", data, messages, ExitCode.FAILED)

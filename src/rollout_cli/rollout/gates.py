@@ -4,34 +4,33 @@ GO when every gate passes; HOLD when none fails but one is inconclusive (soak
 not elapsed, a rate-limited model the decision depends on, no metrics in the
 window); NO-GO when any gate fails. Every gate states its value, its threshold,
 its source, and a reason that reads as value versus condition.
+
+Each rule here is a pure function of gathered evidence (rollout/snapshot.py)
+and the plan; rollout/judge.py applies them all to one snapshot.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from rollout_cli.checks.catalog import CatalogReport, check_catalog
+from rollout_cli.checks.catalog import CatalogReport
 from rollout_cli.checks.classify import QUOTA_EXHAUSTED
-from rollout_cli.checks.evidence import Evidence
-from rollout_cli.checks.health import HealthReport, check_health
+from rollout_cli.checks.health import HealthReport
 from rollout_cli.checks.preflight import NO_MODELS
-from rollout_cli.checks.smoke import DRILL, SmokeReport, plan_smoke, run_smoke
-from rollout_cli.checks.suite import Case, load_suite, suite_path
-from rollout_cli.core.audit import AuditLog, StageChange, stage_changes
+from rollout_cli.checks.smoke import DRILL
+from rollout_cli.core.audit import StageChange
 from rollout_cli.core.playbooks import format_duration
-from rollout_cli.core.quota import QuotaLedger, clock_text, next_reset, require_room
-from rollout_cli.core.stage import Stage, read_stage
-from rollout_cli.core.workspace import Workspace
-from rollout_cli.errors import ExitCode, RolloutError
-from rollout_cli.gateway.api import GatewayClient
+from rollout_cli.core.quota import clock_text
+from rollout_cli.core.stage import Stage
+from rollout_cli.errors import ExitCode
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
-from rollout_cli.rollout.plan import StagePlan
-from rollout_cli.rollout.samples import SampleStore
+from rollout_cli.rollout.intervals import newcombe_difference
+from rollout_cli.rollout.plan import CustomGate, StagePlan
 
 PASS, FAIL, INCONCLUSIVE, SKIPPED = "pass", "fail", "inconclusive", "skipped"
 
@@ -55,6 +54,7 @@ class Gate:
     source: str
     reason: str
     warnings: list[str] = field(default_factory=list)
+    detail: dict[str, Any] | None = None  # the figures behind it (rates, counts, interval, shared failure)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,38 +77,6 @@ class ModelRow:
         return asdict(self)
 
 
-@dataclass
-class Decision:
-    verdict: Verdict
-    current: int
-    next: int | None
-    gates: list[Gate]
-    matrix: list[ModelRow]
-    warnings: list[str]
-    requests_sent: int
-    metrics_summary: dict[str, Any] | None = None
-    topology: Topology | None = None  # the gateway config the checks read, for the post-check after a write
-    requests_shared: int = 0  # answers one check read from another's request instead of sending its own
-
-    @property
-    def reasons(self) -> list[str]:
-        wanted = {Verdict.NO_GO: FAIL, Verdict.HOLD: INCONCLUSIVE}.get(self.verdict)
-        return [g.reason for g in self.gates if g.status == wanted]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict.value,
-            "current": self.current,
-            "next": self.next,
-            "reasons": self.reasons,
-            "warnings": self.warnings,
-            "gates": [g.to_json() for g in self.gates],
-            "matrix": [r.to_json() for r in self.matrix],
-            "requests_sent": self.requests_sent,
-            "requests_shared": self.requests_shared,
-        }
-
-
 def combine(gates: list[Gate]) -> Verdict:
     statuses = {g.status for g in gates}
     if FAIL in statuses:
@@ -118,22 +86,10 @@ def combine(gates: list[Gate]) -> Verdict:
     return Verdict.GO
 
 
-# --- evidence -----------------------------------------------------------------
+# --- the soak window ------------------------------------------------------------
 
 
-def stage_started(ws: Workspace, percentage: int) -> StageChange | None:
-    """The audit record that moved the rollout to `percentage`: the latest stage change, if it went there."""
-    changes = stage_changes(AuditLog(ws.state_dir))
-    last = changes[-1] if changes else None
-    return last if last is not None and str(last.after) == str(percentage) else None
-
-
-def window_start(plan: StagePlan, percentage: int, entered: StageChange | None) -> float:
-    """The soak window: since the stage began, at most the plan's soak time back."""
-    return max(entered.timestamp if entered else 0.0, time.time() - plan.soak_for(percentage))
-
-
-def soak_gate(plan: StagePlan, stage: Stage, entered: StageChange | None, skip_reason: str | None) -> Gate:
+def soak_gate(plan: StagePlan, stage: Stage, entered: StageChange | None, skip_reason: str | None, now: float) -> Gate:
     need = plan.soak_for(stage.percentage)
     threshold = f">= {format_duration(need)}"
     source = "audit trail"
@@ -145,7 +101,7 @@ def soak_gate(plan: StagePlan, stage: Stage, entered: StageChange | None, skip_r
             f"no audit record of entering {stage.percentage}%; soak cannot be measured "
             "(advance with --skip-soak --reason TEXT if you know it has soaked)",
         )
-    elapsed = time.time() - entered.timestamp
+    elapsed = now - entered.timestamp
     value = f"{format_duration(elapsed)} of {format_duration(need)}"
     if elapsed < need:
         return Gate("soak", INCONCLUSIVE, value, threshold, source,
@@ -163,46 +119,31 @@ def agreement_gate(stage: Stage) -> Gate:
     return Gate("env/flags agree", PASS, value, "equal", source, f"{value}: agree")
 
 
-def window_gates(
-    ws: Workspace, plan: StagePlan, stage: Stage, entered: StageChange | None,
-    scrape: dict[str, Any] | None, scrape_error: str | None,
-) -> list[Gate]:
-    """Error rate and added latency over the soak window, from Prometheus counters."""
+def _window_empty(window: dict[str, Any]) -> str | None:
+    """Why the window cannot be judged at all, or None."""
+    if window.get("problem"):
+        return str(window["problem"])
+    if window["requests"] <= 0:
+        since = window.get("since") or format_time(window["start"])
+        return f"no requests through the gateway in the window (since {since})"
+    return None
+
+
+def window_gates(plan: StagePlan, window: dict[str, Any]) -> list[Gate]:
+    """Error rate and added latency over the soak window, from the gateway's counters."""
     g = plan.gates
     rate_t = f"<= {g.max_error_rate * 100:g}%"
     lat_t = f"p95 <= {g.max_added_latency_p95_ms:g} ms"
-    source = "/metrics/ + watch samples"
-    start = window_start(plan, stage.percentage, entered)
-    samples = [s for s in SampleStore(ws.state_dir).records(since_ts=start) if s.get("metrics")]
-    if scrape is None and len(samples) >= 2:
-        scrape, source = samples[-1]["metrics"], source + " (latest sample: live scrape failed)"
-    if scrape is None:
-        why = f"metrics cannot be read: {scrape_error}"
-        return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, why),
-                Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, why)]
-    untrusted = metrics.invalid_reason(scrape)
-    if untrusted or not scrape.get("has_litellm_metrics"):
-        why = untrusted or "the gateway exposes no litellm_* metrics (enable the prometheus callback)"
-        return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, why),
-                Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, why)]
-    if not samples:
-        why = (f"no metrics sample recorded since {stage.percentage}% began; "
-               "run `rollout watch` during the soak so the window can be judged")
-        return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, why),
-                Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, why)]
-    window = metrics.delta(scrape, samples[0]["metrics"])
-    untrusted = metrics.invalid_reason(window)
-    if untrusted:
-        return [Gate("error rate", INCONCLUSIVE, "unknown", rate_t, source, untrusted),
-                Gate("added latency", INCONCLUSIVE, "unknown", lat_t, source, untrusted)]
+    source = window["label"]
+    why = _window_empty(window)
+    if why:
+        value = "0 requests" if not window.get("problem") else "unknown"
+        return [Gate("error rate", INCONCLUSIVE, value, rate_t, source, why),
+                Gate("added latency", INCONCLUSIVE, value, lat_t, source, why)]
     requests, failed = window["requests"], window["failed"]
-    if requests <= 0:
-        why = f"no requests through the gateway in the window (since {samples[0]['time']})"
-        return [Gate("error rate", INCONCLUSIVE, "0 requests", rate_t, source, why),
-                Gate("added latency", INCONCLUSIVE, "0 requests", lat_t, source, why)]
     few = requests < g.min_requests
     rate = failed / requests
-    value = f"{rate * 100:.2f}% ({failed:g} of {requests:g})"
+    value = f"{rate * 100:.2f}% ({failed:.0f} of {requests:.0f})"
     # With few requests only a clear breach is conclusive: the failures alone exceed
     # the limit even if the missing requests had all succeeded.
     if failed / max(requests, g.min_requests) > g.max_error_rate:
@@ -210,7 +151,7 @@ def window_gates(
                           f"error rate {value} > {g.max_error_rate * 100:g}%")
     elif few:
         error_gate = Gate("error rate", INCONCLUSIVE, value, rate_t, source,
-                          f"only {requests:g} requests in the window (< {g.min_requests}): too few to judge the error rate")
+                          f"only {requests:.0f} requests in the window (< {g.min_requests}): too few to judge the error rate")
     else:
         error_gate = Gate("error rate", PASS, value, rate_t, source,
                           f"error rate {value} <= {g.max_error_rate * 100:g}%")
@@ -249,44 +190,11 @@ def added_latency(window: dict[str, Any]) -> tuple[float | None, float]:
     return (None if p95 is None else p95 * 1000), observed
 
 
-def scrape_metrics(ws: Workspace, client: GatewayClient | None = None) -> tuple[dict[str, Any] | None, str | None]:
-    """One /metrics/ scrape summarized, or why it failed; through `client` when the caller has one."""
-    try:
-        if client is not None:
-            ws.gateway.key.require()
-            return metrics.summarize(client.metrics()), None
-        with GatewayClient.from_config(ws.gateway, timeout=5.0) as own:
-            return metrics.summarize(own.metrics()), None
-    except RolloutError as exc:
-        return None, str(exc)
+def format_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 # --- health, smoke and cost -------------------------------------------------------
-
-
-def _health(ws: Workspace, evidence: Evidence, probe: Case | None = None) -> tuple[HealthReport | None, str | None]:
-    try:
-        if probe is None:
-            return check_health(ws, evidence=evidence), None
-        return check_health(ws, evidence=evidence, prompt=probe.prompt, max_tokens=probe.max_tokens), None
-    except RolloutError as exc:
-        return None, str(exc)
-
-
-def _shared_probe(ws: Workspace) -> Case | None:
-    """The smoke suite's first case: health asks it, so smoke reads that answer instead of sending it again."""
-    try:
-        cases = load_suite(suite_path(None, ws.playbooks)).cases
-    except RolloutError:
-        return None  # smoke reports the bad suite; health asks its own ping
-    return cases[0] if cases else None
-
-
-def _smoke(ws: Workspace, evidence: Evidence) -> tuple[SmokeReport | None, str | None]:
-    try:
-        return run_smoke(ws, evidence=evidence), None
-    except RolloutError as exc:
-        return None, str(exc)
 
 
 def model_text(m: Any) -> str:
@@ -434,78 +342,55 @@ def catalog_gate(catalog: CatalogReport | None, plan: StagePlan, health: Any, to
     return Gate("catalog", PASS, value, threshold, source, f"catalog: {value}", warnings)
 
 
-def quota_gate(ws: Workspace, health: Any) -> Gate:
+def quota_gate(quota: dict[str, Any], health: Any) -> Gate:
     """The account's free quota: exhausted is HOLD (it resets at 00:00 UTC), never a model failure."""
     source = "health check + quota ledger"
-    limit = ws.openrouter.daily_limit
-    ledger = QuotaLedger(ws.state_dir)
-    try:
-        usage = ledger.usage()
-    except OSError:
-        usage = None
-    account = (usage.account if usage else None) or {}
+    account = quota.get("account") or {}
     threshold = "the account has free requests left today"
     exhausted = [m.alias for m in (health.models if health else []) if m.status == QUOTA_EXHAUSTED]
     if exhausted:
-        limit = int(account.get("limit") or limit)
-        reset = float(account["reset"]) / 1000 if account.get("reset") else next_reset(ledger.clock())
+        limit = int(account.get("limit") or quota.get("limit") or 0)
+        reset = float(account["reset"]) / 1000 if account.get("reset") else float(quota.get("next_reset") or 0)
         value = f"0 of {limit} left"
         return Gate("quota", INCONCLUSIVE, value, threshold, source,
                     f"OpenRouter free quota exhausted: 0 of {limit} left today, resets at {clock_text(reset)}")
-    mine = f"rollout used {usage.used} today" if usage else "ledger unreadable"
+    used = quota.get("used")
+    mine = f"rollout used {used} today" if used is not None else "ledger unreadable"
     return Gate("quota", PASS, mine, threshold, source, f"quota: not exhausted ({mine})")
 
 
-def _fallback_threshold(plan: StagePlan) -> str:
+def fallback_threshold(plan: StagePlan) -> str:
     return f"<= {plan.gates.max_fallback_rate * 100:g}%"
 
 
-def fallback_gate(
-    ws: Workspace, plan: StagePlan, stage: Stage, entered: StageChange | None,
-    scrape: dict[str, Any] | None, scrape_error: str | None, scraped_at: float | None = None,
-) -> Gate:
+def fallback_gate(plan: StagePlan, window: dict[str, Any]) -> Gate:
     """Share of app requests a fallback served over the soak window: a dead primary hides behind its fallbacks.
 
     From litellm_deployment_successful_fallbacks_total + failed_fallbacks_total,
     less the smoke drills rollout itself forced (the quota ledger counts them).
     """
     g = plan.gates
-    threshold = _fallback_threshold(plan)
-    source = "/metrics/ fallback counters + watch samples"
-    start = window_start(plan, stage.percentage, entered)
-    samples = [s for s in SampleStore(ws.state_dir).records(since_ts=start) if s.get("metrics")]
-    if scrape is None and len(samples) >= 2:
-        scrape, scraped_at = samples[-1]["metrics"], samples[-1].get("ts")
-    if scrape is not None and metrics.invalid_reason(scrape):
-        return Gate("fallback rate", INCONCLUSIVE, "unknown", threshold, source,
-                    f"fallback rate: {metrics.invalid_reason(scrape)}")
-    if scrape is None or not scrape.get("has_litellm_metrics") or not samples:
-        why = (f"metrics cannot be read: {scrape_error}" if scrape is None
-               else "no metrics sample in the window (run `rollout watch` during the soak)")
-        return Gate("fallback rate", INCONCLUSIVE, "unknown", threshold, source, f"fallback rate: {why}")
-    window = metrics.delta(scrape, samples[0]["metrics"])
-    untrusted = metrics.invalid_reason(window)  # a counter that went down without a restart
-    if untrusted:
-        return Gate("fallback rate", INCONCLUSIVE, "unknown", threshold, source, f"fallback rate: {untrusted}")
-    drills = QuotaLedger(ws.state_dir).drills_since(samples[0].get("ts", start), scraped_at)
-    fell = max(window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0) - drills, 0.0)
+    threshold = fallback_threshold(plan)
+    source = window["label"].replace("/metrics/", "/metrics/ fallback counters")
+    why = _window_empty(window)
+    if why:
+        value = "unknown" if window.get("problem") else "0 requests"
+        return Gate("fallback rate", INCONCLUSIVE, value, threshold, source, f"fallback rate: {why}")
+    fell = max(window["fallbacks"] - window.get("drills", 0), 0.0)
     requests = window["requests"]
-    if requests <= 0:
-        return Gate("fallback rate", INCONCLUSIVE, "0 requests", threshold, source,
-                    f"fallback rate: no app requests in the window (since {samples[0]['time']})")
     rate = fell / requests
-    value = f"{rate * 100:.2f}% ({fell:g} of {requests:g})"
+    value = f"{rate * 100:.2f}% ({fell:.0f} of {requests:.0f})"
     if fell / max(requests, g.min_requests) > g.max_fallback_rate:
         return Gate("fallback rate", FAIL, value, threshold, source,
                     f"fallback rate {value} > {g.max_fallback_rate * 100:g}%: a model behind the fallbacks is failing")
     if requests < g.min_requests:
         return Gate("fallback rate", INCONCLUSIVE, value, threshold, source,
-                    f"only {requests:g} requests in the window (< {g.min_requests}): too few to judge the fallback rate")
+                    f"only {requests:.0f} requests in the window (< {g.min_requests}): too few to judge the fallback rate")
     return Gate("fallback rate", PASS, value, threshold, source,
                 f"fallback rate {value} <= {g.max_fallback_rate * 100:g}%")
 
 
-def verdict_matrix(health: HealthReport | None, smoke: SmokeReport | None) -> list[ModelRow]:
+def verdict_matrix(health: HealthReport | None, smoke: Any) -> list[ModelRow]:
     if health is None:
         return []
     rows = []
@@ -535,116 +420,81 @@ def verdict_matrix(health: HealthReport | None, smoke: SmokeReport | None) -> li
     return rows
 
 
-# --- the whole evaluation ------------------------------------------------------
+# --- the app's own paths: the gateway path against the direct one -------------------
 
 
-@dataclass
-class Findings:
-    """What the checks of one evaluation found, or why each could not run."""
+def error_rate_vs_direct_gate(plan: StagePlan, app: dict[str, Any] | None, source: str) -> Gate:
+    """The gateway path's error rate against the direct path's, from the app's metrics, over the same window.
 
-    health: HealthReport | None = None
-    health_error: str | None = None
-    smoke: SmokeReport | None = None
-    smoke_error: str | None = None
-    scrape: dict[str, Any] | None = None
-    scrape_error: str | None = None
-    topology: Topology | None = None  # the gateway config they read
-    catalog: CatalogReport | None = None  # OpenRouter's /models against the config and app.requires
-    scraped_at: float | None = None  # when `scrape` was read: the checks' own drills after it are not in it
+    GO when the upper bound of Newcombe's 95 % interval for the difference
+    (gateway - direct) is <= margin; NO-GO when its lower bound is > margin;
+    inconclusive in between (too few requests to tell).
+    """
+    margin = plan.gates.error_rate_vs_direct_margin or 0.0
+    name, threshold = "error rate vs direct", f"gateway - direct <= {margin * 100:g} points (95% CI)"
+    if not app or app.get("problem"):
+        return Gate(name, INCONCLUSIVE, "unknown", threshold, source, f"{name}: {(app or {}).get('problem')}")
+    gw, direct = app["gateway"], app["direct"]
+    n1, x1, n2, x2 = round(gw["requests"]), round(gw["failed"]), round(direct["requests"]), round(direct["failed"])
+    x1, x2 = min(x1, n1), min(x2, n2)
+    if n1 <= 0 or n2 <= 0:
+        empty = "gateway" if n1 <= 0 else "direct"
+        return Gate(name, INCONCLUSIVE, "unknown", threshold, source,
+                    f"{name}: no app requests on the {empty} path in the window")
+    low, high = newcombe_difference(x1, n1, x2, n2)
+    p1, p2 = x1 / n1, x2 / n2
+    value = f"gateway {p1 * 100:.2f}% ({x1} of {n1}), direct {p2 * 100:.2f}% ({x2} of {n2})"
+    interval = f"difference {(p1 - p2) * 100:+.2f} points, 95% CI [{low * 100:+.2f}, {high * 100:+.2f}]"
+    detail = {"gateway": {"requests": n1, "failed": x1, "rate": p1}, "direct": {"requests": n2, "failed": x2, "rate": p2},
+              "difference": p1 - p2, "ci95": [low, high], "margin": margin, "method": "Newcombe hybrid score (method 10)"}
+    if high <= margin:
+        return Gate(name, PASS, value, threshold, source,
+                    f"{name}: {value}; {interval}: upper bound <= {margin * 100:g}", detail=detail)
+    if low > margin:
+        return Gate(name, FAIL, value, threshold, source,
+                    f"{name}: {value}; {interval}: the gateway path fails more (lower bound > {margin * 100:g})",
+                    detail=detail)
+    return Gate(name, INCONCLUSIVE, value, threshold, source,
+                f"{name}: {value}; {interval}: too few requests to tell (the interval spans {margin * 100:g})",
+                detail=detail)
 
 
-def planned_requests(ws: Workspace, plan: StagePlan, topology: Topology | None, *, post_check: bool) -> dict[str, int]:
-    """The completions one evaluation sends upstream (and the post-check after a GO), before any is sent."""
-    g = plan.gates
-    out = {"health": len(topology.aliases) if topology else 0, "smoke": 0, "post_check": 1 if post_check else 0}
-    if g.smoke or g.cost_free_only:
-        try:
-            out["smoke"] = plan_smoke(ws).completions
-        except RolloutError:
-            pass  # an invalid suite sends nothing; the smoke gate reports it
+def app_latency(app: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the app feels: the gateway path's p50/p95 minus the direct path's, from its duration histograms.
+
+    Reported, not gated: the two quantiles come from separate histograms whose
+    buckets are wide next to milliseconds, so no honest interval for the
+    difference follows from them (LiteLLM's per-request overhead is the gate).
+    """
+    if not app or app.get("problem"):
+        return None
+    out: dict[str, Any] = {}
+    for q, key in ((0.5, "p50"), (0.95, "p95")):
+        gw = metrics.quantile(app["gateway"]["duration_buckets"], q)
+        direct = metrics.quantile(app["direct"]["duration_buckets"], q)
+        out[f"gateway_{key}_ms"] = None if gw is None else gw * 1000
+        out[f"direct_{key}_ms"] = None if direct is None else direct * 1000
+        out[f"added_{key}_ms"] = None if gw is None or direct is None else (gw - direct) * 1000
     return out
 
 
-def gather(ws: Workspace, plan: StagePlan, stage: Stage, command: str = "report") -> Findings:
-    """Run the checks of one evaluation, concurrently, on evidence gathered once.
-
-    Refuses (QuotaRefused, exit 3) before sending anything when the evaluation
-    would push rollout's own use past its share of the free quota.
-    """
-    g = plan.gates
-    runs_smoke = g.smoke or g.cost_free_only
-    found = Findings()
-    try:
-        evidence = Evidence(ws, share_answers=True)
-    except RolloutError as exc:  # an unreadable gateway config: the checks that read it cannot run
-        found.health_error = str(exc)
-        found.smoke_error = str(exc) if runs_smoke else None
-        if stage.percentage != 0:
-            found.scrape, found.scrape_error = scrape_metrics(ws)
-        return found
-    with evidence:
-        found.topology = evidence.topology
-        if evidence.gateway().usable:  # a gateway that does not answer gets no request: its verdict, not the quota's
-            planned = planned_requests(ws, plan, evidence.topology, post_check=command == "advance")
-            require_room(evidence.ledger, ws.openrouter, command, sum(planned.values()))
-        if stage.percentage != 0:
-            # Scrape first: the window must not count this evaluation's own check requests.
-            found.scrape, found.scrape_error = scrape_metrics(ws, evidence.client)
-            found.scraped_at = time.time()
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            health_f = pool.submit(_health, ws, evidence, _shared_probe(ws) if runs_smoke else None)
-            smoke_f = pool.submit(_smoke, ws, evidence) if runs_smoke else None
-            topology = evidence.topology
-            catalog_f = pool.submit(check_catalog, topology, ws.app.requires) if topology and g.catalog else None
-            found.health, found.health_error = health_f.result()
-            if smoke_f is not None:
-                found.smoke, found.smoke_error = smoke_f.result()
-            if catalog_f is not None:
-                found.catalog = catalog_f.result()
-    return found
-
-
-def evaluate(
-    ws: Workspace, plan: StagePlan, stage: Stage | None = None, *, skip_soak_reason: str | None = None,
-    command: str = "report",
-) -> Decision:
-    """Every gate for leaving the current stage. Checks run concurrently; nothing is written.
-
-    The evidence (gateway config, key, client, preflight, the audit record of
-    entering this stage) is gathered once and shared by every gate.
-    """
-    stage = stage or read_stage(ws)
-    current = stage.percentage
-    first_step = current == 0
-    g = plan.gates
-    found = gather(ws, plan, stage, command)
-    health, smoke = found.health, found.smoke
-
-    gates: list[Gate] = []
-    if g.env_flags_agree:
-        gates.append(agreement_gate(stage))
-    gates += health_gates(plan, health, found.health_error)
-    if g.smoke:
-        gates.append(smoke_gate(smoke, found.smoke_error, health, plan))
-    if g.cost_free_only:
-        gates.append(cost_gate(smoke, found.smoke_error))
-    if g.catalog:
-        gates.append(catalog_gate(found.catalog, plan, health, found.topology))
-    gates.append(quota_gate(ws, health))
-    if first_step:
-        note = "first step (0% -> first stage): no traffic through the gateway yet"
-        gates.append(Gate("soak", SKIPPED, "n/a", "n/a", "stage plan", f"soak: {note}"))
-        gates.append(Gate("error rate", SKIPPED, "n/a", f"<= {g.max_error_rate * 100:g}%", "stage plan", f"error rate: {note}"))
-        gates.append(Gate("added latency", SKIPPED, "n/a", f"p95 <= {g.max_added_latency_p95_ms:g} ms", "stage plan", f"added latency: {note}"))
-        gates.append(Gate("fallback rate", SKIPPED, "n/a", _fallback_threshold(plan), "stage plan", f"fallback rate: {note}"))
-    else:
-        entered = stage_started(ws, stage.percentage)
-        gates.append(soak_gate(plan, stage, entered, skip_soak_reason))
-        gates += window_gates(ws, plan, stage, entered, found.scrape, found.scrape_error)
-        gates.append(fallback_gate(ws, plan, stage, entered, found.scrape, found.scrape_error, found.scraped_at))
-    matrix = verdict_matrix(health, smoke)
-    warnings = [w for gate in gates for w in gate.warnings]
-    sent = sum((getattr(r, "requests", None) or {}).get("sent", 0) for r in (health, smoke) if r is not None)
-    shared = sum((getattr(r, "requests", None) or {}).get("shared", 0) for r in (health, smoke) if r is not None)
-    return Decision(combine(gates), current, plan.next_stage(current), gates, matrix, warnings, sent,
-                    found.scrape, found.topology, requests_shared=shared)
+def custom_gate(gate: CustomGate, found: dict[str, Any] | None, source: str) -> Gate:
+    """A team's own PromQL gate: its scalar against pass/fail; no result, or several series, is inconclusive."""
+    conditions = [f"pass {gate.pass_if}" if gate.pass_if else "", f"fail {gate.fail_if}" if gate.fail_if else ""]
+    threshold = ", ".join(c for c in conditions if c)
+    value = None if found is None else found.get("value")
+    if found is None or value is None or math.isnan(value):
+        why = ("the snapshot holds no result for it (a gate added after the evidence was gathered)" if found is None
+               else found.get("error") or "the query returned NaN")
+        return Gate(gate.name, INCONCLUSIVE, "unknown", threshold, source, f"{gate.name}: {why}")
+    shown = f"{value:g}"
+    if gate.fail_if is not None and gate.fail_if.holds(value):
+        return Gate(gate.name, FAIL, shown, threshold, source, f"{gate.name}: {shown} {gate.fail_if}")
+    if gate.pass_if is not None and gate.pass_if.holds(value):
+        return Gate(gate.name, PASS, shown, threshold, source, f"{gate.name}: {shown} {gate.pass_if}")
+    if gate.pass_if is None:
+        return Gate(gate.name, PASS, shown, threshold, source, f"{gate.name}: {shown}, not {gate.fail_if}")
+    if gate.fail_if is None:
+        return Gate(gate.name, FAIL, shown, threshold, source, f"{gate.name}: {shown}, not {gate.pass_if}")
+    return Gate(gate.name, INCONCLUSIVE, shown, threshold, source,
+                f"{gate.name}: {shown} is neither {gate.pass_if} (pass) nor {gate.fail_if} (fail)")

@@ -26,6 +26,42 @@ class Gates:
     env_flags_agree: bool = True
     catalog: bool = True  # every model listed, free and capable in OpenRouter's /models
     max_fallback_rate: float = 0.05  # share of app requests served by a fallback over the window
+    # The gateway path's error rate against the app's direct path over the same window (Newcombe's
+    # interval for the difference); decides the error rate where the app's metrics exist.
+    error_rate_vs_direct_margin: float | None = None
+
+
+OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`< 0.05`: a comparison a custom gate's scalar result is held to."""
+
+    op: str
+    bound: float
+
+    def holds(self, value: float) -> bool:
+        return {
+            "<=": value <= self.bound, ">=": value >= self.bound, "==": value == self.bound,
+            "!=": value != self.bound, "<": value < self.bound, ">": value > self.bound,
+        }[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class CustomGate:
+    """A team's own gate: a PromQL query over the window (`{window}`), judged on its scalar result."""
+
+    name: str
+    query: str
+    pass_if: Condition | None = None
+    fail_if: Condition | None = None
+
+    def expression(self, window_s: int) -> str:
+        return self.query.replace("{window}", f"{window_s}s")
 
 
 @dataclass(frozen=True)
@@ -36,6 +72,7 @@ class StagePlan:
     gates: Gates = field(default_factory=Gates)
     on_post_check_failure: int | None = 1  # rollback level, or None to only report
     source: Path | None = None
+    custom_gates: tuple[CustomGate, ...] = ()
 
     def soak_for(self, stage: int) -> float:
         return self.soak_overrides.get(stage, self.soak_s)
@@ -50,7 +87,7 @@ _GATE_TYPES: dict[str, type] = {
     "cost_free_only": bool, "max_error_rate": float, "max_added_latency_p95_ms": float,
     "min_requests": int, "env_flags_agree": bool, "catalog": bool, "max_fallback_rate": float,
 }
-_TOP = {"kind", "stages", "soak", "soak_overrides", "gates", "on_post_check_failure", "description"}
+_TOP = {"kind", "stages", "soak", "soak_overrides", "gates", "on_post_check_failure", "description", "custom_gates"}
 
 
 def load_plan(override_dir: Path | None) -> StagePlan:
@@ -95,8 +132,18 @@ def parse_plan(raw: Any, path: Path) -> StagePlan:
         raise bad("'gates' must be a mapping of gate names to thresholds")
     gates: dict[str, Any] = {}
     for key, value in gates_raw.items():
+        if key == "error_rate_vs_direct":
+            if value is None:
+                continue
+            if not isinstance(value, dict) or set(value) - {"margin"}:
+                raise bad(f"'gates.error_rate_vs_direct' must be a mapping like {{margin: 0.005}}, got {value!r}")
+            margin = value.get("margin", 0.005)
+            if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+                raise bad(f"'gates.error_rate_vs_direct.margin' is a fraction 0..1 (0.005 = 0.5 points), got {margin!r}")
+            gates["error_rate_vs_direct_margin"] = float(margin)
+            continue
         if key not in _GATE_TYPES:
-            raise bad(f"unknown gate 'gates.{key}' (known: {', '.join(_GATE_TYPES)})")
+            raise bad(f"unknown gate 'gates.{key}' (known: {', '.join([*_GATE_TYPES, 'error_rate_vs_direct'])})")
         kind = _GATE_TYPES[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -118,7 +165,49 @@ def parse_plan(raw: Any, path: Path) -> StagePlan:
         level = int(on_failure[9:])
     else:
         raise bad(f"'on_post_check_failure' must be rollback-1..rollback-4 or none, got {on_failure!r}")
-    return StagePlan(tuple(stages), soak, overrides, Gates(**gates), level, path)
+    customs = _custom_gates(raw.get("custom_gates"), bad)
+    return StagePlan(tuple(stages), soak, overrides, Gates(**gates), level, path, customs)
+
+
+def _custom_gates(raw: Any, bad: Any) -> tuple[CustomGate, ...]:
+    """`custom_gates: [{name, query, pass: "< 0.05", fail: ">= 0.2"}]`."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise bad("'custom_gates' must be a list of {name, query, pass, fail}")
+    out: list[CustomGate] = []
+    for i, item in enumerate(raw):
+        where = f"custom_gates[{i}]"
+        if not isinstance(item, dict):
+            raise bad(f"'{where}' must be a mapping with name, query, pass and/or fail")
+        unknown = sorted(set(item) - {"name", "query", "pass", "fail", "description"}, key=str)
+        if unknown:
+            raise bad(f"unknown key '{where}.{unknown[0]}' (known: name, query, pass, fail, description)")
+        name, query = item.get("name"), item.get("query")
+        if not isinstance(name, str) or not name.strip():
+            raise bad(f"'{where}.name' must be a non-empty string")
+        if not isinstance(query, str) or not query.strip():
+            raise bad(f"'{where}.query' must be a PromQL query, e.g. sum(increase(x[{{window}}]))")
+        if "pass" not in item and "fail" not in item:
+            raise bad(f"'{where}' ({name}) needs a pass or a fail condition, e.g. pass: \"< 0.05\"")
+        if any(c.name == name for c in out):
+            raise bad(f"'{where}.name' {name!r} is used twice; gate names must differ")
+        conditions = [_condition(item[k], f"{where}.{k}", bad) if k in item else None for k in ("pass", "fail")]
+        out.append(CustomGate(name, query, conditions[0], conditions[1]))
+    return tuple(out)
+
+
+def _condition(raw: Any, where: str, bad: Any) -> Condition:
+    text = str(raw).strip()
+    op = next((o for o in OPERATORS if text.startswith(o)), None)
+    try:
+        bound = float(text[len(op):]) if op else None
+    except ValueError:
+        bound = None
+    if op is None or bound is None or bound != bound:
+        raise bad(f"'{where}' is {raw!r}; write an operator and a number, e.g. \"< 0.05\" "
+                  f"(operators: {' '.join(OPERATORS)})")
+    return Condition(op, bound)
 
 
 _KIND_NAME = {bool: "true or false", int: "a whole number", float: "a number"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,16 @@ from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import Stage, read_stage
 from rollout_cli.core.workspace import Workspace
-from rollout_cli.errors import RolloutError
+from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.io.atomic import atomic_write_text
+from rollout_cli.io.textfile import read_text
 from rollout_cli.playbook import engine
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.levels import LEVELS, load_levels
-from rollout_cli.rollout.gates import Decision, evaluate
+from rollout_cli.rollout.evaluate import evaluate
+from rollout_cli.rollout.judge import Decision, judge
 from rollout_cli.rollout.plan import load_plan
+from rollout_cli.rollout.snapshot import Snapshot
 
 
 def stage_history(ws: Workspace) -> list[dict[str, Any]]:
@@ -52,7 +56,10 @@ class ReportPayload:
     history: list[dict[str, Any]]
     rollback_readiness: list[dict[str, Any]]
 
+    replayed: str | None = None  # the snapshot file judged again (`--replay`), else None: evidence gathered now
+
     def to_json(self) -> dict[str, Any]:
+        snapshot = self.decision.snapshot
         return {
             "workspace": self.workspace,
             "stage": self.stage.to_json(),
@@ -60,22 +67,43 @@ class ReportPayload:
             **self.decision.to_json(),
             "history": self.history,
             "rollback_readiness": self.rollback_readiness,
+            "replayed": self.replayed,
+            "snapshot": snapshot.to_json() if snapshot else None,
         }
 
 
-def report(ws: Workspace, markdown: Path | None = None) -> Result[ReportPayload]:
+MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
+
+
+def report(ws: Workspace, markdown: Path | None = None, replay: Path | None = None) -> Result[ReportPayload]:
+    """The decision for now; with `replay`, the decision on a recorded snapshot (no check sent, no drill run)."""
     plan = load_plan(ws.playbooks)
-    stage = read_stage(ws)
-    decision = evaluate(ws, plan, stage)
+    if replay is not None:
+        try:
+            text = read_text(replay, limit=MAX_SNAPSHOT_BYTES, label="--replay ")
+        except FileNotFoundError:
+            raise InputError(f"--replay {replay}: no such file; pass a file `rollout report --json` wrote") from None
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"--replay {replay}: not JSON ({exc}); pass a file `rollout report --json` wrote") from None
+        snap = Snapshot.from_json(raw)
+        decision = judge(snap, plan)
+        stage, history, readiness = snap.stage, [], []
+    else:
+        stage = read_stage(ws)
+        decision = evaluate(ws, plan, stage)
+        history, readiness = stage_history(ws), rollback_readiness(ws)
     payload = ReportPayload(
         workspace=str(ws.root),
         stage=stage,
         plan={"stages": list(plan.stages), "soak_s": plan.soak_for(stage.percentage)},
         decision=decision,
-        history=stage_history(ws),
-        rollback_readiness=rollback_readiness(ws),
+        history=history,
+        rollback_readiness=readiness,
+        replayed=str(replay) if replay is not None else None,
     )
-    messages = []
+    messages = [f"replayed the evidence of {payload.to_json()['snapshot']['time']} from {replay}"] if replay else []
     if markdown is not None:
         atomic_write_text(markdown, to_markdown(payload.to_json()))
         messages.append(f"wrote {markdown}")
@@ -105,6 +133,10 @@ def to_markdown(data: dict[str, Any]) -> str:
     lines += ["", "### Gates", "", "| gate | status | value | threshold | source |", "| --- | --- | --- | --- | --- |"]
     for g in data["gates"]:
         lines.append(_row(g["name"], g["status"], g["value"], g["threshold"], g["source"]))
+    if data.get("error_rate_gate"):
+        lines += ["", f"Error rate decided by: {md(data['error_rate_gate'])}"]
+    if data.get("shared_failures"):
+        lines += ["", "Shared with the direct path (HOLD, no rollback): " + md(", ".join(data["shared_failures"]))]
     lines += ["", "### Stage history", ""]
     if data["history"]:
         lines += [f"- {md(h['time'])} {md(h['from'])}% -> {md(h['to'])}% by {md(h['actor'])} ({md(h['command'])})"

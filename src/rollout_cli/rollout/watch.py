@@ -23,9 +23,9 @@ from rollout_cli.core.stage import read_stage
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
-from rollout_cli.rollout.gates import scrape_metrics, stage_started, window_start
 from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.samples import SampleStore
+from rollout_cli.rollout.snapshot import scrape_metrics, stage_started, window_start
 
 STATE_NAMES = {0: "ok", 1: "partial outage", 2: "cooldown"}
 

@@ -11,7 +11,7 @@ from rollout_cli.cli.render import console, render
 from rollout_cli.errors import InputError
 
 if TYPE_CHECKING:
-    from rollout_cli.rollout.gates import Decision
+    from rollout_cli.rollout.judge import Decision
 
 HELP = (
     "Advance to the next stage (0 -> 10 -> 50 -> 100%) if every gate passes: health, smoke, cost, "

@@ -19,8 +19,13 @@ def register(app: typer.Typer) -> None:
     def report(
         ctx: typer.Context,
         markdown: Path = markdown_option("Also write the report as Markdown to FILE."),
+        replay: Path = typer.Option(
+            None, "--replay", metavar="FILE",
+            help="Judge a recorded evidence snapshot (a `report --json` output, or its `snapshot`) against "
+                 "the stage plan now; sends no check.",
+        ),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.rollout.report import report as core_report  # lazy: start-up time
 
-        render(core_report(load(ctx), markdown=markdown), json_output)
+        render(core_report(load(ctx), markdown=markdown, replay=replay), json_output)

@@ -38,6 +38,7 @@ def decision_renderable(d: dict[str, Any]) -> Group:
     for g in d["gates"]:
         gates.add_row(esc(g["name"]), _cell(g["status"]), esc(g["value"]), esc(g["threshold"]), esc(g["source"]))
     parts: list[Any] = [head, matrix, gates]
+    parts += [Text(plain(line)) for line in evidence_lines(d)]
     if d["reasons"]:
         parts.append(Text("why:"))
         parts += [Text(f"  - {plain(r)}") for r in d["reasons"]]
@@ -45,6 +46,23 @@ def decision_renderable(d: dict[str, Any]) -> Group:
         parts.append(Text("warnings:", style="yellow"))
         parts += [Text(f"  - {plain(w)}") for w in d["warnings"]]
     return Group(*parts)
+
+
+def evidence_lines(d: dict[str, Any]) -> list[str]:
+    """Which gate decided the error rate, what the app feels, and the failures the direct path shares."""
+    lines = []
+    if d.get("error_rate_gate"):
+        lines.append(f"error rate decided by: {d['error_rate_gate']}")
+    lat = d.get("app_latency")
+    if lat:
+        def ms(key: str) -> str:
+            return f"{lat[key]:+.1f} ms" if lat.get(key) is not None else "-"
+        lines.append(f"app-side latency, gateway path - direct path: p50 {ms('added_p50_ms')}, p95 {ms('added_p95_ms')}"
+                     " (from the app's histograms; reported, not gated)")
+    if d.get("shared_failures"):
+        lines.append("shared with the direct path (the provider's failure, HOLD, no rollback): "
+                     + ", ".join(d["shared_failures"]))
+    return lines
 
 
 @human(AdvancePayload)

@@ -1,0 +1,342 @@
+"""The judge's rules on recorded evidence snapshots: fast, no I/O, one case per rule.
+
+tests/snapshots/ holds snapshots `rollout report --json` recorded on a real sandbox
+(the real gateway's health, smoke and catalog; a real Prometheus holding 48 h of
+backfilled counters, as in test_judge_prometheus.py). A file with `overlay_of`
+holds only what differs from the snapshot it names (the window, the app's paths,
+the health of a faulted primary), so each reads as its scenario.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from rollout_cli.core.quota import QuotaLedger
+from rollout_cli.core.workspace import load_workspace
+from rollout_cli.errors import InputError, PlaybookError
+from rollout_cli.rollout.intervals import newcombe_difference, wilson
+from rollout_cli.rollout.judge import judge
+from rollout_cli.rollout.plan import parse_plan
+from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable
+from rollout_cli.rollout.snapshot import Snapshot, prometheus_window
+from support import make_world
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+PLAN = {
+    "kind": "rollout", "stages": [10, 50, 100], "soak": "48h",
+    "gates": {"max_added_latency_p95_ms": 5000, "error_rate_vs_direct": {"margin": 0.005}},
+    "custom_gates": [
+        {"name": "fallback share", "pass": "< 0.05", "fail": ">= 0.2",
+         "query": 'sum(increase(litellm_deployment_successful_fallbacks_total[{window}])) '
+                  '/ sum(increase(llm_requests_total{path="gateway"}[{window}]))'},
+        {"name": "gateway 5xx share", "pass": "< 0.1",
+         "query": 'sum(increase(llm_request_failures_total{path="gateway"}[{window}])) '
+                  '/ sum(increase(llm_requests_total{path="gateway"}[{window}]))'},
+    ],
+}
+
+
+def recorded(name: str) -> dict:
+    raw = json.loads((SNAPSHOTS / f"{name}.json").read_text())
+    base = raw.pop("overlay_of", None)
+    return {**recorded(base.removesuffix(".json")), **raw} if base else raw
+
+
+def plan(**changes):  # type: ignore[no-untyped-def]
+    raw = copy.deepcopy(PLAN)
+    raw.update(changes)
+    return parse_plan(raw, Path("rollout.yaml"))
+
+
+def decide(raw: dict, the_plan=None):  # type: ignore[no-untyped-def]
+    return judge(Snapshot.from_json(raw), the_plan or plan())
+
+
+def gate(decision, name: str):  # type: ignore[no-untyped-def]
+    return next(g for g in decision.gates if g.name == name)
+
+
+# --- Newcombe's interval against the published values ---------------------------
+
+
+@pytest.mark.parametrize(("x", "n", "low", "high"), [
+    # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I, method 3 (Wilson)
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
+])
+def test_wilson_interval_matches_newcombe_table_1(x, n, low, high):
+    assert [round(v, 4) for v in wilson(x, n)] == [low, high]
+
+
+@pytest.mark.parametrize(("x1", "n1", "x2", "n2", "low", "high"), [
+    # Newcombe (1998), "Interval estimation for the difference between independent proportions:
+    # comparison of eleven methods", Stat Med 17:873-890, Table II, method 10, examples (a)-(h)
+    (56, 70, 48, 80, 0.0524, 0.3339), (9, 10, 3, 10, 0.1705, 0.8090), (6, 7, 2, 7, 0.0582, 0.8062),
+    (5, 56, 0, 29, -0.0381, 0.1926), (0, 10, 0, 20, -0.1611, 0.2775), (0, 10, 0, 10, -0.2775, 0.2775),
+    (10, 10, 0, 20, 0.6791, 1.0), (10, 10, 0, 10, 0.6075, 1.0),
+])
+def test_newcombe_hybrid_score_matches_the_published_examples(x1, n1, x2, n2, low, high):
+    assert [round(v, 4) for v in newcombe_difference(x1, n1, x2, n2)] == [low, high]
+
+
+# --- the comparative error-rate gate ---------------------------------------------
+
+
+def test_healthy_paths_go_on_the_comparative_gate_which_decides():
+    decision = decide(recorded("prometheus-healthy"))
+    assert decision.verdict.value == "GO", decision.reasons
+    comparative = gate(decision, "error rate vs direct")
+    assert comparative.status == "pass"
+    assert comparative.value == "gateway 0.00% (0 of 57600), direct 0.00% (0 of 518400)"
+    assert gate(decision, "error rate").status == "skipped" and decision.error_rate_gate == "error rate vs direct"
+
+
+def test_gateway_only_failure_is_no_go_with_both_rates_and_the_interval():
+    decision = decide(recorded("gateway-only"))
+    comparative = gate(decision, "error rate vs direct")
+    assert comparative.status == "fail" and decision.verdict.value == "NO-GO"
+    assert "gateway 5.00% (2880 of 57600), direct 0.00% (0 of 518400)" in comparative.reason
+    assert "95% CI [+4.82, +5.18]" in comparative.reason
+    assert decision.shared_failures == []
+
+
+def test_provider_wide_failure_holds_and_is_never_no_go():
+    decision = decide(recorded("provider-wide"))
+    comparative = gate(decision, "error rate vs direct")
+    assert comparative.status == "pass"  # the same 5 % on both paths: the gateway adds no errors
+    absolute = gate(decision, "error rate")
+    assert absolute.status == "inconclusive" and "the direct path fails too: 5.00%" in absolute.reason
+    assert decision.verdict.value == "HOLD" and decision.shared_failures == ["error rate"]
+
+
+def test_few_requests_leave_the_comparative_gate_inconclusive():
+    raw = recorded("prometheus-healthy")
+    raw["app"]["gateway"].update(requests=40, failed=1)
+    raw["app"]["direct"].update(requests=400, failed=2)
+    comparative = gate(decide(raw), "error rate vs direct")
+    assert comparative.status == "inconclusive" and "too few requests to tell" in comparative.reason
+    low, high = comparative.detail["ci95"]
+    assert low <= 0.005 < high
+
+
+def test_without_the_apps_metrics_the_absolute_gate_decides():
+    raw = recorded("prometheus-healthy")
+    raw["app"] = {"problem": "Prometheus has no series of the app's llm_requests_total in the window"}
+    decision = decide(raw)
+    assert gate(decision, "error rate vs direct").status == "skipped"
+    assert gate(decision, "error rate").status == "pass" and decision.error_rate_gate == "error rate"
+
+
+# --- shared failures --------------------------------------------------------------
+
+
+def test_primary_down_for_everyone_holds_with_the_gateways_fallbacks_serving():
+    decision = decide(recorded("primary-down-everywhere"))
+    primary = gate(decision, "primary model")
+    assert primary.status == "inconclusive"
+    assert "the direct path fails too: 100.00% (900 of 900) in the last 300 s" in primary.reason
+    assert "fallbacks serving" in primary.reason
+    assert decision.verdict.value == "HOLD" and set(decision.shared_failures) == {"primary model", "smoke"}
+
+
+def test_primary_down_on_the_gateway_path_only_is_no_go():
+    decision = decide(recorded("primary-down-gateway-only"))
+    assert gate(decision, "primary model").status == "fail" and decision.verdict.value == "NO-GO"
+
+
+def test_a_fallback_rate_the_direct_path_explains_holds():
+    raw = recorded("prometheus-healthy")
+    raw["window"].update(fallbacks=5760 + raw["window"]["drills"])  # 10 % of the gateway's requests
+    assert gate(decide(raw), "fallback rate").status == "fail"
+    raw["app"]["direct"].update(failed=51840)  # the direct path fails 10 % in the same window
+    fallback = gate(decide(raw), "fallback rate")
+    assert fallback.status == "inconclusive" and "the direct path fails too" in fallback.reason
+
+
+# --- the window's evidence ----------------------------------------------------------
+
+
+def test_a_restart_mid_window_keeps_the_counts_before_it():
+    raw = recorded("restart")
+    assert raw["window"]["requests"] == pytest.approx(raw["app"]["gateway"]["requests"], rel=0.01)
+    assert gate(decide(raw), "error rate vs direct").status == "pass"
+
+
+def test_prometheus_unreachable_holds_every_window_gate_and_never_goes():
+    raw = recorded("prometheus-healthy")
+    why = "Prometheus cannot be queried: Prometheus http://127.0.0.1:9 does not answer: [Errno 111] Connection refused"
+    raw["window"] = {**raw["window"], "problem": why}
+    raw["app"] = {"problem": why}
+    raw["custom"] = [{**c, "value": None, "error": why} for c in raw["custom"]]
+    decision = decide(raw)
+    for name in ("error rate", "added latency", "fallback rate", "fallback share", "gateway 5xx share"):
+        assert gate(decision, name).status == "inconclusive" and "Prometheus" in gate(decision, name).reason
+    assert decision.verdict.value == "HOLD"
+
+
+def test_the_gateway_source_judges_its_recorded_samples():
+    decision = decide(recorded("gateway-source"))
+    assert decision.error_rate_gate == "error rate"
+    assert gate(decision, "error rate").value == "0.00% (0 of 21)"
+    custom = gate(decision, "fallback share")
+    assert custom.status == "inconclusive" and "a custom gate needs metrics.source: prometheus" in custom.reason
+    assert "the absolute error-rate gate decides" in gate(decision, "error rate vs direct").reason
+
+
+def test_the_soak_is_judged_at_the_snapshots_own_time():
+    raw = recorded("prometheus-healthy")
+    assert gate(decide(raw), "soak").status == "pass"
+    raw["now"] = Snapshot.from_json(raw).entered.timestamp + 3600  # type: ignore[union-attr]
+    soak = gate(decide(raw), "soak")
+    assert soak.status == "inconclusive" and soak.value == "1h00m of 48h00m"
+
+
+# --- custom gates -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "status"), [(0.01, "pass"), (0.1, "inconclusive"), (0.5, "fail"),
+                                               (None, "inconclusive"), (math.nan, "inconclusive")])
+def test_custom_gate_conditions(value, status):
+    raw = recorded("prometheus-healthy")
+    raw["custom"][0].update(value=value, error=None if value is not None else "the query returned no series")
+    assert gate(decide(raw), "fallback share").status == status
+
+
+def test_a_custom_gate_with_only_a_pass_condition_fails_outside_it():
+    raw = recorded("prometheus-healthy")
+    raw["custom"][1]["value"] = 0.2
+    g = gate(decide(raw), "gateway 5xx share")
+    assert (g.status, g.reason) == ("fail", "gateway 5xx share: 0.2, not < 0.1")
+
+
+# --- purity and replay ---------------------------------------------------------------
+
+
+def test_judging_is_pure_and_a_snapshot_survives_its_json():
+    snap = Snapshot.from_json(recorded("primary-down-everywhere"))
+    first, second = judge(snap, plan()), judge(snap, plan())
+    assert first.to_json() == second.to_json()
+    again = Snapshot.from_json(json.loads(json.dumps(snap.to_json())))
+    assert judge(again, plan()).to_json() == first.to_json()
+
+
+def test_a_malformed_snapshot_is_named():
+    with pytest.raises(InputError, match="not an evidence snapshot"):
+        Snapshot.from_json({"verdict": "GO"})
+    raw = recorded("prometheus-healthy")
+    del raw["stage"]["env_enabled"]
+    with pytest.raises(InputError, match="incomplete or malformed"):
+        Snapshot.from_json(raw)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"gates": {"error_rate_vs_direct": {"margin": 2}}}, "'gates.error_rate_vs_direct.margin' is a fraction"),
+    ({"gates": {"error_rate_vs_direct": 0.005}}, "must be a mapping like {margin: 0.005}"),
+    ({"custom_gates": [{"name": "x", "query": "up", "pass": "about 3"}]}, "write an operator and a number"),
+    ({"custom_gates": [{"name": "x", "query": "up"}]}, "needs a pass or a fail condition"),
+    ({"custom_gates": [{"name": "x", "query": "up", "pass": "< 1"}, {"name": "x", "query": "up", "fail": "> 1"}]},
+     "is used twice"),
+    ({"custom_gates": [{"name": "x", "query": "up", "pass": "< 1", "when": 1}]}, "unknown key 'custom_gates[0].when'"),
+    ({"custom_gates": {"name": "x"}}, "must be a list"),
+])
+def test_bad_comparative_and_custom_gates_are_named(changes, message):
+    raw = {**copy.deepcopy(PLAN), "custom_gates": [], **changes}
+    with pytest.raises(PlaybookError, match=message.replace("[", r"\[").replace("{", r"\{")):
+        parse_plan(raw, Path("rollout.yaml"))
+
+
+@pytest.mark.parametrize(("metrics", "message"), [
+    ("metrics: {source: graphite, url: http://127.0.0.1:9090}", "'metrics.source' is 'graphite'; use one of gateway, prometheus"),
+    ("metrics: {source: prometheus}", "'metrics.source' is prometheus but 'metrics.url' is missing"),
+    ("metrics: {url: 127.0.0.1:9090}", "'metrics.url' must be an http:// or https:// URL"),
+    ("metrics: {source: gateway, tokens: X}", "unknown key 'metrics.tokens' (known: source, url, token_env)"),
+    ("metrics: prometheus", "'metrics' must be a mapping"),
+    ("metrics: {url: http://127.0.0.1:9090, token_env: eyJhbGciOi.J9-secret}", "not a token (value not shown)"),
+])
+def test_a_bad_metrics_key_is_named_and_exits_2(tmp_path, metrics, message):
+    world = make_world(tmp_path)
+    config = world.ws / "rollout.yaml"
+    config.write_text(config.read_text() + metrics + "\n")
+    result = world.cli("status")
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert "secret" not in result.output
+
+
+def test_the_metrics_key_loads_with_its_token_from_the_environment(tmp_path, monkeypatch):
+    world = make_world(tmp_path)
+    config = world.ws / "rollout.yaml"
+    config.write_text(config.read_text() + "metrics: {url: http://127.0.0.1:9090/, token_env: PROM_TOKEN}\n")
+    monkeypatch.setenv("PROM_TOKEN", "s3cret")
+    settings = load_workspace(world.ws).metrics
+    assert (settings.source, settings.url, settings.token()) == ("prometheus", "http://127.0.0.1:9090", "s3cret")
+    assert world.cli("status").exit_code == 0
+
+
+@contextmanager
+def answering(reply: Callable[[str], bytes], delay_s: float = 0.0) -> Iterator[str]:
+    """A real loopback HTTP server answering Prometheus's query API with `reply(query)`; yields its URL."""
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(delay_s)
+            body = reply(parse_qs(urlsplit(self.path).query)["query"][0])
+            self.send_response(200)
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass  # the client gave up: what the test wants
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def vector(value: str) -> bytes:
+    return json.dumps({"status": "success", "data": {"resultType": "vector",
+                                                     "result": [{"metric": {}, "value": [0, value]}]}}).encode()
+
+
+def test_a_prometheus_answering_nonsense_holds_naming_it(tmp_path):
+    """A NaN counter increase and a custom gate's Inf: the window and the gate inconclusive, never judged."""
+    the_plan = plan(custom_gates=[{"name": "odd", "query": "custom_total", "pass": "< 1"}])
+    reply = lambda q: vector("NaN" if "failed_requests" in q else "+Inf" if "custom" in q else "5")  # noqa: E731
+    with answering(reply) as url:
+        prom = Prometheus(url)
+        window, app, custom = prometheus_window(prom, QuotaLedger(tmp_path), 1000.0, 4600.0, the_plan)
+    assert "negative, NaN or infinite increase for failed" in window["problem"] and app["problem"] == window["problem"]
+    assert custom[0]["value"] is None and custom[0]["error"] == "the query returned inf"
+    assert prom.queries == 11
+
+
+def test_every_query_has_a_byte_cap_and_a_deadline():
+    with answering(lambda q: b"x" * (2 << 20)) as url, pytest.raises(PrometheusUnavailable, match="more than 1048576 bytes"):
+        Prometheus(url).query("up", 0.0)
+    with answering(lambda q: vector("1"), delay_s=2.0) as url, pytest.raises(PrometheusUnavailable, match="does not answer"):
+        Prometheus(url, deadline_s=0.3).query("up", 0.0)
+
+
+def test_a_workspace_written_with_the_sandboxs_prometheus_reads_it(tmp_path):
+    from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
+
+    write_sample_app(tmp_path / "app", percentage=0)
+    (tmp_path / "rollout.yaml").write_text(workspace_yaml("./app", prometheus_url="http://127.0.0.1:9090"))
+    settings = load_workspace(tmp_path).metrics
+    assert (settings.source, settings.url) == ("prometheus", "http://127.0.0.1:9090")
