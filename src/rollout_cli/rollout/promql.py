@@ -9,14 +9,12 @@ on purpose: `advance --dry-run` pays no httpx import for a few GETs.
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from rollout_cli.errors import UnavailableError
+from rollout_cli.io.net import HttpFailure, bounded_get
 
 QUERY_DEADLINE_S = 3.0
 MAX_ANSWER_BYTES = 1 << 20  # a window's sums are a few series; a megabyte is a query gone wrong
@@ -44,8 +42,7 @@ class Prometheus:
         """The instant vector `expr` evaluated at `at` (epoch seconds); a scalar answer is one series."""
         self.queries += 1
         params = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}", "timeout": f"{self.deadline_s:g}s"})
-        request = urllib.request.Request(f"{self.url}/api/v1/query?{params}", headers=self._headers())
-        body = self._read(request)
+        body = self._read(f"{self.url}/api/v1/query?{params}")
         try:
             answer = json.loads(body)
         except ValueError:
@@ -63,36 +60,25 @@ class Prometheus:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def _read(self, request: urllib.request.Request) -> bytes:
-        # no proxy: loopback traffic must never be routed elsewhere
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        end = time.monotonic() + self.deadline_s
+    def _read(self, url: str) -> bytes:
+        # io.net's reader: a watchdog ends a dripping answer at the deadline, and no proxy is ever used
         try:
-            with opener.open(request, timeout=self.deadline_s) as answer:
-                chunks, size = [], 0
-                while chunk := answer.read(65536):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise PrometheusUnavailable(
-                            f"Prometheus {self.url} answered more than {self.max_bytes} bytes; narrow the query")
-                    if time.monotonic() > end:
-                        raise PrometheusUnavailable(f"Prometheus {self.url} took over {self.deadline_s:g} s to answer")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except urllib.error.HTTPError as exc:
-            detail = _error_text(exc)
-            raise PrometheusUnavailable(f"Prometheus {self.url} answered HTTP {exc.code}{detail}") from None
-        except urllib.error.URLError as exc:
+            answer = bounded_get(url, self._headers(), deadline_s=self.deadline_s, max_bytes=self.max_bytes)
+        except HttpFailure as exc:
+            if exc.kind == "too-large":
+                raise PrometheusUnavailable(
+                    f"Prometheus {self.url} answered more than {self.max_bytes} bytes; narrow the query") from None
             raise PrometheusUnavailable(f"Prometheus {self.url} does not answer: {exc.reason}") from None
-        except (TimeoutError, OSError) as exc:
-            raise PrometheusUnavailable(f"Prometheus {self.url} does not answer: {exc}") from None
+        if answer.status >= 400:
+            raise PrometheusUnavailable(f"Prometheus {self.url} answered HTTP {answer.status}{_error_text(answer.body)}")
+        return answer.body
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
+def _error_text(body: bytes) -> str:
     """Prometheus explains a bad query (HTTP 400/422) in its JSON body: worth one line."""
     try:
-        reason = json.loads(exc.read(4096)).get("error")
-    except (ValueError, OSError, AttributeError):
+        reason = json.loads(body[:4096]).get("error")
+    except (ValueError, AttributeError):
         return ""
     return f": {str(reason)[:200]}" if reason else ""
 
