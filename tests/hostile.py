@@ -39,7 +39,9 @@ import json
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from support import QuietServer
 
 TOTAL = "litellm_proxy_total_requests_metric_total"
 FAILED = "litellm_proxy_failed_requests_metric_total"
@@ -62,7 +64,7 @@ class HostileMetrics:
         self.scrapes = 0
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.metrics_url = self.url + "/metrics/"

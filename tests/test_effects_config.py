@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support import NO_GATEWAY, make_world, wait_until
+from support import NO_GATEWAY, QuietServer, make_world, wait_until
 
 LEVEL_1_WITH_RELOAD = "kind: rollback\nlevel: 1\nbudget: 30s\nsteps:\n  - type: flag.set\n    percentage: 0\n" \
                       "  - type: app.reload\n    timeout: 5s\n"
@@ -148,7 +148,7 @@ def test_verify_traffic_on_a_gateway_whose_metrics_fail_is_not_verifiable_exit_3
     import http.server
     import threading
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    server = QuietServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         world = make_world(tmp_path)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +30,7 @@ from rollout_cli.rollout.judge import judge
 from rollout_cli.rollout.plan import parse_plan
 from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable
 from rollout_cli.rollout.snapshot import Snapshot, prometheus_window
-from support import make_world
+from support import QuietServer, make_world
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 PLAN = {
@@ -300,7 +300,7 @@ def answering(reply: Callable[[str], bytes], delay_s: float = 0.0) -> Iterator[s
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    server = QuietServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -6,12 +6,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from rollout_cli.checks.cost import FREE, PAID, catalog_urls, check_cost
 from rollout_cli.gateway.topology import OPENROUTER_API_BASE, GatewayModel, Topology
+from support import QuietServer
 
 FREE_PRICE = {"prompt": "0", "completion": "0", "request": "0", "image": "0"}
 
@@ -42,7 +43,7 @@ def catalog_server() -> Iterator[tuple[str, dict]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

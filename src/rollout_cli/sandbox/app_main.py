@@ -265,8 +265,11 @@ class App:
             delay = next_at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+                continue  # the load may have ended or changed meanwhile: read it again
             next_at += 1.0 / rps
-            with self.lock:
+            with self.lock:  # checked and counted at once: `status` never sees a load over with one still to go
+                if time.time() >= self.load["until"]:
+                    continue
                 self.in_flight += 1
             pool.submit(self.one, f"u-{random.getrandbits(40):010x}", model, direct_model)
 
