@@ -122,7 +122,10 @@ def advance(
     dry_run: bool = False,
     skip_soak: bool = False,
     confirm: Confirm | None = None,
+    evaluated: Decision | None = None,
 ) -> Result[AdvancePayload]:
+    """Judge every gate and, on GO, write the next stage; `evaluated` is a decision judged just now
+    (the autopilot's), used instead of gathering the evidence a second time."""
     if skip_soak and not reason:
         raise InputError("--skip-soak needs --reason TEXT: skipping the soak is recorded in the audit trail")
     plan = load_plan(ws.playbooks)
@@ -135,8 +138,8 @@ def advance(
             AdvancePayload(stage.percentage),
             [f"the rollout is complete: {stage.percentage}% of traffic goes through the gateway"],
         )
-    decision = evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None,
-                        command="advance --dry-run" if dry_run else "advance")
+    decision = evaluated or evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None,
+                                     command="advance --dry-run" if dry_run else "advance")
     data = AdvancePayload(decision.current, decision, dry_run)
     if dry_run:
         return Result("advance", data, ["dry run: nothing written"], decision.verdict.exit_code)
