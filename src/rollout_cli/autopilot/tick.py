@@ -11,6 +11,7 @@ written ahead into its state file, so a tick killed half-way is safe to run agai
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,14 @@ from rollout_cli.rollout.samples import SampleStore
 from rollout_cli.rollout.snapshot import gather, scrape_metrics, stage_started
 
 ACTOR = "autopilot"
+# Crash-testing hook (tests/test_autopilot.py): the process kills itself with SIGKILL at the named
+# point, exactly where a kill -9 would leave the state file and the audit trail.
+FAILPOINT_ENV = "ROLLOUT_AUTOPILOT_FAILPOINT"
+
+
+def _failpoint(name: str) -> None:
+    if os.environ.get(FAILPOINT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
@@ -194,12 +203,14 @@ def _roll_back(ws: Workspace, plan: StagePlan, state: PilotState, payload: TickP
     state.pending = {"action": "rollback", "level": level, "from": payload.stage, "to": 0, "reason": reason,
                      "time": payload.time}
     state.save(ws.state_dir)  # written ahead: a restart knows a rollback was under way
+    _failpoint("before-rollback")
     try:
         done = rollback(ws, level, reason=reason)
     except RolloutError as exc:  # never started (the lock held by a person's command): the next breach retries
         state.pending = None
         payload.reasons.append(f"the rollback could not run: {exc}")
         return exc.exit_code
+    _failpoint("after-rollback")
     state.pending, state.consecutive_failures, state.breach = None, 0, []
     payload.rollback = done.payload.to_json()
     after = read_stage(ws).percentage
@@ -227,12 +238,14 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
     state.pending = {"action": "advance", "from": decision.current, "to": decision.next, "reason": reason,
                      "time": payload.time}
     state.save(ws.state_dir)  # written ahead
+    _failpoint("before-advance")
     try:
         done = advance(ws, reason=reason, evaluated=decision)
     except RolloutError as exc:  # the stage moved meanwhile (a person), the lock held: judged again next tick
         state.pending = None
         payload.action, payload.reasons = HOLD, [f"the advance did not run: {exc}"]
         return ExitCode.OK, payload.reasons[0]
+    _failpoint("after-advance")
     state.pending = None
     payload.advance = done.payload.to_json()
     after = read_stage(ws).percentage

@@ -1,0 +1,271 @@
+"""`rollout autopilot` on a real sandbox: the simulator, the real LiteLLM proxy and the sample app under load.
+
+One process sandbox for the module (tests/conftest.py, rule 6); each test puts the stage where it
+needs it. Ticks run with `--once` (each tick is the whole decision: its evidence, its action) except
+where the foreground loop itself is the subject (SIGTERM, a second autopilot, the healthy run).
+Faults are on the gateway path only (`--via gateway`): the app's direct path stays healthy, so a
+failing primary is the gateway's breach, not the provider's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rollout_cli.core.audit import AuditLog
+from rollout_cli.core.workspace import PERCENTAGE_KEY
+from rollout_cli.sandbox.app import AppControl, load_app
+from rollout_cli.schemas import load_schema
+from rollout_cli.simulator import GATEWAY_ALIASES
+from support import at_stage, process_sandbox, rollout, wait_until
+
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_autopilot"), pytest.mark.slow(240)]
+
+PRIMARY = "glm-4.5-air"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory):
+    with process_sandbox(tmp_path_factory.mktemp("autopilot") / "sb") as info:
+        yield info
+
+
+@pytest.fixture
+def sb(box):
+    """The sandbox at 0 % with no faults, a fresh audit trail and autopilot state, its own plan back."""
+    box.admin.clear()
+    for name in ("history.jsonl", "autopilot.json", "autopilot.lease"):
+        (box.root / ".rollout" / name).unlink(missing_ok=True)
+    plan = box.root / "playbooks" / "rollout.yaml"
+    original = plan.read_text()
+    at_stage(box, 0)
+    yield box
+    box.admin.clear()
+    plan.write_text(original)
+
+
+def cli(box, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return rollout("-w", str(box.root), *args, env=env)
+
+
+def tick(box) -> dict:  # type: ignore[no-untyped-def]
+    """One `rollout autopilot --once --json`: its one line, valid against the shipped schema."""
+    from jsonschema import Draft202012Validator
+
+    result = cli(box, "autopilot", "--once", "--json")
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.output
+    data = json.loads(lines[0])
+    assert not list(Draft202012Validator(load_schema("autopilot")).iter_errors(data))
+    assert data["exit_code"] == result.exit_code
+    return data
+
+
+def enter(box, percentage: int, *, ago_s: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+    """Put the app at `percentage` and record entering it in the audit trail, `ago_s` back (a soak aged honestly)."""
+    at_stage(box, percentage)
+    when = (datetime.now(UTC) - timedelta(seconds=ago_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    AuditLog(box.root / ".rollout").append("advance", time=when, reason="test: entered", result="ok",
+                                           changes=[{"key": PERCENTAGE_KEY, "before": "0", "after": str(percentage)}])
+
+
+def stage_of(box) -> int:  # type: ignore[no-untyped-def]
+    return json.loads(cli(box, "status", "--json").stdout)["stage"]["percentage"]
+
+
+def records(box, prefix: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The audit records of `prefix` (e.g. "rollback --level") that changed something, started ones once each."""
+    return [r for r in AuditLog(box.root / ".rollout").records()
+            if str(r.get("command", "")).startswith(prefix) and r.get("phase") != "started" and r.get("changes")]
+
+
+def app(box) -> AppControl:  # type: ignore[no-untyped-def]
+    record = load_app(box.root)
+    assert record is not None
+    return AppControl(record.url)
+
+
+def load(box, seconds: float, rps: float = 10) -> AppControl:  # type: ignore[no-untyped-def]
+    control = app(box)
+    control.load(rps, seconds, PRIMARY, GATEWAY_ALIASES[PRIMARY])
+    return control
+
+
+def fault(box, *extra: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli(box, "sandbox", "fault", PRIMARY, "--status", "500", "--via", "gateway", *extra)
+    assert result.exit_code == 0, result.output
+
+
+def autopilot_process(box, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    return subprocess.Popen(
+        [sys.executable, "-m", "rollout_cli", "-w", str(box.root), "autopilot", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def lease_of(box) -> dict | None:  # type: ignore[no-untyped-def]
+    path = box.root / ".rollout" / "autopilot.lease"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --- must show 2: a breach on the gateway path rolls back once, by itself ----------------------------
+
+
+def test_primary_broken_on_the_gateway_path_at_50_rolls_back_once_and_the_apps_gateway_traffic_stops(sb):
+    enter(sb, 50)
+    control = load(sb, 60)
+    wait_until(lambda: any(r["path"] == "gateway" for r in control.requests(time.time() - 2)), 30,
+               "the app's traffic through the gateway at 50%")
+    fault(sb)
+    first = tick(sb)
+    assert (first["action"], first["consecutive_failures"], first["stage"]) == ("breach", 1, 50), first
+    assert any("primary glm-4.5-air: down, HTTP 500" in r for r in first["reasons"])
+    assert [n["kind"] for n in first["notifications"]] == ["breach"]
+    assert first["notifications"][0]["severity"] == "warning"
+    second = tick(sb)
+    assert (second["action"], second["consecutive_failures"]) == ("rollback", 2), second
+    assert second["rollback"]["level"] == 1
+    rolled_at = time.time()
+    assert [(n["kind"], n["severity"]) for n in second["notifications"]] == [("rolled_back", "critical")]
+    assert stage_of(sb) == 0
+    # the app follows: none of its requests goes through the gateway any more (rollout's own checks left out)
+    wait_until(lambda: not any(r["path"] == "gateway" for r in control.requests(time.time() - 2))
+               and any(r["path"] == "direct" for r in control.requests(time.time() - 2)),
+               30, "the app's gateway traffic to stop")
+    assert time.time() - rolled_at < 30
+    # the same breach, still there: no second rollback (the autopilot's own rollback paused it)
+    third = tick(sb)
+    assert third["action"] == "paused" and "breach on 2 ticks in a row at 50%" in third["reasons"][0]
+    rollbacks = records(sb, "rollback --level")
+    assert len(rollbacks) == 1, rollbacks
+    assert rollbacks[0]["actor"] == "autopilot"
+    assert rollbacks[0]["reason"].startswith("autopilot: breach on 2 ticks in a row at 50%: primary glm-4.5-air")
+
+
+# --- must show 3: one transient failed tick rolls nothing back --------------------------------------
+
+
+def test_one_transient_failed_tick_warns_and_rolls_nothing_back(sb):
+    enter(sb, 10)
+    fault(sb)
+    bad = tick(sb)
+    assert (bad["action"], bad["consecutive_failures"]) == ("breach", 1), bad
+    sb.admin.clear()  # the fault is gone before the next tick
+    good = tick(sb)
+    assert good["action"] in ("soak", "hold") and good["breach"] == "clear", good
+    assert good["consecutive_failures"] == 0
+    assert stage_of(sb) == 10 and records(sb, "rollback --level") == []
+    status = json.loads(cli(sb, "autopilot", "status", "--json").stdout)
+    assert status["consecutive_failures"] == 0 and status["last_tick"]["action"] == good["action"]
+
+
+# --- must show 5 (and the foreground loop): one autopilot per workspace, SIGTERM ends it cleanly -------
+
+
+def test_a_second_autopilot_exits_4_naming_the_first_which_stops_on_sigterm_with_exit_0(sb):
+    assert cli(sb, "autopilot", "pause", "--reason", "test: no action wanted").exit_code == 0
+    first = autopilot_process(sb, "--json")
+    try:
+        holder = wait_until(lambda: lease_of(sb), 30, "the first autopilot's lease")
+        assert holder["pid"] == first.pid
+        wait_until(lambda: json.loads(cli(sb, "autopilot", "status", "--json").stdout)["last_tick"], 30,
+                   "the first autopilot's first tick")
+        second = cli(sb, "autopilot", "--once")
+        assert second.exit_code == 4, second.output
+        assert f"another autopilot runs on this workspace: pid {first.pid} on " in second.stderr
+        status = json.loads(cli(sb, "autopilot", "status", "--json").stdout)
+        assert status["running"]["pid"] == first.pid and status["running"]["alive"] is True
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    ticks = [json.loads(line) for line in out.splitlines()]
+    assert ticks and all(t["action"] == "paused" for t in ticks)
+    assert lease_of(sb) is None  # released on the way out
+
+
+def test_a_dead_autopilots_lease_is_taken_over(sb):
+    assert cli(sb, "autopilot", "pause", "--reason", "test: no action wanted").exit_code == 0
+    first = autopilot_process(sb)
+    try:
+        wait_until(lambda: lease_of(sb), 30, "the first autopilot's lease")
+    finally:
+        first.kill()  # kill -9: its lease file stays, its flock goes
+        first.communicate(timeout=30)
+    assert lease_of(sb)["pid"] == first.pid
+    again = cli(sb, "autopilot", "--once")
+    assert again.exit_code == 0, again.output
+    assert f"took over the lease of a dead autopilot: pid {first.pid}" in again.stderr
+
+
+# --- must show 7: a person's rollback pauses the autopilot until resume -------------------------------
+
+
+def test_a_manual_rollback_pauses_the_autopilot_until_resume(sb):
+    enter(sb, 10)
+    assert tick(sb)["action"] in ("soak", "hold")
+    manual = cli(sb, "rollback", "--level", "1", "--yes", "--reason", "test: paged, rolling back by hand")
+    assert stage_of(sb) == 0, manual.output
+    paused = tick(sb)
+    assert paused["action"] == "paused"
+    assert "test: paged, rolling back by hand" in paused["reasons"][0]
+    status = json.loads(cli(sb, "autopilot", "status", "--json").stdout)
+    assert status["paused"]["reason"] == "test: paged, rolling back by hand"
+    assert cli(sb, "autopilot", "resume").exit_code == 2  # --reason is required
+    resumed = cli(sb, "autopilot", "resume", "--reason", "test: fixed", "--json")
+    assert resumed.exit_code == 0 and json.loads(resumed.stdout)["record"]["command"] == "autopilot resume"
+    after = tick(sb)  # at 0 %, resumed: the first step's gates judged, and advanced on GO
+    assert after["action"] == "promote" and after["verdict"] == "GO", after
+    assert stage_of(sb) == 10
+
+
+# --- must show 4: kill -9 in each phase, then a restart -------------------------------------------------
+
+
+@pytest.mark.parametrize("phase", ["before-rollback", "after-rollback"])
+def test_kill_9_around_the_rollback_then_a_restart_rolls_back_exactly_once(sb, phase: str):
+    enter(sb, 50)
+    control = load(sb, 60)
+    fault(sb)
+    assert tick(sb)["action"] == "breach"
+    killed = autopilot_process(sb, "--once", env={"ROLLOUT_AUTOPILOT_FAILPOINT": phase})
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    state = json.loads((sb.root / ".rollout" / "autopilot.json").read_text())
+    assert state["pending"]["action"] == "rollback"  # written ahead of the change
+    assert stage_of(sb) == (50 if phase == "before-rollback" else 0)
+    restarted = tick(sb)
+    assert restarted["recovered"] and "killed during rollback 50% -> 0%" in restarted["recovered"]
+    assert restarted["action"] == ("rollback" if phase == "before-rollback" else "paused"), restarted
+    assert tick(sb)["action"] == "paused"
+    assert stage_of(sb) == 0 and len(records(sb, "rollback --level")) == 1
+    del control
+
+
+@pytest.mark.parametrize("phase", ["before-advance", "after-advance"])
+def test_kill_9_around_an_advance_then_a_restart_advances_exactly_once_soak_clock_from_the_trail(sb, phase: str):
+    enter(sb, 10, ago_s=120)  # the 30 s soak at 10 % is over
+    load(sb, 60)
+    killed = autopilot_process(sb, "--once", env={"ROLLOUT_AUTOPILOT_FAILPOINT": phase})
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    assert stage_of(sb) == (10 if phase == "before-advance" else 50)
+    restarted = tick(sb)
+    assert "killed during advance 10% -> 50%" in restarted["recovered"]
+    if phase == "before-advance":  # nothing took effect: judged afresh, advanced now
+        assert restarted["action"] == "promote" and restarted["advance"] is not None, restarted
+    else:  # it took effect: the new soak runs from the audit record of entering 50 %
+        assert restarted["action"] == "soak" and 0 < restarted["soak_left_s"] <= 30, restarted
+    assert stage_of(sb) == 50
+    assert len([r for r in records(sb, "advance") if r["actor"] == "autopilot"]) == 1
