@@ -253,19 +253,74 @@ def test_kill_9_around_the_rollback_then_a_restart_rolls_back_exactly_once(sb, p
     del control
 
 
+# Soaks of seconds and a small request floor: a stage soaks while the test watches, on real load.
+QUICK_PLAN = """kind: rollout
+stages: [10, 50, 100]
+soak: 10s
+gates: {max_added_latency_p95_ms: 5000, min_requests: 5}
+autopilot: {interval: 2s, failure_threshold: 2, approve_before: [100]}
+"""
+
+
+def quick_plan(box) -> None:  # type: ignore[no-untyped-def]
+    (box.root / "playbooks" / "rollout.yaml").write_text(QUICK_PLAN)
+
+
+def soaked(box) -> bool:  # type: ignore[no-untyped-def]
+    return json.loads(cli(box, "autopilot", "status", "--json").stdout)["soak_left_s"] == 0
+
+
 @pytest.mark.parametrize("phase", ["before-advance", "after-advance"])
 def test_kill_9_around_an_advance_then_a_restart_advances_exactly_once_soak_clock_from_the_trail(sb, phase: str):
-    enter(sb, 10, ago_s=120)  # the 30 s soak at 10 % is over
-    load(sb, 60)
+    quick_plan(sb)
+    load(sb, 120, rps=20)
+    first = tick(sb)  # 0 % -> 10 %, as `rollout advance` does it (its baseline sample opens the window)
+    assert (first["action"], first["verdict"], stage_of(sb)) == ("promote", "GO", 10), first
+    wait_until(lambda: soaked(sb), 60, "the 10 s soak at 10%")
     killed = autopilot_process(sb, "--once", env={"ROLLOUT_AUTOPILOT_FAILPOINT": phase})
-    killed.communicate(timeout=120)
-    assert killed.returncode == -signal.SIGKILL
+    out, err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, (out, err)
     assert stage_of(sb) == (10 if phase == "before-advance" else 50)
     restarted = tick(sb)
     assert "killed during advance 10% -> 50%" in restarted["recovered"]
     if phase == "before-advance":  # nothing took effect: judged afresh, advanced now
         assert restarted["action"] == "promote" and restarted["advance"] is not None, restarted
     else:  # it took effect: the new soak runs from the audit record of entering 50 %
-        assert restarted["action"] == "soak" and 0 < restarted["soak_left_s"] <= 30, restarted
+        assert restarted["action"] == "soak" and 0 < restarted["soak_left_s"] <= 10, restarted
     assert stage_of(sb) == 50
-    assert len([r for r in records(sb, "advance") if r["actor"] == "autopilot"]) == 1
+    to_50 = [r for r in records(sb, "advance") if r["actor"] == "autopilot" and r["decision"]["to"] == 50]
+    assert len(to_50) == 1, to_50
+
+
+# --- must show 1: healthy, unattended 0 -> 10 -> 50 -> 100, each after its soak, 100 after approval ------
+
+
+def test_healthy_run_promotes_unattended_each_stage_after_its_soak_and_100_only_after_approve(sb):
+    quick_plan(sb)
+    control = load(sb, 240, rps=20)
+    pilot = autopilot_process(sb, "--json")
+    try:
+        wait_until(lambda: json.loads(cli(sb, "autopilot", "status", "--json").stdout)["pending_approval"], 180,
+                   "the autopilot at 50% waiting for approval")
+        assert stage_of(sb) == 50
+        status = json.loads(cli(sb, "autopilot", "status", "--json").stdout)
+        assert status["pending_approval"] == {"to": 100} and status["soak_left_s"] == 0
+        assert cli(sb, "approve").exit_code == 2  # --reason is required
+        approved = cli(sb, "approve", "--reason", "test: dashboards look good", "--json")
+        assert approved.exit_code == 0, approved.output
+        assert json.loads(approved.stdout)["record"] | {"from": 50, "to": 100} == json.loads(approved.stdout)["record"]
+        wait_until(lambda: stage_of(sb) == 100, 120, "the autopilot to advance to 100% once approved")
+    finally:
+        pilot.send_signal(signal.SIGTERM)
+        out, err = pilot.communicate(timeout=120)
+    assert pilot.returncode == 0, err
+    ticks = [json.loads(line) for line in out.splitlines()]
+    assert {"promote", "soak", "await-approval"} <= {t["action"] for t in ticks}
+    assert all(t["breach"] in ("clear", None) for t in ticks), [t["reasons"] for t in ticks if t["breach"]]
+    moves = [r for r in records(sb, "advance") if r["actor"] == "autopilot"]
+    assert [(r["decision"]["from"], r["decision"]["to"]) for r in moves] == [(0, 10), (10, 50), (50, 100)]
+    times = [datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in moves]
+    assert (times[1] - times[0]).total_seconds() >= 10 and (times[2] - times[1]).total_seconds() >= 10
+    approval = next(r for r in AuditLog(sb.root / ".rollout").records() if r["command"] == "approve")
+    assert approval["time"] <= moves[2]["time"] and approval["reason"] == "test: dashboards look good"
+    assert any(r["path"] == "gateway" for r in control.requests(time.time() - 5))

@@ -6,6 +6,7 @@ the decision is a pure function of what a tick knows. No I/O, no clock.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -161,3 +162,59 @@ def test_autopilot_settings_parse_with_defaults_and_every_bad_value_is_named():
     ]:
         with pytest.raises(PlaybookError, match=message.replace("(", r"\(").replace("[", r"\[")):
             parse_plan(yaml.safe_load(raw), Path("p.yaml"))
+
+
+# --- through `rollout`, on a workspace with no gateway: the controls and bad settings ---------------------
+
+
+@pytest.fixture
+def world(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from support import make_world
+
+    w = make_world(tmp_path, percentage=50)
+    (w.ws / "books").mkdir()
+    (w.ws / "books" / "rollout.yaml").write_text("kind: rollout\nautopilot: {approve_before: [100]}\n")
+    (w.ws / "rollout.yaml").write_text((w.ws / "rollout.yaml").read_text() + "playbooks: ./books\n")
+    return w
+
+
+@pytest.mark.parametrize("bad", ["autopilot: {failure_threshold: 0}", "autopilot: {interval: -5s}",
+                                 "autopilot: {on_breach: rollback-0}", "autopilot: {approve_before: [42]}"])
+def test_a_bad_autopilot_setting_is_exit_2_and_nothing_starts(world, bad: str):
+    (world.ws / "books" / "rollout.yaml").write_text(f"kind: rollout\n{bad}\n")
+    before = world.snapshot()
+    result = world.cli("autopilot", "--once")
+    assert result.exit_code == 2, result.output
+    assert "autopilot" in result.stderr and "Traceback" not in result.output
+    state = world.ws / ".rollout"
+    assert not (state / "autopilot.json").exists() and not (state / "autopilot.lease").exists()
+    assert world.snapshot() == before
+
+
+def test_pause_holds_every_tick_and_resume_approve_are_recorded_with_who_and_why(world):
+    assert world.cli("autopilot", "pause").exit_code == 2  # --reason is required
+    paused = world.cli("autopilot", "pause", "--reason", "change freeze", env={"ROLLOUT_ACTOR": "ann"})
+    assert paused.exit_code == 0 and "recorded `autopilot pause` by ann" in paused.stdout
+    ticked = world.cli("autopilot", "--once")  # paused: no check is sent (this workspace has no gateway at all)
+    assert ticked.exit_code == 0 and " 50% paused: paused by ann at " in ticked.stdout
+    assert "change freeze" in ticked.stdout
+    status = world.cli("autopilot", "status")
+    assert status.exit_code == 0
+    assert "nothing until `rollout autopilot resume --reason TEXT`" in status.stdout
+    assert "no autopilot runs on this workspace" in status.stdout
+    approved = world.cli("approve", "--reason", "looks good", "--json", env={"ROLLOUT_ACTOR": "bob"})
+    record = json.loads(approved.stdout)["record"]
+    assert (record["actor"], record["from"], record["to"], record["reason"]) == ("bob", 50, 100, "looks good")
+    assert world.cli("autopilot", "resume", "--reason", "freeze over").exit_code == 0
+    commands = [(r["command"], r["actor"], r["reason"]) for r in world.history()]
+    assert commands[0] == ("autopilot pause", "ann", "change freeze")
+    assert commands[1:] == [("approve", "bob", "looks good"), ("autopilot resume", commands[2][1], "freeze over")]
+
+
+def test_approve_at_100_is_refused(tmp_path: Path):
+    from support import make_world
+
+    w = make_world(tmp_path, percentage=100)
+    result = w.cli("approve", "--reason", "x")
+    assert result.exit_code == 2 and "nothing to approve: the rollout is complete at 100%" in result.stderr
+    assert w.history() == []
