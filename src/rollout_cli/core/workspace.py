@@ -211,6 +211,7 @@ class NotifySink:
     url_env: str | None = None
     url_file: Path | None = None
     secret_env: str | None = None  # webhook only: HMAC-SHA256 of the body in X-Rollout-Signature
+    secret_file: Path | None = None  # or the secret from this file
     command: tuple[str, ...] = ()  # command only: argv; the event's JSON on its stdin
     min_severity: str = "info"
 
@@ -226,11 +227,26 @@ class NotifySink:
         return None
 
     def secret(self) -> str | None:
-        return os.environ.get(self.secret_env) or None if self.secret_env else None
+        """The signing secret from its variable or file; None when it is not set (nothing is sent unsigned)."""
+        if self.secret_env:
+            return os.environ.get(self.secret_env) or None
+        if self.secret_file:
+            try:
+                return read_key_file(self.secret_file) or None
+            except (FileNotFoundError, InputError):
+                return None
+        return None
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.secret_env or self.secret_file)
 
     def where(self) -> str:
         """Where the URL comes from, in words that never quote it."""
         return f"${self.url_env}" if self.url_env else f"url file {self.url_file}"
+
+    def secret_where(self) -> str:
+        return f"${self.secret_env}" if self.secret_env else f"secret file {self.secret_file}"
 
     def takes(self, severity: str) -> bool:
         return SEVERITIES.index(severity) >= SEVERITIES.index(self.min_severity)
@@ -284,6 +300,7 @@ def secret_values(workspace: Workspace) -> list[str]:
     values = [os.environ.get(name, "") for name in secret_variables(workspace)]
     values.append(workspace.gateway.key.value or "")
     for sink in workspace.notify:
+        values.append((sink.secret() or "") if sink.secret_file else "")
         url = sink.url() if sink.url_file else None  # a url_env's value is in `values` already
         values.append(url or "")
         for found in (url, os.environ.get(sink.url_env or "", "")):
@@ -371,7 +388,7 @@ def load_workspace(root: Path) -> Workspace:
     )
 
 
-_SINK_KEYS = ("type", "name", "url_env", "url_file", "secret_env", "command", "min_severity")
+_SINK_KEYS = ("type", "name", "url_env", "url_file", "secret_env", "secret_file", "command", "min_severity")
 
 
 def _notify(path: Path, root: Path, raw: Any) -> tuple[NotifySink, ...]:
@@ -411,10 +428,12 @@ def _sink(path: Path, root: Path, key: str, raw: Any) -> NotifySink:
     if isinstance(raw.get("url_file"), str) and "://" in raw["url_file"]:
         raise InputError(f"{path}: '{key}.url_file' holds a URL, not a path (value not shown); write the URL into a "
                          "file only you can read and name that file here, then remove the URL from rollout.yaml")
-    url_file = _convert(path, root, f"{key}.url_file", "path", raw["url_file"]) if raw.get("url_file") is not None else None
+    files = {name: _convert(path, root, f"{key}.{name}", "path", raw[name])
+             for name in ("url_file", "secret_file") if raw.get(name) is not None}
+    url_file = files.get("url_file")
     command = tuple(_convert(path, root, f"{key}.command", "list[str]", raw["command"])) if "command" in raw else ()
     if kind == "command":
-        extra = next((name for name in ("url_env", "url_file", "secret_env") if name in raw), None)
+        extra = next((name for name in ("url_env", "url_file", "secret_env", "secret_file") if name in raw), None)
         if extra:
             raise InputError(f"{path}: '{key}.{extra}' is for webhook and slack sinks; a command sink takes only 'command'")
         if not command or not all(command):
@@ -425,10 +444,13 @@ def _sink(path: Path, root: Path, key: str, raw: Any) -> NotifySink:
         if ("url_env" in values) == (url_file is not None):
             raise InputError(f"{path}: '{key}' needs exactly one of url_env (a variable holding the URL) or url_file "
                              "(a file holding it); the URL itself never goes in rollout.yaml")
-        if "secret_env" in values and kind != "webhook":
-            raise InputError(f"{path}: '{key}.secret_env' signs webhook bodies; a slack sink takes no secret")
+        signing = [name for name in ("secret_env", "secret_file") if name in values or name in files]
+        if signing and kind != "webhook":
+            raise InputError(f"{path}: '{key}.{signing[0]}' signs webhook bodies; a slack sink takes no secret")
+        if len(signing) > 1:
+            raise InputError(f"{path}: '{key}' has both secret_env and secret_file; keep one")
     sink = NotifySink(kind, values.get("name") or kind, values.get("url_env"), url_file, values.get("secret_env"),
-                      command, severity)
+                      files.get("secret_file"), command, severity)
     if kind != "command":
         _check_sink_url(path, key, sink)
     return sink

@@ -12,9 +12,18 @@ from __future__ import annotations
 
 from rollout_cli.notify.event import EVENT_KINDS, SEVERITIES, Event, webhook_body
 from rollout_cli.notify.failures import FAILURES_NAME, failed_deliveries
-from rollout_cli.notify.send import DELIVERY_BUDGET_S, Delivery, notify, require_sinks
+from rollout_cli.notify.send import DELIVERY_BUDGET_S, Delivery, delivery_messages, notify, require_sinks
 
 __all__ = [
-    "DELIVERY_BUDGET_S", "EVENT_KINDS", "FAILURES_NAME", "SEVERITIES", "Delivery", "Event", "failed_deliveries",
-    "notify", "require_sinks", "webhook_body",
+    "DELIVERY_BUDGET_S",
+    "EVENT_KINDS",
+    "FAILURES_NAME",
+    "SEVERITIES",
+    "Delivery",
+    "Event",
+    "delivery_messages",
+    "failed_deliveries",
+    "notify",
+    "require_sinks",
+    "webhook_body",
 ]

@@ -25,7 +25,7 @@ from rollout_cli.errors import InputError
 from rollout_cli.io.net import HttpFailure, bounded_request
 from rollout_cli.io.process import run_in_session
 from rollout_cli.notify.event import Event, plain, slack_payload, webhook_body
-from rollout_cli.notify.failures import record_failure
+from rollout_cli.notify.failures import FAILURES_NAME, record_failure
 
 DELIVERY_BUDGET_S = 5.0  # one sink's whole delivery: every attempt and every pause between them
 ATTEMPT_TIMEOUT_S = 2.0  # one attempt: connect, send, the whole answer (or the command's run)
@@ -84,6 +84,16 @@ def notify(workspace: Workspace, event: Event) -> list[Delivery]:
     return deliveries
 
 
+def delivery_messages(deliveries: list[Delivery]) -> list[str]:
+    """A command's message lines about its notifications: the sinks reached, then one line per failure
+    (sinks by name, never by URL)."""
+    reached = [d.sink for d in deliveries if d.ok]
+    return ([f"notified {', '.join(reached)}"] if reached else []) + [
+        f"notification to {d.sink!r} not delivered after {d.attempts} attempt(s): {d.error} "
+        f"(recorded in .rollout/{FAILURES_NAME}; the command's result is unchanged)"
+        for d in deliveries if not d.ok]
+
+
 def require_sinks(workspace: Workspace) -> None:
     """InputError naming the first sink whose URL or signing secret is not set (for a service's start:
     the autopilot refuses to run with a sink that could never deliver). Manual commands do not call it:
@@ -92,9 +102,9 @@ def require_sinks(workspace: Workspace) -> None:
         if sink.type != "command" and sink.url() is None:
             raise InputError(f"notify sink {sink.name!r}: {sink.where()} is not set; set it to the sink's URL "
                              "(docs/SETUP.md, Notifications) or remove the sink from rollout.yaml")
-        if sink.secret_env and sink.secret() is None:
-            raise InputError(f"notify sink {sink.name!r}: ${sink.secret_env} (its signing secret) is not set; "
-                             "set it or remove secret_env")
+        if sink.signed and sink.secret() is None:
+            raise InputError(f"notify sink {sink.name!r}: {sink.secret_where()} (its signing secret) is not set; "
+                             "set it or remove it from the sink")
 
 
 def _deliver(workspace: Workspace, sink: NotifySink, body: dict[str, Any], secrets: list[str]) -> Delivery:
@@ -109,10 +119,10 @@ def _deliver(workspace: Workspace, sink: NotifySink, body: dict[str, Any], secre
         data = json.dumps(slack_payload(body)).encode()
     else:
         headers |= {"X-Rollout-Event": body["event"], "X-Rollout-Delivery": body["id"]}
-        if sink.secret_env:
+        if sink.signed:
             secret = sink.secret()
             if secret is None:
-                return Delivery(sink.name, False, 0, f"${sink.secret_env} (the signing secret) is not set: "
+                return Delivery(sink.name, False, 0, f"{sink.secret_where()} (the signing secret) is not set: "
                                                      "nothing sent unsigned")
             headers[SIGNATURE_HEADER] = "sha256=" + hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
     return _attempts(sink, [*secrets, url], lambda left: _post(url, headers, data, left))

@@ -40,10 +40,10 @@ class Run(Step):
     def validate(self, where: str) -> None:
         if not self.argv:
             raise PlaybookError(f"{where}: field 'argv' must not be empty")
-        bad = next((name for name in self.env if not _VARIABLE.fullmatch(name)), None)
-        if bad is not None:
-            raise PlaybookError(f"{where}: field 'env' names {bad[:40]!r}, which is no variable name (letters, digits, "
-                                "_); list the names of the variables the program needs, never their values")
+        bad = next((index for index, name in enumerate(self.env, 1) if not _VARIABLE.fullmatch(name)), None)
+        if bad is not None:  # not quoted: it may be a key pasted in place of its variable's name
+            raise PlaybookError(f"{where}: field 'env' item {bad} is no variable name (letters, digits, _; value not "
+                                "shown); list the names of the variables the program needs, never their values")
 
     def describe(self, ctx: StepContext) -> str:
         return "run " + " ".join(self.argv) + (f" (with {', '.join(self.env)})" if self.env else "")
