@@ -111,7 +111,8 @@ def notifications(root: Path, *, answer: str | None = None) -> Result[SandboxNot
     chosen = parse_answer(answer) if answer is not None else None
     state = load_state(root)
     if state is None or not state.receiver_port:
-        raise InputError(f"no notification receiver in {root}: run `rollout sandbox up {root}` first")
+        raise UnavailableError(f"no sandbox with a notification receiver is up in {root}; "
+                               f"run `rollout sandbox up {root}` first")
     state_dir = state.root / ".rollout"
     messages = []
     if chosen is not None:
