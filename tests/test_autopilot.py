@@ -41,7 +41,7 @@ def box(tmp_path_factory: pytest.TempPathFactory):
 def sb(box):
     """The sandbox at 0 % with no faults, a fresh audit trail and autopilot state, its own plan back."""
     box.admin.clear()
-    for name in ("history.jsonl", "autopilot.json", "autopilot.lease"):
+    for name in ("history.jsonl", "autopilot.json", "autopilot.lease", "notifications.jsonl", "notify-failures.jsonl"):
         (box.root / ".rollout" / name).unlink(missing_ok=True)
     plan = box.root / "playbooks" / "rollout.yaml"
     original = plan.read_text()
@@ -74,6 +74,18 @@ def enter(box, percentage: int, *, ago_s: float = 0.0) -> None:  # type: ignore[
     when = (datetime.now(UTC) - timedelta(seconds=ago_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
     AuditLog(box.root / ".rollout").append("advance", time=when, reason="test: entered", result="ok",
                                            changes=[{"key": PERCENTAGE_KEY, "before": "0", "after": str(percentage)}])
+
+
+def received(box) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The webhook bodies the sandbox's notification receiver got, oldest first, each valid against the schema."""
+    from jsonschema import Draft202012Validator
+
+    result = cli(box, "sandbox", "notifications", "--json")
+    assert result.exit_code == 0, result.output
+    bodies = [r["body"] for r in json.loads(result.stdout)["received"]]
+    for body in bodies:
+        assert not list(Draft202012Validator(load_schema("notification")).iter_errors(body)), body
+    return bodies
 
 
 def stage_of(box) -> int:  # type: ignore[no-untyped-def]
@@ -138,6 +150,7 @@ def test_primary_broken_on_the_gateway_path_at_50_rolls_back_once_and_the_apps_g
     assert second["rollback"]["level"] == 1
     rolled_at = time.time()
     assert [(n["kind"], n["severity"]) for n in second["notifications"]] == [("rolled_back", "critical")]
+    assert second["notifications"][0]["deliveries"][0]["ok"] is True
     assert stage_of(sb) == 0
     # the app follows: none of its requests goes through the gateway any more (rollout's own checks left out)
     wait_until(lambda: not any(r["path"] == "gateway" for r in control.requests(time.time() - 2))
@@ -151,6 +164,38 @@ def test_primary_broken_on_the_gateway_path_at_50_rolls_back_once_and_the_apps_g
     assert len(rollbacks) == 1, rollbacks
     assert rollbacks[0]["actor"] == "autopilot"
     assert rollbacks[0]["reason"].startswith("autopilot: breach on 2 ticks in a row at 50%: primary glm-4.5-air")
+    # the receiver: a warning at the first breached tick, then one critical notification naming the breach
+    bodies = received(sb)
+    assert [(b["event"], b["severity"]) for b in bodies] == [("breach", "warning"), ("rolled_back", "critical")]
+    critical = bodies[1]
+    assert critical["actor"] == "autopilot" and critical["stage"] == {"from": 50, "to": 0}
+    assert any("primary glm-4.5-air: down, HTTP 500" in r for r in critical["reasons"]), critical
+    # must show 8: no secret in any notification, tick line, state file or audit record
+    secrets = [(sb.root / ".rollout" / name).read_text().strip() for name in ("master.key", "notify-secret")]
+    seen = json.dumps([first, second, third, bodies]) + "".join(
+        (sb.root / ".rollout" / name).read_text() for name in ("history.jsonl", "autopilot.json"))
+    assert all(secret and secret not in seen for secret in secrets)
+
+
+# --- must show 6: the receiver failing never delays or stops the rollback ---------------------------
+
+
+def test_a_receiver_answering_500_neither_stops_the_rollback_and_the_failed_delivery_shows_in_status(sb):
+    assert cli(sb, "sandbox", "notifications", "--answer", "500").exit_code == 0
+    try:
+        enter(sb, 50)
+        load(sb, 60)
+        fault(sb)
+        assert tick(sb)["action"] == "breach"
+        rolled = tick(sb)
+        assert rolled["action"] == "rollback" and stage_of(sb) == 0, rolled
+        assert rolled["notifications"][0]["deliveries"][0]["ok"] is False
+        status = json.loads(cli(sb, "autopilot", "status", "--json").stdout)
+        failed = {(f["event"], f["severity"]) for f in status["failed_deliveries"]}
+        assert {("breach", "warning"), ("rolled_back", "critical")} <= failed, status["failed_deliveries"]
+        assert "rolled_back (critical) to sandbox: " in cli(sb, "autopilot", "status").stdout
+    finally:
+        cli(sb, "sandbox", "notifications", "--answer", "ok")
 
 
 # --- must show 3: one transient failed tick rolls nothing back --------------------------------------
@@ -166,6 +211,7 @@ def test_one_transient_failed_tick_warns_and_rolls_nothing_back(sb):
     assert good["action"] in ("soak", "hold") and good["breach"] == "clear", good
     assert good["consecutive_failures"] == 0
     assert stage_of(sb) == 10 and records(sb, "rollback --level") == []
+    assert [(b["event"], b["severity"]) for b in received(sb)] == [("breach", "warning")]
     status = json.loads(cli(sb, "autopilot", "status", "--json").stdout)
     assert status["consecutive_failures"] == 0 and status["last_tick"]["action"] == good["action"]
 
@@ -330,3 +376,8 @@ def test_healthy_run_promotes_unattended_each_stage_after_its_soak_and_100_only_
     approval = next(r for r in AuditLog(sb.root / ".rollout").records() if r["command"] == "approve")
     assert approval["time"] <= moves[2]["time"] and approval["reason"] == "test: dashboards look good"
     assert any(r["path"] == "gateway" for r in control.requests(time.time() - 5))
+    events = [(b["event"], b["stage"]["from"], b["stage"]["to"]) for b in received(sb)]
+    assert events[:2] == [("autopilot.started", None, None), ("advanced", 0, 10)], events
+    assert ("advanced", 10, 50) in events and ("approval_needed", 50, 100) in events
+    assert events.index(("approval_needed", 50, 100)) < events.index(("advanced", 50, 100))
+    assert events[-1][0] == "autopilot.stopped"

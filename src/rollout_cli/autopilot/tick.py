@@ -204,8 +204,8 @@ def _roll_back(ws: Workspace, plan: StagePlan, state: PilotState, payload: TickP
                      "time": payload.time}
     state.save(ws.state_dir)  # written ahead: a restart knows a rollback was under way
     _failpoint("before-rollback")
-    try:
-        done = rollback(ws, level, reason=reason)
+    try:  # rollback() announces `rolled_back` (critical, its reason naming the breach) once it is done
+        done = rollback(ws, level, reason=reason, announce_as=ACTOR)
     except RolloutError as exc:  # never started (the lock held by a person's command): the next breach retries
         state.pending = None
         payload.reasons.append(f"the rollback could not run: {exc}")
@@ -213,10 +213,7 @@ def _roll_back(ws: Workspace, plan: StagePlan, state: PilotState, payload: TickP
     _failpoint("after-rollback")
     state.pending, state.consecutive_failures, state.breach = None, 0, []
     payload.rollback = done.payload.to_json()
-    after = read_stage(ws).percentage
-    _send(ws, payload, Event("rolled_back", "critical", f"rolled back {payload.stage}% -> {after}% with level {level} "
-                             f"after {payload.consecutive_failures} breached ticks: {payload.reasons[0]}", ACTOR,
-                             stage_from=payload.stage, stage_to=after, reasons=tuple(payload.reasons)))
+    _sent(payload, "rolled_back", "critical", done.payload.notifications)
     return done.exit_code
 
 
@@ -239,8 +236,8 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
                      "time": payload.time}
     state.save(ws.state_dir)  # written ahead
     _failpoint("before-advance")
-    try:
-        done = advance(ws, reason=reason, evaluated=decision)
+    try:  # advance() announces `advanced` (or its post-check's rollback) once it is done
+        done = advance(ws, reason=reason, evaluated=decision, announce_as=ACTOR)
     except RolloutError as exc:  # the stage moved meanwhile (a person), the lock held: judged again next tick
         state.pending = None
         payload.action, payload.reasons = HOLD, [f"the advance did not run: {exc}"]
@@ -248,14 +245,10 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
     _failpoint("after-advance")
     state.pending = None
     payload.advance = done.payload.to_json()
-    after = read_stage(ws).percentage
     if done.payload.rollback is not None:
-        _send(ws, payload, Event("rolled_back", "critical", f"advanced to {decision.next}%, post-check failed, "
-                                 f"rolled back to {after}%: {(done.payload.post_check or {}).get('reason')}",
-                                 ACTOR, verdict="GO", stage_from=decision.next, stage_to=after))
-    elif int(done.exit_code) == 0:
-        _send(ws, payload, Event("advanced", "info", f"advanced {decision.current}% -> {after}%: {reason}", ACTOR,
-                                 verdict="GO", stage_from=decision.current, stage_to=after))
+        _sent(payload, "rolled_back", "critical", done.payload.rollback.notifications)
+    elif done.payload.notifications is not None:
+        _sent(payload, "advanced", "info", done.payload.notifications)
     return done.exit_code, None
 
 
@@ -277,6 +270,8 @@ def _brief(record: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _send(ws: Workspace, payload: TickPayload, event: Event) -> None:
-    deliveries: list[Delivery] = notify(ws, event)
-    payload.notifications.append({"kind": event.kind, "severity": event.severity,
-                                  "deliveries": [asdict(d) for d in deliveries]})
+    _sent(payload, event.kind, event.severity, notify(ws, event))
+
+
+def _sent(payload: TickPayload, kind: str, severity: str, deliveries: list[Delivery]) -> None:
+    payload.notifications.append({"kind": kind, "severity": severity, "deliveries": [d.to_json() for d in deliveries]})

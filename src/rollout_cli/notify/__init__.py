@@ -1,46 +1,29 @@
-"""Notifications (h20-notify builds the sinks; this is the agreed interface, /work/wt/NOTIFY-INTERFACE.md).
+"""Notifications: events of the rollout sent to the sinks of `rollout.yaml`'s `notify:`.
 
-Until the sinks land, `notify` delivers to none: it returns [] as it does with no `notify:` configured.
+A flat API (re-exported here, as docs/API.md lists it): build an `Event`, call
+`notify(workspace, event)`. Delivery never raises and never takes more than a
+few seconds (DELIVERY_BUDGET_S per sink, sinks in parallel); failures are
+recorded in `.rollout/notify-failures.jsonl` and returned. Callers that change
+the rollout (advance, rollback, the autopilot) notify after the change is done:
+a delivery must never delay a rollback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from rollout_cli.notify.event import EVENT_KINDS, SEVERITIES, Event, webhook_body
+from rollout_cli.notify.failures import FAILURES_NAME, failed_deliveries
+from rollout_cli.notify.send import DELIVERY_BUDGET_S, Delivery, delivery_messages, notify, require_sinks
 
-from rollout_cli.core.workspace import Workspace
-
-EVENT_KINDS = ("autopilot.started", "autopilot.stopped", "advanced", "breach", "rolled_back",
-               "hold", "approval_needed", "approved", "paused", "resumed", "catalog_warning")
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: str
-    severity: str  # info | warning | critical
-    summary: str
-    actor: str
-    verdict: str | None = None
-    stage_from: int | None = None
-    stage_to: int | None = None
-    reasons: tuple[str, ...] = ()
-    at: float | None = None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    sink: str
-    ok: bool
-    attempts: int
-    error: str | None
-
-
-def notify(workspace: Workspace, event: Event) -> list[Delivery]:
-    return []
-
-
-def failed_deliveries(workspace: Workspace, limit: int = 20) -> list[dict[str, Any]]:
-    return []
-
-
-__all__ = ["EVENT_KINDS", "Delivery", "Event", "failed_deliveries", "notify"]
+__all__ = [
+    "DELIVERY_BUDGET_S",
+    "EVENT_KINDS",
+    "FAILURES_NAME",
+    "SEVERITIES",
+    "Delivery",
+    "Event",
+    "delivery_messages",
+    "failed_deliveries",
+    "notify",
+    "require_sinks",
+    "webhook_body",
+]

@@ -46,8 +46,9 @@ def _status(out: TextOut, result: Result[Any]) -> None:
         ["failed deliveries", str(len(d["failed_deliveries"]))],
     ]
     out.table(["", ""], rows)
-    for failure in d["failed_deliveries"][-5:]:
-        out.print(plain(f"  delivery failed: {failure}"))
+    for failure in d["failed_deliveries"][-5:]:  # the newest few; `--json` has them all
+        out.print(plain(f"  delivery failed: {failure.get('time')} {failure.get('event')} ({failure.get('severity')}) "
+                        f"to {failure.get('sink')}: {failure.get('error')}"))
 
 
 @text(ControlPayload)
