@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from rollout_cli.autopilot.decide import (
     AWAIT_APPROVAL,
@@ -33,6 +34,7 @@ from rollout_cli.errors import PlaybookError
 from rollout_cli.rollout.judge import judge
 from rollout_cli.rollout.plan import AutopilotSettings, parse_plan
 from rollout_cli.rollout.snapshot import Snapshot
+from rollout_cli.schemas import load_schema
 from test_judge import plan, recorded
 
 BROKEN = BreachCheck("breach", ("primary glm-4.5-air: down, HTTP 500",))
@@ -206,9 +208,14 @@ def test_pause_holds_every_tick_and_resume_approve_are_recorded_with_who_and_why
     record = json.loads(approved.stdout)["record"]
     assert (record["actor"], record["from"], record["to"], record["reason"]) == ("bob", 50, 100, "looks good")
     assert world.cli("autopilot", "resume", "--reason", "freeze over").exit_code == 0
+    for schema, args in (("autopilot status", []), ("autopilot pause", ["--reason", "r"]),
+                         ("autopilot resume", ["--reason", "r"]), ("approve", ["--reason", "r"])):
+        out = json.loads(world.cli(*schema.split(), *args, "--json").stdout)
+        assert not list(Draft202012Validator(load_schema(schema)).iter_errors(out)), schema
     commands = [(r["command"], r["actor"], r["reason"]) for r in world.history()]
     assert commands[0] == ("autopilot pause", "ann", "change freeze")
-    assert commands[1:] == [("approve", "bob", "looks good"), ("autopilot resume", commands[2][1], "freeze over")]
+    assert commands[1:4] == [("approve", "bob", "looks good"), ("autopilot resume", commands[2][1], "freeze over"),
+                             ("autopilot pause", commands[2][1], "r")]
 
 
 def test_approve_at_100_is_refused(tmp_path: Path):
