@@ -7,6 +7,10 @@ the decision is a pure function of what a tick knows. No I/O, no clock.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from rollout_cli.rollout.judge import judge
 from rollout_cli.rollout.plan import AutopilotSettings, parse_plan
 from rollout_cli.rollout.snapshot import Snapshot
 from rollout_cli.schemas import load_schema
+from support import make_world, wait_until
 from test_judge import plan, recorded
 
 BROKEN = BreachCheck("breach", ("primary glm-4.5-air: down, HTTP 500",))
@@ -171,8 +176,6 @@ def test_autopilot_settings_parse_with_defaults_and_every_bad_value_is_named():
 
 @pytest.fixture
 def world(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from support import make_world
-
     w = make_world(tmp_path, percentage=50)
     (w.ws / "books").mkdir()
     (w.ws / "books" / "rollout.yaml").write_text("kind: rollout\nautopilot: {approve_before: [100]}\n")
@@ -219,9 +222,31 @@ def test_pause_holds_every_tick_and_resume_approve_are_recorded_with_who_and_why
 
 
 def test_approve_at_100_is_refused(tmp_path: Path):
-    from support import make_world
-
     w = make_world(tmp_path, percentage=100)
     result = w.cli("approve", "--reason", "x")
     assert result.exit_code == 2 and "nothing to approve: the rollout is complete at 100%" in result.stderr
     assert w.history() == []
+
+
+def test_the_service_survives_a_failing_tick_and_stops_on_sigterm_with_exit_0(world):
+    """A tick that cannot read the env file (an edit under way) is reported; the next tick runs; SIGTERM ends it."""
+    (world.ws / "books" / "rollout.yaml").write_text("kind: rollout\nautopilot: {interval: 1s}\n")
+    assert world.cli("autopilot", "pause", "--reason", "no checks in this test").exit_code == 0
+    env_file = world.app.env_file
+    good = env_file.read_text()
+    env_file.write_text(good.replace("LITELLM_ROLLOUT_PERCENTAGE=50", "LITELLM_ROLLOUT_PERCENTAGE=half"))
+    out_path, err_path = world.root / "out.jsonl", world.root / "err.txt"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        pilot = subprocess.Popen([sys.executable, "-m", "rollout_cli", "-w", str(world.ws), "autopilot", "--json"],
+                                 stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            wait_until(lambda: "this tick failed" in err_path.read_text(), 30, "a failed tick reported")
+            env_file.write_text(good)
+            wait_until(lambda: '"action": "paused"' in out_path.read_text(), 30, "a tick after the file was fixed")
+        finally:
+            pilot.send_signal(signal.SIGTERM)
+            pilot.wait(timeout=60)
+    assert pilot.returncode == 0, err_path.read_text()
+    lines = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert "is not a whole number 0..100" in lines[0]["error"]["message"]
+    assert lines[-1]["action"] == "paused" and not (world.ws / ".rollout" / "autopilot.lease").exists()

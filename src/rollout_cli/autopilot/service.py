@@ -18,7 +18,7 @@ from rollout_cli.autopilot.lease import Lease
 from rollout_cli.autopilot.tick import ACTOR, TickPayload, run_tick
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
-from rollout_cli.errors import ExitCode
+from rollout_cli.errors import ExitCode, RolloutError
 from rollout_cli.notify import Event, notify
 from rollout_cli.rollout.plan import load_plan
 
@@ -40,8 +40,13 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run(ws: Workspace, *, once: bool, on_tick: OnTick, on_start: Callable[[list[str]], Any]) -> ExitCode:
-    """Tick until stopped (or once); the exit code of the last tick with `once`, else 0 on a signal."""
+def run(ws: Workspace, *, once: bool, on_tick: OnTick, on_start: Callable[[list[str]], Any],
+        on_error: Callable[[RolloutError], Any]) -> ExitCode:
+    """Tick until stopped (or once); the exit code of the last tick with `once`, else 0 on a signal.
+
+    A tick that fails (a file being edited, a lock held too long) is reported through
+    `on_error` and the service ticks again; with `once` the error is the command's.
+    """
     plan = load_plan(ws.playbooks)  # a bad `autopilot:` (or plan) is exit 2 before anything starts
     lease = Lease(ws.state_dir)
     lease.acquire()  # a second autopilot: LeaseHeld, exit 4, naming the first
@@ -58,9 +63,15 @@ def run(ws: Workspace, *, once: bool, on_tick: OnTick, on_start: Callable[[list[
             notify(ws, Event("autopilot.started", "info", notes[0], ACTOR))
         with stop_on_signals(stop):
             while True:
-                result = run_tick(ws, plan)
-                code = result.exit_code
-                on_tick(result)
+                try:
+                    result = run_tick(ws, plan)
+                except RolloutError as exc:
+                    if once:
+                        raise
+                    on_error(exc)
+                else:
+                    code = result.exit_code
+                    on_tick(result)
                 lease.beat()
                 if once or stop.is_set():
                     break

@@ -6,7 +6,7 @@ import typer
 
 from rollout_cli.cli.context import load
 from rollout_cli.cli.options import json_option, reason_required
-from rollout_cli.cli.render import plain, print_json, render
+from rollout_cli.cli.render import plain, print_error_json, print_json, render
 
 HELP = ("Run the staged rollout unattended: every interval judge the breach checks (roll back after "
         "failure_threshold breached ticks), and after each soak the advance gates (advance on GO). "
@@ -40,7 +40,13 @@ def register(app: typer.Typer) -> None:
                 for note in notes:
                     typer.echo(plain(note), err=True)
 
-        raise typer.Exit(int(core_run(load(ctx), once=once, on_tick=show, on_start=started)))
+        def failed(exc) -> None:  # type: ignore[no-untyped-def]
+            if json_output:  # the stream stays one JSON object per tick: the error envelope
+                print_error_json("autopilot", int(exc.exit_code), exc.message, line=True)
+            typer.echo(plain(f"rollout: error: this tick failed, the next one runs in its time: {exc.message}"),
+                       err=True)
+
+        raise typer.Exit(int(core_run(load(ctx), once=once, on_tick=show, on_start=started, on_error=failed)))
 
     @autopilot.command("status", help="The autopilot's stage, soak left, last tick, consecutive failures, "
                        "next action, pending approval, who runs it, and failed notification deliveries.")
