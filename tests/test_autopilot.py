@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 
@@ -68,11 +68,10 @@ def tick(box) -> dict:  # type: ignore[no-untyped-def]
     return data
 
 
-def enter(box, percentage: int, *, ago_s: float = 0.0) -> None:  # type: ignore[no-untyped-def]
-    """Put the app at `percentage` and record entering it in the audit trail, `ago_s` back (a soak aged honestly)."""
+def enter(box, percentage: int) -> None:  # type: ignore[no-untyped-def]
+    """Put the app at `percentage` and record entering it in the audit trail (its soak begins now)."""
     at_stage(box, percentage)
-    when = (datetime.now(UTC) - timedelta(seconds=ago_s)).isoformat(timespec="seconds").replace("+00:00", "Z")
-    AuditLog(box.root / ".rollout").append("advance", time=when, reason="test: entered", result="ok",
+    AuditLog(box.root / ".rollout").append("advance", reason="test: entered", result="ok",
                                            changes=[{"key": PERCENTAGE_KEY, "before": "0", "after": str(percentage)}])
 
 

@@ -400,11 +400,11 @@ SANDBOX_PLAN = """\
 # so `rollout autopilot` can be watched promoting 0 -> 10 -> 50 -> 100 (100 after `rollout approve`).
 kind: rollout
 stages: [10, 50, 100]
-soak: 30s
+soak: 20s
 gates:
   max_added_latency_p95_ms: 5000   # the sandbox's gateway shares a laptop's cores: tens of ms, not 10
 autopilot:
-  interval: 5s
+  interval: 3s
   failure_threshold: 2
   on_breach: rollback-1
   approve_before: [100]
