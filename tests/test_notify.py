@@ -280,6 +280,12 @@ def test_no_secret_in_any_output_record_or_notification(world, receivers) -> Non
     ("  - {type: webhook, url_env: 'https://hooks.example/x'}\n", {},
      "'notify[0].url_env' must be the name of an environment variable (letters, digits, _), not a URL (value not "
      "shown)"),
+    ("  - {type: slack, url_file: 'https://hooks.example/services/{TOKEN}'}\n".replace("{TOKEN}", TOKEN), {},
+     "'notify[0].url_file' holds a URL, not a path (value not shown)"),
+    (f"  - {{type: webhook, url_env: HOOK_URL, secret_env: '{SECRET}'}}\n", {},
+     "'notify[0].secret_env' must be the name of an environment variable (letters, digits, _), not a secret"),
+    ("  - {type: webhook, url_file: hook-url}\n", {"file hook-url": "127.0.0.1:9/hook"},
+     "'notify[0]' (webhook): url file "),
     ("  - {type: slack, url_env: HOOK_URL, secret_env: HOOK_SECRET}\n", {},
      "'notify[0].secret_env' signs webhook bodies; a slack sink takes no secret"),
     ("  - {type: command, command: []}\n", {}, "'notify[0].command' must be a non-empty list"),
@@ -290,12 +296,15 @@ def test_no_secret_in_any_output_record_or_notification(world, receivers) -> Non
     ("  {type: webhook, url_env: A}\n", {}, "'notify' must be a list of sinks, got a mapping"),
 ])
 def test_a_bad_sink_is_exit_2_in_one_line_with_nothing_changed(world, sinks, env, message) -> None:
+    env = dict(env)
+    for key in [key for key in env if key.startswith("file ")]:  # a file in the workspace, not a variable
+        (world.ws / key.removeprefix("file ")).write_text(env.pop(key) + "\n")
     with_sinks(world, sinks)
     before = world.snapshot()
     result = world.cli("rollback", "--level", "1", "--yes", env=env)
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in result.output and TOKEN not in result.output
+    assert "Traceback" not in result.output and TOKEN not in result.output and SECRET not in result.output
     assert world.snapshot() == before and world.history() == []
 
 
