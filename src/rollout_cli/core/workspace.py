@@ -683,6 +683,10 @@ gateway:
 #   source: prometheus               # gateway (default: its /metrics/ + `rollout watch` samples) | prometheus
 #   url: http://127.0.0.1:9090       # a Prometheus scraping the gateway and the app
 #   token_env: PROMETHEUS_TOKEN      # optional: a bearer token from this variable
+# notify:                            # who hears of advances and rollbacks (docs/SETUP.md, Notifications)
+#   - type: slack                    # webhook (signed JSON) | slack | command (the JSON on its stdin)
+#     url_env: SLACK_WEBHOOK_URL     # the URL is a secret: read from this variable (or url_file), never written here
+#     min_severity: critical         # info | warning | critical
 """
 
 

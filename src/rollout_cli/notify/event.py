@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +43,11 @@ class Event:
             raise ValueError(f"unknown severity {self.severity!r}; use one of {', '.join(SEVERITIES)}")
         if self.verdict is not None and self.verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {self.verdict!r}; use one of {', '.join(VERDICTS)} or None")
+        if not self.summary.strip():
+            raise ValueError("an event needs a summary: the one line a person reads")
+        for stage in (self.stage_from, self.stage_to):
+            if stage is not None and (isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= 100):
+                raise ValueError(f"a stage is a percentage 0..100 or None, got {stage!r}")
 
 
 def webhook_body(event: Event, workspace: Workspace, secrets: Iterable[str] = ()) -> dict[str, Any]:
@@ -51,7 +56,7 @@ def webhook_body(event: Event, workspace: Workspace, secrets: Iterable[str] = ()
     when = event.at if event.at is not None else time.time()
     return {
         "schema_version": BODY_VERSION,
-        "id": uuid.uuid4().hex,  # the same in every retry: a receiver drops a repeat by it
+        "id": os.urandom(16).hex(),  # the same in every retry: a receiver drops a repeat by it
         "event": event.kind,
         "severity": event.severity,
         "summary": plain(event.summary, hidden),

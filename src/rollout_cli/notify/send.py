@@ -28,7 +28,7 @@ from rollout_cli.notify.event import Event, plain, slack_payload, webhook_body
 from rollout_cli.notify.failures import FAILURES_NAME, record_failure
 
 DELIVERY_BUDGET_S = 5.0  # one sink's whole delivery: every attempt and every pause between them
-ATTEMPT_TIMEOUT_S = 2.0  # one attempt: connect, send, the whole answer (or the command's run)
+ATTEMPT_TIMEOUT_S = 2.0  # one HTTP attempt: connect, send, the whole answer (a command may use the whole budget)
 ATTEMPTS = 3
 BACKOFF_S = (0.25, 0.75)  # pauses before the second and third attempt
 ANSWER_BYTES = 64 * 1024  # of a receiver's answer read: its status matters, not its body
@@ -110,7 +110,9 @@ def require_sinks(workspace: Workspace) -> None:
 def _deliver(workspace: Workspace, sink: NotifySink, body: dict[str, Any], secrets: list[str]) -> Delivery:
     data = json.dumps(body).encode()
     if sink.type == "command":
-        return _attempts(sink, secrets, lambda left: _run_command(workspace, sink, data, left))
+        # A program of the operator's may start slowly (a Python script on a busy host): it gets what is left.
+        return _attempts(sink, secrets, lambda left: _run_command(workspace, sink, data, left),
+                         per_attempt=DELIVERY_BUDGET_S)
     url = sink.url()
     if url is None:
         return Delivery(sink.name, False, 0, f"{sink.where()} is not set: nothing sent")
@@ -128,9 +130,9 @@ def _deliver(workspace: Workspace, sink: NotifySink, body: dict[str, Any], secre
     return _attempts(sink, [*secrets, url], lambda left: _post(url, headers, data, left))
 
 
-def _attempts(sink: NotifySink, secrets: list[str], attempt: Callable[[float], tuple[bool, str | None, bool]]
-              ) -> Delivery:
-    """Up to ATTEMPTS tries of `attempt(seconds left)` -> (ok, error, worth retrying), within the budget."""
+def _attempts(sink: NotifySink, secrets: list[str], attempt: Callable[[float], tuple[bool, str | None, bool]],
+              per_attempt: float = ATTEMPT_TIMEOUT_S) -> Delivery:
+    """Up to ATTEMPTS tries of `attempt(seconds it may take)` -> (ok, error, worth retrying), within the budget."""
     deadline = time.monotonic() + DELIVERY_BUDGET_S
     error: str | None = None
     tried = 0
@@ -140,7 +142,7 @@ def _attempts(sink: NotifySink, secrets: list[str], attempt: Callable[[float], t
             break
         time.sleep(pause)
         tried += 1
-        ok, error, again = attempt(min(ATTEMPT_TIMEOUT_S, max(left, 0.1)))
+        ok, error, again = attempt(min(per_attempt, max(left, 0.1)))
         if ok:
             return Delivery(sink.name, True, tried, None)
         if not again:

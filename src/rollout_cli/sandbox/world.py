@@ -558,13 +558,12 @@ def down(root: Path) -> list[str]:
 
 
 def _stop_all(state: SandboxState) -> list[str]:
-    """Prometheus and the app first (they call the others), the gateway (it calls the simulator), the simulator;
-    errors do not stop the rest."""
+    """Prometheus and the app first (they call the others), the gateway (it calls the simulator), the simulator,
+    the notification receiver; errors do not stop the rest."""
     stopped: list[str] = []
     problems: list[str] = []
     if state.prometheus is not None and state.prometheus.stop():
         stopped.append(f"prometheus process {state.prometheus.pid}")
-    stopped += stop_receiver(state)
     try:
         stopped += stop_app(state.root)  # the app first: it calls the gateway and the simulator
     except RolloutError as exc:
@@ -585,6 +584,7 @@ def _stop_all(state: SandboxState) -> list[str]:
             problems.append(exc.message)
     if state.simulator is not None and state.simulator.stop():
         stopped.append(f"simulator process {state.simulator.pid}")
+    stopped += stop_receiver(state)  # last: nothing calls it but rollout
     if problems:
         raise UnavailableError(
             f"stopped {', '.join(stopped) or 'nothing'}, but not the gateway container: {problems[0]}"
