@@ -380,3 +380,12 @@ def test_healthy_run_promotes_unattended_each_stage_after_its_soak_and_100_only_
     assert ("advanced", 10, 50) in events and ("approval_needed", 50, 100) in events
     assert events.index(("approval_needed", 50, 100)) < events.index(("advanced", 50, 100))
     assert events[-1][0] == "autopilot.stopped"
+
+
+def test_a_hold_repeating_every_tick_is_notified_once(sb):
+    at_stage(sb, 10)  # set by hand: no audit record of entering 10 %, so its soak cannot be measured
+    first, second = tick(sb), tick(sb)
+    assert first["action"] == second["action"] == "hold", (first, second)
+    assert "the soak at 10% cannot be measured" in first["reasons"][0]
+    assert [n["kind"] for n in first["notifications"]] == ["hold"] and second["notifications"] == []
+    assert [(b["event"], b["severity"]) for b in received(sb)] == [("hold", "warning")]

@@ -60,6 +60,7 @@ CLEAR = BreachCheck("clear")
 def test_breach_checks_are_the_judges_gates_on_recorded_snapshots(snapshot: str, status: str, gate: str | None):
     check = breach_check(judge(Snapshot.from_json(recorded(snapshot)), plan()))
     assert check.status == status
+    assert len(check.gates) == len(check.reasons) and set(check.gates) <= set(BREACH_GATES)
     if gate is None:
         assert check.reasons == ()
     else:

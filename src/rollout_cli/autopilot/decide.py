@@ -29,16 +29,19 @@ class BreachCheck:
 
     status: str
     reasons: tuple[str, ...] = ()
+    gates: tuple[str, ...] = ()  # the gates behind it: what "the same hold" means (reasons carry counts)
 
 
 def breach_check(decision: Decision) -> BreachCheck:
     """The breach gates of a decision judged over the last interval."""
     gates = [g for g in decision.gates if g.name in BREACH_GATES]
-    failed = tuple(g.reason for g in gates if g.status == FAIL)
+    failed = [g for g in gates if g.status == FAIL]
     if failed:
-        return BreachCheck("breach", failed)
-    shared = tuple(g.reason for g in gates if g.name in decision.shared_failures)
-    return BreachCheck("shared", shared) if shared else BreachCheck("clear")
+        return BreachCheck("breach", tuple(g.reason for g in failed), tuple(g.name for g in failed))
+    shared = [g for g in gates if g.name in decision.shared_failures]
+    if shared:
+        return BreachCheck("shared", tuple(g.reason for g in shared), tuple(g.name for g in shared))
+    return BreachCheck("clear")
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,8 @@ def _tick(ws: Workspace, plan: StagePlan) -> Result[TickPayload]:
         state.approval_asked = nxt
         _send(ws, payload, Event("approval_needed", "warning", f"the soak at {pct}% has elapsed; advancing to "
                                  f"{nxt}% waits for `rollout approve`", ACTOR, stage_from=pct, stage_to=nxt))
-    elif decision.action == HOLD:
-        hold_key = "; ".join(decision.reasons)
+    elif decision.action == HOLD:  # the same hold is the same gates, whatever their counts say this tick
+        hold_key = f"shared: {', '.join(check.gates)}" if check and check.status == "shared" else decision.reasons[0]
     if payload.action == HOLD:
         if hold_key != state.last_hold:  # a hold repeating every tick is sent once, until its reason changes
             _send(ws, payload, Event("hold", "warning", f"holding at {pct}%: {payload.reasons[0]}", ACTOR,
