@@ -14,6 +14,7 @@ from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.playbooks import find_playbook
 from rollout_cli.core.recovery import finish_interrupted_writes
 from rollout_cli.core.result import Result
+from rollout_cli.core.stagemetrics import write_stage_metrics
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.io.lock import WorkspaceLock
@@ -121,6 +122,7 @@ def run_rollback(
             except RolloutError as exc:  # the changes are made: still report them, and say the record is missing
                 messages.append(f"the audit record could not be written: {exc}")
                 code = code or exc.exit_code
+            messages += filter(None, [write_stage_metrics(ws)])
     payload = RollbackPayload(
         level=level,
         mode=mode,

@@ -22,7 +22,8 @@ def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
     out.print(f"  simulator  {esc(d['simulator_url'])}  pid {d['pids'].get('simulator')}")
     if d["prometheus_url"]:
         out.print(f"  prometheus {esc(d['prometheus_url'])}  pid {d['pids'].get('prometheus')}  "
-                  "(jobs litellm every 2 s, app every 1 s)")
+                  "(jobs litellm every 2 s, app every 1 s" + (", rollout every 1 s)" if "node_exporter" in d["pids"]
+                                                               else ")"))
     out.print(f"  workspace  {esc(d['dir'])}/rollout.yaml, app repo {esc(d['dir'])}/app")
     out.print(f"  master key {esc(d['master_key_file'])} (mode 0600)")
 
@@ -55,6 +56,10 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
         jobs = ", ".join(f"{job} {health}" for job, health in sorted(prom["targets"].items())) or "no targets yet"
         out.print(f"  prometheus {esc(prom['url'])}  pid {prom['pid']}  {_running(prom['running'])}, "
                   f"ready {'ok' if prom['ready'] else 'no'}, targets {esc(jobs)}")
+    exporter = d.get("node_exporter")
+    if exporter:
+        out.print(f"  node_exporter {esc(exporter['url'])}  pid {exporter['pid']}  {_running(exporter['running'])}, "
+                  f"serving {esc(d['dir'])}/.rollout/rollout.prom")
     faults = sim.get("faults") or {}
     for model, fault in faults.items():
         out.print(f"  fault      {esc(model)}: " + _fault_text(fault))
