@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -130,3 +131,13 @@ def test_the_sandbox_scrape_config_has_job_rollout_only_with_a_node_exporter(tmp
     assert jobs["rollout"]["static_configs"] == [{"targets": ["127.0.0.1:3"]}]
     without = yaml.safe_load(render_config(1, 2, key))["scrape_configs"]
     assert [j["job_name"] for j in without] == ["litellm", "app"]
+
+
+@pytest.mark.parametrize("command", [("report",), ("watch", "--count", "1"),
+                                     ("advance", "--yes")], ids=["report", "watch", "advance"])
+def test_report_watch_and_advance_refresh_the_stage_they_read(tmp_path: Path, command: tuple[str, ...]) -> None:
+    world = make_world(tmp_path, percentage=10)
+    assert world.cli("rollback", "--level", "1", "--yes").exit_code == 0
+    set_env_percentage(world, 50)  # by hand: no rollout command has written it
+    world.cli(*command)  # exit code as each has it (no gateway answers)
+    assert metrics(world)["rollout_stage_configured_ratio"] == {(): 0.5}
