@@ -5,7 +5,8 @@
 # the sandbox's process runtime), a running Docker engine and the offline images
 # (the test image, and the real LiteLLM gateway image: minutes the first time),
 # Debian's docker-compose (Compose v1), which CI checks deploy/docker-compose.yml with, and
-# Debian's prometheus (the sandbox's evidence store; promtool checks deploy/prometheus.yml).
+# Debian's prometheus (the sandbox's evidence store; promtool checks deploy/prometheus.yml) and
+# prometheus-node-exporter (serves rollout's stage metrics to it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,13 @@ fi
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   log "installing prometheus"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+# node_exporter with only its textfile collector: the sandbox serves rollout's stage metrics (.rollout/rollout.prom)
+# to its Prometheus through it, as production does. No service starts on install (no systemd here).
+if ! command -v prometheus-node-exporter >/dev/null; then
+  log "installing prometheus-node-exporter"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -181,8 +181,10 @@ def test_level_1_loads_no_rich_pydantic_httpx_or_docker(tmp_path: Path, json_out
     world = unreachable_world(tmp_path)
     loaded = _loaded(["-w", str(world.ws), "rollback", "--level", "1", "--yes", *(["--json"] if json_output else [])])
     assert "rollout_cli" in loaded and "yaml" in loaded  # it did run
-    assert loaded & {"rich", "pydantic", "pydantic_core", "httpx", "docker", "requests"} == set()
+    # prometheus_client neither: level 1 writes .rollout/rollout.prom itself (core/stagemetrics.py)
+    assert loaded & {"rich", "pydantic", "pydantic_core", "httpx", "docker", "requests", "prometheus_client"} == set()
     assert world.app.env_file.read_text().count("LITELLM_ROLLOUT_PERCENTAGE=0") == 1
+    assert "rollout_stage_configured_ratio 0\n" in (world.ws / ".rollout" / "rollout.prom").read_text()
 
 
 def test_help_loads_no_rich_or_pydantic() -> None:

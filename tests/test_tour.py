@@ -70,11 +70,11 @@ def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
     assert "rollback to level 1: done in " in out
     # down left nothing running
     # (the line is wrapped at 80 columns: any space may be a line break)
-    stopped = re.search(r"^stopped\s+prometheus\s+process\s+(\d+),\s+sample\s+app\s+container\s+\S+,\s+gateway\s+"
-                        r"container\s+([^,\s]+),", out, re.MULTILINE)
+    stopped = re.search(r"^stopped\s+prometheus\s+process\s+(\d+),\s+node_exporter\s+process\s+(\d+),\s+sample\s+app"
+                        r"\s+container\s+\S+,\s+gateway\s+container\s+([^,\s]+),", out, re.MULTILINE)
     assert stopped is not None, out[-2000:]
-    assert _gone(int(stopped.group(1)))
-    name = stopped.group(2)
+    assert _gone(int(stopped.group(1))) and _gone(int(stopped.group(2)))
+    name = stopped.group(3)
     running = subprocess.run(["docker", "ps", "-q", "--filter", f"name=^{name}$"], capture_output=True, text=True)
     assert running.returncode == 0 and running.stdout.strip() == ""
 

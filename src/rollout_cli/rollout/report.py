@@ -12,6 +12,7 @@ from rollout_cli.core.audit import AuditLog, stage_changes
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import Stage, read_stage
+from rollout_cli.core.stagemetrics import refresh_stage_metrics
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.io.atomic import atomic_write_text
@@ -94,6 +95,7 @@ def report(ws: Workspace, markdown: Path | None = None, replay: Path | None = No
         stage = read_stage(ws)
         decision = evaluate(ws, plan, stage)
         history, readiness = stage_history(ws), rollback_readiness(ws)
+        refresh_stage_metrics(ws)
     payload = ReportPayload(
         workspace=str(ws.root),
         stage=stage,

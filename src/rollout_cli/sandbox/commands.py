@@ -17,6 +17,9 @@ from rollout_cli.simulator import CALLERS, VIA, FaultBook, SimulatorAdmin
 
 NO_PROMETHEUS = ("Prometheus is not installed, so the sandbox runs without it: install Debian's "
                  "(`apt-get install --no-install-recommends prometheus`, or scripts/setup.sh) and run `sandbox up` again")
+NO_NODE_EXPORTER = ("node_exporter is not installed, so Prometheus does not scrape rollout's stage metrics "
+                    "(.rollout/rollout.prom): install Debian's (`apt-get install --no-install-recommends "
+                    "prometheus-node-exporter`, or scripts/setup.sh) and run `sandbox up` again")
 
 
 def next_steps(root: Path) -> list[str]:
@@ -120,6 +123,8 @@ def up(root: Path, *, progress: Any = None, step: Any = None, **options: Any) ->
                     + (f"Prometheus {info.prometheus_url}" if info.prometheus_url else "no Prometheus")]
     if info.prometheus_url is None:
         messages.append(NO_PROMETHEUS)
+    elif "node_exporter" not in info.pids:
+        messages.append(NO_NODE_EXPORTER)
     payload = SandboxUpPayload(str(info.root), info, next_steps(info.root))
     return Result("sandbox up", payload, messages + _next_lines(info.root))
 
