@@ -44,6 +44,7 @@ class Visit:
     console_errors: list[str] = field(default_factory=list)
     probe: Any = None
     screenshot: bytes = b""
+    pdf: bytes = b""  # the page printed (Page.printToPDF, A4), when asked
 
 
 class DevTools:
@@ -126,7 +127,8 @@ class DevTools:
                 pass
 
 
-def visit(url: str, probe: str = "null", width: int = 1366, height: int = 900, timeout: float = 60.0) -> Visit:
+def visit(url: str, probe: str = "null", width: int = 1366, height: int = 900, timeout: float = 60.0,
+          pdf: bool = False) -> Visit:
     """Open `url` in a fresh headless Chromium at a laptop's window size; what it requested, logged and showed."""
     profile = tempfile.mkdtemp(prefix="rollout-chromium-")
     argv = [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
@@ -167,6 +169,10 @@ def visit(url: str, probe: str = "null", width: int = 1366, height: int = 900, t
             "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
         }, session=session, timeout=timeout)
         out.screenshot = base64.b64decode(shot["data"])
+        if pdf:
+            printed = tools.call("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69}, session=session,
+                                 timeout=timeout)
+            out.pdf = base64.b64decode(printed["data"])
         while not tools.events.empty():  # anything the probe or the screenshot set off
             event = tools.events.get_nowait()
             if event.get("sessionId") == session:

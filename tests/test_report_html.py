@@ -27,7 +27,7 @@ from PIL import Image
 from browser import artifacts_dir, visit
 from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.workspace import PERCENTAGE_KEY
-from support import QuietServer, make_world, process_sandbox, rollout, wait_until
+from support import NO_GATEWAY, QuietServer, make_world, process_sandbox, rollout, wait_until
 
 CHARTS = ("share", "requests", "errors", "latency", "fallbacks")
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(2)>'
@@ -55,10 +55,12 @@ def embedded(page: Path) -> dict:
     return json.loads(found.group(1))
 
 
-def open_page(page: Path, shot: str):  # type: ignore[no-untyped-def]
-    """The page in Chromium: no console error, no request but the file itself; the screenshot kept."""
-    seen = visit(page.resolve().as_uri(), PROBE)
+def open_page(page: Path, shot: str, pdf: bool = False):  # type: ignore[no-untyped-def]
+    """The page in Chromium: no console error, no request but the file itself; the screenshot (and print) kept."""
+    seen = visit(page.resolve().as_uri(), PROBE, pdf=pdf)
     (artifacts_dir(page.parent) / shot).write_bytes(seen.screenshot)
+    if pdf:
+        (artifacts_dir(page.parent) / shot.replace(".png", ".pdf")).write_bytes(seen.pdf)
     assert seen.console_errors == [], seen.console_errors
     assert seen.requests == [page.resolve().as_uri()], seen.requests
     return seen
@@ -134,6 +136,15 @@ def test_the_html_of_a_bad_input_renders_saying_what_is_missing_with_reports_exi
     assert "gateway" in seen.probe["why"] and "no stage change in the audit trail" in seen.probe["missing"]
     assert "no data" in seen.probe["charts"]["requests"]["text"]
     assert seen.probe["scripts"] == ["application/json"] and seen.probe["images"] == 0
+    # a Prometheus that does not answer: every chart says so, the page still renders with the same exit code
+    with (world.ws / "rollout.yaml").open("a") as config:
+        config.write(f"metrics: {{source: prometheus, url: {NO_GATEWAY}}}\n")
+    dead = tmp_path / "dead-prometheus.html"
+    assert world.cli("report", "--html", str(dead)).exit_code == plain.exit_code
+    charts = embedded(dead)["timeline"]["charts"]
+    assert all(charts[name]["rollout"]["problem"].startswith(f"Prometheus cannot be queried: Prometheus {NO_GATEWAY}")
+               for name in CHARTS), charts
+    assert dead.read_text().count("no data: Prometheus cannot be queried") == 5 * 2  # two spans at 10 %
     # a replayed snapshot has no series: the page says so, and keeps the verdict of the replay
     snapshot = tmp_path / "snap.json"
     snapshot.write_text(world.cli("report", "--json").stdout)
@@ -166,11 +177,11 @@ def test_a_hostile_reason_and_actor_in_the_audit_trail_are_escaped(tmp_path):
 
 # a 5 s soak, a relaxed latency limit and few requests to judge: each step a GO on this loaded machine
 PLAN = "kind: rollout\nstages: [10, 50, 100]\nsoak: 5s\ngates: {max_added_latency_p95_ms: 5000, min_requests: 5}\n"
-SETTLE_S = 12.0  # the rate's range (4 gateway scrapes of 2 s) and a scrape: then the share shows the new stage
-STAY_S = 22.0  # at each stage
+SETTLE_S = 15.0  # the app's reload, the rate's range (4 gateway scrapes of 2 s), a scrape: the share shows the stage
+STAY_S = 25.0  # at each stage
 
 
-@pytest.mark.slow(150)
+@pytest.mark.slow(200)
 def test_a_sandbox_run_0_10_50_rollback_10_is_charted_and_opens_clean_in_chromium(tmp_path):
     root = tmp_path / "sb"
     with process_sandbox(root) as box:
@@ -197,7 +208,7 @@ def test_a_sandbox_run_0_10_50_rollback_10_is_charted_and_opens_clean_in_chromiu
         finally:
             load.terminate()
             load.wait(timeout=30)
-        seen = open_page(page, "report-sandbox-run.png")
+        seen = open_page(page, "report-sandbox-run.png", pdf=True)
         # `sandbox down` writes the run's report first, and says where (issue 21 item 4)
         down = rollout("sandbox", "down", str(root), "--json")
         assert down.exit_code == 0, down.output[-2000:]
@@ -206,12 +217,17 @@ def test_a_sandbox_run_0_10_50_rollback_10_is_charted_and_opens_clean_in_chromiu
     data = embedded(page)
     timeline = data["timeline"]
     assert timeline["source"]["source"] == "prometheus"
-    trail = [(r["time"], c["before"], c["after"]) for r in AuditLog(root / ".rollout").records()
+    records = AuditLog(root / ".rollout").records()
+    began = {r["op"]: r["time"] for r in records if r.get("phase") == "started"}
+    trail = [(began[r["op"]], c["before"], c["after"]) for r in records
              for c in r.get("changes", []) if c.get("key") == PERCENTAGE_KEY]
     events = timeline["events"]
     assert [(e["from"], e["to"], e["kind"]) for e in events] == [
         (0, 10, "advance"), (10, 50, "advance"), (50, 0, "rollback"), (0, 10, "advance")]
-    assert [e["time"] for e in events] == [t for t, _, _ in trail]  # marked at the audit trail's times
+    # marked when each operation began to change the files (its "started" record): a rollback records its end
+    # only after the app's traffic went quiet through the gateway, seconds later
+    assert [e["time"] for e in events] == [t for t, _, _ in trail]
+    assert events[2]["time"] < events[2]["recorded"]
     assert events[2]["reason"] == "test: back out <b>now</b>" and "&lt;b&gt;now" in page.read_text()
     share_svg = re.search(r'<figure class="chart" id="chart-share".*?</figure>', page.read_text(), re.DOTALL)
     assert share_svg is not None
@@ -238,6 +254,8 @@ def test_a_sandbox_run_0_10_50_rollback_10_is_charted_and_opens_clean_in_chromiu
     assert {"gateway", "direct"} <= errors.keys()
     assert timeline["charts"]["latency"]["rollout"]["series"]["added p95"]
     assert timeline["charts"]["fallbacks"]["rollout"]["series"]["fallback rate"]
+    # it prints: Chromium makes an A4 PDF of a few pages of it (kept beside the screenshot)
+    assert seen.pdf.startswith(b"%PDF") and 2 <= len(re.findall(rb"/Type\s*/Page\b", seen.pdf)) <= 12
     # the browser: the verdict, every chart drawn, no blank chart area
     assert seen.probe["verdict"] == data["report"]["verdict"]
     assert set(seen.probe["charts"]) == set(CHARTS)

@@ -26,6 +26,7 @@ from typing import Any
 import matplotlib
 from matplotlib import dates as mdates
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from rollout_cli.core.playbooks import format_duration
 
@@ -38,6 +39,9 @@ matplotlib.rcParams.update({
     "axes.grid": True,
     "grid.color": "#e5e5e5",
     "svg.image_inline": True,
+    # a fixed title position: placing it automatically measures every tick label of every axes (a third of the time)
+    "axes.titley": 1.0,
+    "axes.titlepad": 4.0,
 })
 
 CHART_TITLES = {
@@ -112,7 +116,7 @@ def to_html(data: dict[str, Any], timeline: dict[str, Any] | None, charts: str |
 
 def _inert_json(value: Any) -> str:
     """JSON that cannot end its <script> element or open a comment: `<`, `>` and `&` as \\u escapes."""
-    text = json.dumps(value, default=str, allow_nan=False)
+    text = json.dumps(value, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -172,11 +176,16 @@ def _history(data: dict[str, Any], timeline: dict[str, Any] | None) -> str:
     if events is None:
         events = [{"time": h["time"], "from": h["from"], "to": h["to"], "actor": h["actor"], "command": h["command"],
                    "reason": h.get("reason")} for h in data.get("history") or []]
-    rows = [_cell(n) + _cell(e["time"]) + _cell(f"{e['from']}% → {e['to']}%") + _cell(e.get("actor"))
+    rows = [_cell(n) + _cell(e["time"]) + _cell(f"{_pct(e['from'])} → {_pct(e['to'])}") + _cell(e.get("actor"))
             + _cell(e.get("command")) + _cell(e.get("reason")) for n, e in enumerate(events, 1)]
     return ('<section><h2>Stage changes</h2>'
             + _table(["#", "time (UTC)", "change", "who", "command", "why"], rows, "stage-changes")
             + "</section>")
+
+
+def _pct(value: Any) -> str:
+    """A stage for a label: `10%`, or `?` where the audit trail has no number (a key written for the first time)."""
+    return f"{value}%" if value is not None else "?"
 
 
 def _readiness(data: dict[str, Any]) -> str:
@@ -273,7 +282,7 @@ def _panel(ax: Any, name: str, span_name: str, bounds: dict[str, float], panel: 
            timeline: dict[str, Any]) -> None:
     start, end = datetime.fromtimestamp(bounds["start"], UTC), datetime.fromtimestamp(bounds["end"], UTC)
     ax.set_xlim(start, end)
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=7, tz=UTC)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=6, tz=UTC)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=UTC))
     ax.set_title("whole rollout (UTC)" if span_name == "rollout" else "soak window (UTC)", fontsize=9, loc="left")
@@ -296,15 +305,18 @@ def _panel(ax: Any, name: str, span_name: str, bounds: dict[str, float], panel: 
         when = datetime.fromtimestamp(event["ts"], UTC)
         color = ROLLBACK_COLOR if event["kind"] == "rollback" else ADVANCE_COLOR
         ax.axvline(when, color=color, linestyle="--", linewidth=1.0, alpha=0.8)
-        ax.annotate(f"{n}: {event['from']}→{event['to']}%", (when, 1.0), xycoords=("data", "axes fraction"),
+        if name != "share":
+            continue  # numbered on the share chart; a label is a costly object to lay out, the line says enough
+        ax.annotate(f"{n}: {_pct(event['from']).rstrip('%')}→{_pct(event['to'])}", (when, 1.0), xycoords=("data", "axes fraction"),
                     xytext=(2, -10), textcoords="offset points", fontsize=8, color=color)
     if name == "share":
         ax.set_ylim(-2, 105)
     else:
         ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5))  # every tick is an object to lay out: few of them
     if not (panel or {}).get("series"):
         ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#999", fontsize=11)
-    if ax.get_legend_handles_labels()[0]:
+    if span_name == "rollout" and ax.get_legend_handles_labels()[0]:  # one legend a chart: the panels share it
         ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
 
 

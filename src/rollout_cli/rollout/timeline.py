@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
@@ -51,11 +52,13 @@ def gather_timeline(ws: Workspace, plan: StagePlan, stage: Stage, now: float | N
     firsts = [e["ts"] for e in events[:1]] + [s["ts"] for s in samples[:1]] + [r["ts"] for r in traffic[:1]]
     # a little before the first record, so a mark at the very start of the rollout is not on the chart's edge
     start = min(firsts) - max(MARGIN_S, (now - min(firsts)) * 0.03) if firsts else now - NO_RECORD_SPAN_S
-    spans: dict[str, dict[str, float] | None] = {"rollout": {"start": start, "end": now}, "window": None}
+    window = None
     if stage.percentage != 0:
         opened = window_start(plan, stage.percentage, stage_started(ws, stage.percentage), now)
         if now - opened >= 1:
-            spans["window"] = {"start": opened, "end": now}
+            window = {"start": opened, "end": now}
+            start = min(start, opened)  # no record of entering the stage: the window reaches back a whole soak
+    spans: dict[str, dict[str, float] | None] = {"rollout": {"start": start, "end": now}, "window": window}
     settings = ws.metrics
     if settings.source == "prometheus" and settings.url:
         prom = Prometheus(settings.url, settings.token())
@@ -91,13 +94,18 @@ def _events(ws: Workspace) -> list[dict[str, Any]]:
     for change in stage_changes(AuditLog(ws.state_dir)):
         before, after = _percent(change.before), _percent(change.after)
         try:
-            ts = change.timestamp
+            recorded = change.timestamp
+            ts = _timestamp(change.began) if change.began else recorded  # when the files began to change
         except ValueError:
             continue
-        out.append({"ts": ts, "time": change.time, "from": before, "to": after, "actor": change.actor,
-                    "command": change.command, "reason": change.reason,
+        out.append({"ts": ts, "time": change.began or change.time, "recorded": change.time, "from": before,
+                    "to": after, "actor": change.actor, "command": change.command, "reason": change.reason,
                     "kind": "rollback" if before is not None and after is not None and after < before else "advance"})
     return sorted(out, key=lambda e: e["ts"])
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _percent(value: Any) -> int | None:
