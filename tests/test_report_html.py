@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from browser import artifacts_dir, visit
-from rollout_cli.core.audit import AuditLog
+from rollout_cli.core.audit import AuditLog, append_line
 from rollout_cli.core.workspace import PERCENTAGE_KEY
 from support import NO_GATEWAY, QuietServer, make_world, process_sandbox, rollout, wait_until
 
@@ -171,6 +171,53 @@ def test_a_hostile_reason_and_actor_in_the_audit_trail_are_escaped(tmp_path):
     assert seen.probe["scripts"] == ["application/json"] and seen.probe["images"] == 0
     assert HOSTILE in seen.probe["changes"]  # shown as text, exactly
     assert embedded(page)["timeline"]["events"][0]["reason"] == HOSTILE
+
+
+def _summary(requests: float, failed: float, fallbacks: float, slow: float, started: float) -> dict:
+    """A /metrics/ summary as `rollout watch` stores it: counters since the gateway started, overhead buckets."""
+    return {"requests": requests, "failed": failed, "check_requests": 0.0, "fallbacks": fallbacks,
+            "failed_fallbacks": 0.0, "overhead_buckets": {"0.005": requests - slow, "0.5": requests, "+Inf": requests},
+            "latency_buckets": {}, "deployment_state": {}, "models": {}, "has_litellm_metrics": True,
+            "started": started}
+
+
+def test_without_prometheus_the_charts_come_from_rollouts_own_samples(tmp_path):
+    """No metrics.source: watch's samples and status's traffic readings, each pair one point; a restart between
+    two samples counts from zero (the counters began again)."""
+    world = make_world(tmp_path)  # at 10 %
+    state = world.ws / ".rollout"
+    now = datetime.now(UTC).timestamp()
+
+    def iso(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    AuditLog(state).append("advance", time=iso(now - 400), reason="first step",
+                           changes=[{"key": PERCENTAGE_KEY, "before": "0", "after": "10"}])
+    samples = [(now - 300, _summary(0, 0, 0, 0, 1.0)), (now - 240, _summary(100, 2, 1, 0, 1.0)),
+               (now - 180, _summary(250, 2, 1, 30, 1.0)), (now - 120, _summary(40, 4, 1, 0, 2.0))]  # restarted
+    for ts, summary in samples:
+        append_line(state / "samples.jsonl", {"time": iso(ts), "ts": ts, "stage": 10, "metrics": summary})
+    for ts, gateway, app in ((now - 300, 0, 0), (now - 200, 10, 100), (now - 100, 40, 300)):
+        append_line(state / "traffic.jsonl", {"ts": ts, "gateway": gateway, "app": app})
+    page = tmp_path / "report.html"
+    world.cli("report", "--html", str(page))
+    timeline = embedded(page)["timeline"]
+    assert timeline["source"]["source"] == "samples" and timeline["missing"] == []
+    panels = {name: timeline["charts"][name]["rollout"] for name in CHARTS}
+
+    def values(name: str, line: str) -> list[float]:
+        return [v for _, v in panels[name]["series"][line]]
+
+    assert values("requests", "gateway") == [100.0, 150.0, 40.0]  # per minute; the restart counts from zero
+    assert values("errors", "gateway") == [2.0, 0.0, 10.0]  # percent
+    assert values("fallbacks", "fallback rate") == [1.0, 0.0, 2.5]
+    # p95 interpolated in its bucket: all 100 under 5 ms; 30 of 150 between 5 and 500 ms; all 40 under 5 ms
+    assert values("latency", "added p95") == [4.75, pytest.approx(5 + 495 * 22.5 / 30), 4.75]
+    assert values("share", "observed") == [10.0, 15.0]  # from status's readings: gateway / app
+    assert values("requests", "direct") == [54.0, 102.0]
+    assert "direct path is not in rollout's samples" not in (panels["requests"]["note"] or "")
+    assert "direct path is not in rollout's samples" in panels["errors"]["note"]
+    assert [e["ts"] for e in timeline["events"]] == [float(int(now - 400))]
 
 
 # --- a real run: 0 -> 10 -> 50, a rollback, 10 again ------------------------------------------
