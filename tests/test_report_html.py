@@ -97,13 +97,14 @@ def test_the_browser_detectors_see_a_console_error_an_exception_and_a_request_le
     try:
         leak = f"http://127.0.0.1:{server.server_address[1]}/leak.png"
         bad = tmp_path / "bad.html"
-        bad.write_text(f'<!DOCTYPE html><html><body><h1 id="verdict">GO</h1><img src="{leak}">'
+        bad.write_text(f'<!DOCTYPE html><html><head><link rel="stylesheet" href="{leak}.css"></head><body>'
+                       f'<h1 id="verdict">GO</h1><img src="{leak}">'
                        '<script>console.error("planted error"); undefinedFunction();</script></body></html>')
         seen = visit(bad.as_uri(), PROBE)
     finally:
         server.shutdown()
         server.server_close()
-    assert leak in seen.requests and Recorder.seen == ["/leak.png"]
+    assert {leak, f"{leak}.css"} <= set(seen.requests) and sorted(Recorder.seen) == ["/leak.png", "/leak.png.css"]
     assert any("planted error" in e for e in seen.console_errors), seen.console_errors
     assert any("undefinedFunction" in e for e in seen.console_errors), seen.console_errors
     assert seen.probe["verdict"] == "GO" and seen.probe["charts"] == {}
