@@ -158,6 +158,8 @@ def _final_report(root: Path) -> tuple[str | None, str]:
         verdict = report(load_workspace(root), html=target).payload.decision.verdict.value
     except RolloutError as exc:
         return None, f"no HTML report of the run: {exc}"
+    except Exception as exc:  # a bug in the report must never keep the sandbox running: down goes on
+        return None, f"no HTML report of the run: internal error {type(exc).__name__}; run `rollout report --debug`"
     return str(target), f"the report of this run ({verdict}): {target}"
 
 
