@@ -145,6 +145,18 @@ def test_swarm_settings_are_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
+def test_an_engine_that_is_no_swarm_manager_is_named(tmp_path: Path) -> None:
+    """The machine's own engine (never in swarm mode): exit 4, naming the engine and what to do."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rollout.yaml").write_text(workspace_yaml(container=None, runtime="swarm", extra_gateway="  service: gw\n"))
+    result = rollout("-w", str(ws), "gateway", "stop", env={"DOCKER_HOST": "unix:///var/run/docker.sock"})
+    assert result.exit_code == 4
+    assert ("the Docker engine at unix:///var/run/docker.sock is not a swarm manager, so it cannot look up "
+            "service 'gw'; point DOCKER_HOST at a manager") in result.output
+
+
+@pytest.mark.docker
 @pytest.mark.slow(420)
 def test_gateway_wait_then_status_shows_every_replica(stack: Stack) -> None:
     waited = stack.cli("gateway", "wait", "--timeout", str(READY_S))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rollout_cli.errors import ContainerNotFound, InputError, UnavailableError
 from rollout_cli.io.container import _explain, _parse_time, connect
-from rollout_cli.io.engine import unavailable
+from rollout_cli.io.engine import docker_host, unavailable
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -202,8 +202,8 @@ def _engine_errors(name: str, action: str) -> Iterator[None]:
         raise ContainerNotFound(f"swarm service '{name}' vanished while trying to {action} it: {_explain(exc)} "
                                 "(docker service ls)") from exc
     except docker.errors.APIError as exc:
-        if "not a swarm manager" in str(exc) or "This node is not a swarm manager" in _explain(exc):
-            raise UnavailableError(f"the Docker engine at DOCKER_HOST is not a swarm manager, so it cannot {action} "
+        if "not a swarm manager" in _explain(exc):
+            raise UnavailableError(f"the Docker engine at {docker_host()} is not a swarm manager, so it cannot {action} "
                                    f"service '{name}'; point DOCKER_HOST at a manager (scripts/swarm-up.sh "
                                    "prints one)") from exc
         raise UnavailableError(f"Docker engine refused to {action} service '{name}': {_explain(exc)}") from exc
