@@ -2,7 +2,8 @@
 # Undo scripts/swarm-up.sh: the swarm, its dockerd, the namespace, the engine's folders.
 # Safe to run any number of times, and when swarm-up.sh stopped half-way.
 #
-# Usage: scripts/swarm-down.sh      (env: ROLLOUT_SWARM_NS, ROLLOUT_SWARM_SOCKET as for swarm-up.sh)
+# Usage: scripts/swarm-down.sh      (env: ROLLOUT_SWARM_NS, ROLLOUT_SWARM_SOCKET as for swarm-up.sh;
+#        ROLLOUT_SWARM_KEEP_DATA=1 keeps the engine's data folder, so the next swarm-up.sh need not copy the images)
 set -euo pipefail
 
 NS="${ROLLOUT_SWARM_NS:-rollout-swarm}"
@@ -40,8 +41,10 @@ if ip netns list | grep -qw "^${NS}"; then
     ip netns del "${NS}"
 fi
 # The engine's own mounts under its roots (overlay layers, netns files) go before the folders do.
+# /proc/mounts names them by their real path (/var/run is a link to /run here).
 for root in "${EXEC}" "${DATA}"; do
-    grep -o " ${root}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    real="$(readlink -f "${root}")"
+    grep -o " ${real}/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 done
 rm -rf "${EXEC}"
 if [ "${ROLLOUT_SWARM_KEEP_DATA:-0}" != "1" ]; then
