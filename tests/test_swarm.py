@@ -23,6 +23,11 @@ from pathlib import Path
 import docker.errors
 import pytest
 
+from rollout_cli.gateway.api import Probe
+from rollout_cli.gateway.control import ReplicaHealth, replicas_problem
+from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, Replica, replica_url
+from rollout_cli.io.container import ContainerState
+from rollout_cli.io.swarm import ServiceState, TaskState
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
 from support import rollout, wait_until
 from test_json_contract import valid
@@ -177,6 +182,10 @@ def test_gateway_wait_then_status_shows_every_replica(stack: Stack) -> None:
     assert "replicas   2/2 running" in text.stdout
     assert "replica 2  ok: task running" in text.stdout
 
+    logs = valid("gateway logs", stack.json("gateway", "logs", "--tail", "100"))  # the last 100 of each replica
+    assert logs["runtime"] == "swarm" and logs["target"] == stack.service
+    assert sum("LiteLLM: Proxy initialized with Config" in line for line in logs["lines"]) == 2
+
 
 @pytest.mark.docker
 def test_one_stuck_replica_is_seen_while_the_other_answers(stack: Stack, swarm) -> None:  # type: ignore[no-untyped-def]
@@ -249,3 +258,46 @@ def test_gateway_restart_replaces_every_replica(stack: Stack) -> None:
     assert restarted["changed"] and restarted["healthy"]
     now = stack.running_tasks()
     assert len(now) == 2 and not before & {t["ID"] for t in now}
+
+
+def _task(slot: int, state: str = "running") -> TaskState:
+    return TaskState(slot=slot, task_id=f"t{slot}", state=state, desired_state="running", node="vm",
+                     container_id=None, error=None, since=None, restarts=0)
+
+
+def _service(labels: dict[str, str], desired: int = 2, tasks: list[TaskState] | None = None) -> ServiceState:
+    tasks = tasks if tasks is not None else [_task(1), _task(2)]
+    return ServiceState(name="gw", id="s1", image="img", desired=desired,
+                        running=sum(t.state == "running" for t in tasks), update_state=None, update_started=None,
+                        labels=labels, tasks=tasks)
+
+
+@pytest.mark.parametrize(("url", "labels", "slot", "expected"), [
+    ("http://127.0.0.1:4001", {REPLICA_PORT_LABEL: "4000"}, 2, "http://127.0.0.1:4002"),
+    ("https://gw.internal/v1", {REPLICA_PORT_LABEL: "8800"}, 1, "https://gw.internal:8801"),
+    ("http://127.0.0.1:4001", {}, 1, None),  # no label: no port rollout could know
+    ("http://127.0.0.1:4001", {REPLICA_PORT_LABEL: "four"}, 1, None),
+    ("http://127.0.0.1:4001", {REPLICA_PORT_LABEL: "4000"}, 0, None),  # a global service's tasks have no slot
+])
+def test_replica_url_is_the_port_base_plus_the_slot(url: str, labels: dict, slot: int, expected: str | None) -> None:
+    assert replica_url(url, _service(labels), slot) == expected
+
+
+def _health(slot: int, state: str = "running", live: bool = True, ready: bool = True) -> ReplicaHealth:
+    replica = Replica(_task(slot, state), f"http://127.0.0.1:{4000 + slot}")
+    return ReplicaHealth(replica, Probe(live, 200 if live else None, 1.0), Probe(ready, 200 if ready else 503, 1.0))
+
+
+@pytest.mark.parametrize(("desired", "checked", "expected"), [
+    (2, [_health(1), _health(2)], None),
+    (2, [_health(1), _health(2, live=False)], "replica 2 (http://127.0.0.1:4002): liveliness no answer"),
+    (2, [_health(1, ready=False), _health(2, "starting")],
+     "replica 1 (http://127.0.0.1:4001): readiness HTTP 503 (and 1 more)"),
+    (3, [_health(1), _health(2)], "2 of 3 replicas ready"),
+    (0, [], "service gw is scaled to 0"),
+])
+def test_replicas_problem_names_the_first_broken_replica(desired: int, checked: list, expected: str | None) -> None:
+    state = ContainerState(name="gw", id="s1", status="running", running=True, health=None, started_at=None,
+                           finished_at=None, uptime_s=None, restart_count=0, image="img", exit_code=None,
+                           oom_killed=False)
+    assert replicas_problem(state, desired, checked) == expected

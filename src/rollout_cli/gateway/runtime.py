@@ -273,7 +273,7 @@ class ProcessGateway(GatewayRuntime):
 REPLICA_PORT_LABEL = "rollout.replica-port-base"
 REPLICAS_BEFORE_STOP_LABEL = "rollout.replicas-before-stop"
 STOP_SETTLE_S = 60.0  # beyond the step's timeout: the service's own stop_grace_period, then the engine reaping the tasks
-UPDATE_BEGINS_S = 10.0  # beyond the grace period: the engine's own time to reap the tasks
+UPDATE_BEGINS_S = 10.0  # how long a restart waits for the engine to mark its rolling update as begun
 
 
 @dataclass(frozen=True)
