@@ -16,6 +16,9 @@ say() { echo "swarm-down: $*" >&2; }
 
 [[ "${NS}" =~ ^[A-Za-z0-9_.-]+$ ]] || { say "ROLLOUT_SWARM_NS='${NS}' is not a plain name"; exit 1; }
 [ "${SOCK}" != "/var/run/docker.sock" ] || { say "ROLLOUT_SWARM_SOCKET is the machine's own engine; refusing"; exit 1; }
+# One swarm-up.sh or swarm-down.sh at a time (a CI run and an operator, say): they share one namespace.
+exec 9>"/run/lock/${NS}.lock"
+flock -w 300 9 || { echo "${0##*/}: another swarm-up.sh or swarm-down.sh holds /run/lock/${NS}.lock" >&2; exit 1; }
 
 if [ -S "${SOCK}" ] && docker -H "unix://${SOCK}" info >/dev/null 2>&1; then
     say "removing the services and leaving the swarm"

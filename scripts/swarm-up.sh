@@ -43,6 +43,9 @@ swarm() { docker -H "unix://${SOCK}" "$@"; }
 [ "unix://${SOCK}" != "${MAIN}" ] || die "ROLLOUT_SWARM_SOCKET is the machine's own engine; choose another path"
 command -v dockerd >/dev/null || die "dockerd is missing; run scripts/docker-up.sh first"
 command -v nsenter >/dev/null || die "nsenter is missing (util-linux); apt-get install util-linux"
+# One swarm-up.sh or swarm-down.sh at a time (a CI run and an operator, say): they share one namespace.
+exec 9>"/run/lock/${NS}.lock"
+flock -w 300 9 || { echo "${0##*/}: another swarm-up.sh or swarm-down.sh holds /run/lock/${NS}.lock" >&2; exit 1; }
 started=$SECONDS
 
 if ! ip netns list | grep -qw "^${NS}"; then
@@ -68,7 +71,7 @@ if ! answers; then
         mkdir -p "$(dirname "${LOG}")"
         setsid nsenter --net="/var/run/netns/${NS}" dockerd --data-root "${DATA}" --exec-root "${EXEC}" \
             --pidfile "${PIDFILE}" -H "unix://${SOCK}" --bridge=none --iptables=false --ip6tables=false \
-            >>"${LOG}" 2>&1 </dev/null &
+            >>"${LOG}" 2>&1 </dev/null 9>&- &   # 9>&-: the engine must not hold our lock
     fi
     until answers; do
         if (( SECONDS - started >= TIMEOUT )); then
