@@ -10,7 +10,9 @@ Layout of a sandbox folder DIR (DIR is also a complete rollout workspace):
     DIR/.rollout/master.key          generated master key, mode 0600
     DIR/.rollout/sandbox.json        what was started: pids with start times, the container
     DIR/prometheus/                  prometheus.yml (from deploy/prometheus.yml), data/
-    DIR/.rollout/{simulator,gateway,prometheus}.log
+    DIR/.rollout/{simulator,gateway,prometheus,receiver}.log
+    DIR/.rollout/notify-url, notify-secret   the notification receiver's URL and signing secret (0600),
+                                     named by rollout.yaml's `notify:`; what it got: notifications.jsonl
 
 `up` on a sandbox that is already up and healthy changes nothing and says so;
 one that is partly up (a process died) is stopped and started again cleanly.
@@ -40,6 +42,13 @@ from rollout_cli.io.net import HOST, ensure_port_free, free_port, loopback_envir
 from rollout_cli.io.process import spawn_detached, tail_file
 from rollout_cli.sandbox import prometheus
 from rollout_cli.sandbox.app import APP_RUNTIMES, app_status, start_app, stop_app
+from rollout_cli.sandbox.notifications import (
+    NOTIFY_YAML,
+    receiver_running,
+    receiver_status,
+    start_receiver,
+    stop_receiver,
+)
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
 from rollout_cli.sandbox.state import (
     CALLER_KEYS,
@@ -184,6 +193,7 @@ def up(
                     )
                 _ensure_app(existing, app_runtime, say)
                 _ensure_prometheus(existing, say)
+                _ensure_receiver(existing, say)
                 return _info(existing, already_up=True)
             say("stopping the leftovers of an earlier sandbox")
             _stop_all(existing)
@@ -225,6 +235,8 @@ def up(
             _start_prometheus(state)  # becomes ready while the gateway boots
             say(f"starting the OpenRouter simulator on {state.simulator_url}")
             _start_simulator(state)
+            say("starting the notification receiver")
+            start_receiver(state, {gateway_port, simulator_port, app_port, prometheus_port})
             say(f"starting the gateway ({chosen}) on {state.gateway_url}")
             gateway = _start_gateway(state, key)
             say("waiting for the gateway to become healthy")
@@ -274,6 +286,14 @@ def _ensure_prometheus(state: SandboxState, say: Step) -> None:
     say(f"starting Prometheus on {state.prometheus_url}")
     _start_prometheus(state)
     _wait_prometheus(state, say)
+
+
+def _ensure_receiver(state: SandboxState, say: Step) -> None:
+    """A healthy sandbox whose receiver died (or that predates it) gets one, and its URL file the new port."""
+    if receiver_running(state):
+        return
+    say("starting the notification receiver")
+    start_receiver(state, {state.gateway_port, state.simulator_port, state.app_port, state.prometheus_port})
 
 
 def _free_port_besides(taken: set[int]) -> int:
@@ -393,7 +413,7 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
             app_extra=f"  metrics_url: http://{HOST}:{app_port}/metrics  # the sample app's request counter\n"
                       f"  probe: http://{HOST}:{app_port}/probe  # its direct path, checked by level 3\n",
-        ),
+        ) + NOTIFY_YAML,
     )
     key_file = root / ".rollout" / KEY_NAME
     if key_file.exists():
@@ -486,6 +506,8 @@ def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0)
         pids["gateway"] = record.process.pid
     if state.prometheus:
         pids["prometheus"] = state.prometheus.pid
+    if state.receiver:
+        pids["receiver"] = state.receiver.pid
     return SandboxInfo(
         root=state.root, runtime=state.runtime, gateway_url=state.gateway_url,
         simulator_url=state.simulator_url, gateway_port=state.gateway_port,
@@ -513,8 +535,8 @@ def down(root: Path) -> list[str]:
 
 
 def _stop_all(state: SandboxState) -> list[str]:
-    """Prometheus and the app first (they call the others), the gateway (it calls the simulator), the simulator;
-    errors do not stop the rest."""
+    """Prometheus and the app first (they call the others), the gateway (it calls the simulator), the simulator,
+    the notification receiver; errors do not stop the rest."""
     stopped: list[str] = []
     problems: list[str] = []
     if state.prometheus is not None and state.prometheus.stop():
@@ -539,6 +561,7 @@ def _stop_all(state: SandboxState) -> list[str]:
             problems.append(exc.message)
     if state.simulator is not None and state.simulator.stop():
         stopped.append(f"simulator process {state.simulator.pid}")
+    stopped += stop_receiver(state)  # last: nothing calls it but rollout
     if problems:
         raise UnavailableError(
             f"stopped {', '.join(stopped) or 'nothing'}, but not the gateway container: {problems[0]}"
@@ -604,4 +627,4 @@ def status(root: Path) -> dict[str, Any]:
                if state.prometheus_url else None)
     return {"dir": str(root), "up": True, "healthy": healthy, "runtime": state.runtime,
             "created": state.created, "simulator": simulator, "gateway": gateway, "app": app_status(root),
-            "prometheus": metrics}
+            "prometheus": metrics, "receiver": receiver_status(state)}

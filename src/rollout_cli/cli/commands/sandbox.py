@@ -1,4 +1,4 @@
-"""`rollout sandbox up|down|status|fault|traffic`: the whole world locally, no key and no network needed."""
+"""`rollout sandbox up|down|status|fault|traffic|notifications`: the whole world locally, no key and no network needed."""
 
 from __future__ import annotations
 
@@ -119,6 +119,19 @@ def register(app: typer.Typer) -> None:
         from rollout_cli.sandbox.traffic import traffic as core_traffic  # lazy: start-up time
 
         render(core_traffic(_dir(ctx, None), rps=rps, duration=duration, model=model), json_output)
+
+    @sandbox.command("notifications", help="What the sandbox's notification receiver got from rollout (the "
+                     "`sandbox` webhook sink of its rollout.yaml), oldest first; --answer makes it fail on purpose.")
+    def notifications(
+        ctx: typer.Context,
+        directory: Path = sandbox_dir_argument(),
+        answer: str = typer.Option(None, "--answer", help="From now on answer ok (200), hang (no answer), or an "
+                                   "HTTP status such as 500."),
+        json_output: bool = json_option(),
+    ) -> None:
+        from rollout_cli.sandbox.notifications import notifications as core_notifications  # lazy: start-up time
+
+        render(core_notifications(_dir(ctx, directory), answer=answer), json_output)
 
     app_cli = typer.Typer(help="The sandbox's sample app: an OpenAI-compatible client on OpenFeature (flagd, file "
                           "mode) that sends each user through the gateway or direct, as its flags file says.",
