@@ -15,6 +15,7 @@ from rollout_cli.core.playbooks import find_playbook
 from rollout_cli.core.recovery import finish_interrupted_writes
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
+from rollout_cli.core.stagemetrics import write_stage_metrics
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.io.lock import WorkspaceLock
@@ -130,6 +131,7 @@ def run_rollback(
             except RolloutError as exc:  # the changes are made: still report them, and say the record is missing
                 messages.append(f"the audit record could not be written: {exc}")
                 code = code or exc.exit_code
+            messages += filter(None, [write_stage_metrics(ws)])
     duration_s = round(time.monotonic() - started, 4)  # the rollback's own time: notifying comes after it
     deliveries: list[Delivery] = []
     if mode == "run" and announce_as is not None and ws.notify:

@@ -20,6 +20,7 @@ from rollout_cli.core.quota import Forecast, QuotaLedger, forecast
 from rollout_cli.core.recovery import recover_app_files
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
+from rollout_cli.core.stagemetrics import refresh_stage_metrics, write_stage_metrics
 from rollout_cli.core.workspace import ENABLED_KEY, PERCENTAGE_KEY, Workspace
 from rollout_cli.errors import CheckFailed, ExitCode, InputError, RolloutError
 from rollout_cli.gateway.topology import load_topology
@@ -199,6 +200,7 @@ def _advance(
     audit = AuditLog(ws.state_dir)
     if decision.verdict is not Verdict.GO:
         audit.append("advance", reason=reason, result=decision.verdict.value, decision=_brief(decision), changes=[])
+        refresh_stage_metrics(ws)
         return Result("advance", data, [f"stays at {decision.current}%: nothing written"], decision.verdict.exit_code)
     if confirm is not None and not confirm(decision):
         raise InputError("advance not confirmed; nothing written")
@@ -266,6 +268,7 @@ def _write_stage(ws: Workspace, decision: Decision, *, reason: str | None, skip_
             result="ok" if code == 0 else "failed", exit_code=int(code), skip_soak=skip_soak,
             decision=_brief(decision), changes=[c for r in reports for s in r.steps for c in s.changes],
         )
+        write_stage_metrics(ws)
         return reports
 
 

@@ -59,11 +59,18 @@ def register(app: typer.Typer) -> None:
             )
         render(result, json_output)
 
-    @sandbox.command("down", help="Stop exactly what `sandbox up` started; harmless when nothing is up.")
-    def down(ctx: typer.Context, directory: Path = sandbox_dir_argument(), json_output: bool = json_option()) -> None:
+    @sandbox.command("down", help="Write the run's HTML report to DIR/report.html, then stop exactly what "
+                     "`sandbox up` started; harmless when nothing is up.")
+    def down(
+        ctx: typer.Context,
+        directory: Path = sandbox_dir_argument(),
+        report: bool = typer.Option(True, "--report/--no-report", help="Write DIR/report.html first (default), "
+                                    "or only stop."),
+        json_output: bool = json_option(),
+    ) -> None:
         from rollout_cli.sandbox import commands  # lazy: start-up time
 
-        render(commands.down(_dir(ctx, directory)), json_output)
+        render(commands.down(_dir(ctx, directory), report=report), json_output)
 
     @sandbox.command("status", help="The simulator and the gateway of a sandbox: state, ports, runtime, faults.")
     def status(ctx: typer.Context, directory: Path = sandbox_dir_argument(), json_output: bool = json_option()) -> None:

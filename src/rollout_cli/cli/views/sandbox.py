@@ -23,7 +23,8 @@ def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
     out.print(f"  simulator  {esc(d['simulator_url'])}  pid {d['pids'].get('simulator')}")
     if d["prometheus_url"]:
         out.print(f"  prometheus {esc(d['prometheus_url'])}  pid {d['pids'].get('prometheus')}  "
-                  "(jobs litellm every 2 s, app every 1 s)")
+                  "(jobs litellm every 2 s, app every 1 s" + (", rollout every 1 s)" if "node_exporter" in d["pids"]
+                                                               else ")"))
     if d["pids"].get("receiver"):
         out.print(f"  receiver   pid {d['pids']['receiver']}: the `sandbox` notify sink (`rollout sandbox notifications`)")
     out.print(f"  workspace  {esc(d['dir'])}/rollout.yaml, app repo {esc(d['dir'])}/app")
@@ -58,6 +59,10 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
         jobs = ", ".join(f"{job} {health}" for job, health in sorted(prom["targets"].items())) or "no targets yet"
         out.print(f"  prometheus {esc(prom['url'])}  pid {prom['pid']}  {_running(prom['running'])}, "
                   f"ready {'ok' if prom['ready'] else 'no'}, targets {esc(jobs)}")
+    exporter = d.get("node_exporter")
+    if exporter:
+        out.print(f"  node_exporter {esc(exporter['url'])}  pid {exporter['pid']}  {_running(exporter['running'])}, "
+                  f"serving {esc(d['dir'])}/.rollout/rollout.prom")
     receiver = d.get("receiver")
     if receiver:
         out.print(f"  receiver   {esc(receiver['url'])}  pid {receiver['pid']}  {_running(receiver['running'])}, "
