@@ -233,10 +233,10 @@ STAY_S = 25.0  # at each stage
 def test_a_sandbox_run_0_10_50_rollback_10_is_charted_and_opens_clean_in_chromium(tmp_path):
     root = tmp_path / "sb"
     with process_sandbox(root) as box:
-        (root / "books").mkdir()
-        (root / "books" / "rollout.yaml").write_text(PLAN)
-        with (root / "rollout.yaml").open("a") as config:
-            config.write(f"playbooks: ./books\nmetrics: {{source: prometheus, url: {box.prometheus_url}}}\n")
+        (root / "playbooks" / "rollout.yaml").write_text(PLAN)  # the sandbox's plan, with this test's soak
+        config = (root / "rollout.yaml").read_text()
+        if "\nmetrics:" not in config:
+            (root / "rollout.yaml").write_text(config + f"metrics: {{source: prometheus, url: {box.prometheus_url}}}\n")
         load = subprocess.Popen([sys.executable, "-m", "rollout_cli", "-w", str(root), "sandbox", "traffic",
                                  "--rps", "25", "--duration", "150"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

@@ -375,6 +375,21 @@ def test_down_never_signals_a_pid_that_now_belongs_to_another_process(tmp_path: 
     assert record.stop() is False  # and this test process is still here to say so
 
 
+def test_picked_ports_are_free_and_below_the_ephemeral_range_where_outgoing_connections_take_theirs() -> None:
+    """A port picked now and listened on later must not become an outgoing connection's local end meanwhile."""
+    import socket
+
+    from rollout_cli.io.net import free_port
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(20)]
+    assert all(20000 <= port < low for port in ports), ports
+    assert len(set(ports)) > 1  # picked at random, not the same one each time
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[0]))
+    assert all(free_port(ports[0]) != ports[0] for _ in range(50))
+
+
 def test_up_on_a_partly_up_sandbox_stops_the_leftovers_and_reuses_its_ports(fresh: Path) -> None:
     """A sandbox whose simulator died: `up` stops what still runs (here a stand-in), then starts
     again with the recorded runtime and ports. A 1 s timeout keeps the test from paying for a full start."""

@@ -163,12 +163,14 @@ def test_a_workspace_suite_overrides_the_packaged_one(sb, tmp_path):
 
     ws = tmp_path / "ws"
     shutil.copytree(sb.root, ws, ignore=shutil.ignore_patterns("app", "*.log", "sandbox.json", "*.lock"))
-    (ws / "playbooks").mkdir()
+    (ws / "playbooks").mkdir(exist_ok=True)  # the sandbox's own playbooks folder (its stage plan) is copied too
     (ws / "playbooks" / "smoke.yaml").write_text(
         "cases:\n  - name: shout\n    prompt: ping\n    assert: {regex: '^PONG$'}\ndrill: false\n"
     )
     text = (ws / "rollout.yaml").read_text().replace("./app", str(sb.root / "app"))
-    (ws / "rollout.yaml").write_text(text + "playbooks: ./playbooks\n")
+    if "\nplaybooks:" not in text:
+        text += "playbooks: ./playbooks\n"
+    (ws / "rollout.yaml").write_text(text)
     result, data = smoke(sb, "-m", "kimi-k2", ws=ws)
     assert result.exit_code == 1
     shout = checks(data)[("kimi-k2", "shout")]

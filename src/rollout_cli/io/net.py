@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import http.client
 import os
+import random
 import socket
 import ssl
 import threading
@@ -26,13 +27,46 @@ _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
 def free_port(avoid: int | None = None) -> int:
-    """A port the kernel says is free on loopback now (another program may take it later)."""
-    while True:
+    """A port free on loopback now, below the kernel's ephemeral range when it can be (another program may take it
+    later).
+
+    A port picked now is listened on seconds later (the sample app starts after the gateway is healthy). A port
+    from the ephemeral range may meanwhile become the local end of an outgoing connection, and the listener then
+    fails with "Address already in use" (seen under load with many loopback connections). Outgoing connections
+    never take a port below that range, so a random free one there only races with another picker.
+    """
+    low, _high = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(64):
+        port = rng.randrange(_LOWEST_PICKED, low) if low > _LOWEST_PICKED + 1000 else 0
+        if port == 0:
+            break
+        if port == avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    while True:  # no room below the ephemeral range: whatever the kernel gives
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((HOST, 0))
             port = int(sock.getsockname()[1])
         if port != avoid:
             return port
+
+
+_LOWEST_PICKED = 20000  # above the ports services usually listen on (4000, 8080, 9090, 9100, ...)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+            low, high = (int(part) for part in handle.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def ensure_port_free(port: int, option: str) -> None:
