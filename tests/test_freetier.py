@@ -382,7 +382,7 @@ def test_fallback_rate_sees_a_dead_primary_its_fallbacks_hide(sb: Any) -> None:
         data = cli(sb, "report", code=1)
         fallback = gate(data, "fallback rate")
         assert fallback["status"] == "fail"
-        assert fallback["value"] == "83.33% (25 of 30)"
+        assert fallback["value"] == "83.33% (25 of 30)", json.dumps(data["snapshot"]["window"])
         assert gate(data, "error rate")["status"] == "pass"  # the error rate alone would not see it
     finally:
         cli(sb, "rollback", "--level", "1", "--yes", "--reason", "fallback gate test", code=0)

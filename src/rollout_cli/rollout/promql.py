@@ -142,19 +142,16 @@ def scraped_after(prom: Prometheus, at: float, metrics: tuple[str, ...], wait_s:
     between its last two `up` samples) falls after `at + wait_s` is not waited
     for: the snapshot says the window ends at its last scrape.
     """
-    names = "|".join(metrics)
-    # a failed scrape's `up` sample is 0: its time becomes 0, a target behind until a scrape succeeds
-    expr = f'timestamp(up) * up and on (job, instance) group by (job, instance) ({{__name__=~"{names}"}})'
     started = time.monotonic()
     due: float | None = None  # when the targets behind are next scraped, from their last two scrapes
     while True:
-        last = {_target(s): s.value for s in prom.query(expr, time.time())}
+        last = last_scrapes(prom, time.time(), metrics)
         behind = [t for t, ts in last.items() if ts < at]
         waited = time.monotonic() - started
         if not behind or waited >= wait_s:
             break
         if due is None:
-            before = {_target(s): s.value for s in prom.query(expr, min(last[t] for t in behind) - 0.001)}
+            before = last_scrapes(prom, min(last[t] for t in behind) - 0.001, metrics)
             due = max(2 * last[t] - before.get(t, last[t]) for t in behind)  # a failing target: 0, waited for
             if due > at + wait_s:
                 break  # a long scrape interval: waiting would not help within the bound
@@ -163,6 +160,14 @@ def scraped_after(prom: Prometheus, at: float, metrics: tuple[str, ...], wait_s:
     return Freshness(at, max(last.values()) if fresh else at, last, waited,
                      [f"{t} ({at - last[t]:.1f} s before)" if last[t] else f"{t} (its last scrape failed)"
                       for t in sorted(behind)])
+
+
+def last_scrapes(prom: Prometheus, at: float, metrics: tuple[str, ...]) -> dict[str, float]:
+    """Each target exporting one of `metrics`: the time of its last scrape at or before `at` (0: it failed)."""
+    names = "|".join(metrics)
+    # a failed scrape's `up` sample is 0: its time becomes 0, a target behind until a scrape succeeds
+    expr = f'timestamp(up) * up and on (job, instance) group by (job, instance) ({{__name__=~"{names}"}})'
+    return {_target(s): s.value for s in prom.query(expr, at)}
 
 
 def _target(series: Series) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,7 +33,7 @@ from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX, GatewayClient
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.plan import StagePlan
-from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable, scraped_after, window_count
+from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable, last_scrapes, scraped_after, window_count
 from rollout_cli.rollout.samples import SampleStore
 
 SNAPSHOT_VERSION = 1
@@ -289,7 +289,13 @@ def prometheus_window(
     answers: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
         futures = {key: pool.submit(prom.query, expr, end) for key, expr in jobs.items()}
-        for key, future in futures.items():
+        # The window's counts run from the gateway's last scrape before its start to its last one before its
+        # end: rollout's own fallback drills are taken out over exactly those times (a drill just before the
+        # stage began is in the window when the gateway's next scrape came after it).
+        scraped = {edge: pool.submit(last_scrapes, prom, at, (TOTAL_REQUESTS,)) for edge, at in
+                   (("opened", start), ("closed", end))}
+        pending: dict[str, Future[Any]] = {**futures, **scraped}
+        for key, future in pending.items():
             try:
                 answers[key] = future.result()
             except PrometheusUnavailable as exc:
@@ -314,8 +320,7 @@ def prometheus_window(
     def total(key: str) -> float:
         return sum(s.value for s in answers[key])
 
-    odd = sorted(key for key, got in answers.items() if not key.startswith("custom:")
-                 and any(not math.isfinite(s.value) or s.value < 0 for s in got))
+    odd = sorted(key for key in queries if any(not math.isfinite(s.value) or s.value < 0 for s in answers[key]))
     if odd:  # a counter's increase is never negative, NaN or infinite: the series are not what they claim
         return unjudged(f"Prometheus {prom.url} answered a negative, NaN or infinite "
                         f"increase for {', '.join(odd)}; check its scrape of the counters")
@@ -327,7 +332,8 @@ def prometheus_window(
         window.update(
             requests=total("requests"), failed=total("failed"),
             fallbacks=total("fallbacks") + total("failed_fallbacks"),
-            drills=ledger.drills_since(start, now),
+            drills=ledger.drills_since(min(answers["opened"].values(), default=start),
+                                       min(answers["closed"].values(), default=end)),
             overhead_buckets={s.labels.get("le", "?"): s.value for s in answers["overhead"]},
         )
     if not answers["app_requests"]:
@@ -411,7 +417,8 @@ def metrics_evidence(ws: Workspace, plan: StagePlan, snap: Snapshot, client: Gat
     if settings.source == "prometheus" and settings.url:
         prom = Prometheus(settings.url, settings.token())
         snap.window, snap.app, snap.custom = prometheus_window(prom, QuotaLedger(ws.state_dir), start, snap.now, plan)
-        snap.metrics_source = {"source": "prometheus", "url": settings.url, "queries": prom.queries}
+        waited = ((snap.window or {}).get("freshness") or {}).get("waited_s")
+        snap.metrics_source = {"source": "prometheus", "url": settings.url, "queries": prom.queries, "waited_s": waited}
         return
     # Scrape before the checks run: the window must not count this evaluation's own check requests.
     scrape, error = scrape_metrics(ws, client)
