@@ -68,13 +68,19 @@ def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
     assert plausible_share(at_10[1], at_10[0], 10) and at_10[2] == at_10[4] == 0, counts
     assert after_rollback[1] == 0 and after_rollback[4] == after_rollback[0], counts
     assert "rollback to level 1: done in " in out
+    # down wrote the run's HTML report first, and the tour ends with its path (issue 21)
+    page = tmp_path / "sandbox" / "report.html"
+    assert out.rstrip().endswith(f"the HTML report of this run (open it in a browser): {page}")
+    text = page.read_text()
+    assert 'id="report-data"' in text and text.count('<figure class="chart"') == 5
+    assert "tour: primary answering 500" in text  # the rollback's reason, in the stage changes
     # down left nothing running
     # (the line is wrapped at 80 columns: any space may be a line break)
-    stopped = re.search(r"^stopped\s+prometheus\s+process\s+(\d+),\s+sample\s+app\s+container\s+\S+,\s+gateway\s+"
-                        r"container\s+([^,\s]+),", out, re.MULTILINE)
+    stopped = re.search(r"^stopped\s+prometheus\s+process\s+(\d+),\s+node_exporter\s+process\s+(\d+),\s+sample\s+app"
+                        r"\s+container\s+\S+,\s+gateway\s+container\s+([^,\s]+),", out, re.MULTILINE)
     assert stopped is not None, out[-2000:]
-    assert _gone(int(stopped.group(1)))
-    name = stopped.group(2)
+    assert _gone(int(stopped.group(1))) and _gone(int(stopped.group(2)))
+    name = stopped.group(3)
     running = subprocess.run(["docker", "ps", "-q", "--filter", f"name=^{name}$"], capture_output=True, text=True)
     assert running.returncode == 0 and running.stdout.strip() == ""
 
