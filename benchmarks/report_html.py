@@ -48,7 +48,7 @@ def main() -> int:
             (sb / "books").mkdir()
             (sb / "books" / "rollout.yaml").write_text(PLAN)
             with (sb / "rollout.yaml").open("a") as config:
-                config.write(f"playbooks: ./books\nmetrics: {{source: prometheus, url: {status['prometheus']['url']}}}\n")
+                config.write("playbooks: ./books\n")  # `sandbox up` wrote `metrics:` with its Prometheus
             load = subprocess.Popen([*base, "sandbox", "traffic", "--rps", "20", "--duration", "600"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(AT_EACH_STAGE_S)
