@@ -122,8 +122,9 @@ def window_count(selector: str, window_s: int, by: str = "") -> str:
     Per series, the first of three that applies (they never overlap, so nothing is counted twice):
     - never reset in the window and alive before it (a sample in the lookback before its start): its
       last value minus its value before the window; exact, no extrapolation.
-    - never reset in the window and born in it, on a target Prometheus was scraping before the window:
-      its last value, counted from zero. LiteLLM creates a series at its first request (a model's failure
+    - never reset in the window and born in it (or restarted just before its first sample in it: its
+      last value below the one before), on a target Prometheus was scraping before the window: its last
+      value, counted from zero. LiteLLM creates a series at its first request (a model's failure
       series at its first failure); `increase()` alone misses every request counted before Prometheus first
       scraped it. (A target Prometheus began scraping in the window may have counted for days before: the
       third rule, from its first scrape.)
@@ -139,7 +140,9 @@ def window_count(selector: str, window_s: int, by: str = "") -> str:
     reset = f"resets({selector}[{w}]) > 0"
     kept = f"({last} - {before}) >= 0 unless {reset}"
     scraped_before = f"last_over_time(up[{LOOKBACK}] offset {w})"
-    born = f"{last} unless {before} unless {reset} and on (job, instance) {scraped_before}"
+    # what `kept` leaves without a reset: born in the window, or restarted between the sample before it and its
+    # first sample in it (its last value below the one before): either way counted from zero
+    born = f"{last} unless {reset} and on (job, instance) {scraped_before}"
     grouping = f" by ({by})" if by else ""
     return f"sum{grouping} ({kept} or {born} or increase({selector}[{w}]))"
 
