@@ -63,6 +63,8 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Promethe
         "born, reset": (counter(at, 400, 0, 2, born_with=4, reset_at=200), 4 + in_window(2, 400 - STEP, 0)),
         # a restart just before the window, the series made again in it: from zero, not from the old value
         "restarted before": (counter(at, HISTORY, 650, 10) + counter(at, 400, 0, 1, born_with=6), 6 + in_window(1, 400 - STEP, 0)),
+        # the same, its new value soon above the old one: still from zero, not the difference
+        "restarted, overtaken": (counter(at, 1000, 615, 1) + counter(at, 585, 0, 2, born_with=3), 3 + in_window(2, 585 - STEP, 0)),
         # gone before the window, and made again in it (a restarted gateway's first request): from zero
         "reborn": (counter(at, HISTORY, 1500, 6) + counter(at, 100, 0, 1, born_with=3), 3 + in_window(1, 100 - STEP, 0)),
     }
@@ -87,7 +89,7 @@ def test_a_window_counts_every_series_the_way_it_lived(history) -> None:
     prom, at, truth = history
     got = counted(prom, at, window_count("rollout_test_requests_total", WINDOW, by="case"))
     assert set(got) == set(truth) - {"old"}
-    for case in ("steady", "born", "gone", "reborn", "restarted before"):
+    for case in ("steady", "born", "gone", "reborn", "restarted before", "restarted, overtaken"):
         assert got[case] == truth[case], case  # exact: differences of samples, no extrapolation
     # across a reset: increase(), extrapolated to the window's edges by less than a scrape interval's worth
     assert truth["reset"] <= got["reset"] <= truth["reset"] + 5, got["reset"]

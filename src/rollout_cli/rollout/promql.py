@@ -123,7 +123,7 @@ def window_count(selector: str, window_s: int, by: str = "") -> str:
     - never reset in the window and alive before it (a sample in the lookback before its start): its
       last value minus its value before the window; exact, no extrapolation.
     - never reset in the window and born in it (or restarted just before its first sample in it: its
-      last value below the one before), on a target Prometheus was scraping before the window: its last
+      first sample in it below the one before), on a target Prometheus was scraping before the window: its last
       value, counted from zero. LiteLLM creates a series at its first request (a model's failure
       series at its first failure); `increase()` alone misses every request counted before Prometheus first
       scraped it. (A target Prometheus began scraping in the window may have counted for days before: the
@@ -138,10 +138,12 @@ def window_count(selector: str, window_s: int, by: str = "") -> str:
     before = f"last_over_time({selector}[{LOOKBACK}] offset {w})"
     last = f"last_over_time({selector}[{w}])"
     reset = f"resets({selector}[{w}]) > 0"
-    kept = f"({last} - {before}) >= 0 unless {reset}"
+    # with no reset in the window its first sample is its least: below the one before, it restarted in between
+    restarted = f"min_over_time({selector}[{w}]) < {before}"
+    kept = f"{last} - {before} unless {reset} unless {restarted}"
     scraped_before = f"last_over_time(up[{LOOKBACK}] offset {w})"
-    # what `kept` leaves without a reset: born in the window, or restarted between the sample before it and its
-    # first sample in it (its last value below the one before): either way counted from zero
+    # what `kept` leaves without a reset in the window: born in it, or restarted between the sample before it
+    # and its first sample in it: either way counted from zero
     born = f"{last} unless {reset} and on (job, instance) {scraped_before}"
     grouping = f" by ({by})" if by else ""
     return f"sum{grouping} ({kept} or {born} or increase({selector}[{w}]))"
