@@ -44,10 +44,7 @@ def box(tmp_path_factory: pytest.TempPathFactory):
         root = info.root
         assert "metrics: {source: prometheus, url: " + str(info.prometheus_url) + "}" in \
             (root / "rollout.yaml").read_text()
-        (root / "books").mkdir()
-        (root / "books" / "rollout.yaml").write_text(PLAN.format(stages="[50, 100]"))
-        with (root / "rollout.yaml").open("a") as config:
-            config.write("playbooks: ./books\n")
+        (root / "playbooks" / "rollout.yaml").write_text(PLAN.format(stages="[50, 100]"))  # the sandbox's playbooks
         code, data = cli_json(root, "advance", "--yes", "--reason", "test: 0 -> 50")
         assert (code, data["verdict"], data["next"]) == (0, "GO", 50), data
         yield info
@@ -148,7 +145,7 @@ def test_the_primary_down_for_everyone_at_10_percent_holds_with_the_fallbacks_se
     back = cli(root, "rollback", "--level", "1", "--yes", "--reason", "test: back to 0")
     # 3: the flag is at 0 %, but with no app traffic running its stop cannot be observed
     assert back.exit_code in (0, 3), back.output
-    (root / "books" / "rollout.yaml").write_text(PLAN.format(stages="[10, 50, 100]"))
+    (root / "playbooks" / "rollout.yaml").write_text(PLAN.format(stages="[10, 50, 100]"))
     code, data = cli_json(root, "advance", "--yes", "--reason", "test: 0 -> 10")
     assert (code, data["verdict"], data["next"]) == (0, "GO", 10), data
     assert cli(root, "sandbox", "fault", "glm-4.5-air", "--status", "500", "--via", "both").exit_code == 0

@@ -33,7 +33,7 @@ def _leaf_commands() -> list[str]:
 
     def walk(command: object, path: tuple[str, ...]) -> None:
         subs = getattr(command, "commands", None) or {}
-        if path and not subs:
+        if path and (not subs or getattr(command, "invoke_without_command", False)):  # `rollout autopilot` runs too
             found.append(" ".join(path))
         for name, sub in subs.items():
             walk(sub, (*path, name))

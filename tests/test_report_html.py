@@ -233,10 +233,8 @@ STAY_S = 25.0  # at each stage
 def test_a_sandbox_run_0_10_50_rollback_10_is_charted_and_opens_clean_in_chromium(tmp_path):
     root = tmp_path / "sb"
     with process_sandbox(root):
-        (root / "books").mkdir()
-        (root / "books" / "rollout.yaml").write_text(PLAN)
-        with (root / "rollout.yaml").open("a") as config:
-            config.write("playbooks: ./books\n")  # `sandbox up` wrote `metrics:` with its Prometheus
+        # `sandbox up` wrote `playbooks:` and `metrics:` with its Prometheus: the plan goes in its playbooks
+        (root / "playbooks" / "rollout.yaml").write_text(PLAN)
         load = subprocess.Popen([sys.executable, "-m", "rollout_cli", "-w", str(root), "sandbox", "traffic",
                                  "--rps", "25", "--duration", "150"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

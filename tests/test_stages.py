@@ -42,9 +42,6 @@ def stage_sandbox(tmp_path_factory: pytest.TempPathFactory):
     # The gateway's own counters and `watch`'s samples (the sandbox's default is its Prometheus): each test
     # starts a fresh sample file, so its window holds its own traffic, never an earlier test's at 10 %.
     use_metrics(root, "gateway")
-    (root / "books").mkdir()
-    with (root / "rollout.yaml").open("a") as config:
-        config.write("playbooks: ./books\n")
     try:
         yield root
     finally:
@@ -61,7 +58,7 @@ def cli_json(root: Path, *args: str) -> tuple[int, dict]:
 
 
 def set_plan(root: Path, latency_ms: float = RELAXED_MS) -> None:
-    (root / "books" / "rollout.yaml").write_text(PLAN.format(latency=latency_ms))
+    (root / "playbooks" / "rollout.yaml").write_text(PLAN.format(latency=latency_ms))
 
 
 def stage_of(root: Path) -> int:

@@ -14,12 +14,13 @@ from support import plausible_share
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow(160)
+@pytest.mark.slow(300)
+@pytest.mark.timeout(600)  # the manual part, then the autopilot's own 0 -> 10 -> 50 and rollback
 @pytest.mark.docker
 def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
     proc = subprocess.run(
         [str(REPO / "scripts" / "tour"), str(tmp_path / "sandbox")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=560,
         env={**os.environ, "ROLLOUT_TOUR_SKIP_SETUP": "1", "ROLLOUT_TOUR_RUNTIME": "docker"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -52,8 +53,17 @@ def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
         "-w DIR sandbox fault --clear",
         "-w DIR report",
         "-w DIR history",
+        "-w DIR autopilot resume --reason tour: from here the autopilot runs the stages",
+        "-w DIR autopilot   # in the background",
+        "-w DIR sandbox fault glm-4.5-air --status 500 --via gateway",
+        "-w DIR autopilot status",
+        "-w DIR sandbox notifications",
         "sandbox down DIR",
     ]
+    # the autopilot, unattended: 0 -> 10 -> 50 by itself, then one rollback of its own after the fault
+    assert re.search(r"Z 0% promote -> 10%", out) and re.search(r"Z 10% promote -> 50%", out), out[-4000:]
+    assert len(re.findall(r"Z 50% rollback 2/2 \(level 1, took", out)) == 1, out[-4000:]
+    assert re.search(r"^fault -> (the app's last request through the gateway: [\d.]+ s|no app request)", out, re.MULTILINE)
     # what the sample app sent at each of the three traffic steps: all direct at 0%, a binomial ~10% after
     # advance (nothing failed on either path: no fault yet), all direct again after the rollback (where the
     # primary's fault is still on, so its direct calls fail: the app has no fallbacks of its own)

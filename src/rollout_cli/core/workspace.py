@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "rollout.yaml"
 STATE_DIR = ".rollout"
 FLAG_FORMATS = ("env", "json", "yaml", "flagd")
-RUNTIMES = ("docker", "process")
+RUNTIMES = ("docker", "process", "swarm")
 
 ENABLED_KEY = "LITELLM_ENABLED"
 PERCENTAGE_KEY = "LITELLM_ROLLOUT_PERCENTAGE"
@@ -137,7 +137,8 @@ class GatewayConfig:
     master_key_file: Path | None = None
     container: str | None = None
     config: Path | None = None
-    runtime: str = "docker"  # docker | process
+    runtime: str = "docker"  # docker | process | swarm
+    service: str | None = None  # the swarm service (runtime swarm)
 
     @cached_property
     def key(self) -> MasterKey:
@@ -340,6 +341,7 @@ _GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
     "container": ("str", False),
     "config": ("path", False),
     "runtime": ("runtime", False),
+    "service": ("str", False),
 }
 _TOP_KEYS = {"app", "gateway", "playbooks", "openrouter", "metrics", "notify"}
 
@@ -371,6 +373,7 @@ def load_workspace(root: Path) -> Workspace:
     app = _section(path, root, "app", raw["app"], _APP_SCHEMA)
     gateway_raw = raw.get("gateway")
     gateway = _section(path, root, "gateway", {} if gateway_raw is None else gateway_raw, _GATEWAY_SCHEMA)
+    _check_runtime(path, gateway)
     playbooks = raw.get("playbooks")
     if playbooks is not None:
         playbooks = _convert(path, root, "playbooks", "path", playbooks)
@@ -386,6 +389,17 @@ def load_workspace(root: Path) -> Workspace:
         metrics=_metrics(path, root, raw.get("metrics")),
         notify=_notify(path, root, raw.get("notify")),
     )
+
+
+def _check_runtime(path: Path, gateway: dict[str, Any]) -> None:
+    """`gateway.service` goes with `runtime: swarm`, and only there."""
+    runtime = gateway.get("runtime", "docker")
+    if runtime == "swarm" and not gateway.get("service"):
+        raise InputError(f"{path}: 'gateway.runtime' is swarm but 'gateway.service' is missing; "
+                         "name the gateway's swarm service (docker service ls)")
+    if runtime != "swarm" and gateway.get("service"):
+        raise InputError(f"{path}: 'gateway.service' is set but 'gateway.runtime' is {runtime}; "
+                         "set gateway.runtime: swarm, or remove gateway.service")
 
 
 _SINK_KEYS = ("type", "name", "url_env", "url_file", "secret_env", "secret_file", "command", "min_severity")
@@ -673,7 +687,9 @@ gateway:
   master_key_env: LITELLM_MASTER_KEY # the key is read from this variable, never stored
   # master_key_file: ./.rollout/master.key  # or from this file (mode 0600)
   runtime: docker                    # docker | process (a litellm rollout started here; the sandbox's)
+                                     # | swarm (a replicated service: deploy/docker-stack.yml)
   container: litellm                 # container name or compose service name (level 3)
+  # service: rollout-gateway_litellm # runtime swarm: the service's name (docker service ls)
   config: ../gateway/litellm-config.yaml
 # playbooks: ./playbooks             # optional: overrides the packaged defaults
 # openrouter:                        # the free tier's quota, shared by the app and rollout's own checks

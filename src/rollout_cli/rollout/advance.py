@@ -127,13 +127,15 @@ def advance(
     dry_run: bool = False,
     skip_soak: bool = False,
     confirm: Confirm | None = None,
+    evaluated: Decision | None = None,
     announce_as: str | None = None,
 ) -> Result[AdvancePayload]:
-    """Evaluate, and on GO write the next stage. `announce_as`: the actor the outcome is announced as to the
+    """Evaluate, and on GO write the next stage. `evaluated`: a decision judged just now (the autopilot's),
+    used instead of gathering the evidence again. `announce_as`: the actor the outcome is announced as to the
     `notify:` sinks once everything is done (`advanced`, `hold`; a post-check rollback announces `rolled_back`
     itself); None announces nothing. A dry run or a complete rollout announces nothing either."""
     result = _advance(ws, reason=reason, dry_run=dry_run, skip_soak=skip_soak, confirm=confirm,
-                      announce_as=announce_as if ws.notify else None)
+                      evaluated=evaluated, announce_as=announce_as if ws.notify else None)
     event = _announcement(result, announce_as) if announce_as is not None and ws.notify else None
     if event is None:
         return result
@@ -178,6 +180,7 @@ def _advance(
     dry_run: bool,
     skip_soak: bool,
     confirm: Confirm | None,
+    evaluated: Decision | None,
     announce_as: str | None,
 ) -> Result[AdvancePayload]:
     if skip_soak and not reason:
@@ -192,8 +195,8 @@ def _advance(
             AdvancePayload(stage.percentage),
             [f"the rollout is complete: {stage.percentage}% of traffic goes through the gateway"],
         )
-    decision = evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None,
-                        command="advance --dry-run" if dry_run else "advance")
+    decision = evaluated or evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None,
+                                     command="advance --dry-run" if dry_run else "advance")
     data = AdvancePayload(decision.current, decision, dry_run)
     if dry_run:
         return Result("advance", data, ["dry run: nothing written"], decision.verdict.exit_code)

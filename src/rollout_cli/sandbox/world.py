@@ -6,6 +6,7 @@ tests use them through the session fixture `sandbox` in tests/conftest.py.
 Layout of a sandbox folder DIR (DIR is also a complete rollout workspace):
     DIR/rollout.yaml                 gateway.url, master_key_file, container (docker runtime)
     DIR/app/                         sample app git repo: .env at 0%, flagd flags, pre-gateway tag
+    DIR/playbooks/rollout.yaml       the stage plan: soaks of seconds, the autopilot's settings
     DIR/gateway/litellm-config.yaml  rendered from deploy/litellm-config.yaml (sandbox overrides)
     DIR/.rollout/master.key          generated master key, mode 0600
     DIR/.rollout/sandbox.json        what was started: pids with start times, the container
@@ -425,6 +426,23 @@ def _port(port: int, option: str, avoid: int | None = None) -> int:
     return port
 
 
+# The shipped plan with soaks short enough to watch the autopilot promote by itself.
+SANDBOX_PLAN = """\
+# Written by `rollout sandbox up`: the shipped stage plan (docs/PLAYBOOKS.md) with soaks of seconds,
+# so `rollout autopilot` can be watched promoting 0 -> 10 -> 50 -> 100 (100 after `rollout approve`).
+kind: rollout
+stages: [10, 50, 100]
+soak: 20s
+gates:
+  max_added_latency_p95_ms: 5000   # the sandbox's gateway shares a laptop's cores: tens of ms, not 10
+autopilot:
+  interval: 3s
+  failure_threshold: 2
+  on_breach: rollback-1
+  approve_before: [100]
+"""
+
+
 def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int, app_port: int,
                      prometheus_port: int) -> None:
     """rollout.yaml, the gateway's config and (once) the sample app; with a Prometheus, the window gates read it."""
@@ -432,6 +450,10 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
     app = root / "app"
     if not (app / ".git").is_dir():  # an existing app keeps its stage and history
         write_sample_app(app, percentage=0, gateway_url=gateway_url)
+    plan = root / "playbooks" / "rollout.yaml"
+    if not plan.exists():  # an existing sandbox keeps its (perhaps edited) plan
+        plan.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(plan, SANDBOX_PLAN)
     (root / "gateway").mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "gateway" / "litellm-config.yaml", config_text)
     atomic_write_text(
@@ -444,6 +466,7 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             master_key_file=f".rollout/{KEY_NAME}",
             config="./gateway/litellm-config.yaml",
             runtime=runtime,
+            playbooks="./playbooks",
             header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
             app_extra=f"  metrics_url: http://{HOST}:{app_port}/metrics  # the sample app's request counter\n"
                       f"  probe: http://{HOST}:{app_port}/probe  # its direct path, checked by level 3\n",
