@@ -45,10 +45,8 @@ def main() -> int:
         try:
             status = json.loads(subprocess.run([*base, "sandbox", "status", "--json"], capture_output=True,
                                                text=True).stdout)
-            (sb / "books").mkdir()
-            (sb / "books" / "rollout.yaml").write_text(PLAN)
-            with (sb / "rollout.yaml").open("a") as config:
-                config.write(f"playbooks: ./books\nmetrics: {{source: prometheus, url: {status['prometheus']['url']}}}\n")
+            # `sandbox up` wrote `playbooks:` and `metrics:` with its Prometheus: the plan goes in its playbooks
+            (sb / "playbooks" / "rollout.yaml").write_text(PLAN)
             load = subprocess.Popen([*base, "sandbox", "traffic", "--rps", "20", "--duration", "600"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(AT_EACH_STAGE_S)

@@ -9,10 +9,14 @@ verdict is HOLD, exit 3, because the 48 h soak has just begun). The request
 and drill counts printed are measured from each run's `--json` output, not
 assumed.
 
-A third `advance --dry-run` at 10 % reads its window from a real Prometheus
-(`metrics.source: prometheus`; the sandbox's own when it runs one, else
-Debian's /usr/bin/prometheus started here on a free loopback port, scraping
-the gateway every second): its figure prints the queries each run sent.
+The sandbox's rollout.yaml reads its windows from the sandbox's Prometheus;
+the first `advance --dry-run` at 10 % and `report` are timed with
+`metrics: {source: gateway}` (the gateway's /metrics/ scrape), and a third
+`advance --dry-run` at 10 % with `metrics.source: prometheus` (the sandbox's
+own when it runs one, else Debian's /usr/bin/prometheus started here on a
+free loopback port, scraping the gateway every second): its figure prints the
+queries each run sent and how long each waited for Prometheus to scrape the
+targets after the decision began.
 
 Goals: `advance --dry-run` <= 1 s (issue 11: one evaluation shares its
 check answers), `report` <= 2 s; exit 1 when one is missed. The answers the
@@ -76,6 +80,13 @@ class Measured:
                 f"{len(self.times)} runs{failed}); goal <= {self.goal_s:g} s {'met' if met else 'MISSED'}"), met and not self.failures
 
 
+def set_metrics(sb: Path, line: str) -> None:
+    """The workspace's `metrics:` line replaced (`sandbox up` writes one when it runs Prometheus)."""
+    config = sb / "rollout.yaml"
+    kept = [x for x in config.read_text().splitlines() if not x.startswith("metrics:")]
+    config.write_text("\n".join([*kept, line]) + "\n")
+
+
 def use_prometheus(sb: Path, folder: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
     """Point the sandbox's workspace at a Prometheus: the sandbox's own, else one started here (returned to stop)."""
     status = json.loads(subprocess.run([ROLLOUT, "-w", str(sb), "sandbox", "status", "--json"],
@@ -107,9 +118,15 @@ def use_prometheus(sb: Path, folder: Path) -> tuple[subprocess.Popen[bytes] | No
             except OSError:
                 time.sleep(0.2)
         time.sleep(3)  # a few scrapes of the gateway
-    with (sb / "rollout.yaml").open("a") as config:
-        config.write(f"metrics: {{source: prometheus, url: {url}}}\n")
+    set_metrics(sb, f"metrics: {{source: prometheus, url: {url}}}")
     return proc, url
+
+
+def waits(measured: Measured) -> str:
+    """Seconds each run waited for Prometheus's scrape after the decision began (`metrics.waited_s` in --json)."""
+    seen = [(o.get("metrics") or {}).get("waited_s") for o in measured.outputs]
+    known = [w for w in seen if w is not None]
+    return f"median {statistics.median(known):.2f} s, max {max(known):.2f} s" if known else "not reported"
 
 
 def main() -> int:
@@ -119,13 +136,14 @@ def main() -> int:
                         "--simulator-port", "0"], check=True, capture_output=True)
         base = [ROLLOUT, "-w", sb]
         at_zero = Measured("rollout advance --dry-run at 0% (first step)", 1.0)
-        at_ten = Measured("rollout advance --dry-run at 10% (every gate)", 1.0)
-        report = Measured("rollout report at 10%", 2.0)
+        at_ten = Measured("rollout advance --dry-run at 10% (every gate; metrics.source: gateway)", 1.0)
+        report = Measured("rollout report at 10% (metrics.source: gateway)", 2.0)
         with_prom = Measured("rollout advance --dry-run at 10% with Prometheus (metrics.source: prometheus)", 1.0)
         prometheus = None
         try:
             runtime = json.loads(subprocess.run([*base, "sandbox", "status", "--json"],
                                                 capture_output=True, text=True).stdout).get("runtime", "?")
+            set_metrics(Path(sb), "metrics: {source: gateway}")
             subprocess.run([*base, "health"], capture_output=True)  # warm the gateway once
             for _ in range(RUNS):
                 at_zero.run([*base, "advance", "--dry-run", "--json"], ok=0)
@@ -157,7 +175,8 @@ def main() -> int:
     print(f"  report: {report.counts(lambda o: o['requests_sent'])} check requests and "
           f"{report.counts(lambda o: len(o['rollback_readiness']))} rollback drills per run")
     print(f"  at 10% with Prometheus ({url}): {with_prom.counts(lambda o: (o.get('metrics') or {}).get('queries'))} "
-          f"queries per run; window source {with_prom.counts(lambda o: (o.get('metrics') or {}).get('source'))}")
+          f"queries per run; window source {with_prom.counts(lambda o: (o.get('metrics') or {}).get('source'))}; "
+          f"waited for a fresh scrape: {waits(with_prom)}")
     ok = True
     for measured in (at_zero, at_ten, report, with_prom):
         line, met = measured.verdict()

@@ -119,6 +119,45 @@ def process_sandbox(root: Path) -> Iterator:  # type: ignore[type-arg]
         world.down(root)
 
 
+def send_load(root: Path, rps: int, seconds: float, model: str) -> dict:
+    """Load on a sandbox's app (its control port), asking `model`; returns the app's /status once every request
+    it sent has its answer (bounded: a minute past the load's end)."""
+    from rollout_cli.sandbox.app import AppControl, load_app
+    from rollout_cli.simulator import GATEWAY_ALIASES
+
+    record = load_app(root)
+    assert record is not None, f"no sample app runs in {root}"
+    control = AppControl(record.url)
+    control.load(rps, seconds, model, GATEWAY_ALIASES[model])
+
+    def answered() -> dict | None:
+        seen = control.status()
+        return seen if seen["now"] >= seen["load"]["until"] and seen["in_flight"] == 0 else None
+
+    return wait_until(answered, seconds + 60, f"the app's answers to {rps} rps for {seconds:g} s", poll=0.1)
+
+
+def app_counts(root: Path) -> dict[str, dict[str, float]]:
+    """The sandbox app's own per-path counts, {path: {requests, failed}}, read from its /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from rollout_cli.sandbox.app import load_app
+
+    record = load_app(root)
+    assert record is not None, f"no sample app runs in {root}"
+    with urllib.request.urlopen(record.url + "/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    out = {path: {"requests": 0.0, "failed": 0.0} for path in ("gateway", "direct")}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = {"llm_requests_total": "requests", "llm_request_failures_total": "failed"}.get(sample.name)
+            if key:
+                out[sample.labels["path"]][key] += sample.value
+    return out
+
+
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 
@@ -191,6 +230,14 @@ def prometheus_server(
             proc.kill()
             proc.wait(timeout=15)
         log.close()
+
+
+def use_metrics(root: Path, source: str, url: str | None = None) -> None:
+    """Point a workspace's `metrics:` at `source` (and `url`), replacing the line the sandbox wrote."""
+    config = root / "rollout.yaml"
+    lines = [line for line in config.read_text().splitlines() if not line.startswith("metrics:")]
+    where = f", url: {url}" if url else ""
+    config.write_text("\n".join([*lines, f"metrics: {{source: {source}{where}}}"]) + "\n")
 
 
 def openmetrics(families: dict[str, tuple[str, list[tuple[dict[str, str], list[tuple[float, float]]]]]]) -> str:

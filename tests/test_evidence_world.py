@@ -23,9 +23,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rollout_cli.sandbox.app import AppControl, load_app
-from rollout_cli.simulator import GATEWAY_ALIASES
-from support import at_stage, process_sandbox, rollout
+from rollout_cli.sandbox.app import load_app
+from support import at_stage, process_sandbox, rollout, send_load
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
 pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_evidence_world")]
@@ -56,18 +55,7 @@ def cli(box, *args: str):  # type: ignore[no-untyped-def]
 
 
 def send(box, rps: int = 20, seconds: float = 2.0) -> None:  # type: ignore[no-untyped-def]
-    """Load on the app, returning once every request it sent has its answer (bounded)."""
-    record = load_app(box.root)
-    assert record is not None
-    control = AppControl(record.url)
-    control.load(rps, seconds, MODEL, GATEWAY_ALIASES[MODEL])
-    deadline = time.monotonic() + seconds + 60
-    while time.monotonic() < deadline:
-        seen = control.status()
-        if seen["now"] >= seen["load"]["until"] and seen["in_flight"] == 0:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"the app still had requests in flight {seconds + 60:g} s after the load began")
+    send_load(box.root, rps, seconds, MODEL)
 
 
 def app_metrics(box) -> dict[str, dict[tuple[str, ...], float]]:  # type: ignore[no-untyped-def]

@@ -372,20 +372,33 @@ def test_fallback_rate_sees_a_dead_primary_its_fallbacks_hide(sb: Any) -> None:
             data = cli(sb, "report", code=None)
             assert gate(data, "fallback rate")["status"] == "inconclusive"
             assert gate(data, "fallback rate")["reason"].startswith("only 5 requests in the window (< 20)")
+            counted = gateway_counts(app)
             sb.admin.set_fault(PRIMARY, status=500)
             # at once, as an app's users would: each one waits out the primary's retries and back-off
             # (seconds) before its fallback answers, so one after another would take minutes
             with ThreadPoolExecutor(max_workers=25) as users:
                 served = list(users.map(lambda _: app.complete(PRIMARY, "hello"), range(25)))
+            # LiteLLM counts a request after answering it, seconds later on a busy machine: the test waits for
+            # its own counters (Prometheus's scrape after the decision is rollout's wait, in `report`)
+            wait_until(lambda: all(now - then >= 25 for now, then in zip(gateway_counts(app), counted, strict=True)),
+                       60, "the gateway's counters to hold the 25 requests and their fallbacks")
         assert {s.served_by for s in served} == {"deepseek-chat-v3.1"} and {s.status for s in served} == {200}
         sb.admin.clear()
         data = cli(sb, "report", code=1)
         fallback = gate(data, "fallback rate")
         assert fallback["status"] == "fail"
-        assert fallback["value"] == "83.33% (25 of 30)"
+        assert fallback["value"] == "83.33% (25 of 30)", json.dumps(data["snapshot"]["window"])[:600]
         assert gate(data, "error rate")["status"] == "pass"  # the error rate alone would not see it
     finally:
         cli(sb, "rollback", "--level", "1", "--yes", "--reason", "fallback gate test", code=0)
+
+
+def gateway_counts(client: GatewayClient) -> tuple[float, float]:
+    """The gateway's own app requests and successful fallbacks so far, from its /metrics/."""
+    from rollout_cli.rollout.metrics import summarize
+
+    now = summarize(client.metrics())
+    return now["requests"], now["fallbacks"]
 
 
 # --- the quota ledger --------------------------------------------------------------------------

@@ -163,6 +163,16 @@ def test_a_fallback_rate_the_direct_path_explains_holds():
     assert fallback.status == "inconclusive" and "the direct path fails too" in fallback.reason
 
 
+def test_added_latency_from_retries_against_a_provider_the_direct_path_sees_failing_holds():
+    """LiteLLM's overhead counts the back-off between retries of a failing provider: seconds, not the gateway's."""
+    raw = recorded("prometheus-healthy")
+    raw["window"]["overhead_buckets"] = {"5": 0.0, "10": 57600.0, "+Inf": 57600.0}  # p95 9.75 s: past 5000 ms
+    assert gate(decide(raw), "added latency").status == "fail"
+    raw["app"]["direct"].update(failed=51840)  # the direct path fails 10 % in the same window
+    latency = gate(decide(raw), "added latency")
+    assert latency.status == "inconclusive" and "the direct path fails too" in latency.reason
+
+
 # --- the window's evidence ----------------------------------------------------------
 
 
@@ -317,13 +327,17 @@ def vector(value: str) -> bytes:
 def test_a_prometheus_answering_nonsense_holds_naming_it(tmp_path):
     """A NaN counter increase and a custom gate's Inf: the window and the gate inconclusive, never judged."""
     the_plan = plan(custom_gates=[{"name": "odd", "query": "custom_total", "pass": "< 1"}])
-    reply = lambda q: vector("NaN" if "failed_requests" in q else "+Inf" if "custom" in q else "5")  # noqa: E731
+    def reply(q: str) -> bytes:
+        if q.startswith("timestamp(up)"):  # no scrape targets known: nothing to wait for
+            return json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
+        return vector("NaN" if "failed_requests" in q else "+Inf" if "custom" in q else "5")
+
     with answering(reply) as url:
         prom = Prometheus(url)
         window, app, custom = prometheus_window(prom, QuotaLedger(tmp_path), 1000.0, 4600.0, the_plan)
     assert "negative, NaN or infinite increase for failed" in window["problem"] and app["problem"] == window["problem"]
     assert custom[0]["value"] is None and custom[0]["error"] == "the query returned inf"
-    assert prom.queries == 11
+    assert prom.queries == 14  # the freshness query, the window's ten, the custom gate, the gateway's scrapes at both edges
 
 
 def test_every_query_has_a_byte_cap_and_a_deadline():

@@ -21,7 +21,7 @@ import pytest
 from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.workspace import PERCENTAGE_KEY
 from rollout_cli.sandbox import world as sandbox_world
-from support import openmetrics, prometheus_server, rollout
+from support import openmetrics, prometheus_server, rollout, use_metrics
 
 PLAN = """\
 kind: rollout
@@ -71,10 +71,7 @@ def cli_json(root: Path, *args: str) -> tuple[int, dict]:
 
 
 def use_prometheus(root: Path, url: str) -> None:
-    """Point the workspace's `metrics:` at `url` (replacing any earlier line)."""
-    config = root / "rollout.yaml"
-    lines = [line for line in config.read_text().splitlines() if not line.startswith("metrics:")]
-    config.write_text("\n".join([*lines, f"metrics: {{source: prometheus, url: {url}}}"]) + "\n")
+    use_metrics(root, "prometheus", url)
 
 
 def gate(data: dict, name: str) -> dict:

@@ -232,11 +232,9 @@ STAY_S = 25.0  # at each stage
 @pytest.mark.slow(200)
 def test_a_sandbox_run_0_10_50_rollback_10_is_charted_and_opens_clean_in_chromium(tmp_path):
     root = tmp_path / "sb"
-    with process_sandbox(root) as box:
-        (root / "playbooks" / "rollout.yaml").write_text(PLAN)  # the sandbox's plan, with this test's soak
-        config = (root / "rollout.yaml").read_text()
-        if "\nmetrics:" not in config:
-            (root / "rollout.yaml").write_text(config + f"metrics: {{source: prometheus, url: {box.prometheus_url}}}\n")
+    with process_sandbox(root):
+        # `sandbox up` wrote `playbooks:` and `metrics:` with its Prometheus: the plan goes in its playbooks
+        (root / "playbooks" / "rollout.yaml").write_text(PLAN)
         load = subprocess.Popen([sys.executable, "-m", "rollout_cli", "-w", str(root), "sandbox", "traffic",
                                  "--rps", "25", "--duration", "150"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

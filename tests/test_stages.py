@@ -22,7 +22,7 @@ from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.workspace import PERCENTAGE_KEY
 from rollout_cli.sandbox import world as sandbox_world
 from rollout_cli.sandbox.state import load_state
-from support import plausible_share, rollout
+from support import plausible_share, rollout, use_metrics
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
 pytestmark = [pytest.mark.xdist_group("test_stages"), pytest.mark.slow(190)]
@@ -39,6 +39,9 @@ def stage_sandbox(tmp_path_factory: pytest.TempPathFactory):
     """A sandbox of this module's own: the stage tests move its app between 0 and 100 %."""
     root = tmp_path_factory.mktemp("stages") / "sb"
     sandbox_world.up(root, runtime="process", gateway_port=0, simulator_port=0, timeout=90)
+    # The gateway's own counters and `watch`'s samples (the sandbox's default is its Prometheus): each test
+    # starts a fresh sample file, so its window holds its own traffic, never an earlier test's at 10 %.
+    use_metrics(root, "gateway")
     try:
         yield root
     finally:
@@ -266,6 +269,13 @@ def test_a_gateway_without_litellm_metrics_holds(tmp_path):
         age_soak(root, 10)
         send_traffic(root, 50, 2)
         watch_once(root)
+        # the sandbox's default source, its Prometheus, finds none of the gateway's series to count
+        code, data = cli_json(root, "advance", "--yes")
+        assert (code, data["verdict"]) == (3, "HOLD"), data
+        for name in ("error rate", "added latency"):
+            assert gate(data, name)["status"] == "inconclusive"
+            assert "has no series of litellm_proxy_total_requests_metric_total in the window" in gate(data, name)["reason"]
+        use_metrics(root, "gateway")
         code, data = cli_json(root, "advance", "--yes")
         assert code == 3, data
         assert data["verdict"] == "HOLD"

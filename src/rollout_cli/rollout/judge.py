@@ -7,8 +7,9 @@ decision, and each rule is tested on small recorded snapshots
 
 A failure the app's direct path shares in the same window is the provider's,
 not the gateway's: the gates a provider can fail (primary model, error rate,
-fallback rate) turn it into HOLD (do not advance into an outage), never NO-GO
-and never a reason to roll back (docs/PLAYBOOKS.md, "Shared failures").
+fallback rate, and added latency, whose overhead counts retries against a
+failing provider) turn it into HOLD (do not advance into an outage), never
+NO-GO and never a reason to roll back (docs/PLAYBOOKS.md, "Shared failures").
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ def _window(snap: Snapshot, plan: StagePlan, shared: list[str]) -> tuple[list[Ga
     elif comparative is not None:
         comparative = replace(comparative, status=SKIPPED,
                               reason=f"{comparative.reason}; the absolute error-rate gate decides")
+    if window.get("freshness_note"):  # the window may miss the seconds before the decision: say so
+        error_gate = replace(error_gate, warnings=[*error_gate.warnings, window["freshness_note"]])
+    # LiteLLM's overhead counts the retries' back-off against a failing provider as the gateway's own time
+    latency_gate = _unless_shared(latency_gate, snap.app, g.max_error_rate, "window", shared)
     fallback = _unless_shared(fallback_gate(plan, window), snap.app, g.max_fallback_rate, "window", shared)
     found = {c.get("name"): c for c in snap.custom}
     customs = [custom_gate(c, found.get(c.name), f"PromQL ({via})") for c in plan.custom_gates]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,9 @@ from rollout_cli.errors import UnavailableError
 from rollout_cli.io.net import HttpFailure, bounded_get
 
 QUERY_DEADLINE_S = 3.0
+LOOKBACK = "5m"  # Prometheus's default lookback: how far back a series' last sample still counts as alive
+FRESH_WAIT_S = 5.0  # the longest a decision waits for Prometheus to scrape the targets after it began
+FRESH_POLL_S = 0.2
 MAX_ANSWER_BYTES = 1 << 20  # a window's sums are a few series; a megabyte is a query gone wrong
 
 
@@ -110,6 +114,107 @@ class Prometheus:
         if answer.status >= 400:
             raise PrometheusUnavailable(f"Prometheus {self.url} answered HTTP {answer.status}{_error_text(answer.body)}")
         return answer.body
+
+
+def window_count(selector: str, window_s: int, by: str = "") -> str:
+    """The PromQL for how much the counters `selector` grew over the last `window_s` seconds, summed `by` labels.
+
+    Per series, the first of three that applies (they never overlap, so nothing is counted twice):
+    - never reset in the window and alive before it (a sample in the lookback before its start): its
+      last value minus its value before the window; exact, no extrapolation.
+    - never reset in the window and born in it (or restarted just before its first sample in it: its
+      first sample in it below the one before), on a target Prometheus was scraping before the window: its last
+      value, counted from zero. LiteLLM creates a series at its first request (a model's failure
+      series at its first failure); `increase()` alone misses every request counted before Prometheus first
+      scraped it. (A target Prometheus began scraping in the window may have counted for days before: the
+      third rule, from its first scrape.)
+    - reset in the window (a restart): `increase()`, which counts across the reset, extrapolated to the
+      window's edges by a fraction of a scrape interval. A series born in the window and then reset
+      loses what it counted before its first scrape (at most one scrape interval of it).
+    A series no longer exported (a restarted process that has not seen that label set again) keeps its
+    count up to its last sample: range selectors ignore the staleness marker.
+    """
+    w = f"{window_s}s"
+    before = f"last_over_time({selector}[{LOOKBACK}] offset {w})"
+    last = f"last_over_time({selector}[{w}])"
+    reset = f"resets({selector}[{w}]) > 0"
+    # with no reset in the window its first sample is its least: below the one before, it restarted in between
+    restarted = f"min_over_time({selector}[{w}]) < {before}"
+    kept = f"{last} - {before} unless {reset} unless {restarted}"
+    scraped_before = f"last_over_time(up[{LOOKBACK}] offset {w})"
+    # what `kept` leaves without a reset in the window: born in it, or restarted between the sample before it
+    # and its first sample in it: either way counted from zero
+    born = f"{last} unless {reset} and on (job, instance) {scraped_before}"
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} ({kept} or {born} or increase({selector}[{w}]))"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current Prometheus's data was for a decision taken at `at`: its last scrape of each target that
+    exports the window's counters, after waiting (bounded) for one that began after `at`."""
+
+    at: float
+    end: float  # the window's end: the newest of those scrapes when every target was scraped after `at`
+    targets: dict[str, float]  # "job instance" -> its last scrape's time
+    waited_s: float
+    behind: list[str]  # targets not scraped since `at`, "job instance (N s before)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"waited_s": round(self.waited_s, 2), "targets": len(self.targets),
+                "scraped_after_s": round(min(self.targets.values()) - self.at, 2) if self.targets else None,
+                "behind": self.behind}
+
+    @property
+    def note(self) -> str | None:
+        """A line for the report when the window misses the last seconds before the decision."""
+        if self.behind:
+            return (f"Prometheus had not scraped {', '.join(self.behind)} since the decision began "
+                    f"(waited {self.waited_s:.1f} s): requests in those seconds are not in the window")
+        if not self.targets:
+            return "Prometheus shows no scrape target exporting the counters (`up`): the window's end is unchecked"
+        return None
+
+
+def scraped_after(prom: Prometheus, at: float, metrics: tuple[str, ...], wait_s: float = FRESH_WAIT_S) -> Freshness:
+    """Wait until Prometheus has scraped, after `at`, every target exporting one of `metrics`; bounded.
+
+    Requests answered just before the decision are in an exporter's counters
+    but not in Prometheus until its next scrape. Waiting costs at most about a
+    scrape interval; a target whose next scrape (its last one plus the gap
+    between its last two `up` samples) falls after `at + wait_s` is not waited
+    for: the snapshot says the window ends at its last scrape.
+    """
+    started = time.monotonic()
+    due: float | None = None  # when the targets behind are next scraped, from their last two scrapes
+    while True:
+        last = last_scrapes(prom, time.time(), metrics)
+        behind = [t for t, ts in last.items() if ts < at]
+        waited = time.monotonic() - started
+        if not behind or waited >= wait_s:
+            break
+        if due is None:
+            before = last_scrapes(prom, min(last[t] for t in behind) - 0.001, metrics)
+            due = max(2 * last[t] - before.get(t, last[t]) for t in behind)  # a failing target: 0, waited for
+            if due > at + wait_s:
+                break  # a long scrape interval: waiting would not help within the bound
+        time.sleep(FRESH_POLL_S)
+    fresh = bool(last) and not behind
+    return Freshness(at, max(last.values()) if fresh else at, last, waited,
+                     [f"{t} ({at - last[t]:.1f} s before)" if last[t] else f"{t} (its last scrape failed)"
+                      for t in sorted(behind)])
+
+
+def last_scrapes(prom: Prometheus, at: float, metrics: tuple[str, ...]) -> dict[str, float]:
+    """Each target exporting one of `metrics`: the time of its last scrape at or before `at` (0: it failed)."""
+    names = "|".join(metrics)
+    # a failed scrape's `up` sample is 0: its time becomes 0, a target behind until a scrape succeeds
+    expr = f'timestamp(up) * up and on (job, instance) group by (job, instance) ({{__name__=~"{names}"}})'
+    return {_target(s): s.value for s in prom.query(expr, at)}
+
+
+def _target(series: Series) -> str:
+    return f"{series.labels.get('job', '?')} {series.labels.get('instance', '?')}"
 
 
 def _error_text(body: bytes) -> str:

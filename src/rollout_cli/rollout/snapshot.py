@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,12 +33,13 @@ from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX, GatewayClient
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.plan import StagePlan
-from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable
+from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable, last_scrapes, scraped_after, window_count
 from rollout_cli.rollout.samples import SampleStore
 
 SNAPSHOT_VERSION = 1
 RECENT_S = 300  # "the same failure now": the direct path over the last five minutes of the window
 APP_PATHS = ("gateway", "direct")
+TOTAL_REQUESTS = "litellm_proxy_total_requests_metric_total"
 APP_REQUESTS = "llm_requests_total"
 APP_FAILURES = "llm_request_failures_total"
 APP_DURATION = "gen_ai_client_operation_duration_seconds"
@@ -238,43 +239,63 @@ def gateway_window(
 def prometheus_window(
     prom: Prometheus, ledger: QuotaLedger, start: float, now: float, plan: StagePlan,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """The window, the app's paths and the custom gates, each an `increase()` over exactly [start, now].
+    """The window, the app's paths and the custom gates, each counted over exactly [start, end].
 
-    `increase()` is restart-safe (a counter reset is taken as a restart, not a
-    drop) and `sum` adds up every worker and replica Prometheus scrapes.
-    Queries run concurrently; each has the client's deadline and byte cap.
+    `end` is the newest scrape once Prometheus has scraped every target after
+    `now` (waited for, bounded: promql.scraped_after), so requests answered
+    just before the decision are in it. Counts are restart-safe, count a
+    series born in the window from zero (promql.window_count), and `sum` adds
+    up every worker and replica Prometheus scrapes. Queries run concurrently;
+    each has the client's deadline and byte cap.
     """
-    span = int(now - start)
     window: dict[str, Any] = {"source": "prometheus", "label": f"Prometheus {prom.url}", "start": start, "end": now,
-                              "problem": None, "window_s": span}
-    app: dict[str, Any] = {"problem": None, "window_s": span}
-    custom = [{"name": c.name, "expression": c.expression(max(span, 1)), "value": None, "error": None}
+                              "problem": None, "window_s": int(now - start)}
+    app: dict[str, Any] = {"problem": None, "window_s": int(now - start)}
+    custom = [{"name": c.name, "expression": c.expression(max(int(now - start), 1)), "value": None, "error": None}
               for c in plan.custom_gates]
-    if span < 1:
-        why = "the window is empty (the stage began less than a second ago)"
+
+    def unjudged(why: str, *, customs_too: bool = False) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
         window["problem"] = app["problem"] = why
-        for c in custom:
+        for c in custom if customs_too else ():
             c["error"] = why
         return window, app, custom
-    w = f"[{span}s]"
-    recent = f"[{min(span, RECENT_S)}s]"
+
+    if now - start < 1:
+        return unjudged("the window is empty (the stage began less than a second ago)", customs_too=True)
+    try:
+        fresh = scraped_after(prom, now, (TOTAL_REQUESTS, APP_REQUESTS))
+    except PrometheusUnavailable as exc:
+        return unjudged(f"Prometheus cannot be queried: {exc}", customs_too=True)
+    end = fresh.end
+    span = int(end - start)
+    window.update(end=end, window_s=span, freshness=fresh.to_json(), freshness_note=fresh.note)
+    app["window_s"] = span
+    for c, gate in zip(custom, plan.custom_gates, strict=True):
+        c["expression"] = gate.expression(span)
+    recent = min(span, RECENT_S)
     queries = {
-        "requests": f"sum(increase(litellm_proxy_total_requests_metric_total{APP_TRAFFIC}{w}))",
-        "failed": f"sum(increase(litellm_proxy_failed_requests_metric_total{APP_TRAFFIC}{w}))",
-        "fallbacks": f"sum(increase(litellm_deployment_successful_fallbacks_total{w}))",
-        "failed_fallbacks": f"sum(increase(litellm_deployment_failed_fallbacks_total{w}))",
-        "overhead": f"sum by (le) (increase({metrics.OVERHEAD}_bucket{w}))",
-        "app_requests": f"sum by (path) (increase({APP_REQUESTS}{w}))",
-        "app_failures": f"sum by (path, error_type) (increase({APP_FAILURES}{w}))",
-        "app_duration": f"sum by (path, le) (increase({APP_DURATION}_bucket{w}))",
-        "recent_requests": f"sum by (path) (increase({APP_REQUESTS}{recent}))",
-        "recent_failures": f"sum by (path) (increase({APP_FAILURES}{recent}))",
+        "requests": window_count(f"{TOTAL_REQUESTS}{APP_TRAFFIC}", span),
+        "failed": window_count(f"litellm_proxy_failed_requests_metric_total{APP_TRAFFIC}", span),
+        "fallbacks": window_count("litellm_deployment_successful_fallbacks_total", span),
+        "failed_fallbacks": window_count("litellm_deployment_failed_fallbacks_total", span),
+        "overhead": window_count(f"{metrics.OVERHEAD}_bucket", span, by="le"),
+        "app_requests": window_count(APP_REQUESTS, span, by="path"),
+        "app_failures": window_count(APP_FAILURES, span, by="path, error_type"),
+        "app_duration": window_count(f"{APP_DURATION}_bucket", span, by="path, le"),
+        "recent_requests": window_count(APP_REQUESTS, recent, by="path"),
+        "recent_failures": window_count(APP_FAILURES, recent, by="path"),
     }
     jobs = {**queries, **{f"custom:{i}": str(c["expression"]) for i, c in enumerate(custom)}}
     answers: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
-        futures = {key: pool.submit(prom.query, expr, now) for key, expr in jobs.items()}
-        for key, future in futures.items():
+        futures = {key: pool.submit(prom.query, expr, end) for key, expr in jobs.items()}
+        # The window's counts run from the gateway's last scrape before its start to its last one before its
+        # end: rollout's own fallback drills are taken out over exactly those times (a drill just before the
+        # stage began is in the window when the gateway's next scrape came after it).
+        scraped = {edge: pool.submit(last_scrapes, prom, at, (TOTAL_REQUESTS,)) for edge, at in
+                   (("opened", start), ("closed", end))}
+        pending: dict[str, Future[Any]] = {**futures, **scraped}
+        for key, future in pending.items():
             try:
                 answers[key] = future.result()
             except PrometheusUnavailable as exc:
@@ -294,27 +315,25 @@ def prometheus_window(
             c["value"] = got[0].value
     failed = next((a for k, a in answers.items() if isinstance(a, Exception) and not k.startswith("custom:")), None)
     if failed is not None:
-        window["problem"] = app["problem"] = f"Prometheus cannot be queried: {failed}"
-        return window, app, custom
+        return unjudged(f"Prometheus cannot be queried: {failed}")
 
     def total(key: str) -> float:
         return sum(s.value for s in answers[key])
 
-    odd = sorted(key for key, got in answers.items() if not key.startswith("custom:")
-                 and any(not math.isfinite(s.value) or s.value < 0 for s in got))
+    odd = sorted(key for key in queries if any(not math.isfinite(s.value) or s.value < 0 for s in answers[key]))
     if odd:  # a counter's increase is never negative, NaN or infinite: the series are not what they claim
-        window["problem"] = app["problem"] = (f"Prometheus {prom.url} answered a negative, NaN or infinite "
-                                              f"increase for {', '.join(odd)}; check its scrape of the counters")
-        return window, app, custom
+        return unjudged(f"Prometheus {prom.url} answered a negative, NaN or infinite "
+                        f"increase for {', '.join(odd)}; check its scrape of the counters")
 
     if not answers["requests"]:
-        window["problem"] = (f"Prometheus {prom.url} has no series of litellm_proxy_total_requests_metric_total "
+        window["problem"] = (f"Prometheus {prom.url} has no series of {TOTAL_REQUESTS} "
                              "in the window (is it scraping the gateway's /metrics/?)")
     else:
         window.update(
             requests=total("requests"), failed=total("failed"),
             fallbacks=total("fallbacks") + total("failed_fallbacks"),
-            drills=ledger.drills_since(start, now),
+            drills=ledger.drills_since(min(answers["opened"].values(), default=start),
+                                       min(answers["closed"].values(), default=end)),
             overhead_buckets={s.labels.get("le", "?"): s.value for s in answers["overhead"]},
         )
     if not answers["app_requests"]:
@@ -336,7 +355,7 @@ def prometheus_window(
             "recent_requests": sum(s.value for s in answers["recent_requests"] if s.labels.get("path") == path),
             "recent_failed": sum(s.value for s in answers["recent_failures"] if s.labels.get("path") == path),
         }
-    app["recent_s"] = min(span, RECENT_S)
+    app["recent_s"] = recent
     return window, app, custom
 
 
@@ -401,7 +420,8 @@ def metrics_evidence(ws: Workspace, plan: StagePlan, snap: Snapshot, client: Gat
     if settings.source == "prometheus" and settings.url:
         prom = Prometheus(settings.url, settings.token())
         snap.window, snap.app, snap.custom = prometheus_window(prom, QuotaLedger(ws.state_dir), start, snap.now, plan)
-        snap.metrics_source = {"source": "prometheus", "url": settings.url, "queries": prom.queries}
+        waited = ((snap.window or {}).get("freshness") or {}).get("waited_s")
+        snap.metrics_source = {"source": "prometheus", "url": settings.url, "queries": prom.queries, "waited_s": waited}
         return
     # Scrape before the checks run: the window must not count this evaluation's own check requests.
     scrape, error = scrape_metrics(ws, client)

@@ -227,7 +227,7 @@ def up(
 
         say("writing the workspace")
         config_text = _render_config(gateway_config, f"http://127.0.0.1:{simulator_port}/api/v1")
-        _write_workspace(root, config_text, chosen, gateway_port, app_port)
+        _write_workspace(root, config_text, chosen, gateway_port, app_port, prometheus_port)
         # the stage as metrics from the start, so the node_exporter serves it before any rollout command ran
         write_stage_metrics(load_workspace(root))
 
@@ -443,7 +443,9 @@ autopilot:
 """
 
 
-def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int, app_port: int) -> None:
+def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int, app_port: int,
+                     prometheus_port: int) -> None:
+    """rollout.yaml, the gateway's config and (once) the sample app; with a Prometheus, the window gates read it."""
     gateway_url = f"http://{HOST}:{gateway_port}"
     app = root / "app"
     if not (app / ".git").is_dir():  # an existing app keeps its stage and history
@@ -468,6 +470,7 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
             app_extra=f"  metrics_url: http://{HOST}:{app_port}/metrics  # the sample app's request counter\n"
                       f"  probe: http://{HOST}:{app_port}/probe  # its direct path, checked by level 3\n",
+            prometheus_url=prometheus.url_of(prometheus_port) if prometheus_port else None,
         ) + NOTIFY_YAML,
     )
     key_file = root / ".rollout" / KEY_NAME
