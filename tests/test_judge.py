@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -78,9 +79,26 @@ def test_wilson_interval_matches_newcombe_table_1(x, n, low, high):
     assert [round(v, 4) for v in wilson(x, n)] == [low, high]
 
 
-def test_a_proportion_of_nothing_has_no_interval():
-    with pytest.raises(ValueError, match="a proportion needs n > 0"):
+def test_a_proportion_of_nothing_has_no_interval_and_one_request_has_one():
+    with pytest.raises(ValueError, match="^a proportion needs n > 0$"):
         wilson(0, 0)
+    assert [round(v, 4) for v in wilson(1, 1)] == [0.2065, 1.0]
+
+
+@pytest.mark.parametrize(("x1", "n1", "x2", "n2"), [(0, 1, 25, 25), (0, 1, 38, 38), (10, 10, 0, 3), (7, 7, 0, 6)])
+def test_a_difference_of_proportions_stays_within_minus_one_and_one(x1, n1, x2, n2):
+    # the hybrid's arithmetic can land a hair beyond the bound (-1.0000000000000002 for 0/1 - 25/25)
+    low, high = newcombe_difference(x1, n1, x2, n2)
+    assert -1.0 <= low and high <= 1.0
+
+
+def test_the_confidence_level_reaches_both_wilson_intervals():
+    z90 = 1.6448536269514722  # a two-sided 90 % interval
+    (l1, u1), (l2, u2) = wilson(9, 10, z90), wilson(3, 10, z90)
+    low, high = newcombe_difference(9, 10, 3, 10, z90)
+    assert (low, high) == pytest.approx((0.6 - math.hypot(0.9 - l1, u2 - 0.3), 0.6 + math.hypot(u1 - 0.9, 0.3 - l2)))
+    assert (0.1705, 0.8090) == tuple(round(v, 4) for v in newcombe_difference(9, 10, 3, 10))  # 95 %: wider
+    assert 0.1705 < low and high < 0.8090
 
 
 @pytest.mark.parametrize(("x1", "n1", "x2", "n2", "low", "high"), [
@@ -368,6 +386,8 @@ def test_every_gate_is_judged_in_order_and_the_decision_carries_its_evidence():
     assert data["metrics"] == {"queries": 13, "source": "prometheus", "url": "http://127.0.0.1:53337"}
     assert data["app_latency"] == decision.app_latency and len(data["gates"]) == len(decision.gates)
     assert data["matrix"] == [row.to_json() for row in decision.matrix] and len(data["matrix"]) == 5
+    assert data["warnings"] == decision.warnings
+    assert replace(decision, snapshot=None).to_json()["metrics"] is None  # a decision without its evidence
 
 
 @pytest.mark.parametrize(("name", "verdict", "wanted"), [
@@ -443,7 +463,11 @@ def app_paths(direct: dict, gateway: dict | None = None, **extra) -> dict:  # ty
     ({"problem": None, "gateway": {"requests": 100, "failed": 50}}, "window", None),
     (app_paths({"requests": 100, "failed": 5}), "window",
      "the direct path fails too: 5.00% (5 of 100) in the same window"),
+    ({**app_paths({"requests": 100, "failed": 5}), "problem": "Prometheus answered NaN"}, "window", None),
     (app_paths({"requests": 100, "failed": 1}), "window", None),  # at the limit: not beyond it
+    (app_paths({"requests": 10, "failed": 1}), "window", "the direct path fails too: 10.00% (1 of 10) in the same window"),
+    (app_paths({"requests": 1, "failed": 1}), "window", "the direct path fails too: 100.00% (1 of 1) in the same window"),
+    (app_paths({"requests": 0, "failed": 3}), "window", None),  # counters read a scrape apart: no rate without requests
     (app_paths({"requests": 100, "failed": 0}), "window", None),
     (app_paths({"requests": 0, "failed": 0}), "window", None),
     (app_paths({"requests": 100, "failed": 0, "recent_requests": 90, "recent_failed": 45}, recent_s=300), "recent",
@@ -466,6 +490,18 @@ def test_a_shared_failure_names_both_paths_and_whether_the_gateways_fallbacks_se
     raw["app"]["gateway"].update(requests=0, failed=0)  # no app traffic on the gateway path: nothing to say of it
     assert gate(decide(raw), "error rate").reason.endswith(
         "in the same window: a provider failure, not the gateway's (HOLD, no rollback)")
+    raw["app"]["gateway"].update(requests=1, failed=0)
+    assert "; the gateway path: 0.00% errors (0 of 1), its fallbacks serving: " in gate(decide(raw), "error rate").reason
+    raw = recorded("provider-wide")
+    raw["window"].update(failed=1152)  # the gateway fails 2 % where the direct path fails 5 %: fallbacks help
+    raw["app"]["gateway"].update(failed=1152)
+    assert "; the gateway path: 2.00% errors (1152 of 57600), its fallbacks serving: " in gate(decide(raw), "error rate").reason
+    raw["app"]["gateway"].update(requests=10, failed=6)  # 60 % of 10 against all of the direct path's one request
+    raw["app"]["direct"].update(requests=1, failed=1)
+    assert "; the gateway path: 60.00% errors (6 of 10), its fallbacks serving: " in gate(decide(raw), "error rate").reason
+    raw["app"]["gateway"].update(requests=100, failed=5)  # the same 5 % on both paths: nothing of the gateway's helps
+    raw["app"]["direct"].update(requests=1000, failed=50)
+    assert "; the gateway path: 5.00% errors (5 of 100): a provider failure" in gate(decide(raw), "error rate").reason
 
 
 def test_a_smoke_failure_is_held_only_when_it_is_the_primarys_alone():
@@ -480,3 +516,51 @@ def test_a_smoke_failure_is_held_only_when_it_is_the_primarys_alone():
     raw["health"] = None
     raw["health_error"] = "gateway config unreadable"
     assert gate(decide(raw), "smoke").status == "fail"  # no primary known: nothing to share
+    raw = recorded("primary-down-everywhere")
+    raw["smoke"]["checks"].append({**raw["smoke"]["checks"][1], "model": "deepseek-chat-v3.1", "check": "cost"})
+    assert gate(decide(raw), "smoke").status == "inconclusive"  # a cost check is the cost gate's, not smoke's
+    raw["smoke"] = None
+    raw["smoke_error"] = "the suite cannot be read"
+    decision = decide(raw)
+    assert gate(decision, "smoke").status == "fail" and decision.shared_failures == ["primary model"]
+
+
+def _no_health(raw: dict) -> None:
+    raw.update(health=None, health_error="gateway config unreadable")
+
+
+def _no_smoke(raw: dict) -> None:
+    raw.update(smoke=None, smoke_error="the smoke suite cannot be read")
+
+
+def _fallback_down(raw: dict) -> None:  # a fallback the health gates allow (4 of 5 healthy) fails its smoke too
+    raw["health"]["models"][4]["status"] = "down"
+    next(c for c in raw["smoke"]["checks"] if c["model"] == "qwen3-coder" and c["check"] != "cost")["status"] = "fail"
+
+
+def _fallback_retired(raw: dict) -> None:
+    raw["catalog"]["models"][4].update(status="retired", reason="no longer listed")
+
+
+def _quota_spent(raw: dict) -> None:
+    raw["health"]["models"][1]["status"] = "quota-exhausted"
+
+
+def _soak_skipped(raw: dict) -> None:
+    raw["skip_soak_reason"] = "incident drill"
+
+
+@pytest.mark.parametrize(("change", "name", "status", "reason"), [
+    (_no_health, "healthy models", "fail", "health check could not run: gateway config unreadable"),
+    (_no_smoke, "smoke", "fail", "smoke could not run: the smoke suite cannot be read"),
+    (_no_smoke, "cost", "inconclusive", "cost guard could not run: the smoke suite cannot be read"),
+    (_fallback_down, "smoke", "pass", "smoke: "),
+    (_fallback_retired, "catalog", "pass", "catalog: 4 of 5 fit"),
+    (_quota_spent, "quota", "inconclusive", "OpenRouter free quota exhausted"),
+    (_soak_skipped, "soak", "skipped", "soak skipped: incident drill"),
+])
+def test_each_piece_of_evidence_reaches_its_gate(change, name, status, reason):
+    raw = recorded("prometheus-healthy")
+    change(raw)
+    judged = gate(decide(raw), name)
+    assert (judged.status, judged.reason[:len(reason)]) == (status, reason)
