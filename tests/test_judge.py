@@ -564,3 +564,24 @@ def test_each_piece_of_evidence_reaches_its_gate(change, name, status, reason):
     change(raw)
     judged = gate(decide(raw), name)
     assert (judged.status, judged.reason[:len(reason)]) == (status, reason)
+
+
+@pytest.mark.parametrize(("requests", "sent", "shared"), [
+    ({"sent": 11, "shared": 5}, 11, 5), ({"sent": 3}, 3, 0), ({"shared": 2}, 0, 2), (None, 0, 0),
+])
+def test_a_snapshots_request_counts_missing_read_as_none_sent(requests, sent, shared):
+    raw = recorded("prometheus-healthy")
+    raw["requests"] = requests  # a replayed snapshot written by hand may leave a count out
+    decision = decide(raw)
+    assert (decision.requests_sent, decision.requests_shared) == (sent, shared)
+
+
+def test_the_matrix_and_the_warnings_come_from_the_same_evidence():
+    raw = recorded("prometheus-healthy")
+    _fallback_down(raw)
+    decision = decide(raw)
+    assert [(row.alias, row.smoke, row.verdict) for row in decision.matrix][3:] == [
+        ("kimi-k2", "pass", "pass"), ("qwen3-coder", "fail", "warn")]
+    assert decision.warnings == [w for g in decision.gates for w in g.warnings]
+    assert [w.split(" (")[-1] for w in decision.warnings] == ["a fallback model; the gate allows it)",
+                                                            "a fallback model the health gates allow)"]

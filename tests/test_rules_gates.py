@@ -794,3 +794,15 @@ def test_an_empty_prometheus_window_names_when_it_began():
     gate = g.fallback_gate(PLAN, empty)
     assert (gate.status, gate.value, gate.reason, gate.source) == (INCONCLUSIVE, "0 requests", f"fallback rate: {why}",
                                                                    "Prometheus http://p")
+
+
+def test_several_findings_are_listed_in_one_reason():
+    unsure = g.smoke_gate(smoke(("glm", "chat", "inconclusive"), ("kimi", "chat", "inconclusive")), None)
+    assert unsure.reason == "smoke inconclusive: glm chat: inconclusive (why); kimi chat: inconclusive (why)"
+    paid = costs(ModelCost("a", "m", "paid", True, reason="priced"), ModelCost("b", "m", "paid", True, reason="$1/M"))
+    assert g.cost_gate(smoke(cost=paid), None).reason == "not free: a: priced; b: $1/M"
+    two = CatalogReport([], [entry("glm")], [{"url": "http://a/models", "reachable": False, "error": "refused"},
+                                             {"url": "http://b/models", "reachable": False, "error": "timed out"}])
+    unread = g.catalog_gate(two, PLAN, None, None)
+    assert (unread.value, unread.reason) == ("unknown",
+                                             "catalog cannot be read: http://a/models: refused; http://b/models: timed out")
