@@ -426,7 +426,8 @@ def by_name(gates: list[Gate]) -> dict[str, Gate]:
 ])
 def test_health_gates(statuses, primary, healthy):
     gates = by_name(checked(*g.health_gates(PLAN, health(*statuses), None)))
-    assert gates["gateway"].status == PASS and gates["gateway"].reason == "gateway http://gw: alive and ready"
+    assert (gates["gateway"].status, gates["gateway"].value) == (PASS, "alive, ready")
+    assert gates["gateway"].reason == "gateway http://gw: alive and ready"
     assert gates["primary model"].status == primary
     assert gates["healthy models"].status == healthy
     count = statuses.count("healthy")
@@ -580,7 +581,8 @@ def test_catalog_gate_rules():
     two_retired = catalog(*five[:3], entry("kimi", "retired"), entry("qwen", "retired"))
     gate = checked(g.catalog_gate(two_retired, PLAN, None, None))
     assert (gate.name, gate.status, gate.value) == ("catalog", FAIL, "3 of 5 fit")
-    assert gate.reason.startswith("catalog: only 3 of 5 models left (< 4): kimi (x/kimi:free)")
+    assert gate.reason == ("catalog: only 3 of 5 models left (< 4): kimi (x/kimi:free): kimi is retired; free replacements:"
+                           " y/new:free; qwen (x/qwen:free): qwen is retired; free replacements: y/new:free")
     retired_primary = catalog(entry("glm", "retired", "primary"), *five[1:])
     assert g.catalog_gate(retired_primary, PLAN, None, None).status == FAIL
     not_free = checked(g.catalog_gate(catalog(*five[:4], entry("qwen", "not-free")), PLAN, None, None))
@@ -806,3 +808,13 @@ def test_several_findings_are_listed_in_one_reason():
     unread = g.catalog_gate(two, PLAN, None, None)
     assert (unread.value, unread.reason) == ("unknown",
                                              "catalog cannot be read: http://a/models: refused; http://b/models: timed out")
+
+
+def test_every_failing_model_is_named_with_its_free_replacements():
+    two = replace(entry("kimi", "not-free"), replacements=[Replacement("y/a:free", "A", 1000, "free"),
+                                                          Replacement("y/b:free", "B", 1000, "free")])
+    none = replace(entry("qwen", "not-free"), replacements=[])
+    gate = g.catalog_gate(catalog(*[entry(a) for a in ALIASES[:3]], two, none), PLAN, None, None)
+    assert (gate.status, gate.reason) == (FAIL, "catalog: kimi (x/kimi:free): kimi is not-free; free replacements:"
+                                                " y/a:free, y/b:free; qwen (x/qwen:free): qwen is not-free;"
+                                                " free replacements: none found")
