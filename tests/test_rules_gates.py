@@ -818,3 +818,12 @@ def test_every_failing_model_is_named_with_its_free_replacements():
     assert (gate.status, gate.reason) == (FAIL, "catalog: kimi (x/kimi:free): kimi is not-free; free replacements:"
                                                 " y/a:free, y/b:free; qwen (x/qwen:free): qwen is not-free;"
                                                 " free replacements: none found")
+
+
+def test_a_gateway_serving_no_models_fails_both_model_gates():
+    gates = g.health_gates(PLAN, health(primary=None), None)
+    assert [(x.name, x.status, x.value, x.threshold, x.source, x.reason) for x in gates[1:]] == [
+        ("primary model", FAIL, "unknown", "healthy", "health check (fallbacks off)", "the gateway serves no models"),
+        ("healthy models", FAIL, "0 of 0 healthy", ">= 4 of 0", "health check (fallbacks off)",
+         "the gateway serves no models")]
+    assert (gates[0].name, gates[0].status) == ("gateway", PASS)
