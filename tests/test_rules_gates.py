@@ -599,6 +599,7 @@ def test_catalog_gate_rules():
     ("glm", "down", [], None, "fail"),  # the primary failing
     ("kimi", "down", [], None, "warn"),  # a fallback failing
     ("glm", "healthy", ["pass", "fail"], "fail", "fail"),
+    ("glm", "healthy", ["fail", "inconclusive"], "fail", "fail"),  # the detail names both
     ("kimi", "healthy", ["fail"], "fail", "warn"),
     ("glm", "rate-limited", [], None, "inconclusive"),
     ("glm", "healthy", ["inconclusive", "pass"], "inconclusive", "inconclusive"),
