@@ -828,3 +828,9 @@ def test_a_gateway_serving_no_models_fails_both_model_gates():
         ("healthy models", FAIL, "0 of 0 healthy", ">= 4 of 0", "health check (fallbacks off)",
          "the gateway serves no models")]
     assert (gates[0].name, gates[0].status) == ("gateway", PASS)
+
+
+def test_a_window_without_a_drill_count_subtracts_none():
+    window = {"label": "Prometheus http://p", "start": NOW - H, "requests": 100.0, "failed": 0.0, "fallbacks": 3.0,
+              "overhead_buckets": {}}  # a replayed snapshot written by hand
+    assert g.fallback_gate(PLAN, window).value == "3.00% (3 of 100)"
