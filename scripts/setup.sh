@@ -5,7 +5,9 @@
 # the sandbox's process runtime), a running Docker engine and the offline images
 # (the test image, and the real LiteLLM gateway image: minutes the first time),
 # Debian's docker-compose (Compose v1), which CI checks deploy/docker-compose.yml with, and
-# Debian's prometheus (the sandbox's evidence store; promtool checks deploy/prometheus.yml).
+# Debian's prometheus (the sandbox's evidence store; promtool checks deploy/prometheus.yml),
+# prometheus-node-exporter (serves rollout's stage metrics to it), and
+# Debian's chromium (the tests open `rollout report --html` pages in it, headless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +31,24 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# node_exporter with only its textfile collector: the sandbox serves rollout's stage metrics (.rollout/rollout.prom)
+# to its Prometheus through it, as production does. No service starts on install (no systemd here).
+if ! command -v prometheus-node-exporter >/dev/null; then
+  log "installing prometheus-node-exporter"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null
+fi
+
+# Chromium: tests/test_report_html.py opens the HTML report in it (headless, over the DevTools pipe).
+if ! command -v chromium >/dev/null; then
+  log "installing chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import rollout_cli, pytest, pytest_timeout, prometheus_client, coverage, mypy, importlinter, jsonschema, openfeature.contrib.provider.flagd' 2>/dev/null \
+if ! .venv/bin/python -c 'import rollout_cli, matplotlib, PIL, pytest, pytest_timeout, prometheus_client, coverage, mypy, importlinter, jsonschema, openfeature.contrib.provider.flagd' 2>/dev/null \
    || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/lint-imports ] || [ ! -x .venv/bin/litellm ] \
    || [ pyproject.toml -nt .venv/.installed ] || [ requirements.lock -nt .venv/.installed ]; then
   log "installing rollout into .venv (versions from requirements.lock)"
@@ -44,6 +59,8 @@ fi
 # Bytecode as a pip-installed rollout has it: this environment sets PYTHONDONTWRITEBYTECODE=1,
 # so without this every `rollout` start would compile its modules again (tens of ms).
 .venv/bin/python -m compileall -q src >/dev/null
+# matplotlib's font list, built once here rather than by the first `rollout report --html` (seconds)
+.venv/bin/python -c 'import matplotlib.font_manager' >/dev/null 2>&1
 
 log "starting the Docker engine"
 bash scripts/docker-up.sh

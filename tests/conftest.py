@@ -149,7 +149,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory):
     Yields a `rollout_cli.sandbox.world.SandboxInfo`: `.root` (a complete workspace,
     use `rollout -w <root> ...`), `.gateway_url`, `.simulator_url`, `.master_key`,
     `.admin` (SimulatorAdmin: set_fault/clear/stats), `.client()` (GatewayClient), `.prometheus_url`
-    (the sandbox's real Prometheus: jobs `litellm` and `app`, scraped every 1 s).
+    (the sandbox's real Prometheus: jobs `litellm`, `app` and `rollout`, the last the node_exporter
+    serving `.rollout/rollout.prom`).
     Tests that inject faults must clear them (`sandbox.admin.clear()`) when done.
     Starting it costs about 6 s, once per session; free ports, never 4000.
     """

@@ -216,11 +216,11 @@ def test_prometheus_in_the_sandbox_answers_for_the_apps_and_the_gateways_counter
     deadline = time.monotonic() + 30  # a scrape of a busy gateway may time out now and then: the next one counts
     while True:
         status = json.loads(cli(clean, "sandbox", "status", "--json").stdout)["prometheus"]
-        if status["targets"] == {"litellm": "up", "app": "up"} or time.monotonic() > deadline:
+        if status["targets"] == {"litellm": "up", "app": "up", "rollout": "up"} or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert status["url"] == url and status["running"] and status["ready"]
-    assert status["targets"] == {"litellm": "up", "app": "up"}
+    assert status["targets"] == {"litellm": "up", "app": "up", "rollout": "up"}
     state = json.loads((clean.root / ".rollout" / "sandbox.json").read_text())
     assert state["prometheus"]["url"] == url and state["prometheus"]["process"]["pid"] == status["pid"]
 

@@ -167,11 +167,15 @@ def test_an_error_line_strips_control_characters(tmp_path: Path) -> None:
 # --- item 2: what a level-1 rollback and --help load ----------------------------------------
 
 
-def _loaded(argv: list[str]) -> set[str]:
+# matplotlib (and numpy, PIL under it) draws `report --html`'s charts: half a second to import, never on a fast path
+PLOTTING = {"matplotlib", "numpy", "PIL"}
+
+
+def _loaded(argv: list[str], code: int = 0) -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}  # coverage imports its own
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "rollout_cli", *argv], capture_output=True,
                           text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == code, proc.stderr[-2000:]
     return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in proc.stderr.splitlines()
             if line.startswith("import time:") and line.count("|") == 2}
 
@@ -181,13 +185,24 @@ def test_level_1_loads_no_rich_pydantic_httpx_or_docker(tmp_path: Path, json_out
     world = unreachable_world(tmp_path)
     loaded = _loaded(["-w", str(world.ws), "rollback", "--level", "1", "--yes", *(["--json"] if json_output else [])])
     assert "rollout_cli" in loaded and "yaml" in loaded  # it did run
-    assert loaded & {"rich", "pydantic", "pydantic_core", "httpx", "docker", "requests"} == set()
+    # prometheus_client neither: level 1 writes .rollout/rollout.prom itself (core/stagemetrics.py)
+    assert loaded & {"rich", "pydantic", "pydantic_core", "httpx", "docker", "requests", "prometheus_client", *PLOTTING} == set()
     assert world.app.env_file.read_text().count("LITELLM_ROLLOUT_PERCENTAGE=0") == 1
+    assert "rollout_stage_configured_ratio 0\n" in (world.ws / ".rollout" / "rollout.prom").read_text()
 
 
 def test_help_loads_no_rich_or_pydantic() -> None:
     loaded = _loaded(["--help"])
-    assert "typer" in loaded and loaded & {"rich", "pydantic", "pydantic_core", "httpx", "docker"} == set()
+    assert "typer" in loaded and loaded & {"rich", "pydantic", "pydantic_core", "httpx", "docker", *PLOTTING} == set()
+
+
+def test_plain_report_loads_no_plotting_library_and_report_html_does(tmp_path: Path) -> None:
+    """Issue 21: matplotlib is imported for `report --html` only (the probe sees it there: it works)."""
+    world = unreachable_world(tmp_path)
+    plain = _loaded(["-w", str(world.ws), "report"], code=1)  # NO-GO: the gateway answers nowhere
+    assert "rollout_cli" in plain and plain & PLOTTING == set()
+    drawn = _loaded(["-w", str(world.ws), "report", "--html", str(tmp_path / "r.html")], code=1)
+    assert {"matplotlib", "numpy"} <= drawn
 
 
 def test_gateway_status_loads_no_rich_pydantic_or_httpx_cli(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def _leaf_commands() -> list[str]:
 
     def walk(command: object, path: tuple[str, ...]) -> None:
         subs = getattr(command, "commands", None) or {}
-        if path and not subs:
+        if path and (not subs or getattr(command, "invoke_without_command", False)):  # `rollout autopilot` runs too
             found.append(" ".join(path))
         for name, sub in subs.items():
             walk(sub, (*path, name))
@@ -169,6 +169,11 @@ def test_advance_and_rollback(box) -> None:
     # 3: the files are written, but the sandbox's app sent no traffic through the gateway to verify
     back = valid("rollback", cli(box, "rollback", "--level", "1", "--yes", "--reason", "contract", code=None))
     assert back["mode"] == "run" and back["levels"][0]["level"] == 1 and back["exit_code"] in (0, 3)
+    # both told the sandbox's notification receiver, whose every body is a valid notification
+    notified = valid("sandbox notifications", cli(box, "sandbox", "notifications"))
+    assert [entry["body"]["event"] for entry in notified["received"]][-1] == "rolled_back"
+    for entry in notified["received"]:
+        valid("notification", entry["body"])
 
 
 def test_gateway_stop_wait_start_restart(box) -> None:

@@ -51,10 +51,7 @@ def soaked(tmp_path_factory: pytest.TempPathFactory):
     """A sandbox at 10 % (a real GO from 0 %), its entry into 10 % dated 49 h back."""
     root = tmp_path_factory.mktemp("judge") / "sb"
     sandbox_world.up(root, runtime="process", gateway_port=0, simulator_port=0, timeout=90)
-    (root / "books").mkdir()
-    (root / "books" / "rollout.yaml").write_text(PLAN)
-    with (root / "rollout.yaml").open("a") as config:
-        config.write("playbooks: ./books\n")
+    (root / "playbooks" / "rollout.yaml").write_text(PLAN)  # the sandbox's own plan folder
     try:
         code, data = cli_json(root, "advance", "--yes", "--reason", "test: 0 -> 10")
         assert (code, data["verdict"], data["next"]) == (0, "GO", 10), data
@@ -299,7 +296,7 @@ def traffic(root: Path, seconds: int) -> int:
 
 def test_a_post_check_failure_the_direct_path_shares_rolls_nothing_back(soaked, tmp_path):
     """Last in this module: it moves the sandbox back to 0 % and into an outage at 10 %."""
-    books = soaked / "books" / "rollout.yaml"
+    books = soaked / "playbooks" / "rollout.yaml"
     back = rollout("-w", str(soaked), "rollback", "--level", "1", "--yes", "--reason", "test: back to 0")
     # 3: the flag is at 0 %, but with no app traffic running its stop cannot be observed
     assert back.exit_code in (0, 3) and cli_json(soaked, "status")[1]["stage"]["percentage"] == 0, back.output

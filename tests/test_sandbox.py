@@ -224,6 +224,49 @@ def test_without_prometheus_installed_the_sandbox_runs_without_it_and_says_so(fr
     assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
 
 
+def test_a_stopped_node_exporter_comes_back_with_up_and_down_stops_it(fresh: Path) -> None:
+    """Issue 21: the node_exporter serving .rollout/rollout.prom is started, shown, restarted and stopped."""
+    started = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                      "--simulator-port", "0", "--app-runtime", "none", "--json")
+    assert started.exit_code == 0, started.output
+    state = load_state(fresh)
+    assert state is not None and state.node_exporter is not None
+    assert f"--collector.textfile.directory={fresh / '.rollout'}" in state.node_exporter.argv
+    assert (fresh / ".rollout" / "rollout.prom").read_text().count("rollout_stage_configured_ratio 0\n") == 1
+    assert state.node_exporter.stop()
+    seen = json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["node_exporter"]
+    assert seen["running"] is False and seen["ready"] is False
+
+    again = rollout("sandbox", "up", str(fresh), "--app-runtime", "none", "--json")
+    assert again.exit_code == 0, again.output
+    pids = json.loads(again.stdout)["pids"]
+    assert pids["node_exporter"] != state.node_exporter.pid
+    seen = json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["node_exporter"]
+    assert seen["running"] is True and seen["ready"] is True and seen["pid"] == pids["node_exporter"]
+
+    down = rollout("sandbox", "down", str(fresh), "--json")
+    assert f"node_exporter process {pids['node_exporter']}" in json.loads(down.stdout)["stopped"]
+    assert _processes_mentioning(str(fresh)) == []
+
+
+def test_without_node_exporter_installed_prometheus_has_no_job_rollout_and_up_says_so(fresh: Path,
+                                                                                       tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with git and prometheus, and no prometheus-node-exporter
+    bin_dir.mkdir()
+    for program in ("git", "prometheus"):
+        found = shutil.which(program)
+        assert found is not None
+        (bin_dir / program).symlink_to(found)
+    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["prometheus_url"] and "node_exporter" not in data["pids"]
+    assert any(m.startswith("node_exporter is not installed, so Prometheus does not scrape") for m in data["messages"])
+    assert "job_name: rollout" not in (fresh / "prometheus" / "prometheus.yml").read_text()
+    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["node_exporter"] is None
+
+
 def test_docker_runtime_with_the_engine_down_offers_the_process_runtime(fresh: Path) -> None:
     result = rollout("sandbox", "up", str(fresh), "--runtime", "docker", "--gateway-port", "0",
                      "--simulator-port", "0", env={"DOCKER_HOST": "unix:///tmp/nowhere.sock"})

@@ -39,9 +39,6 @@ def stage_sandbox(tmp_path_factory: pytest.TempPathFactory):
     """A sandbox of this module's own: the stage tests move its app between 0 and 100 %."""
     root = tmp_path_factory.mktemp("stages") / "sb"
     sandbox_world.up(root, runtime="process", gateway_port=0, simulator_port=0, timeout=90)
-    (root / "books").mkdir()
-    with (root / "rollout.yaml").open("a") as config:
-        config.write("playbooks: ./books\n")
     try:
         yield root
     finally:
@@ -58,7 +55,7 @@ def cli_json(root: Path, *args: str) -> tuple[int, dict]:
 
 
 def set_plan(root: Path, latency_ms: float = RELAXED_MS) -> None:
-    (root / "books" / "rollout.yaml").write_text(PLAN.format(latency=latency_ms))
+    (root / "playbooks" / "rollout.yaml").write_text(PLAN.format(latency=latency_ms))
 
 
 def stage_of(root: Path) -> int:

@@ -14,12 +14,13 @@ from support import plausible_share
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow(160)
+@pytest.mark.slow(300)
+@pytest.mark.timeout(600)  # the manual part, then the autopilot's own 0 -> 10 -> 50 and rollback
 @pytest.mark.docker
 def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
     proc = subprocess.run(
         [str(REPO / "scripts" / "tour"), str(tmp_path / "sandbox")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=560,
         env={**os.environ, "ROLLOUT_TOUR_SKIP_SETUP": "1", "ROLLOUT_TOUR_RUNTIME": "docker"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -52,8 +53,17 @@ def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
         "-w DIR sandbox fault --clear",
         "-w DIR report",
         "-w DIR history",
+        "-w DIR autopilot resume --reason tour: from here the autopilot runs the stages",
+        "-w DIR autopilot   # in the background",
+        "-w DIR sandbox fault glm-4.5-air --status 500 --via gateway",
+        "-w DIR autopilot status",
+        "-w DIR sandbox notifications",
         "sandbox down DIR",
     ]
+    # the autopilot, unattended: 0 -> 10 -> 50 by itself, then one rollback of its own after the fault
+    assert re.search(r"Z 0% promote -> 10%", out) and re.search(r"Z 10% promote -> 50%", out), out[-4000:]
+    assert len(re.findall(r"Z 50% rollback 2/2 \(level 1, took", out)) == 1, out[-4000:]
+    assert re.search(r"^fault -> (the app's last request through the gateway: [\d.]+ s|no app request)", out, re.MULTILINE)
     # what the sample app sent at each of the three traffic steps: all direct at 0%, a binomial ~10% after
     # advance (nothing failed on either path: no fault yet), all direct again after the rollback (where the
     # primary's fault is still on, so its direct calls fail: the app has no fallbacks of its own)
@@ -68,13 +78,19 @@ def test_the_readme_tour_runs_end_to_end(tmp_path, docker_engine):
     assert plausible_share(at_10[1], at_10[0], 10) and at_10[2] == at_10[4] == 0, counts
     assert after_rollback[1] == 0 and after_rollback[4] == after_rollback[0], counts
     assert "rollback to level 1: done in " in out
+    # down wrote the run's HTML report first, and the tour ends with its path (issue 21)
+    page = tmp_path / "sandbox" / "report.html"
+    assert out.rstrip().endswith(f"the HTML report of this run (open it in a browser): {page}")
+    text = page.read_text()
+    assert 'id="report-data"' in text and text.count('<figure class="chart"') == 5
+    assert "tour: primary answering 500" in text  # the rollback's reason, in the stage changes
     # down left nothing running
     # (the line is wrapped at 80 columns: any space may be a line break)
-    stopped = re.search(r"^stopped\s+prometheus\s+process\s+(\d+),\s+sample\s+app\s+container\s+\S+,\s+gateway\s+"
-                        r"container\s+([^,\s]+),", out, re.MULTILINE)
+    stopped = re.search(r"^stopped\s+prometheus\s+process\s+(\d+),\s+node_exporter\s+process\s+(\d+),\s+sample\s+app"
+                        r"\s+container\s+\S+,\s+gateway\s+container\s+([^,\s]+),", out, re.MULTILINE)
     assert stopped is not None, out[-2000:]
-    assert _gone(int(stopped.group(1)))
-    name = stopped.group(2)
+    assert _gone(int(stopped.group(1))) and _gone(int(stopped.group(2)))
+    name = stopped.group(3)
     running = subprocess.run(["docker", "ps", "-q", "--filter", f"name=^{name}$"], capture_output=True, text=True)
     assert running.returncode == 0 and running.stdout.strip() == ""
 

@@ -138,7 +138,7 @@ def _globals(
 
 
 COMMANDS = ["init", "status", "advance", "report", "watch", "health", "smoke", "models", "quota",
-            "rollback", "recover", "history", "gateway", "sandbox"]
+            "rollback", "recover", "history", "gateway", "sandbox", "autopilot", "approve"]
 
 
 def build_app(names: list[str] = COMMANDS) -> typer.Typer:

@@ -41,6 +41,10 @@ def reason_option() -> Any:
     return typer.Option(None, "--reason", help="Why; recorded in the audit trail.")
 
 
+def reason_required() -> Any:
+    return typer.Option(None, "--reason", help="Why; recorded in the audit trail (required).")
+
+
 def dry_run_option(help: str) -> Any:
     return typer.Option(False, "--dry-run", help=help)
 

@@ -225,6 +225,7 @@ VIEWS_OF = {
     "rollout_cli.gateway.control": "gateway", "rollout_cli.sandbox.commands": "sandbox",
     "rollout_cli.playbook.levels": "rollback", "rollout_cli.rollout.status": "status",
     "rollout_cli.rollout.advance": "rollout", "rollout_cli.rollout.report": "rollout",
+    "rollout_cli.autopilot.controls": "autopilot",
 }
 
 

@@ -38,6 +38,8 @@ class StageChange:
     reason: str | None
     before: Any
     after: Any
+    began: str | None = None  # its operation's "started" record: when the files began to change (a rollback
+    #                           records its end only after verifying the app's traffic, seconds later)
 
     @property
     def timestamp(self) -> float:
@@ -232,9 +234,13 @@ def unfinished_operation(log: AuditLog) -> dict[str, Any] | None:
 def stage_changes(log: AuditLog) -> list[StageChange]:
     """Every recorded move of the rollout percentage, oldest first: the one query of the trail for stages."""
     out = []
+    started: dict[Any, str] = {}
     for record in log.records():
+        if record.get("phase") == "started":
+            started[record.get("op")] = str(record.get("time"))
         for change in record.get("changes", []):
             if change.get("key") == PERCENTAGE_KEY:
+                began = started.get(record.get("op")) if record.get("phase") == "finished" else None
                 out.append(StageChange(str(record.get("time")), record.get("actor"), record.get("command"),
-                                       record.get("reason"), change.get("before"), change.get("after")))
+                                       record.get("reason"), change.get("before"), change.get("after"), began))
     return out

@@ -11,7 +11,9 @@ import os
 import re
 import reprlib
 import signal as signals
-from dataclasses import dataclass, field
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 CONFIG_NAME = "rollout.yaml"
 STATE_DIR = ".rollout"
 FLAG_FORMATS = ("env", "json", "yaml", "flagd")
-RUNTIMES = ("docker", "process")
+RUNTIMES = ("docker", "process", "swarm")
 
 ENABLED_KEY = "LITELLM_ENABLED"
 PERCENTAGE_KEY = "LITELLM_ROLLOUT_PERCENTAGE"
@@ -135,7 +137,8 @@ class GatewayConfig:
     master_key_file: Path | None = None
     container: str | None = None
     config: Path | None = None
-    runtime: str = "docker"  # docker | process
+    runtime: str = "docker"  # docker | process | swarm
+    service: str | None = None  # the swarm service (runtime swarm)
 
     @cached_property
     def key(self) -> MasterKey:
@@ -190,6 +193,66 @@ class MetricsSettings:
         return os.environ.get(self.token_env) or None if self.token_env else None
 
 
+SINK_TYPES = ("webhook", "slack", "command")
+SEVERITIES = ("info", "warning", "critical")  # in rising order: a sink takes its min_severity and above
+
+
+@dataclass(frozen=True)
+class NotifySink:
+    """One entry of `notify:`: where events go. The URL and the signing secret are never held here.
+
+    Both are secrets (a Slack incoming-webhook URL carries its token), so the
+    file names only where to find them: `url_env` (a variable) or `url_file` (a
+    file holding the URL), and `secret_env`. They are read at delivery time by
+    `url()` and `secret()`; nothing rollout prints, logs or records quotes them.
+    """
+
+    type: str  # webhook | slack | command
+    name: str  # as configured, else the type (numbered when two share it): what every record shows
+    url_env: str | None = None
+    url_file: Path | None = None
+    secret_env: str | None = None  # webhook only: HMAC-SHA256 of the body in X-Rollout-Signature
+    secret_file: Path | None = None  # or the secret from this file
+    command: tuple[str, ...] = ()  # command only: argv; the event's JSON on its stdin
+    min_severity: str = "info"
+
+    def url(self) -> str | None:
+        """The sink's URL from its variable or file, None when unset (a failed delivery, said so)."""
+        if self.url_env:
+            return os.environ.get(self.url_env, "").strip() or None
+        if self.url_file:
+            try:
+                return read_key_file(self.url_file).strip() or None
+            except (FileNotFoundError, InputError):
+                return None
+        return None
+
+    def secret(self) -> str | None:
+        """The signing secret from its variable or file; None when it is not set (nothing is sent unsigned)."""
+        if self.secret_env:
+            return os.environ.get(self.secret_env) or None
+        if self.secret_file:
+            try:
+                return read_key_file(self.secret_file) or None
+            except (FileNotFoundError, InputError):
+                return None
+        return None
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.secret_env or self.secret_file)
+
+    def where(self) -> str:
+        """Where the URL comes from, in words that never quote it."""
+        return f"${self.url_env}" if self.url_env else f"url file {self.url_file}"
+
+    def secret_where(self) -> str:
+        return f"${self.secret_env}" if self.secret_env else f"secret file {self.secret_file}"
+
+    def takes(self, severity: str) -> bool:
+        return SEVERITIES.index(severity) >= SEVERITIES.index(self.min_severity)
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -198,6 +261,7 @@ class Workspace:
     playbooks: Path | None = None
     openrouter: QuotaSettings = field(default_factory=QuotaSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    notify: tuple[NotifySink, ...] = ()
 
     @property
     def config_path(self) -> Path:
@@ -206,6 +270,44 @@ class Workspace:
     @property
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
+
+
+# The variables rollout reads secrets from, whatever rollout.yaml says: a step or a notify command never
+# inherits them (docs/PLAYBOOKS.md, "Secrets"); a `run` step gets one only by naming it in `env:`.
+ALWAYS_SECRET = ("LITELLM_MASTER_KEY", "OPENROUTER_API_KEY")
+
+
+def secret_variables(workspace: Workspace) -> frozenset[str]:
+    """Every environment variable that holds a secret rollout knows of: the master key's, the OpenRouter
+    key's, the Prometheus token's, and each notify sink's URL and signing secret."""
+    names = {*ALWAYS_SECRET, workspace.gateway.master_key_env}
+    if workspace.metrics.token_env:
+        names.add(workspace.metrics.token_env)
+    for sink in workspace.notify:
+        names.update(name for name in (sink.url_env, sink.secret_env) if name)
+    return frozenset(names)
+
+
+def without_secrets(workspace: Workspace, keep: Iterable[str] = (),
+                    environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a program rollout starts unattended: every secret variable left out but `keep`."""
+    source = os.environ if environ is None else environ
+    dropped = secret_variables(workspace) - set(keep)
+    return {name: value for name, value in source.items() if name not in dropped}
+
+
+def secret_values(workspace: Workspace) -> list[str]:
+    """The secret values themselves, to blank wherever they might still appear (an error line, a summary)."""
+    values = [os.environ.get(name, "") for name in secret_variables(workspace)]
+    values.append(workspace.gateway.key.value or "")
+    for sink in workspace.notify:
+        values.append((sink.secret() or "") if sink.secret_file else "")
+        url = sink.url() if sink.url_file else None  # a url_env's value is in `values` already
+        values.append(url or "")
+        for found in (url, os.environ.get(sink.url_env or "", "")):
+            path = urllib.parse.urlsplit(found or "")
+            values.append(path.path + (f"?{path.query}" if path.query else ""))  # Slack's token is its path
+    return [value for value in values if len(value) >= 8]
 
 
 # --- schema -----------------------------------------------------------------
@@ -239,8 +341,9 @@ _GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
     "container": ("str", False),
     "config": ("path", False),
     "runtime": ("runtime", False),
+    "service": ("str", False),
 }
-_TOP_KEYS = {"app", "gateway", "playbooks", "openrouter", "metrics"}
+_TOP_KEYS = {"app", "gateway", "playbooks", "openrouter", "metrics", "notify"}
 
 
 def resolve_root(option: str | os.PathLike[str] | None) -> Path:
@@ -270,6 +373,7 @@ def load_workspace(root: Path) -> Workspace:
     app = _section(path, root, "app", raw["app"], _APP_SCHEMA)
     gateway_raw = raw.get("gateway")
     gateway = _section(path, root, "gateway", {} if gateway_raw is None else gateway_raw, _GATEWAY_SCHEMA)
+    _check_runtime(path, gateway)
     playbooks = raw.get("playbooks")
     if playbooks is not None:
         playbooks = _convert(path, root, "playbooks", "path", playbooks)
@@ -283,7 +387,101 @@ def load_workspace(root: Path) -> Workspace:
         playbooks=playbooks,
         openrouter=_openrouter(path, raw.get("openrouter")),
         metrics=_metrics(path, root, raw.get("metrics")),
+        notify=_notify(path, root, raw.get("notify")),
     )
+
+
+def _check_runtime(path: Path, gateway: dict[str, Any]) -> None:
+    """`gateway.service` goes with `runtime: swarm`, and only there."""
+    runtime = gateway.get("runtime", "docker")
+    if runtime == "swarm" and not gateway.get("service"):
+        raise InputError(f"{path}: 'gateway.runtime' is swarm but 'gateway.service' is missing; "
+                         "name the gateway's swarm service (docker service ls)")
+    if runtime != "swarm" and gateway.get("service"):
+        raise InputError(f"{path}: 'gateway.service' is set but 'gateway.runtime' is {runtime}; "
+                         "set gateway.runtime: swarm, or remove gateway.service")
+
+
+_SINK_KEYS = ("type", "name", "url_env", "url_file", "secret_env", "secret_file", "command", "min_severity")
+
+
+def _notify(path: Path, root: Path, raw: Any) -> tuple[NotifySink, ...]:
+    """`notify: [{type: webhook|slack|command, name, url_env|url_file, secret_env, command, min_severity}]`."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InputError(f"{path}: 'notify' must be a list of sinks, got {_kind(raw)}; "
+                         "e.g. notify: [{type: slack, url_env: SLACK_WEBHOOK_URL}]")
+    sinks = [_sink(path, root, f"notify[{index}]", entry) for index, entry in enumerate(raw)]
+    names = [sink.name for sink in sinks]
+    for index, sink in enumerate(sinks):
+        if "name" not in raw[index] and names.count(sink.name) > 1:  # two unnamed slacks: slack-1, slack-2
+            sinks[index] = replace(sink, name=f"{sink.name}-{names[:index + 1].count(sink.name)}")
+    names = [sink.name for sink in sinks]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise InputError(f"{path}: two sinks in 'notify' are named {twice!r}; give each its own name")
+    return tuple(sinks)
+
+
+def _sink(path: Path, root: Path, key: str, raw: Any) -> NotifySink:
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: '{key}' must be a mapping such as {{type: webhook, url_env: VAR}}, got {_kind(raw)}")
+    unknown = sorted(set(raw) - set(_SINK_KEYS), key=str)
+    if unknown:
+        hint = " (a URL is a secret: name the variable that holds it with url_env)" if unknown[0] == "url" else ""
+        raise InputError(f"{path}: unknown key '{key}.{unknown[0]}' (known: {', '.join(_SINK_KEYS)}){hint}")
+    kind = raw.get("type")
+    if kind not in SINK_TYPES:
+        raise InputError(f"{path}: '{key}.type' is {_shown(kind)}; use one of {', '.join(SINK_TYPES)}")
+    severity = raw.get("min_severity", "info")
+    if severity not in SEVERITIES:
+        raise InputError(f"{path}: '{key}.min_severity' is {_shown(severity)}; use one of {', '.join(SEVERITIES)}")
+    values = {name: _convert(path, root, f"{key}.{name}", "str", raw[name])
+              for name in ("name", "url_env", "secret_env") if raw.get(name) is not None}
+    if isinstance(raw.get("url_file"), str) and "://" in raw["url_file"]:
+        raise InputError(f"{path}: '{key}.url_file' holds a URL, not a path (value not shown); write the URL into a "
+                         "file only you can read and name that file here, then remove the URL from rollout.yaml")
+    files = {name: _convert(path, root, f"{key}.{name}", "path", raw[name])
+             for name in ("url_file", "secret_file") if raw.get(name) is not None}
+    url_file = files.get("url_file")
+    command = tuple(_convert(path, root, f"{key}.command", "list[str]", raw["command"])) if "command" in raw else ()
+    if kind == "command":
+        extra = next((name for name in ("url_env", "url_file", "secret_env", "secret_file") if name in raw), None)
+        if extra:
+            raise InputError(f"{path}: '{key}.{extra}' is for webhook and slack sinks; a command sink takes only 'command'")
+        if not command or not all(command):
+            raise InputError(f"{path}: '{key}.command' must be a non-empty list such as [/usr/local/bin/page, --team, ops]")
+    else:
+        if command:
+            raise InputError(f"{path}: '{key}.command' is for command sinks; a {kind} sink takes url_env or url_file")
+        if ("url_env" in values) == (url_file is not None):
+            raise InputError(f"{path}: '{key}' needs exactly one of url_env (a variable holding the URL) or url_file "
+                             "(a file holding it); the URL itself never goes in rollout.yaml")
+        signing = [name for name in ("secret_env", "secret_file") if name in values or name in files]
+        if signing and kind != "webhook":
+            raise InputError(f"{path}: '{key}.{signing[0]}' signs webhook bodies; a slack sink takes no secret")
+        if len(signing) > 1:
+            raise InputError(f"{path}: '{key}' has both secret_env and secret_file; keep one")
+    sink = NotifySink(kind, values.get("name") or kind, values.get("url_env"), url_file, values.get("secret_env"),
+                      files.get("secret_file"), command, severity)
+    if kind != "command":
+        _check_sink_url(path, key, sink)
+    return sink
+
+
+def _check_sink_url(path: Path, key: str, sink: NotifySink) -> None:
+    """A URL that is there must be one (checked now: nothing starts on a bad one); an unset one fails at delivery.
+
+    The message names the variable or file, never the URL: it carries a token.
+    """
+    url = sink.url()
+    if url is None:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise InputError(f"{path}: '{key}' ({sink.name}): {sink.where()} holds no http:// or https:// URL "
+                         "(value not shown); set it to the sink's URL")
 
 
 def _metrics(path: Path, root: Path, raw: Any) -> MetricsSettings:
@@ -369,8 +567,9 @@ def _convert(path: Path, root: Path, key: str, kind: str, value: Any) -> Any:
         raise wrong("a non-empty string")
     if "\0" in value:  # no path, ref or name can hold one; the OS would refuse it later, less clearly
         raise InputError(f"{path}: '{key}' holds a NUL character; remove it")
-    if key in _KEY_PLACES and _misplaced_key(kind, value):
-        raise InputError(f"{path}: '{key}' {_KEY_PLACES[key]}")
+    place = re.sub(r"\[\d+\]", "", key)  # notify[2].url_env -> notify.url_env
+    if place in _KEY_PLACES and _misplaced_key(kind, value):
+        raise InputError(f"{path}: '{key}' {_KEY_PLACES[place]}")
     if kind == "path":
         try:
             return (root / Path(value).expanduser()).resolve()
@@ -395,6 +594,9 @@ _KEY_PLACES = {
                                "only you can read and name that file here, then remove the key from rollout.yaml",
     "gateway.master_key_env": "must be the name of an environment variable (letters, digits, _), not a key (value "
                               "not shown); name the variable that holds the key, then remove it from rollout.yaml",
+    **{f"notify.{name}": f"must be the name of an environment variable (letters, digits, _), not a {what} (value not "
+                          f"shown); name the variable that holds it, then remove the {what} from rollout.yaml"
+       for name, what in (("url_env", "URL"), ("secret_env", "secret"))},
     "metrics.token_env": "must be the name of an environment variable (letters, digits, _), not a token (value "
                          "not shown); name the variable that holds the token, then remove it from rollout.yaml",
 }
@@ -485,7 +687,9 @@ gateway:
   master_key_env: LITELLM_MASTER_KEY # the key is read from this variable, never stored
   # master_key_file: ./.rollout/master.key  # or from this file (mode 0600)
   runtime: docker                    # docker | process (a litellm rollout started here; the sandbox's)
+                                     # | swarm (a replicated service: deploy/docker-stack.yml)
   container: litellm                 # container name or compose service name (level 3)
+  # service: rollout-gateway_litellm # runtime swarm: the service's name (docker service ls)
   config: ../gateway/litellm-config.yaml
 # playbooks: ./playbooks             # optional: overrides the packaged defaults
 # openrouter:                        # the free tier's quota, shared by the app and rollout's own checks
@@ -495,6 +699,10 @@ gateway:
 #   source: prometheus               # gateway (default: its /metrics/ + `rollout watch` samples) | prometheus
 #   url: http://127.0.0.1:9090       # a Prometheus scraping the gateway and the app
 #   token_env: PROMETHEUS_TOKEN      # optional: a bearer token from this variable
+# notify:                            # who hears of advances and rollbacks (docs/SETUP.md, Notifications)
+#   - type: slack                    # webhook (signed JSON) | slack | command (the JSON on its stdin)
+#     url_env: SLACK_WEBHOOK_URL     # the URL is a secret: read from this variable (or url_file), never written here
+#     min_severity: critical         # info | warning | critical
 """
 
 

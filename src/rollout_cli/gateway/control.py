@@ -1,8 +1,10 @@
 """`rollout gateway status|start|stop|restart|logs|wait`: the gateway's runtime plus its HTTP API.
 
-The runtime (container or sandbox process) says whether the gateway runs; the
-proxy's own /health/liveliness and /health/readiness say whether it serves.
-"Healthy" needs both. Progress while waiting is reported through a callback,
+The runtime (container, sandbox process or swarm service) says whether the
+gateway runs; the proxy's own /health/liveliness and /health/readiness say
+whether it serves. "Healthy" needs both. A swarm service is asked replica by
+replica (each at its own port), so one broken replica is seen while the others
+answer: healthy then also needs every desired replica running, live and ready. Progress while waiting is reported through a callback,
 so that the CLI decides how to show it and the core never prints.
 """
 
@@ -17,7 +19,7 @@ from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode, GatewayUnavailable, RolloutError
 from rollout_cli.gateway.api import GatewayClient, Probe
-from rollout_cli.gateway.runtime import GatewayRuntime, runtime_for
+from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, GatewayRuntime, Replica, runtime_for
 from rollout_cli.io.container import ContainerState
 
 LOG_LINES_ON_FAILURE = 20
@@ -82,19 +84,24 @@ def wait_until_healthy(
             ready = client.readiness(timeout=min(2.0, remaining)) if live.ok else None
             status: str | None = None
             state: ContainerState | None = None
+            replicas: str | None = None  # why a swarm service's replicas are not all ready
             if runtime is not None:
                 try:
                     state = runtime.state()
                     status = state.status + (f" ({state.health})" if state.health else "")
+                    listed = runtime.replicas()
+                    if listed is not None:
+                        replicas = replicas_problem(state, runtime.desired() or 0, probe_replicas(listed, 2.0))
+                        status += f", {replicas or 'every replica ready'}"
                 except RolloutError as exc:
                     status = "unknown"
                     last_problem = exc.message
             if progress is not None:
                 progress(WaitProgress(round(elapsed, 2), timeout, live, ready, status))
-            runs = state is None or (state.running and state.health != "unhealthy")
+            runs = state is None or (state.running and state.health != "unhealthy" and replicas is None)
             if live.ok and ready is not None and ready.ok and (runtime is None or (state is not None and runs)):
                 return round(time.monotonic() - started, 2)
-            if state is not None and state.status in ("exited", "dead", "not started"):
+            if state is not None and state.status in ("exited", "dead", "not started", "stopped"):
                 raise _not_healthy(
                     f"gateway {runtime.name if runtime else url} is {state.status}"
                     + (f" (exit code {state.exit_code})" if state.exit_code is not None else "")
@@ -105,6 +112,8 @@ def wait_until_healthy(
                 last_problem = f"liveliness: {live.error or f'HTTP {live.status}'}"
             elif ready is not None and not ready.ok:
                 last_problem = f"readiness: {ready.error or f'HTTP {ready.status}'}"
+            elif replicas is not None:
+                last_problem = replicas
             elif state is not None and not runs:
                 last_problem = f"{runtime.name if runtime else 'runtime'} is {status}"
             if elapsed >= timeout:
@@ -134,6 +143,62 @@ def _probe_word(probe: Probe) -> str:
     return f"HTTP {probe.status}" if probe.status is not None else "no answer"
 
 
+@dataclass(frozen=True)
+class ReplicaHealth:
+    """One replica of a swarm service: its task and its own liveliness and readiness."""
+
+    replica: Replica
+    liveliness: Probe
+    readiness: Probe
+
+    @property
+    def healthy(self) -> bool:
+        return self.replica.task.state == "running" and self.liveliness.ok and self.readiness.ok
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.replica.task.as_dict(), "url": self.replica.url, "liveliness": self.liveliness.to_json(),
+                "readiness": self.readiness.to_json(), "healthy": self.healthy}
+
+
+def probe_replicas(replicas: list[Replica], timeout: float = 3.0) -> list[ReplicaHealth]:
+    """Ask every replica's own URL; a replica that is not running, or has no port, is not asked."""
+    checked = []
+    for replica in replicas:
+        if replica.url is None:
+            skipped = Probe(False, None, 0.0, f"skipped: no port (service label {REPLICA_PORT_LABEL})")
+            checked.append(ReplicaHealth(replica, skipped, skipped))
+            continue
+        if replica.task.state != "running":
+            skipped = Probe(False, None, 0.0, f"skipped: task {replica.task.state}")
+            checked.append(ReplicaHealth(replica, skipped, skipped))
+            continue
+        with GatewayClient(replica.url, None, timeout=timeout) as client:
+            live = client.liveliness(timeout=timeout)
+            ready = client.readiness(timeout=timeout) if live.ok else Probe(False, None, 0.0, "skipped: not live")
+        checked.append(ReplicaHealth(replica, live, ready))
+    return checked
+
+
+def replicas_problem(state: ContainerState | None, desired: int, checked: list[ReplicaHealth]) -> str | None:
+    """Why a swarm service is not healthy replica by replica, or None when every desired replica serves."""
+    if desired == 0:
+        return f"service {state.name if state else ''} is scaled to 0".replace("  ", " ")
+    broken = [r for r in checked if not r.healthy]
+    if broken:
+        first = broken[0]
+        reason = (f"task {first.replica.task.state}" if first.replica.task.state != "running"
+                  else f"liveliness {_probe_word(first.liveliness)}" if not first.liveliness.ok
+                  else f"readiness {_probe_word(first.readiness)}")
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        return f"replica {first.replica.task.slot} ({first.replica.url or 'no port'}): {reason}{more}"
+    healthy = sum(1 for r in checked if r.healthy)
+    if healthy < desired:
+        return f"{healthy} of {desired} replicas ready"
+    if state is not None and state.status == "updating":
+        return "the service is updating"
+    return None
+
+
 # --- the commands' core ------------------------------------------------------
 
 
@@ -148,13 +213,21 @@ class GatewayStatusPayload:
     runtime_error: str | None
     liveliness: Probe
     readiness: Probe
+    desired: int | None = None  # a swarm service's replica count (None: one container or process)
+    replicas: list[ReplicaHealth] | None = None
+
+    @property
+    def replicas_problem(self) -> str | None:
+        if self.replicas is None or self.desired is None:
+            return None
+        return replicas_problem(self.state, self.desired, self.replicas)
 
     @property
     def healthy(self) -> bool:
-        return self.liveliness.ok and self.readiness.ok
+        return self.liveliness.ok and self.readiness.ok and self.replicas_problem is None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "url": self.url,
             "runtime": self.runtime,
             "target": self.target,
@@ -164,6 +237,10 @@ class GatewayStatusPayload:
             "readiness": self.readiness.to_json(),
             "healthy": self.healthy,
         }
+        if self.replicas is not None:
+            out["desired"] = self.desired
+            out["replicas"] = [r.to_json() for r in self.replicas]
+        return out
 
 
 @dataclass(frozen=True)
@@ -232,18 +309,26 @@ def status(ws: Workspace) -> Result[GatewayStatusPayload]:
     kind: str | None = None
     target: str | None = None
     state: ContainerState | None = None
+    replicas: list[Replica] | None = None
+    desired: int | None = None
     try:
         runtime = runtime_for(ws)
         kind, target = runtime.kind, runtime.name
         state = runtime.state()
+        replicas = runtime.replicas()
+        desired = runtime.desired()
     except RolloutError as exc:
         runtime_error = exc.message
     with GatewayClient(ws.gateway.url, None) as client:
         live = client.liveliness()
         ready = client.readiness() if live.ok else Probe(False, None, 0.0, "skipped: not live")
-    payload = GatewayStatusPayload(ws.gateway.url, kind, target, state, runtime_error, live, ready)
+    checked = probe_replicas(replicas) if replicas is not None else None
+    payload = GatewayStatusPayload(ws.gateway.url, kind, target, state, runtime_error, live, ready, desired, checked)
     messages = []
-    if not payload.healthy:
+    if payload.replicas_problem is not None:
+        messages.append(f"service {target}: {payload.replicas_problem}; see `rollout gateway logs`, "
+                        "or `docker service ps` for the tasks")
+    elif not payload.healthy:
         messages.append(f"gateway at {ws.gateway.url} is not healthy; try `rollout gateway logs` "
                         "or `rollout gateway start`")
     return Result("gateway status", payload, messages, ExitCode.OK if payload.healthy else ExitCode.UNAVAILABLE)
@@ -307,7 +392,8 @@ def _wait(
         payload = GatewayWaitPayload(ws.gateway.url, timeout, kind, False, exc.waited_s, exc.log_lines, exc.message)
         return payload, [exc.message], ExitCode.UNAVAILABLE
     payload = GatewayWaitPayload(ws.gateway.url, timeout, kind, True, took, [])
-    return payload, [f"gateway at {ws.gateway.url} is healthy (after {took:g} s)"], ExitCode.OK
+    every = f", and all {runtime.desired()} replicas of {runtime.name} ready" if runtime and runtime.replicas() else ""
+    return payload, [f"gateway at {ws.gateway.url} is healthy{every} (after {took:g} s)"], ExitCode.OK
 
 
 def logs(ws: Workspace, *, tail: int) -> Result[GatewayLogsPayload]:

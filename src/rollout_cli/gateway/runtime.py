@@ -1,12 +1,18 @@
-"""Where the gateway runs, as `gateway.runtime` in rollout.yaml says: a Docker container, or a local process.
+"""Where the gateway runs, as `gateway.runtime` in rollout.yaml says: a Docker container, a local process, or
+a replicated Docker Swarm service.
 
-`rollout gateway ...` and rollback level 3 work the same on both. `docker`
+`rollout gateway ...` and rollback level 3 work the same on all three. `docker`
 (the default) finds the container by name or compose service label. `process`
 is a litellm that rollout started on this machine (`rollout sandbox up
 --runtime process` does, where no Docker engine runs); how to start it again is
-recorded in `.rollout/gateway-process.json`. Both report their state as a
-`ContainerState`, so renderers and checks need no second shape. The runtime is
-read from the workspace, never guessed from what happens to run.
+recorded in `.rollout/gateway-process.json`. `swarm` is a service
+(`gateway.service`) whose replicas each listen on their own port (the service
+label `rollout.replica-port-base` plus the task's slot: deploy/docker-stack.yml);
+stopping it scales it to 0 and records the replica count it had as a label, and
+starting it scales back to that count. All report their state as a
+`ContainerState` (a service's summed over its replicas), so renderers and checks
+need no second shape; a service also lists its replicas. The runtime is read
+from the workspace, never guessed from what happens to run.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from rollout_cli.core.workspace import MasterKey, Workspace
 from rollout_cli.errors import InputError, RolloutError, UnavailableError
@@ -27,6 +34,7 @@ from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.container import ContainerRuntime, ContainerState, read_state
 from rollout_cli.io.net import ensure_port_free, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
+from rollout_cli.io.swarm import ACTIVE_TASK_STATES, ServiceState, SwarmServices, TaskState
 
 if TYPE_CHECKING:
     from rollout_cli.io.container import ContainerRuntime
@@ -35,7 +43,7 @@ PROCESS_RECORD = "gateway-process.json"
 
 
 class GatewayRuntime(ABC):
-    kind: str  # docker | process
+    kind: str  # docker | process | swarm
     name: str  # as shown to the operator
 
     @abstractmethod
@@ -56,6 +64,18 @@ class GatewayRuntime(ABC):
 
     @abstractmethod
     def follow_logs(self, tail: int = 0) -> Iterator[str]: ...
+
+    def replicas(self) -> list[Replica] | None:
+        """Each replica (as of the last state()) and where it answers; None for one container or process."""
+        return None
+
+    def desired(self) -> int | None:
+        """How many replicas should run (as of the last state()); None for one container or process."""
+        return None
+
+    def stop_preview(self, state: ContainerState) -> str:
+        """What stop() would do, for a dry run."""
+        return f"stop container {state.name} ({state.status}, image {state.image})"
 
 
 class DockerGateway(GatewayRuntime):
@@ -250,6 +270,127 @@ class ProcessGateway(GatewayRuntime):
                 yield pending
 
 
+REPLICA_PORT_LABEL = "rollout.replica-port-base"
+REPLICAS_BEFORE_STOP_LABEL = "rollout.replicas-before-stop"
+STOP_SETTLE_S = 60.0  # beyond the step's timeout: the service's own stop_grace_period, then the engine reaping the tasks
+UPDATE_BEGINS_S = 10.0  # how long a restart waits for the engine to mark its rolling update as begun
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One replica of a swarm service: its task, and the URL it answers on (None: no port known)."""
+
+    task: TaskState
+    url: str | None
+
+
+class SwarmGateway(GatewayRuntime):
+    """The gateway as a replicated Docker Swarm service (`gateway.service`), through the SDK's services API."""
+
+    kind = "swarm"
+
+    def __init__(self, name: str, url: str, services: SwarmServices | None = None) -> None:
+        self.name = name
+        self.url = url
+        self._services = services
+        self._last: ServiceState | None = None
+
+    @property
+    def services(self) -> SwarmServices:
+        if self._services is None:
+            self._services = SwarmServices()
+        return self._services
+
+    def service(self) -> ServiceState:
+        """The service and its tasks, read now."""
+        self._last = self.services.state(self.name)
+        return self._last
+
+    def state(self) -> ContainerState:
+        return _summary(self.service())
+
+    def replicas(self) -> list[Replica]:
+        service = self._last if self._last is not None else self.service()
+        return [Replica(task, replica_url(self.url, service, task.slot)) for task in service.tasks
+                if task.desired_state == "running" or task.state in ACTIVE_TASK_STATES]
+
+    def desired(self) -> int:
+        return (self._last if self._last is not None else self.service()).desired
+
+    def stop_preview(self, state: ContainerState) -> str:
+        service = self._last or self.service()
+        return (f"scale service {service.name} from {service.desired} replicas to 0 "
+                f"(recording {service.desired} in its label {REPLICAS_BEFORE_STOP_LABEL}), image {service.image}")
+
+    def stop(self, timeout: int = 10) -> ContainerState:
+        """Scale to 0, recording the replica count as a label; returns once no task runs (bounded)."""
+        before = self.service()
+        if before.desired == 0 and before.running == 0:
+            return _summary(before)
+        if before.desired > 0:
+            self.services.scale(self.name, 0, labels={REPLICAS_BEFORE_STOP_LABEL: str(before.desired)})
+        after = self.services.wait_for(self.name, _no_task_active, timeout + STOP_SETTLE_S)
+        self._last = after
+        if not _no_task_active(after):
+            still = ", ".join(f"slot {t.slot} {t.state}" for t in after.tasks if t.state in ACTIVE_TASK_STATES)
+            raise UnavailableError(f"service {self.name} was scaled to 0 but its tasks did not stop within "
+                                   f"{timeout + STOP_SETTLE_S:g} s ({still}); see docker service ps {self.name}")
+        return replace(_summary(after), changed=True)
+
+    def start(self) -> ContainerState:
+        """Scale back to the replica count recorded by stop(); a service with replicas is left alone."""
+        before = self.service()
+        if before.desired > 0:
+            return _summary(before)
+        recorded = before.labels.get(REPLICAS_BEFORE_STOP_LABEL)
+        if recorded is None or not recorded.isdigit() or int(recorded) < 1:
+            raise InputError(f"service {self.name} is scaled to 0 and records no replica count to restore "
+                             f"(label {REPLICAS_BEFORE_STOP_LABEL}); scale it yourself: "
+                             f"docker service scale {self.name}=N")
+        after = self.services.scale(self.name, int(recorded), labels={REPLICAS_BEFORE_STOP_LABEL: None})
+        self._last = after
+        return replace(_summary(after), changed=True)
+
+    def restart(self, timeout: int = 10) -> ContainerState:
+        """Replace every replica, one at a time as the service's update_config says."""
+        before = self.service()
+        if before.desired == 0:
+            return self.start()
+        self.services.force_update(self.name)
+        # The engine marks the update as begun a moment later: until then the old replicas look settled to a wait.
+        self._last = self.services.wait_for(
+            self.name, lambda s: s.update_started != before.update_started, UPDATE_BEGINS_S)
+        return replace(_summary(self._last), changed=True)
+
+    def logs(self, tail: int = 100) -> list[str]:
+        return self.services.logs(self.name, tail=tail)
+
+    def follow_logs(self, tail: int = 0) -> Iterator[str]:
+        return self.services.follow_logs(self.name, tail=tail)
+
+
+def _no_task_active(service: ServiceState) -> bool:
+    return not any(t.state in ACTIVE_TASK_STATES for t in service.tasks)
+
+
+def _summary(service: ServiceState) -> ContainerState:
+    """A service as one ContainerState: running while any replica runs; restarts summed over the slots."""
+    return ContainerState(
+        name=service.name, id=service.id, status=service.status, running=service.running > 0, health=None,
+        started_at=None, finished_at=None, uptime_s=None,
+        restart_count=sum(t.restarts for t in service.tasks), image=service.image, exit_code=None, oom_killed=False,
+    )
+
+
+def replica_url(gateway_url: str, service: ServiceState, slot: int) -> str | None:
+    """gateway.url's scheme and host, at the service's port base plus the slot; None without the label."""
+    base = service.labels.get(REPLICA_PORT_LABEL, "")
+    if not base.isdigit() or slot < 1:
+        return None
+    parts = urlsplit(gateway_url)
+    return urlunsplit((parts.scheme, f"{parts.hostname}:{int(base) + slot}", "", "", ""))
+
+
 def process_record_path(ws: Workspace) -> Path:
     return ws.state_dir / PROCESS_RECORD
 
@@ -258,6 +399,11 @@ def runtime_for(ws: Workspace) -> GatewayRuntime:
     """The gateway's runtime, as `gateway.runtime` in rollout.yaml says."""
     if ws.gateway.runtime == "process":
         return ProcessGateway(process_record_path(ws), ws.gateway.key, ws.gateway.config)
+    if ws.gateway.runtime == "swarm":
+        if not ws.gateway.service:
+            raise InputError(f"gateway.runtime is swarm but gateway.service is not set in {ws.config_path}; "
+                             "name the gateway's swarm service there (docker service ls)")
+        return SwarmGateway(ws.gateway.service, ws.gateway.url)
     if not ws.gateway.container:
         raise InputError(
             f"gateway.container is not set in {ws.config_path}; name the gateway's container "
@@ -273,5 +419,5 @@ def runtime_summary(ws: Workspace) -> dict[str, Any] | None:
     try:
         state = runtime_for(ws).state()
     except RolloutError as exc:
-        return {"name": ws.gateway.container, "status": "unknown", "error": str(exc)}
+        return {"name": ws.gateway.service or ws.gateway.container, "status": "unknown", "error": str(exc)}
     return state.as_dict()

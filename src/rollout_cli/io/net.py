@@ -84,6 +84,12 @@ def bounded_get(url: str, headers: Mapping[str, str] | None = None, *, deadline_
     the deadline, so a server that sends one byte a second is cut off on time.
     No proxy: the connection goes straight to the URL's host. Raises HttpFailure.
     """
+    return bounded_request("GET", url, headers, deadline_s=deadline_s, max_bytes=max_bytes)
+
+
+def bounded_request(method: str, url: str, headers: Mapping[str, str] | None = None, body: bytes | None = None,
+                    *, deadline_s: float, max_bytes: int) -> HttpAnswer:
+    """`bounded_get` for any method, with an optional request body (a notification's POST). No redirect is followed."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HttpFailure("bad-url", url, "not an http:// or https:// URL")
@@ -117,14 +123,14 @@ def bounded_get(url: str, headers: Mapping[str, str] | None = None, *, deadline_
         conn.connect()
         connected = True
         try:
-            conn.request("GET", path, headers=dict(headers or {}))
+            conn.request(method, path, body=body, headers=dict(headers or {}))
         except ValueError:  # http.client's message quotes the header: it may be the key
             raise HttpFailure("bad-request", url, "the request could not be sent (an invalid header value?)") from None
         response = conn.getresponse()
         length = response.getheader("content-length")
         if length is not None and length.isdigit() and int(length) > max_bytes:
             raise too_large
-        body = bytearray()
+        answer = bytearray()
         while True:
             left = give_up - time.monotonic()
             if left <= 0 or expired.is_set():
@@ -134,12 +140,12 @@ def bounded_get(url: str, headers: Mapping[str, str] | None = None, *, deadline_
             chunk = response.read1(64 * 1024)
             if not chunk:
                 break
-            body += chunk
-            if len(body) > max_bytes:
+            answer += chunk
+            if len(answer) > max_bytes:
                 raise too_large
         if expired.is_set():  # the watchdog's shutdown reads as an end of file
             raise late
-        return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, bytes(body))
+        return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, bytes(answer))
     except HttpFailure:
         raise
     except ConnectionRefusedError:

@@ -145,7 +145,8 @@ class Finished:
 OUTPUT_KEPT = 4096  # bytes of a `run` program's output kept: enough for its last line, whatever it writes
 
 
-def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: float = 2.0) -> Finished:
+def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: float = 2.0,
+                   env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> Finished:
     """Run `argv` in its own session and wait for that process alone, at most `timeout` seconds.
 
     Its output goes to a pipe that a thread drains, keeping only the last
@@ -155,19 +156,29 @@ def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: f
     waiting for that would wait for the child too. On the timeout the whole
     process group gets SIGTERM, then SIGKILL after `grace_s`; so does it on
     Ctrl-C, which a separate session no longer receives from the terminal.
+    `env` replaces the environment (None: ours); `stdin` is written to its
+    standard input by a thread (a program that never reads it cannot block us).
     Raises OSError when the program cannot be started.
     """
     read_end, write_end = os.pipe()
+    stdin_read, stdin_write = os.pipe() if stdin is not None else (None, None)
     try:
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            list(argv), cwd=cwd, stdin=subprocess.DEVNULL if stdin_read is None else stdin_read,
+            stdout=write_end, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            env=None if env is None else dict(env),
         )
     except BaseException:
         os.close(read_end)
+        if stdin_write is not None:
+            os.close(stdin_write)
         raise
     finally:
         os.close(write_end)
+        if stdin_read is not None:
+            os.close(stdin_read)
+    if stdin is not None and stdin_write is not None:
+        threading.Thread(target=_feed, args=(stdin_write, stdin), name="run-input", daemon=True).start()
     output = _OutputTail(read_end)
     try:
         code: int | None = proc.wait(timeout=timeout)
@@ -178,6 +189,18 @@ def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: f
         _end_group(proc, grace_s)
         raise
     return Finished(code, output.last_line(settle_s=0.2))
+
+
+def _feed(fd: int, data: bytes) -> None:
+    """Write `data` to a program's stdin, then close it (its end of file); a program gone early is fine."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:  # BrokenPipe: it exited without reading
+        pass
+    finally:
+        os.close(fd)
 
 
 class _OutputTail:

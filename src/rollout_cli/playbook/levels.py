@@ -7,16 +7,19 @@ the gateway container or the git history is touched.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.playbooks import find_playbook
 from rollout_cli.core.recovery import finish_interrupted_writes
 from rollout_cli.core.result import Result
+from rollout_cli.core.stage import read_stage
+from rollout_cli.core.stagemetrics import write_stage_metrics
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.io.lock import WorkspaceLock
+from rollout_cli.notify import Delivery, Event, delivery_messages, notify
 from rollout_cli.playbook import engine
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Playbook, load_rollback_playbook
@@ -65,6 +68,7 @@ class RollbackPayload:
     duration_s: float
     levels: list[engine.LevelReport]
     took_effect: list[str]
+    notifications: list[Delivery] = field(default_factory=list)  # after the rollback, outside its duration
 
     @property
     def within_budget(self) -> bool:
@@ -80,17 +84,22 @@ class RollbackPayload:
             "within_budget": self.within_budget,
             "levels": [r.to_json() for r in self.levels],
             "took_effect": self.took_effect,
+            "notifications": [d.to_json() for d in self.notifications],
         }
 
 
-def rollback(ws: Workspace, level: int, *, reason: str | None = None, mode: Mode = "run") -> Result[RollbackPayload]:
+def rollback(ws: Workspace, level: int, *, reason: str | None = None, mode: Mode = "run",
+             announce_as: str | None = None) -> Result[RollbackPayload]:
     """Validate, then run (or preview, or drill) levels 1..level."""
-    return run_rollback(ws, plan_rollback(ws, level), reason=reason, mode=mode)
+    return run_rollback(ws, plan_rollback(ws, level), reason=reason, mode=mode, announce_as=announce_as)
 
 
 def run_rollback(
-    ws: Workspace, plan: RollbackPlan, *, reason: str | None = None, mode: Mode = "run"
+    ws: Workspace, plan: RollbackPlan, *, reason: str | None = None, mode: Mode = "run",
+    announce_as: str | None = None,
 ) -> Result[RollbackPayload]:
+    """`announce_as`: the actor a run is announced as to the `notify:` sinks (`rolled_back`, critical), once
+    the rollback is done and the lock let go; None announces nothing (a caller that notifies itself)."""
     level = plan.level
     command = f"rollback --level {level}"
     ctx = StepContext(ws)
@@ -108,6 +117,7 @@ def run_rollback(
         with WorkspaceLock(ws.state_dir, command=f"rollout {command}"):
             finish_interrupted_writes(ws)  # a killed in-place write is finished (and said) before anything is read
             engine.read_inputs(plan.playbooks, ctx)  # a bad env or flags file: exit 2, nothing changed
+            before = _percentage(ws) if announce_as is not None and ws.notify else None
             # Written ahead, before the first change: a kill part-way leaves a trace.
             op = AuditLog(ws.state_dir).begin(command, reason=reason)
             try:
@@ -121,16 +131,41 @@ def run_rollback(
             except RolloutError as exc:  # the changes are made: still report them, and say the record is missing
                 messages.append(f"the audit record could not be written: {exc}")
                 code = code or exc.exit_code
+            messages += filter(None, [write_stage_metrics(ws)])
+    duration_s = round(time.monotonic() - started, 4)  # the rollback's own time: notifying comes after it
+    deliveries: list[Delivery] = []
+    if mode == "run" and announce_as is not None and ws.notify:
+        deliveries = notify(ws, _rolled_back(plan, reports, code, reason, announce_as, before, _percentage(ws)))
+        messages.extend(delivery_messages(deliveries))
     payload = RollbackPayload(
         level=level,
         mode=mode,
         reason=reason,
         budget_s=plan.budget_s,
-        duration_s=round(time.monotonic() - started, 4),
+        duration_s=duration_s,
         levels=reports,
         took_effect=engine.took_effect(reports),
+        notifications=deliveries,
     )
     return Result("rollback", payload, messages, exit_code=code)
+
+
+def _rolled_back(plan: RollbackPlan, reports: list[engine.LevelReport], code: int, reason: str | None,
+                 actor: str, before: int | None, after: int | None) -> Event:
+    failed = [f"level {r.level} step {s.index + 1} ({s.type}) {s.status}: {s.detail}"
+              for r in reports for s in r.steps if s.status not in ("ok", "unchanged", "skipped")]
+    where = f": traffic {before}% -> {after}%" if before is not None and after is not None else ""
+    summary = f"rolled back with level {plan.level}{where}" + (f" (exit {int(code)}: see the reasons)" if code else "")
+    return Event("rolled_back", "critical", summary, actor, stage_from=before, stage_to=after,
+                 reasons=tuple([f"reason: {reason}"] if reason else []) + tuple(failed))
+
+
+def _percentage(ws: Workspace) -> int | None:
+    """The stage for a notification; a file that cannot say it is not the notification's problem."""
+    try:
+        return read_stage(ws).percentage
+    except RolloutError:
+        return None
 
 
 def _record(reports: list[engine.LevelReport], code: int, started: float, result: str | None = None) -> dict[str, Any]:

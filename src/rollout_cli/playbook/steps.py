@@ -243,10 +243,15 @@ def _up(state: ContainerState) -> bool:
     return state.running or state.status in ("running", "restarting", "paused")
 
 
+def _noun(ctx: StepContext, name: str | None) -> str:
+    """What the step acts on, in its messages: a named container, or the workspace's gateway runtime."""
+    return "service" if name is None and ctx.workspace.gateway.runtime == "swarm" else "container"
+
+
 def _container_precondition(ctx: StepContext, name: str | None) -> list[Check]:
     def probe() -> str:
         state = ctx.gateway(name).state()
-        return f"container {state.name} found ({state.status})"
+        return f"{_noun(ctx, name)} {state.name} found ({state.status})"
 
     return [_check("Docker engine answers and the gateway container exists", probe)]
 
@@ -260,13 +265,17 @@ class ContainerStop(Step):
     timeout: float = 10.0
 
     def describe(self, ctx: StepContext) -> str:
+        if self.container is None and ctx.workspace.gateway.runtime == "swarm":
+            return f"scale the gateway service {ctx.workspace.gateway.service} to 0"
         return f"stop the gateway container {self.container or ctx.workspace.gateway.container or '(sandbox process)'}"
 
     def preview(self, ctx: StepContext) -> Preview:
-        state = ctx.gateway(self.container).state()
+        gateway = ctx.gateway(self.container)
+        state = gateway.state()
         if not _up(state):
-            return Preview(f"container {state.name} already {state.status}: nothing to do", changes=False)
-        return Preview(f"stop container {state.name} ({state.status}, image {state.image})")
+            return Preview(f"{_noun(ctx, self.container)} {state.name} already {state.status}: nothing to do",
+                           changes=False)
+        return Preview(gateway.stop_preview(state))
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
         return _container_precondition(ctx, self.container)
@@ -278,7 +287,7 @@ class ContainerStop(Step):
             return Outcome("unchanged", f"container {before.name} already {before.status}")
         after = gateway.stop(timeout=int(self.timeout))
         change = {"container": before.name, "before": before.status, "after": after.status}
-        return Outcome("ok", f"stopped container {before.name} ({after.status})", [change])
+        return Outcome("ok", f"stopped {_noun(ctx, self.container)} {before.name} ({after.status})", [change])
 
 
 @dataclass
@@ -289,6 +298,8 @@ class ContainerStart(Step):
     container: str | None = None
 
     def describe(self, ctx: StepContext) -> str:
+        if self.container is None and ctx.workspace.gateway.runtime == "swarm":
+            return f"scale the gateway service {ctx.workspace.gateway.service} back to its recorded replica count"
         return f"start the gateway container {self.container or ctx.workspace.gateway.container or '(sandbox process)'}"
 
     def preconditions(self, ctx: StepContext) -> list[Check]:
@@ -301,7 +312,7 @@ class ContainerStart(Step):
             return Outcome("unchanged", f"container {before.name} already running")
         after = gateway.start()
         change = {"container": before.name, "before": before.status, "after": after.status}
-        return Outcome("ok", f"started container {before.name}", [change])
+        return Outcome("ok", f"started {_noun(ctx, self.container)} {before.name}", [change])
 
 
 def _pre_gateway_ref(ctx: StepContext, override: str | None = None) -> str:

@@ -20,10 +20,12 @@ from rollout_cli.core.quota import Forecast, QuotaLedger, forecast
 from rollout_cli.core.recovery import recover_app_files
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
+from rollout_cli.core.stagemetrics import refresh_stage_metrics, write_stage_metrics
 from rollout_cli.core.workspace import ENABLED_KEY, PERCENTAGE_KEY, Workspace
 from rollout_cli.errors import CheckFailed, ExitCode, InputError, RolloutError
 from rollout_cli.gateway.topology import load_topology
 from rollout_cli.io.lock import WorkspaceLock
+from rollout_cli.notify import Delivery, Event, delivery_messages, notify
 from rollout_cli.playbook import engine
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.levels import RollbackPayload, rollback
@@ -65,6 +67,7 @@ class AdvancePayload:
     written: list[engine.LevelReport] | None = None
     post_check: dict[str, Any] | None = None  # ok, reason (primary, status)
     rollback: RollbackPayload | None = None
+    notifications: list[Delivery] | None = None  # None: nothing announced (a dry run, no sinks)
 
     @property
     def complete(self) -> bool:
@@ -84,6 +87,8 @@ class AdvancePayload:
             out["post_check"] = self.post_check
         if self.rollback is not None:
             out["rollback"] = self.rollback.to_json()
+        if self.notifications is not None:
+            out["notifications"] = [d.to_json() for d in self.notifications]
         return out
 
 
@@ -122,6 +127,61 @@ def advance(
     dry_run: bool = False,
     skip_soak: bool = False,
     confirm: Confirm | None = None,
+    evaluated: Decision | None = None,
+    announce_as: str | None = None,
+) -> Result[AdvancePayload]:
+    """Evaluate, and on GO write the next stage. `evaluated`: a decision judged just now (the autopilot's),
+    used instead of gathering the evidence again. `announce_as`: the actor the outcome is announced as to the
+    `notify:` sinks once everything is done (`advanced`, `hold`; a post-check rollback announces `rolled_back`
+    itself); None announces nothing. A dry run or a complete rollout announces nothing either."""
+    result = _advance(ws, reason=reason, dry_run=dry_run, skip_soak=skip_soak, confirm=confirm,
+                      evaluated=evaluated, announce_as=announce_as if ws.notify else None)
+    event = _announcement(result, announce_as) if announce_as is not None and ws.notify else None
+    if event is None:
+        return result
+    deliveries = notify(ws, event)
+    result.payload.notifications = deliveries
+    return Result(result.command, result.payload, [*result.messages, *delivery_messages(deliveries)], result.exit_code)
+
+
+def _announcement(result: Result[AdvancePayload], actor: str) -> Event | None:
+    """What a manual advance tells the sinks, from its result; None when it has nothing to tell."""
+    data, decision = result.payload, result.payload.decision
+    if decision is None or data.dry_run or data.rollback is not None:
+        return None  # complete, a dry run, or rolled back (that rollback announced itself)
+    current, target = decision.current, decision.next
+    if data.written is None:
+        severity = "info" if decision.verdict is Verdict.HOLD else "warning"
+        return Event("hold", severity, f"advance {current}% -> {target}%: {decision.verdict.value}, "
+                     f"stays at {current}%", actor, decision.verdict.value, current, target,
+                     tuple(decision.reasons))
+    post = data.post_check
+    if post is None:  # the write itself failed
+        failed = tuple(f"{s.type}: {s.detail}" for r in data.written for s in r.steps if s.status == "failed")
+        return Event("hold", "critical", f"advance {current}% -> {target}% failed while writing the stage; "
+                     "check `rollout status`", actor, decision.verdict.value, current, target, failed)
+    if post["ok"]:
+        return Event("advanced", "info", f"advanced {current}% -> {target}%", actor, decision.verdict.value,
+                     current, target, tuple(decision.warnings))
+    severity = "warning" if post.get("shared_with_direct") else "critical"
+    reasons = [f"post-check failed: {post['reason']}"]
+    if post.get("shared_with_direct"):
+        reasons.append(f"not rolled back: {post['shared_with_direct']} (a provider failure, not the gateway's)")
+    else:
+        reasons.append("not rolled back: the plan names no rollback (on_post_check_failure: none)")
+    return Event("advanced", severity, f"advanced {current}% -> {target}%, but its post-check failed", actor,
+                 decision.verdict.value, current, target, tuple(reasons))
+
+
+def _advance(
+    ws: Workspace,
+    *,
+    reason: str | None,
+    dry_run: bool,
+    skip_soak: bool,
+    confirm: Confirm | None,
+    evaluated: Decision | None,
+    announce_as: str | None,
 ) -> Result[AdvancePayload]:
     if skip_soak and not reason:
         raise InputError("--skip-soak needs --reason TEXT: skipping the soak is recorded in the audit trail")
@@ -135,14 +195,15 @@ def advance(
             AdvancePayload(stage.percentage),
             [f"the rollout is complete: {stage.percentage}% of traffic goes through the gateway"],
         )
-    decision = evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None,
-                        command="advance --dry-run" if dry_run else "advance")
+    decision = evaluated or evaluate(ws, plan, stage, skip_soak_reason=reason if skip_soak else None,
+                                     command="advance --dry-run" if dry_run else "advance")
     data = AdvancePayload(decision.current, decision, dry_run)
     if dry_run:
         return Result("advance", data, ["dry run: nothing written"], decision.verdict.exit_code)
     audit = AuditLog(ws.state_dir)
     if decision.verdict is not Verdict.GO:
         audit.append("advance", reason=reason, result=decision.verdict.value, decision=_brief(decision), changes=[])
+        refresh_stage_metrics(ws)
         return Result("advance", data, [f"stays at {decision.current}%: nothing written"], decision.verdict.exit_code)
     if confirm is not None and not confirm(decision):
         raise InputError("advance not confirmed; nothing written")
@@ -183,7 +244,8 @@ def advance(
         messages.append("the plan names no rollback (on_post_check_failure: none): roll back by hand if needed")
         return Result("advance", data, messages, ExitCode.FAILED)
     level = plan.on_post_check_failure
-    undo = rollback(ws, level, reason=f"post-check failed after advancing to {target}%: {post['reason']}")
+    undo = rollback(ws, level, reason=f"post-check failed after advancing to {target}%: {post['reason']}",
+                    announce_as=announce_as)
     data.rollback = undo.payload
     after = read_stage(ws)
     messages.append(
@@ -209,6 +271,7 @@ def _write_stage(ws: Workspace, decision: Decision, *, reason: str | None, skip_
             result="ok" if code == 0 else "failed", exit_code=int(code), skip_soak=skip_soak,
             decision=_brief(decision), changes=[c for r in reports for s in r.steps for c in s.changes],
         )
+        write_stage_metrics(ws)
         return reports
 
 

@@ -65,6 +65,16 @@ class CustomGate:
 
 
 @dataclass(frozen=True)
+class AutopilotSettings:
+    """`autopilot:` of the plan: how `rollout autopilot` runs the stages unattended (docs/PLAYBOOKS.md)."""
+
+    interval_s: float = 30.0  # between ticks
+    failure_threshold: int = 2  # consecutive breached ticks before `on_breach` runs (Flagger's threshold)
+    on_breach: int = 1  # the rollback level run on a breach
+    approve_before: tuple[int, ...] = ()  # stages entered only after `rollout approve`
+
+
+@dataclass(frozen=True)
 class StagePlan:
     stages: tuple[int, ...] = (10, 50, 100)
     soak_s: float = 48 * 3600
@@ -73,6 +83,7 @@ class StagePlan:
     on_post_check_failure: int | None = 1  # rollback level, or None to only report
     source: Path | None = None
     custom_gates: tuple[CustomGate, ...] = ()
+    autopilot: AutopilotSettings = field(default_factory=AutopilotSettings)
 
     def soak_for(self, stage: int) -> float:
         return self.soak_overrides.get(stage, self.soak_s)
@@ -87,7 +98,9 @@ _GATE_TYPES: dict[str, type] = {
     "cost_free_only": bool, "max_error_rate": float, "max_added_latency_p95_ms": float,
     "min_requests": int, "env_flags_agree": bool, "catalog": bool, "max_fallback_rate": float,
 }
-_TOP = {"kind", "stages", "soak", "soak_overrides", "gates", "on_post_check_failure", "description", "custom_gates"}
+_TOP = {"kind", "stages", "soak", "soak_overrides", "gates", "on_post_check_failure", "description", "custom_gates",
+        "autopilot"}
+_AUTOPILOT_KEYS = ("interval", "failure_threshold", "on_breach", "approve_before")
 
 
 def load_plan(override_dir: Path | None) -> StagePlan:
@@ -158,15 +171,41 @@ def parse_plan(raw: Any, path: Path) -> StagePlan:
     if gates.get("min_healthy_models", 0) > 5:
         raise bad(f"'gates.min_healthy_models' is {gates['min_healthy_models']}, more than the 5 models")
     on_failure = raw.get("on_post_check_failure", "rollback-1")
-    level: int | None
-    if on_failure in ("none", None):
-        level = None
-    elif isinstance(on_failure, str) and on_failure.startswith("rollback-") and on_failure[9:] in ("1", "2", "3", "4"):
-        level = int(on_failure[9:])
-    else:
-        raise bad(f"'on_post_check_failure' must be rollback-1..rollback-4 or none, got {on_failure!r}")
+    level = None if on_failure in ("none", None) else _rollback_level(on_failure, "on_post_check_failure", bad, "or none")
     customs = _custom_gates(raw.get("custom_gates"), bad)
-    return StagePlan(tuple(stages), soak, overrides, Gates(**gates), level, path, customs)
+    autopilot = _autopilot(raw.get("autopilot"), stages, path, bad)
+    return StagePlan(tuple(stages), soak, overrides, Gates(**gates), level, path, customs, autopilot)
+
+
+def _rollback_level(value: Any, where: str, bad: Any, also: str = "") -> int:
+    if isinstance(value, str) and value.startswith("rollback-") and value[9:] in ("1", "2", "3", "4"):
+        return int(value[9:])
+    raise bad(f"'{where}' must be rollback-1..rollback-4{' ' + also if also else ''}, got {value!r}")
+
+
+def _autopilot(raw: Any, stages: list[int], path: Path, bad: Any) -> AutopilotSettings:
+    """`autopilot: {interval, failure_threshold, on_breach, approve_before}`, every value checked."""
+    if raw is None:
+        return AutopilotSettings()
+    if not isinstance(raw, dict):
+        raise bad("'autopilot' must be a mapping like {interval: 30s, failure_threshold: 2}")
+    unknown = sorted(set(raw) - set(_AUTOPILOT_KEYS), key=str)
+    if unknown:
+        raise bad(f"unknown key 'autopilot.{unknown[0]}' (known: {', '.join(_AUTOPILOT_KEYS)})")
+    interval = parse_duration(raw.get("interval", "30s"), f"{path}: autopilot.interval")
+    if interval < 1:
+        raise bad(f"'autopilot.interval' must be at least 1s, got {raw.get('interval')!r}")
+    threshold = raw.get("failure_threshold", 2)
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        raise bad(f"'autopilot.failure_threshold' must be a whole number >= 1, got {threshold!r}")
+    on_breach = _rollback_level(raw.get("on_breach", "rollback-1"), "autopilot.on_breach", bad)
+    approve = raw.get("approve_before") or []
+    if not isinstance(approve, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in approve):
+        raise bad(f"'autopilot.approve_before' must be a list of stages, e.g. [100], got {approve!r}")
+    for stage in approve:
+        if stage not in stages:
+            raise bad(f"'autopilot.approve_before' names stage {stage}, which is not in stages {stages}")
+    return AutopilotSettings(interval, threshold, on_breach, tuple(approve))
 
 
 def _custom_gates(raw: Any, bad: Any) -> tuple[CustomGate, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from rollout_cli.core.audit import AuditLog, stage_changes
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import Stage, read_stage
+from rollout_cli.core.stagemetrics import refresh_stage_metrics
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.io.atomic import atomic_write_text
@@ -21,7 +23,7 @@ from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.levels import LEVELS, load_levels
 from rollout_cli.rollout.evaluate import evaluate
 from rollout_cli.rollout.judge import Decision, judge
-from rollout_cli.rollout.plan import load_plan
+from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.snapshot import Snapshot
 
 
@@ -75,8 +77,13 @@ class ReportPayload:
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
 
 
-def report(ws: Workspace, markdown: Path | None = None, replay: Path | None = None) -> Result[ReportPayload]:
-    """The decision for now; with `replay`, the decision on a recorded snapshot (no check sent, no drill run)."""
+def report(
+    ws: Workspace, markdown: Path | None = None, replay: Path | None = None, html: Path | None = None,
+) -> Result[ReportPayload]:
+    """The decision for now; with `replay`, the decision on a recorded snapshot (no check sent, no drill run).
+
+    `html`: also the page with charts (rollout/html_report.py), over the whole rollout and the soak window.
+    """
     plan = load_plan(ws.playbooks)
     if replay is not None:
         try:
@@ -90,10 +97,13 @@ def report(ws: Workspace, markdown: Path | None = None, replay: Path | None = No
         snap = Snapshot.from_json(raw)
         decision = judge(snap, plan)
         stage, history, readiness = snap.stage, [], []
+        charts = None
     else:
         stage = read_stage(ws)
+        charts = draw_charts(ws, plan, stage) if html is not None else None
         decision = evaluate(ws, plan, stage)
         history, readiness = stage_history(ws), rollback_readiness(ws)
+        refresh_stage_metrics(ws)
     payload = ReportPayload(
         workspace=str(ws.root),
         stage=stage,
@@ -107,7 +117,37 @@ def report(ws: Workspace, markdown: Path | None = None, replay: Path | None = No
     if markdown is not None:
         atomic_write_text(markdown, to_markdown(payload.to_json()))
         messages.append(f"wrote {markdown}")
+    if html is not None:
+        atomic_write_text(html, html_page(payload, charts))
+        messages.append(f"wrote {html}")
     return Result("report", payload, messages, decision.verdict.exit_code)
+
+
+def draw_charts(ws: Workspace, plan: StagePlan, stage: Stage) -> Future[tuple[dict[str, Any], str]]:
+    """The timeline and its charts (rollout/html_report.py), in a thread of their own.
+
+    Drawing is CPU work and the checks mostly wait for the gateway: run side by
+    side, `report --html` takes about as long as `report`.
+    """
+    def draw() -> tuple[dict[str, Any], str]:
+        from rollout_cli.rollout.html_report import charts_section  # lazy: matplotlib, only for --html
+        from rollout_cli.rollout.timeline import gather_timeline
+
+        timeline = gather_timeline(ws, plan, stage)
+        return timeline, charts_section(timeline)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
+    future = pool.submit(draw)
+    pool.shutdown(wait=False)  # the thread ends with its one job; the caller waits on the future
+    return future
+
+
+def html_page(payload: ReportPayload, charts: Future[tuple[dict[str, Any], str]] | None) -> str:
+    """The report as one self-contained HTML page; a replayed snapshot has no series, so no charts."""
+    from rollout_cli.rollout.html_report import to_html  # lazy: matplotlib, only for --html
+
+    timeline, section = charts.result() if charts is not None else (None, None)
+    return to_html(payload.to_json(), timeline, section)
 
 
 def to_markdown(data: dict[str, Any]) -> str:

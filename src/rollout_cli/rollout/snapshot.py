@@ -343,11 +343,12 @@ def prometheus_window(
 # --- health, smoke and the rest ---------------------------------------------------
 
 
-def _health(ws: Workspace, evidence: Evidence, probe: Case | None = None) -> tuple[HealthReport | None, str | None]:
+def _health(ws: Workspace, evidence: Evidence, probe: Case | None = None,
+            models: list[str] | None = None) -> tuple[HealthReport | None, str | None]:
     try:
         if probe is None:
-            return check_health(ws, evidence=evidence), None
-        return check_health(ws, evidence=evidence, prompt=probe.prompt, max_tokens=probe.max_tokens), None
+            return check_health(ws, models, evidence=evidence), None
+        return check_health(ws, models, evidence=evidence, prompt=probe.prompt, max_tokens=probe.max_tokens), None
     except RolloutError as exc:
         return None, str(exc)
 
@@ -379,10 +380,12 @@ def _quota(ws: Workspace) -> dict[str, Any]:
             "limit": ws.openrouter.daily_limit, "next_reset": next_reset(ledger.clock())}
 
 
-def planned_requests(ws: Workspace, plan: StagePlan, topology: Topology | None, *, post_check: bool) -> dict[str, int]:
+def planned_requests(ws: Workspace, plan: StagePlan, topology: Topology | None, *, post_check: bool,
+                     primary_only: bool = False) -> dict[str, int]:
     """The completions one evaluation sends upstream (and the post-check after a GO), before any is sent."""
     g = plan.gates
-    out = {"health": len(topology.aliases) if topology else 0, "smoke": 0, "post_check": 1 if post_check else 0}
+    probed = (1 if primary_only else len(topology.aliases)) if topology else 0
+    out = {"health": probed, "smoke": 0, "post_check": 1 if post_check else 0}
     if g.smoke or g.cost_free_only:
         try:
             out["smoke"] = plan_smoke(ws).completions
@@ -422,11 +425,13 @@ def recent_app_paths(ws: Workspace, plan: StagePlan) -> dict[str, Any] | None:
 
 def gather(
     ws: Workspace, plan: StagePlan, stage: Stage, command: str = "report", *, skip_soak_reason: str | None = None,
+    primary_only: bool = False,
 ) -> tuple[Snapshot, Topology | None]:
     """Run the checks of one evaluation, concurrently, on evidence gathered once; the snapshot and the config read.
 
     Refuses (QuotaRefused, exit 3) before sending anything when the evaluation
-    would push rollout's own use past its share of the free quota.
+    would push rollout's own use past its share of the free quota. `primary_only`
+    probes the primary alone (the autopilot's breach checks, every tick: one request, not five).
     """
     g = plan.gates
     runs_smoke = g.smoke or g.cost_free_only
@@ -444,13 +449,16 @@ def gather(
         return snap, None
     with evidence:
         if evidence.gateway().usable:  # a gateway that does not answer gets no request: its verdict, not the quota's
-            planned = planned_requests(ws, plan, evidence.topology, post_check=command == "advance")
+            planned = planned_requests(ws, plan, evidence.topology, post_check=command == "advance",
+                                       primary_only=primary_only)
             require_room(evidence.ledger, ws.openrouter, command, sum(planned.values()))
         with ThreadPoolExecutor(max_workers=4) as pool:
             metrics_f = pool.submit(metrics_evidence, ws, plan, snap, evidence.client) if stage.percentage else None
             if metrics_f is not None and ws.metrics.source != "prometheus":
                 metrics_f.result()  # the scrape first: the checks' own requests must not land in the window
-            health_f = pool.submit(_health, ws, evidence, _shared_probe(ws) if runs_smoke else None)
+            primary = evidence.topology.primary if primary_only and evidence.topology else None
+            health_f = pool.submit(_health, ws, evidence, _shared_probe(ws) if runs_smoke else None,
+                                   [primary] if primary else None)
             smoke_f = pool.submit(_smoke, ws, evidence) if runs_smoke else None
             topology = evidence.topology
             catalog_f = pool.submit(check_catalog, topology, ws.app.requires) if topology and g.catalog else None

@@ -9,6 +9,7 @@ from typing import Any
 from rollout_cli.core.audit import AuditLog, unfinished_operation
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import Stage, read_stage
+from rollout_cli.core.stagemetrics import refresh_stage_metrics
 from rollout_cli.core.workspace import PERCENTAGE_KEY, Workspace
 from rollout_cli.errors import ExitCode
 from rollout_cli.gateway.runtime import runtime_summary
@@ -75,7 +76,9 @@ def status(ws: Workspace) -> Result[StatusPayload]:
     interrupted = unfinished is not None and not unfinished["running"]
     stray = _stray_traffic(stage, payload.observed)
     code = ExitCode.FAILED if stage.drift or interrupted or stray else ExitCode.OK
-    return Result("status", payload, [*audit.skipped_note(), *([stray] if stray else [])], exit_code=code)
+    unwritten = refresh_stage_metrics(ws, payload.observed)
+    messages = [*audit.skipped_note(), *filter(None, [stray, unwritten])]
+    return Result("status", payload, messages, exit_code=code)
 
 
 def _stray_traffic(stage: Stage, observed: dict[str, Any] | None) -> str | None:

@@ -20,6 +20,7 @@ from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.quota import DAY_S, QuotaRefused
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import read_stage
+from rollout_cli.core.stagemetrics import refresh_stage_metrics
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
@@ -62,6 +63,7 @@ def take_sample(
         "stage": stage.percentage, "source": "watch", "metrics": scrape, "metrics_error": error,
         "alive": live.ok, "health": health,
     })
+    refresh_stage_metrics(ws)
     need = plan.soak_for(stage.percentage)
     elapsed = time.time() - started.timestamp if started else None
     view: dict[str, Any] = {

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout_cli.core.result import Result
-from rollout_cli.errors import ExitCode, InputError, UnavailableError
+from rollout_cli.errors import ExitCode, InputError, RolloutError, UnavailableError
 from rollout_cli.gateway.control import GatewayNotHealthy
 from rollout_cli.sandbox import world
 from rollout_cli.sandbox.state import load_state
@@ -17,6 +17,9 @@ from rollout_cli.simulator import CALLERS, VIA, FaultBook, SimulatorAdmin
 
 NO_PROMETHEUS = ("Prometheus is not installed, so the sandbox runs without it: install Debian's "
                  "(`apt-get install --no-install-recommends prometheus`, or scripts/setup.sh) and run `sandbox up` again")
+NO_NODE_EXPORTER = ("node_exporter is not installed, so Prometheus does not scrape rollout's stage metrics "
+                    "(.rollout/rollout.prom): install Debian's (`apt-get install --no-install-recommends "
+                    "prometheus-node-exporter`, or scripts/setup.sh) and run `sandbox up` again")
 
 
 def next_steps(root: Path) -> list[str]:
@@ -61,13 +64,14 @@ class SandboxUpPayload:
 
 @dataclass(frozen=True)
 class SandboxDownPayload:
-    """`rollout sandbox down`: what was stopped."""
+    """`rollout sandbox down`: what was stopped, and the HTML report of the run written before it stopped."""
 
     dir: str
     stopped: list[str]
+    report: str | None = None  # DIR/report.html, or None: not written (nothing was up, --no-report, or it failed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"dir": self.dir, "stopped": self.stopped}
+        return {"dir": self.dir, "stopped": self.stopped, "report": self.report}
 
 
 @dataclass(frozen=True)
@@ -120,19 +124,48 @@ def up(root: Path, *, progress: Any = None, step: Any = None, **options: Any) ->
                     + (f"Prometheus {info.prometheus_url}" if info.prometheus_url else "no Prometheus")]
     if info.prometheus_url is None:
         messages.append(NO_PROMETHEUS)
+    elif "node_exporter" not in info.pids:
+        messages.append(NO_NODE_EXPORTER)
     payload = SandboxUpPayload(str(info.root), info, next_steps(info.root))
     return Result("sandbox up", payload, messages + _next_lines(info.root))
 
 
-def down(root: Path) -> Result[SandboxDownPayload]:
-    """Stop what `up` recorded; harmless (exit 0) when nothing is up."""
+REPORT_NAME = "report.html"
+
+
+def down(root: Path, *, report: bool = True) -> Result[SandboxDownPayload]:
+    """Stop what `up` recorded; harmless (exit 0) when nothing is up.
+
+    With `report`, first the run's HTML report (`rollout report --html DIR/report.html`): the last moment the
+    gateway, the app and Prometheus can still be asked. Its verdict does not change down's exit code.
+    """
+    messages = []
+    written = None
+    if report and load_state(root.absolute()) is not None:
+        written, said = _final_report(root.absolute())
+        messages.append(said)
     stopped = world.down(root)
     if stopped:
-        messages = [f"stopped {', '.join(stopped)}; the files in {root} stay "
-                    f"(`rollout sandbox up {shlex.quote(str(root))}` starts it again)"]
+        messages.append(f"stopped {', '.join(stopped)}; the files in {root} stay "
+                        f"(`rollout sandbox up {shlex.quote(str(root))}` starts it again)")
     else:
-        messages = [f"nothing to stop: no sandbox is running in {root}"]
-    return Result("sandbox down", SandboxDownPayload(str(root), stopped), messages)
+        messages.append(f"nothing to stop: no sandbox is running in {root}")
+    return Result("sandbox down", SandboxDownPayload(str(root), stopped, written), messages)
+
+
+def _final_report(root: Path) -> tuple[str | None, str]:
+    """The report of the run as DIR/report.html, and what to say about it; a failure is said, never raised."""
+    from rollout_cli.core.workspace import load_workspace
+    from rollout_cli.rollout.report import report  # lazy: the report (and matplotlib) only when one is written
+
+    target = root / REPORT_NAME
+    try:
+        verdict = report(load_workspace(root), html=target).payload.decision.verdict.value
+    except RolloutError as exc:
+        return None, f"no HTML report of the run: {exc}"
+    except Exception as exc:  # a bug in the report must never keep the sandbox running: down goes on
+        return None, f"no HTML report of the run: internal error {type(exc).__name__}; run `rollout report --debug`"
+    return str(target), f"the report of this run ({verdict}): {target}"
 
 
 def status(root: Path) -> Result[SandboxStatusPayload]:

@@ -156,7 +156,7 @@ def workspace_yaml(app_rel: str = "../app", gateway_url: str = "http://127.0.0.1
                    container: str | None = "litellm", extra_gateway: str = "", *,
                    master_key_env: str = "LITELLM_MASTER_KEY", master_key_file: str | None = None,
                    config: str | None = None, runtime: str | None = None, header: str = "",
-                   app_extra: str = "", prometheus_url: str | None = None) -> str:
+                   app_extra: str = "", prometheus_url: str | None = None, playbooks: str | None = None) -> str:
     optional = "".join(
         f"  {key}: {value}\n"
         for key, value in (("master_key_file", master_key_file), ("runtime", runtime), ("container", container),
@@ -165,6 +165,7 @@ def workspace_yaml(app_rel: str = "../app", gateway_url: str = "http://127.0.0.1
     )
     # With a Prometheus (the sandbox's), every window gate queries it over the exact soak window.
     metrics = f"metrics: {{source: prometheus, url: {prometheus_url}}}\n" if prometheus_url else ""
+    metrics += f"playbooks: {playbooks}\n" if playbooks else ""
     return f"""\
 {header}# The simulator enforces no daily quota (unless `rollout sandbox fault --quota-left N`), so the
 # sandbox's checks get the whole of a generous one; production: 50 or 1000, and a share (`rollout quota`).

@@ -94,6 +94,10 @@ class SandboxState:
     app_port: int = 0  # the sample app's control and metrics port (rollout.yaml's app.metrics_url names it)
     prometheus_port: int = 0  # 0: no Prometheus (not installed)
     prometheus: ProcessRecord | None = None
+    node_exporter_port: int = 0  # 0: no node_exporter (not installed, or no Prometheus to scrape it)
+    node_exporter: ProcessRecord | None = None
+    receiver_port: int = 0  # the notification receiver (`rollout sandbox notifications`); 0: not started
+    receiver: ProcessRecord | None = None
 
     @property
     def path(self) -> Path:
@@ -116,8 +120,24 @@ class SandboxState:
         return f"http://{HOST}:{self.prometheus_port}" if self.prometheus_port else None
 
     @property
+    def receiver_url(self) -> str | None:
+        return f"http://{HOST}:{self.receiver_port}/hook" if self.receiver_port else None
+
+    @property
+    def receiver_log(self) -> Path:
+        return self.root / ".rollout" / "receiver.log"
+
+    @property
     def prometheus_log(self) -> Path:
         return self.root / ".rollout" / "prometheus.log"
+
+    @property
+    def node_exporter_url(self) -> str | None:
+        return f"http://{HOST}:{self.node_exporter_port}" if self.node_exporter_port else None
+
+    @property
+    def node_exporter_log(self) -> Path:
+        return self.root / ".rollout" / "node-exporter.log"
 
     @property
     def key_file(self) -> Path:
@@ -167,6 +187,16 @@ class SandboxState:
                 "port": self.prometheus_port,
                 "process": self.prometheus.to_json() if self.prometheus else None,
             } if self.prometheus_port else None,
+            "node_exporter": {
+                "url": self.node_exporter_url,
+                "port": self.node_exporter_port,
+                "process": self.node_exporter.to_json() if self.node_exporter else None,
+            } if self.node_exporter_port else None,
+            "receiver": {
+                "url": self.receiver_url,
+                "port": self.receiver_port,
+                "process": self.receiver.to_json() if self.receiver else None,
+            } if self.receiver_port else None,
         }
 
     def save(self) -> None:
@@ -207,6 +237,8 @@ def load_state(root: Path) -> SandboxState | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         sim, gw, prom = raw["simulator"], raw["gateway"], raw.get("prometheus") or {}
+        exporter = raw.get("node_exporter") or {}
+        receiver = raw.get("receiver") or {}
         return SandboxState(
             root=root,
             runtime=raw["runtime"],
@@ -221,6 +253,10 @@ def load_state(root: Path) -> SandboxState | None:
             app_port=int(raw.get("app_port") or 0),
             prometheus_port=int(prom.get("port") or 0),
             prometheus=ProcessRecord.from_json(prom["process"]) if prom.get("process") else None,
+            node_exporter_port=int(exporter.get("port") or 0),
+            node_exporter=ProcessRecord.from_json(exporter["process"]) if exporter.get("process") else None,
+            receiver_port=int(receiver.get("port") or 0),
+            receiver=ProcessRecord.from_json(receiver["process"]) if receiver.get("process") else None,
         )
     except FileNotFoundError:
         return None

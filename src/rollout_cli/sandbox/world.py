@@ -6,11 +6,15 @@ tests use them through the session fixture `sandbox` in tests/conftest.py.
 Layout of a sandbox folder DIR (DIR is also a complete rollout workspace):
     DIR/rollout.yaml                 gateway.url, master_key_file, container (docker runtime)
     DIR/app/                         sample app git repo: .env at 0%, flagd flags, pre-gateway tag
+    DIR/playbooks/rollout.yaml       the stage plan: soaks of seconds, the autopilot's settings
     DIR/gateway/litellm-config.yaml  rendered from deploy/litellm-config.yaml (sandbox overrides)
     DIR/.rollout/master.key          generated master key, mode 0600
     DIR/.rollout/sandbox.json        what was started: pids with start times, the container
     DIR/prometheus/                  prometheus.yml (from deploy/prometheus.yml), data/
-    DIR/.rollout/{simulator,gateway,prometheus}.log
+    DIR/.rollout/rollout.prom        the stage as metrics (core/stagemetrics.py), served by node_exporter
+    DIR/.rollout/{simulator,gateway,prometheus,node-exporter,receiver}.log
+    DIR/.rollout/notify-url, notify-secret   the notification receiver's URL and signing secret (0600),
+                                     named by rollout.yaml's `notify:`; what it got: notifications.jsonl
 
 `up` on a sandbox that is already up and healthy changes nothing and says so;
 one that is partly up (a process died) is stopped and started again cleanly.
@@ -27,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rollout_cli.core.audit import utc_now
-from rollout_cli.core.workspace import read_key_file
+from rollout_cli.core.stagemetrics import write_stage_metrics
+from rollout_cli.core.workspace import load_workspace, read_key_file
 from rollout_cli.errors import DockerUnavailable, InputError, RolloutError, UnavailableError
 from rollout_cli.gateway.api import GatewayClient
 from rollout_cli.gateway.config import check_master_key, generate_master_key, packaged_config, render_sandbox_config
@@ -40,6 +45,13 @@ from rollout_cli.io.net import HOST, ensure_port_free, free_port, loopback_envir
 from rollout_cli.io.process import spawn_detached, tail_file
 from rollout_cli.sandbox import prometheus
 from rollout_cli.sandbox.app import APP_RUNTIMES, app_status, start_app, stop_app
+from rollout_cli.sandbox.notifications import (
+    NOTIFY_YAML,
+    receiver_running,
+    receiver_status,
+    start_receiver,
+    stop_receiver,
+)
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
 from rollout_cli.sandbox.state import (
     CALLER_KEYS,
@@ -184,6 +196,7 @@ def up(
                     )
                 _ensure_app(existing, app_runtime, say)
                 _ensure_prometheus(existing, say)
+                _ensure_receiver(existing, say)
                 return _info(existing, already_up=True)
             say("stopping the leftovers of an earlier sandbox")
             _stop_all(existing)
@@ -215,6 +228,8 @@ def up(
         say("writing the workspace")
         config_text = _render_config(gateway_config, f"http://127.0.0.1:{simulator_port}/api/v1")
         _write_workspace(root, config_text, chosen, gateway_port, app_port)
+        # the stage as metrics from the start, so the node_exporter serves it before any rollout command ran
+        write_stage_metrics(load_workspace(root))
 
         state = SandboxState(
             root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
@@ -225,6 +240,8 @@ def up(
             _start_prometheus(state)  # becomes ready while the gateway boots
             say(f"starting the OpenRouter simulator on {state.simulator_url}")
             _start_simulator(state)
+            say("starting the notification receiver")
+            start_receiver(state, {gateway_port, simulator_port, app_port, prometheus_port, state.node_exporter_port})
             say(f"starting the gateway ({chosen}) on {state.gateway_url}")
             gateway = _start_gateway(state, key)
             say("waiting for the gateway to become healthy")
@@ -250,15 +267,27 @@ def _ensure_app(state: SandboxState, app_runtime: str | None, say: Step) -> None
 
 
 def _start_prometheus(state: SandboxState) -> None:
+    """Prometheus and, when it is installed, the node_exporter serving `.rollout/rollout.prom` to its job `rollout`."""
     executable = prometheus.prometheus_executable()
     if executable is None or not state.prometheus_port:
         return
-    prometheus.write_files(state.root, state.gateway_port, state.app_port)
+    exporter = prometheus.node_exporter_executable()
+    state.node_exporter_port = 0
+    if exporter is not None:
+        state.node_exporter_port = _free_port_besides({state.gateway_port, state.simulator_port, state.app_port,
+                                                       state.prometheus_port})
+        state.node_exporter = prometheus.start_node_exporter(state.root, exporter, state.node_exporter_port,
+                                                             state.node_exporter_log)
+        state.save()
+    prometheus.write_files(state.root, state.gateway_port, state.app_port, state.node_exporter_port)
     state.prometheus = prometheus.start(state.root, executable, state.prometheus_port, state.prometheus_log)
     state.save()
 
 
 def _wait_prometheus(state: SandboxState, say: Step) -> None:
+    if state.node_exporter is not None and state.node_exporter_url is not None:
+        prometheus.wait_ready(state.node_exporter_url, state.node_exporter, state.node_exporter_log,
+                              what="node_exporter", path="/metrics")
     if state.prometheus is None or state.prometheus_url is None:
         return
     say(f"waiting for Prometheus on {state.prometheus_url}")
@@ -266,14 +295,38 @@ def _wait_prometheus(state: SandboxState, say: Step) -> None:
 
 
 def _ensure_prometheus(state: SandboxState, say: Step) -> None:
-    """A healthy sandbox whose Prometheus died (or was stopped) gets it back, on its recorded port."""
-    if prometheus.prometheus_executable() is None or (state.prometheus is not None and state.prometheus.alive()):
+    """A healthy sandbox whose Prometheus or node_exporter died (or was stopped) gets both back, Prometheus on its
+    recorded port (its config names the node_exporter's new one)."""
+    if prometheus.prometheus_executable() is None:
         return
+    exporter_up = prometheus.node_exporter_executable() is None or (
+        state.node_exporter is not None and state.node_exporter.alive())
+    if state.prometheus is not None and state.prometheus.alive() and exporter_up:
+        return
+    _stop_prometheus(state)
     if not state.prometheus_port:
         state.prometheus_port = _free_port_besides({state.gateway_port, state.simulator_port, state.app_port})
     say(f"starting Prometheus on {state.prometheus_url}")
     _start_prometheus(state)
     _wait_prometheus(state, say)
+
+
+def _stop_prometheus(state: SandboxState) -> list[str]:
+    stopped = []
+    if state.prometheus is not None and state.prometheus.stop():
+        stopped.append(f"prometheus process {state.prometheus.pid}")
+    if state.node_exporter is not None and state.node_exporter.stop():
+        stopped.append(f"node_exporter process {state.node_exporter.pid}")
+    return stopped
+
+
+def _ensure_receiver(state: SandboxState, say: Step) -> None:
+    """A healthy sandbox whose receiver died (or that predates it) gets one, and its URL file the new port."""
+    if receiver_running(state):
+        return
+    say("starting the notification receiver")
+    start_receiver(state, {state.gateway_port, state.simulator_port, state.app_port, state.prometheus_port,
+                           state.node_exporter_port})
 
 
 def _free_port_besides(taken: set[int]) -> int:
@@ -373,11 +426,32 @@ def _port(port: int, option: str, avoid: int | None = None) -> int:
     return port
 
 
+# The shipped plan with soaks short enough to watch the autopilot promote by itself.
+SANDBOX_PLAN = """\
+# Written by `rollout sandbox up`: the shipped stage plan (docs/PLAYBOOKS.md) with soaks of seconds,
+# so `rollout autopilot` can be watched promoting 0 -> 10 -> 50 -> 100 (100 after `rollout approve`).
+kind: rollout
+stages: [10, 50, 100]
+soak: 20s
+gates:
+  max_added_latency_p95_ms: 5000   # the sandbox's gateway shares a laptop's cores: tens of ms, not 10
+autopilot:
+  interval: 3s
+  failure_threshold: 2
+  on_breach: rollback-1
+  approve_before: [100]
+"""
+
+
 def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: int, app_port: int) -> None:
     gateway_url = f"http://{HOST}:{gateway_port}"
     app = root / "app"
     if not (app / ".git").is_dir():  # an existing app keeps its stage and history
         write_sample_app(app, percentage=0, gateway_url=gateway_url)
+    plan = root / "playbooks" / "rollout.yaml"
+    if not plan.exists():  # an existing sandbox keeps its (perhaps edited) plan
+        plan.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(plan, SANDBOX_PLAN)
     (root / "gateway").mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "gateway" / "litellm-config.yaml", config_text)
     atomic_write_text(
@@ -390,10 +464,11 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             master_key_file=f".rollout/{KEY_NAME}",
             config="./gateway/litellm-config.yaml",
             runtime=runtime,
+            playbooks="./playbooks",
             header=HEADER + f"# Gateway runtime: {runtime}. Stop it all with `rollout sandbox down {root}`.\n",
             app_extra=f"  metrics_url: http://{HOST}:{app_port}/metrics  # the sample app's request counter\n"
                       f"  probe: http://{HOST}:{app_port}/probe  # its direct path, checked by level 3\n",
-        ),
+        ) + NOTIFY_YAML,
     )
     key_file = root / ".rollout" / KEY_NAME
     if key_file.exists():
@@ -486,6 +561,10 @@ def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0)
         pids["gateway"] = record.process.pid
     if state.prometheus:
         pids["prometheus"] = state.prometheus.pid
+    if state.node_exporter:
+        pids["node_exporter"] = state.node_exporter.pid
+    if state.receiver:
+        pids["receiver"] = state.receiver.pid
     return SandboxInfo(
         root=state.root, runtime=state.runtime, gateway_url=state.gateway_url,
         simulator_url=state.simulator_url, gateway_port=state.gateway_port,
@@ -513,12 +592,10 @@ def down(root: Path) -> list[str]:
 
 
 def _stop_all(state: SandboxState) -> list[str]:
-    """Prometheus and the app first (they call the others), the gateway (it calls the simulator), the simulator;
-    errors do not stop the rest."""
-    stopped: list[str] = []
+    """Prometheus and the app first (they call the others), the gateway (it calls the simulator), the simulator,
+    the notification receiver; errors do not stop the rest."""
     problems: list[str] = []
-    if state.prometheus is not None and state.prometheus.stop():
-        stopped.append(f"prometheus process {state.prometheus.pid}")
+    stopped = _stop_prometheus(state)
     try:
         stopped += stop_app(state.root)  # the app first: it calls the gateway and the simulator
     except RolloutError as exc:
@@ -539,6 +616,7 @@ def _stop_all(state: SandboxState) -> list[str]:
             problems.append(exc.message)
     if state.simulator is not None and state.simulator.stop():
         stopped.append(f"simulator process {state.simulator.pid}")
+    stopped += stop_receiver(state)  # last: nothing calls it but rollout
     if problems:
         raise UnavailableError(
             f"stopped {', '.join(stopped) or 'nothing'}, but not the gateway container: {problems[0]}"
@@ -602,6 +680,8 @@ def status(root: Path) -> dict[str, Any]:
     healthy = sim_alive and bool(gateway.get("running")) and live.ok and bool(ready and ready.ok)
     metrics = (prometheus.status(state.prometheus_url, state.prometheus, state.prometheus_port)
                if state.prometheus_url else None)
+    exporter = (prometheus.node_exporter_status(state.node_exporter_url, state.node_exporter, state.node_exporter_port)
+                if state.node_exporter_url else None)
     return {"dir": str(root), "up": True, "healthy": healthy, "runtime": state.runtime,
             "created": state.created, "simulator": simulator, "gateway": gateway, "app": app_status(root),
-            "prometheus": metrics}
+            "prometheus": metrics, "node_exporter": exporter, "receiver": receiver_status(state)}

@@ -2,7 +2,8 @@
 
 One file per command, `<command path with dashes>.schema.json` (`gateway-status`),
 plus `error.schema.json`: what any command prints with `--json` when it fails
-before it has a result. They ship in the wheel; see docs/API.md.
+before it has a result, and `notification.schema.json`: the JSON body a webhook
+notification carries (not a command's output). They ship in the wheel; see docs/API.md.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 ERROR = "error"
+NOTIFICATION = "notification"  # a document rollout sends, not a command's output
 
 
 def schema_name(command: str) -> str:
@@ -27,9 +29,9 @@ def load_schema(command: str) -> dict[str, Any]:
 
 
 def published() -> list[str]:
-    """Every command with a schema, `error` included."""
+    """Every command with a schema, `error` included (`notification` is a body rollout sends, not listed)."""
     return sorted(
         entry.name.removesuffix(".schema.json").replace("-", " ")
         for entry in resources.files(__package__).iterdir()
-        if entry.name.endswith(".schema.json")
+        if entry.name.endswith(".schema.json") and entry.name != schema_name(NOTIFICATION)
     )

@@ -9,6 +9,7 @@ from rollout_cli.cli.context import load
 from rollout_cli.cli.options import dry_run_option, json_option, reason_option, yes_option
 from rollout_cli.cli.render import console, render
 from rollout_cli.errors import InputError
+from rollout_cli.io.lock import actor
 
 if TYPE_CHECKING:
     from rollout_cli.rollout.judge import Decision
@@ -42,7 +43,8 @@ def register(app: typer.Typer) -> None:
             if not sys.stdin.isatty():
                 raise InputError("advance needs confirmation; pass --yes to run it non-interactively")
             confirm = _ask
-        render(core_advance(ws, reason=reason, dry_run=dry_run, skip_soak=skip_soak, confirm=confirm), json_output)
+        render(core_advance(ws, reason=reason, dry_run=dry_run, skip_soak=skip_soak, confirm=confirm,
+                            announce_as=actor()), json_output)
 
 
 def _ask(decision: Decision) -> bool:

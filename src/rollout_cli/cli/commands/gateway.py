@@ -9,7 +9,8 @@ from rollout_cli.cli.options import json_option, timeout_option, wait_option
 from rollout_cli.cli.render import render, render_lines
 from rollout_cli.errors import InputError
 
-HELP = "Control the gateway: its container (gateway.container), or the sandbox's litellm process."
+HELP = ("Control the gateway: its container (gateway.container), its swarm service (gateway.service), "
+        "or the sandbox's litellm process.")
 
 
 def register(app: typer.Typer) -> None:

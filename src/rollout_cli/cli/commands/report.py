@@ -24,8 +24,13 @@ def register(app: typer.Typer) -> None:
             help="Judge a recorded evidence snapshot (a `report --json` output, or its `snapshot`) against "
                  "the stage plan now; sends no check.",
         ),
+        html: Path = typer.Option(
+            None, "--html", metavar="FILE",
+            help="Also write the report as one self-contained HTML page with charts (stage and observed share, "
+                 "requests by path, error rate, added latency, fallbacks) to FILE.",
+        ),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.rollout.report import report as core_report  # lazy: start-up time
 
-        render(core_report(load(ctx), markdown=markdown, replay=replay), json_output)
+        render(core_report(load(ctx), markdown=markdown, replay=replay, html=html), json_output)

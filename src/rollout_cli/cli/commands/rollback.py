@@ -8,6 +8,7 @@ from rollout_cli.cli.context import load
 from rollout_cli.cli.options import dry_run_option, json_option, reason_option, yes_option
 from rollout_cli.cli.render import plain, render
 from rollout_cli.errors import InputError
+from rollout_cli.io.lock import actor
 
 HELP = (
     "Roll back: level 1 flag to 0% (30 s), 2 router code (5 min), 3 stop the gateway "
@@ -37,4 +38,4 @@ def register(app: typer.Typer) -> None:
             if not sys.stdin.isatty():
                 raise InputError("rollback needs confirmation; pass --yes to run it non-interactively")
             typer.confirm(f"Roll back to level {level} in {plain(ws.root)}?", abort=True, err=True)
-        render(run_rollback(ws, plan, reason=reason, mode=mode), json_output)
+        render(run_rollback(ws, plan, reason=reason, mode=mode, announce_as=actor()), json_output)

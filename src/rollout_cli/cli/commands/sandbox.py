@@ -1,4 +1,4 @@
-"""`rollout sandbox up|down|status|fault|traffic`: the whole world locally, no key and no network needed."""
+"""`rollout sandbox up|down|status|fault|traffic|notifications`: the whole world locally, no key and no network needed."""
 
 from __future__ import annotations
 
@@ -59,11 +59,18 @@ def register(app: typer.Typer) -> None:
             )
         render(result, json_output)
 
-    @sandbox.command("down", help="Stop exactly what `sandbox up` started; harmless when nothing is up.")
-    def down(ctx: typer.Context, directory: Path = sandbox_dir_argument(), json_output: bool = json_option()) -> None:
+    @sandbox.command("down", help="Write the run's HTML report to DIR/report.html, then stop exactly what "
+                     "`sandbox up` started; harmless when nothing is up.")
+    def down(
+        ctx: typer.Context,
+        directory: Path = sandbox_dir_argument(),
+        report: bool = typer.Option(True, "--report/--no-report", help="Write DIR/report.html first (default), "
+                                    "or only stop."),
+        json_output: bool = json_option(),
+    ) -> None:
         from rollout_cli.sandbox import commands  # lazy: start-up time
 
-        render(commands.down(_dir(ctx, directory)), json_output)
+        render(commands.down(_dir(ctx, directory), report=report), json_output)
 
     @sandbox.command("status", help="The simulator and the gateway of a sandbox: state, ports, runtime, faults.")
     def status(ctx: typer.Context, directory: Path = sandbox_dir_argument(), json_output: bool = json_option()) -> None:
@@ -119,6 +126,19 @@ def register(app: typer.Typer) -> None:
         from rollout_cli.sandbox.traffic import traffic as core_traffic  # lazy: start-up time
 
         render(core_traffic(_dir(ctx, None), rps=rps, duration=duration, model=model), json_output)
+
+    @sandbox.command("notifications", help="What the sandbox's notification receiver got from rollout (the "
+                     "`sandbox` webhook sink of its rollout.yaml), oldest first; --answer makes it fail on purpose.")
+    def notifications(
+        ctx: typer.Context,
+        directory: Path = sandbox_dir_argument(),
+        answer: str = typer.Option(None, "--answer", help="From now on answer ok (200), hang (no answer), or an "
+                                   "HTTP status such as 500."),
+        json_output: bool = json_option(),
+    ) -> None:
+        from rollout_cli.sandbox.notifications import notifications as core_notifications  # lazy: start-up time
+
+        render(core_notifications(_dir(ctx, directory), answer=answer), json_output)
 
     app_cli = typer.Typer(help="The sandbox's sample app: an OpenAI-compatible client on OpenFeature (flagd, file "
                           "mode) that sends each user through the gateway or direct, as its flags file says.",

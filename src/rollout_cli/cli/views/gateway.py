@@ -102,6 +102,24 @@ def gateway_status_view(out: TextOut, result: Result[GatewayStatusPayload]) -> N
     _state_lines(out, d)
     out.print(_probe(out, "liveliness", d["liveliness"]))
     out.print(_probe(out, "readiness", d["readiness"]))
+    _replica_lines(out, d)
+
+
+def _replica_lines(out: TextOut, d: dict[str, Any]) -> None:
+    """A swarm service's replicas, one line each: the task, then its own probes."""
+    replicas = d.get("replicas")
+    if replicas is None:
+        return
+    running = sum(1 for r in replicas if r["state"] == "running")
+    out.print(f"  replicas   {running}/{d['desired']} running")
+    for r in replicas:
+        task = f"{plain(r['state'])}" + (f" ({plain(r['error'])})" if r.get("error") else "")
+        where = f"node {plain(r['node'])}, task {plain(r['task_id'])}, restarts {r['restarts']}"
+        verdict = out.style("ok", "green") if r["healthy"] else out.style("not ready", "bold red")
+        out.print(f"  replica {r['slot']:<2} {verdict}: task {task}, {where}, {plain(r['url'] or 'no port')}")
+        for name in ("liveliness", "readiness"):
+            if r["state"] == "running":
+                out.print("    " + _probe(out, name, r[name]).lstrip())
 
 
 @text(GatewayActionPayload)

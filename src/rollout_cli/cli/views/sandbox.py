@@ -1,4 +1,4 @@
-"""Human renderings of `rollout sandbox up|status|fault` (rich)."""
+"""Human renderings of `rollout sandbox up|status|fault|notifications` (rich)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from rollout_cli.cli.render import TextOut, esc, human
 from rollout_cli.cli.views.gateway import log_lines
 from rollout_cli.core.result import Result
 from rollout_cli.sandbox.commands import SandboxFaultPayload, SandboxStatusPayload, SandboxUpPayload
+from rollout_cli.sandbox.notifications import SandboxNotificationsPayload
 
 
 @human(SandboxUpPayload)
@@ -22,7 +23,10 @@ def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
     out.print(f"  simulator  {esc(d['simulator_url'])}  pid {d['pids'].get('simulator')}")
     if d["prometheus_url"]:
         out.print(f"  prometheus {esc(d['prometheus_url'])}  pid {d['pids'].get('prometheus')}  "
-                  "(jobs litellm every 2 s, app every 1 s)")
+                  "(jobs litellm every 2 s, app every 1 s" + (", rollout every 1 s)" if "node_exporter" in d["pids"]
+                                                               else ")"))
+    if d["pids"].get("receiver"):
+        out.print(f"  receiver   pid {d['pids']['receiver']}: the `sandbox` notify sink (`rollout sandbox notifications`)")
     out.print(f"  workspace  {esc(d['dir'])}/rollout.yaml, app repo {esc(d['dir'])}/app")
     out.print(f"  master key {esc(d['master_key_file'])} (mode 0600)")
 
@@ -55,6 +59,15 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
         jobs = ", ".join(f"{job} {health}" for job, health in sorted(prom["targets"].items())) or "no targets yet"
         out.print(f"  prometheus {esc(prom['url'])}  pid {prom['pid']}  {_running(prom['running'])}, "
                   f"ready {'ok' if prom['ready'] else 'no'}, targets {esc(jobs)}")
+    exporter = d.get("node_exporter")
+    if exporter:
+        out.print(f"  node_exporter {esc(exporter['url'])}  pid {exporter['pid']}  {_running(exporter['running'])}, "
+                  f"serving {esc(d['dir'])}/.rollout/rollout.prom")
+    receiver = d.get("receiver")
+    if receiver:
+        out.print(f"  receiver   {esc(receiver['url'])}  pid {receiver['pid']}  {_running(receiver['running'])}, "
+                  f"answers {esc(receiver['answer'])}, received {receiver['received']} "
+                  "(`rollout sandbox notifications`)")
     faults = sim.get("faults") or {}
     for model, fault in faults.items():
         out.print(f"  fault      {esc(model)}: " + _fault_text(fault))
@@ -96,3 +109,20 @@ def sandbox_fault_view(out: Any, result: Result[SandboxFaultPayload]) -> None:
     account = {k: v for k, v in result.payload.account.items() if k in ("quota_left", "rpm") and v is not None}
     if account:
         out.print("[bold]account-wide[/]: " + esc(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in account.items())))
+
+
+@human(SandboxNotificationsPayload)
+def sandbox_notifications_view(out: Any, result: Result[SandboxNotificationsPayload]) -> None:
+    d = result.data
+    receiver = d["receiver"]
+    out.print(f"[bold]receiver[/] {esc(receiver['url'])}  {_running(receiver['running'])}, answers "
+              f"{esc(receiver['answer'])}: {len(d['received'])} notification(s)")
+    for entry in d["received"]:
+        body = entry.get("body") if isinstance(entry.get("body"), dict) else {}
+        stage = body.get("stage") or {}
+        moved = f" {stage.get('from')}% -> {stage.get('to')}%" if stage.get("to") is not None else ""
+        out.print(f"  {esc(entry.get('time'))}  {esc(body.get('severity', '?')):8}  {esc(body.get('event', '?'))}"
+                  f"{esc(moved)}  by {esc(body.get('actor', '?'))}: {esc(body.get('summary', ''))}  "
+                  f"[dim](answered {esc(entry.get('answer'))}, signature {esc(entry.get('signature'))})[/]")
+        for reason in body.get("reasons") or []:
+            out.print(f"      - {esc(reason)}")

@@ -1,0 +1,1 @@
+"""`rollout autopilot`: the staged rollout carried out unattended (docs/PLAYBOOKS.md, "The autopilot")."""

@@ -1,0 +1,305 @@
+"""The gateway as a replicated Docker Swarm service (`gateway.runtime: swarm`), on a real swarm.
+
+The swarm is the one scripts/swarm-up.sh makes: a second dockerd in a network namespace
+of its own, never the machine's engine. The tests deploy the shipped deploy/docker-stack.yml
+(the real LiteLLM image, two replicas, a port per slot) as a stack of their own and remove
+it afterwards. The replicas answer on the namespace's loopback, so `rollout` runs inside it
+(`nsenter --net`), as an operator there would; the Docker engine is reached over its unix
+socket, which crosses namespaces. A missing swarm fails the tests (never skips them):
+run scripts/swarm-up.sh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from rollout_cli.gateway.api import Probe
+from rollout_cli.gateway.control import ReplicaHealth, replicas_problem
+from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, Replica, replica_url
+from rollout_cli.io.container import ContainerState
+from rollout_cli.io.swarm import ServiceState, TaskState
+from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
+from support import rollout, wait_until
+from test_json_contract import valid
+
+pytestmark = pytest.mark.xdist_group("swarm")
+
+REPO = Path(__file__).resolve().parent.parent
+NS = os.environ.get("ROLLOUT_SWARM_NS", "rollout-swarm")
+SOCKET = os.environ.get("ROLLOUT_SWARM_SOCKET", f"/var/run/docker-{NS}.sock")
+IMAGE = "rollout/litellm:local"
+RECORDED = "rollout.replicas-before-stop"
+READY_S = 300  # two LiteLLM replicas starting at once on two shared cores
+
+
+@pytest.fixture(scope="module")
+def swarm():  # type: ignore[no-untyped-def]
+    """A client of the namespaced swarm's engine; fails the test when there is none."""
+    import docker
+
+    reason = None
+    try:
+        client = docker.DockerClient(base_url=f"unix://{SOCKET}", timeout=60)
+        if client.info()["Swarm"]["LocalNodeState"] != "active":
+            reason = f"the engine at {SOCKET} is not in swarm mode"
+        elif not Path(f"/var/run/netns/{NS}").exists():
+            reason = f"network namespace {NS} is missing"
+        else:
+            client.images.get(IMAGE)
+    except docker.errors.ImageNotFound:
+        reason = f"image {IMAGE} is not in the swarm's engine"
+    except docker.errors.DockerException as exc:
+        reason = f"no swarm engine answers at {SOCKET}: {str(exc).splitlines()[0]}"
+    if reason is None:
+        yield client
+        client.close()
+        return
+    if os.environ.get("ROLLOUT_TESTS_ALLOW_NO_DOCKER") == "1":
+        pytest.skip(f"{reason} (ROLLOUT_TESTS_ALLOW_NO_DOCKER=1)")
+    pytest.fail(f"{reason}. Swarm tests need scripts/swarm-up.sh (a single-node swarm in a network "
+                "namespace of its own)", pytrace=False)
+
+
+class Stack:
+    """deploy/docker-stack.yml deployed under a name of its own, with a workspace pointing at it."""
+
+    def __init__(self, root: Path, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.name = f"rt{secrets.token_hex(3)}"
+        self.service = f"{self.name}_litellm"
+        self.port_base = 20000 + secrets.randbelow(900) * 10  # inside our own namespace: nobody else's ports
+        self.key = "sk-" + secrets.token_urlsafe(32)
+        deploy = root / "deploy"
+        deploy.mkdir()
+        for name in ("docker-stack.yml", "litellm-config.yaml"):
+            shutil.copy(REPO / "deploy" / name, deploy / name)
+        # Nothing upstream answers: liveliness and readiness never ask it.
+        (deploy / ".env").write_text(f"LITELLM_MASTER_KEY={self.key}\nOPENROUTER_API_KEY=sk-or-unused\n"
+                                     "OPENROUTER_API_BASE=http://127.0.0.1:9/api/v1\n")
+        self.deploy = deploy
+        write_sample_app(root / "app", percentage=10)
+        self.ws = root / "ws"
+        self.ws.mkdir()
+        (self.ws / "rollout.yaml").write_text(workspace_yaml(
+            container=None, gateway_url=f"http://127.0.0.1:{self.port_base + 1}", runtime="swarm",
+            extra_gateway=f"  service: {self.service}\n"))
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DOCKER_HOST": f"unix://{SOCKET}", "LITELLM_IMAGE": IMAGE,
+               "LITELLM_REPLICAS": "2", "LITELLM_PORT_BASE": str(self.port_base)}
+        return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=120,
+                              cwd=self.deploy, check=True)
+
+    def cli(self, *args: str, timeout: float = READY_S + 60) -> subprocess.CompletedProcess[str]:
+        """`rollout -w WS ARGS` inside the swarm's namespace."""
+        env = {**os.environ, "DOCKER_HOST": f"unix://{SOCKET}", "LITELLM_MASTER_KEY": self.key, "COLUMNS": "250"}
+        argv = ["nsenter", f"--net=/var/run/netns/{NS}", sys.executable, "-m", "rollout_cli", "-w", str(self.ws),
+                *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+
+    def json(self, *args: str, code: int = 0) -> dict:
+        done = self.cli(*args, "--json")
+        assert done.returncode == code, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    def spec(self) -> dict:
+        return self.client.services.get(self.service).attrs["Spec"]
+
+    def tasks(self) -> list[dict]:
+        return self.client.services.get(self.service).tasks()
+
+    def running_tasks(self) -> list[dict]:
+        return [t for t in self.tasks() if t["Status"]["State"] == "running"]
+
+
+@pytest.fixture(scope="module")
+def stack(swarm, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    box = Stack(tmp_path_factory.mktemp("swarm"), swarm)
+    box.docker("stack", "deploy", "-c", "docker-stack.yml", box.name)
+    try:
+        yield box
+    finally:
+        subprocess.run(["docker", "-H", f"unix://{SOCKET}", "stack", "rm", box.name], capture_output=True, timeout=120)
+        wait_until(lambda: not swarm.services.list(filters={"name": box.service})
+                   and not swarm.containers.list(all=True, filters={"label": f"com.docker.stack.namespace={box.name}"},
+                                                 ignore_removed=True),
+                   120, "the test's stack gone")
+
+
+def test_swarm_settings_are_checked(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rollout.yaml").write_text(workspace_yaml(container=None, runtime="swarm"))
+    result = rollout("-w", str(ws), "gateway", "status")
+    assert result.exit_code == 2
+    assert "'gateway.runtime' is swarm but 'gateway.service' is missing" in result.output
+    (ws / "rollout.yaml").write_text(workspace_yaml(container="litellm", extra_gateway="  service: gw\n"))
+    result = rollout("-w", str(ws), "gateway", "status")
+    assert result.exit_code == 2
+    assert "'gateway.service' is set but 'gateway.runtime' is docker" in result.output
+
+
+@pytest.mark.docker
+def test_an_engine_that_is_no_swarm_manager_is_named(tmp_path: Path) -> None:
+    """The machine's own engine (never in swarm mode): exit 4, naming the engine and what to do."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rollout.yaml").write_text(workspace_yaml(container=None, runtime="swarm", extra_gateway="  service: gw\n"))
+    result = rollout("-w", str(ws), "gateway", "stop", env={"DOCKER_HOST": "unix:///var/run/docker.sock"})
+    assert result.exit_code == 4
+    assert ("the Docker engine at unix:///var/run/docker.sock is not a swarm manager, so it cannot look up "
+            "service 'gw'; point DOCKER_HOST at a manager") in result.output
+
+
+@pytest.mark.docker
+@pytest.mark.slow(420)
+def test_gateway_wait_then_status_shows_every_replica(stack: Stack) -> None:
+    waited = stack.cli("gateway", "wait", "--timeout", str(READY_S))
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert f"all 2 replicas of {stack.service} ready" in waited.stderr + waited.stdout
+
+    data = valid("gateway status", stack.json("gateway", "status"))
+    assert (data["runtime"], data["target"], data["desired"], data["healthy"]) == ("swarm", stack.service, 2, True)
+    assert data["state"]["image"] == IMAGE and data["state"]["status"] == "running"
+    assert [r["slot"] for r in data["replicas"]] == [1, 2]
+    for replica in data["replicas"]:
+        assert replica["url"] == f"http://127.0.0.1:{stack.port_base + replica['slot']}"
+        assert replica["state"] == "running" and replica["healthy"] and replica["readiness"]["ok"]
+        assert replica["node"] and replica["node"] != "-" and replica["restarts"] == 0
+
+    text = stack.cli("gateway", "status")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "replicas   2/2 running" in text.stdout
+    assert "replica 2  ok: task running" in text.stdout
+
+    logs = valid("gateway logs", stack.json("gateway", "logs", "--tail", "100"))  # the last 100 of each replica
+    assert logs["runtime"] == "swarm" and logs["target"] == stack.service
+    assert sum("LiteLLM: Proxy initialized with Config" in line for line in logs["lines"]) == 2
+
+
+@pytest.mark.docker
+def test_one_stuck_replica_is_seen_while_the_other_answers(stack: Stack, swarm) -> None:  # type: ignore[no-untyped-def]
+    second = next(t for t in stack.running_tasks() if t["Slot"] == 2)
+    container = swarm.containers.get(second["Status"]["ContainerStatus"]["ContainerID"])
+    # A hung process: the task still runs as far as the swarm knows. SIGSTOP, not `docker pause`: the cgroup
+    # freezer fails now and then on a loaded machine ("unable to freeze").
+    container.kill(signal="SIGSTOP")
+    try:
+        data = stack.json("gateway", "status", code=4)
+        first, stuck = data["replicas"]
+        assert first["healthy"] and not stuck["healthy"]
+        assert stuck["state"] == "running" and not stuck["liveliness"]["ok"]
+        assert any(f"replica 2 (http://127.0.0.1:{stack.port_base + 2}): liveliness" in m for m in data["messages"])
+        text = stack.cli("gateway", "status")
+        assert text.returncode == 4
+        assert "replica 2  not ready" in text.stdout and "replica 1  ok" in text.stdout
+    finally:
+        with contextlib.suppress(docker.errors.APIError):  # its healthcheck may have had the swarm replace it
+            container.kill(signal="SIGCONT")
+    assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+
+
+@pytest.mark.docker
+def test_level_3_scales_the_service_to_0_and_gateway_start_restores_it(stack: Stack) -> None:
+    for dry in ("--dry-run", "--drill"):
+        looked = stack.cli("rollback", "--level", "3", dry)
+        assert looked.returncode == 0, looked.stdout + looked.stderr
+        assert RECORDED not in stack.spec()["Labels"]
+        assert stack.spec()["Mode"]["Replicated"]["Replicas"] == 2
+    assert (f"scale service {stack.service} from 2 replicas to 0 (recording 2 in its label {RECORDED})"
+            in stack.cli("rollback", "--level", "3", "--dry-run").stdout)
+
+    done = stack.cli("rollback", "--level", "3", "--yes", "--reason", "swarm test")
+    assert f"stopped service {stack.service} (stopped)" in done.stdout, done.stdout + done.stderr
+    assert f"verified: gateway {stack.service} stopped" in done.stdout
+    spec = stack.spec()
+    assert spec["Mode"]["Replicated"]["Replicas"] == 0 and spec["Labels"][RECORDED] == "2"
+    assert stack.running_tasks() == []
+    stopped = stack.json("gateway", "status", code=4)
+    assert stopped["state"]["status"] == "stopped" and stopped["replicas"] == []
+    assert any("is scaled to 0" in m for m in stopped["messages"])
+
+    started = valid("gateway start", stack.json("gateway", "start", "--timeout", str(READY_S)))
+    assert started["changed"] and started["healthy"]
+    spec = stack.spec()
+    assert spec["Mode"]["Replicated"]["Replicas"] == 2 and RECORDED not in spec["Labels"]
+    after = stack.json("gateway", "status")
+    assert after["healthy"] and [r["healthy"] for r in after["replicas"]] == [True, True]
+    again = stack.json("gateway", "start", "--no-wait")
+    assert not again["changed"]
+
+
+@pytest.mark.docker
+def test_gateway_start_without_a_recorded_count_says_how_to_scale(stack: Stack, swarm) -> None:  # type: ignore[no-untyped-def]
+    swarm.services.get(stack.service).scale(0)
+    try:
+        wait_until(lambda: not stack.running_tasks(), 90, "the replicas stopped")
+        refused = stack.cli("gateway", "start")
+        assert refused.returncode == 2
+        assert f"records no replica count to restore (label {RECORDED})" in refused.stderr
+        assert stack.spec()["Mode"]["Replicated"]["Replicas"] == 0
+    finally:
+        swarm.services.get(stack.service).scale(2)
+    assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+
+
+@pytest.mark.docker
+def test_gateway_restart_replaces_every_replica(stack: Stack) -> None:
+    before = {t["ID"] for t in stack.running_tasks()}
+    restarted = valid("gateway restart", stack.json("gateway", "restart", "--timeout", str(2 * READY_S)))
+    assert restarted["changed"] and restarted["healthy"]
+    now = stack.running_tasks()
+    assert len(now) == 2 and not before & {t["ID"] for t in now}
+
+
+def _task(slot: int, state: str = "running") -> TaskState:
+    return TaskState(slot=slot, task_id=f"t{slot}", state=state, desired_state="running", node="vm",
+                     container_id=None, error=None, since=None, restarts=0)
+
+
+def _service(labels: dict[str, str], desired: int = 2, tasks: list[TaskState] | None = None) -> ServiceState:
+    tasks = tasks if tasks is not None else [_task(1), _task(2)]
+    return ServiceState(name="gw", id="s1", image="img", desired=desired,
+                        running=sum(t.state == "running" for t in tasks), update_state=None, update_started=None,
+                        labels=labels, tasks=tasks)
+
+
+@pytest.mark.parametrize(("url", "labels", "slot", "expected"), [
+    ("http://127.0.0.1:4001", {REPLICA_PORT_LABEL: "4000"}, 2, "http://127.0.0.1:4002"),
+    ("https://gw.internal/v1", {REPLICA_PORT_LABEL: "8800"}, 1, "https://gw.internal:8801"),
+    ("http://127.0.0.1:4001", {}, 1, None),  # no label: no port rollout could know
+    ("http://127.0.0.1:4001", {REPLICA_PORT_LABEL: "four"}, 1, None),
+    ("http://127.0.0.1:4001", {REPLICA_PORT_LABEL: "4000"}, 0, None),  # a global service's tasks have no slot
+])
+def test_replica_url_is_the_port_base_plus_the_slot(url: str, labels: dict, slot: int, expected: str | None) -> None:
+    assert replica_url(url, _service(labels), slot) == expected
+
+
+def _health(slot: int, state: str = "running", live: bool = True, ready: bool = True) -> ReplicaHealth:
+    replica = Replica(_task(slot, state), f"http://127.0.0.1:{4000 + slot}")
+    return ReplicaHealth(replica, Probe(live, 200 if live else None, 1.0), Probe(ready, 200 if ready else 503, 1.0))
+
+
+@pytest.mark.parametrize(("desired", "checked", "expected"), [
+    (2, [_health(1), _health(2)], None),
+    (2, [_health(1), _health(2, live=False)], "replica 2 (http://127.0.0.1:4002): liveliness no answer"),
+    (2, [_health(1, ready=False), _health(2, "starting")],
+     "replica 1 (http://127.0.0.1:4001): readiness HTTP 503 (and 1 more)"),
+    (3, [_health(1), _health(2)], "2 of 3 replicas ready"),
+    (0, [], "service gw is scaled to 0"),
+])
+def test_replicas_problem_names_the_first_broken_replica(desired: int, checked: list, expected: str | None) -> None:
+    state = ContainerState(name="gw", id="s1", status="running", running=True, health=None, started_at=None,
+                           finished_at=None, uptime_s=None, restart_count=0, image="img", exit_code=None,
+                           oom_killed=False)
+    assert replicas_problem(state, desired, checked) == expected
