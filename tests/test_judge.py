@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -26,7 +27,7 @@ from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.workspace import load_workspace
 from rollout_cli.errors import InputError, PlaybookError
 from rollout_cli.rollout.intervals import newcombe_difference, wilson
-from rollout_cli.rollout.judge import judge
+from rollout_cli.rollout.judge import direct_failure, judge
 from rollout_cli.rollout.plan import parse_plan
 from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable
 from rollout_cli.rollout.snapshot import Snapshot, prometheus_window
@@ -76,6 +77,28 @@ def gate(decision, name: str):  # type: ignore[no-untyped-def]
 ])
 def test_wilson_interval_matches_newcombe_table_1(x, n, low, high):
     assert [round(v, 4) for v in wilson(x, n)] == [low, high]
+
+
+def test_a_proportion_of_nothing_has_no_interval_and_one_request_has_one():
+    with pytest.raises(ValueError, match=r"^a proportion needs n > 0$"):
+        wilson(0, 0)
+    assert [round(v, 4) for v in wilson(1, 1)] == [0.2065, 1.0]
+
+
+@pytest.mark.parametrize(("x1", "n1", "x2", "n2"), [(0, 1, 25, 25), (0, 1, 38, 38), (10, 10, 0, 3), (7, 7, 0, 6)])
+def test_a_difference_of_proportions_stays_within_minus_one_and_one(x1, n1, x2, n2):
+    # the hybrid's arithmetic can land a hair beyond the bound (-1.0000000000000002 for 0/1 - 25/25)
+    low, high = newcombe_difference(x1, n1, x2, n2)
+    assert low >= -1.0 and high <= 1.0
+
+
+def test_the_confidence_level_reaches_both_wilson_intervals():
+    z90 = 1.6448536269514722  # a two-sided 90 % interval
+    (l1, u1), (l2, u2) = wilson(9, 10, z90), wilson(3, 10, z90)
+    low, high = newcombe_difference(9, 10, 3, 10, z90)
+    assert (low, high) == pytest.approx((0.6 - math.hypot(0.9 - l1, u2 - 0.3), 0.6 + math.hypot(u1 - 0.9, 0.3 - l2)))
+    assert tuple(round(v, 4) for v in newcombe_difference(9, 10, 3, 10)) == (0.1705, 0.8090)  # 95 %: wider
+    assert low > 0.1705 and high < 0.8090
 
 
 @pytest.mark.parametrize(("x1", "n1", "x2", "n2", "low", "high"), [
@@ -354,3 +377,225 @@ def test_a_workspace_written_with_the_sandboxs_prometheus_reads_it(tmp_path):
     (tmp_path / "rollout.yaml").write_text(workspace_yaml("./app", prometheus_url="http://127.0.0.1:9090"))
     settings = load_workspace(tmp_path).metrics
     assert (settings.source, settings.url) == ("prometheus", "http://127.0.0.1:9090")
+
+
+# --- which gates, in which order, and what decides --------------------------------------
+
+WINDOW_GATES = ["soak", "error rate", "error rate vs direct", "added latency", "fallback rate", "fallback share",
+                "gateway 5xx share"]
+CHECK_GATES = ["env/flags agree", "gateway", "primary model", "healthy models", "smoke", "cost", "catalog", "quota"]
+
+
+def test_every_gate_is_judged_in_order_and_the_decision_carries_its_evidence():
+    decision = decide(recorded("prometheus-healthy"))
+    assert [g.name for g in decision.gates] == CHECK_GATES + WINDOW_GATES
+    assert (decision.current, decision.next, decision.requests_sent, decision.requests_shared) == (10, 50, 11, 5)
+    assert decision.app_latency == pytest.approx({"gateway_p50_ms": 50.0, "direct_p50_ms": 25.0, "added_p50_ms": 25.0,
+                                                  "gateway_p95_ms": 95.0, "direct_p95_ms": 47.5, "added_p95_ms": 47.5})
+    data = decision.to_json()
+    assert {k: data[k] for k in ("verdict", "current", "next", "reasons", "requests_sent", "requests_shared",
+                                 "error_rate_gate", "shared_failures")} == {
+        "verdict": "GO", "current": 10, "next": 50, "reasons": [], "requests_sent": 11, "requests_shared": 5,
+        "error_rate_gate": "error rate vs direct", "shared_failures": []}
+    assert data["metrics"] == {"queries": 13, "source": "prometheus", "url": "http://127.0.0.1:53337"}
+    assert data["app_latency"] == decision.app_latency and len(data["gates"]) == len(decision.gates)
+    assert data["matrix"] == [row.to_json() for row in decision.matrix] and len(data["matrix"]) == 5
+    assert data["warnings"] == decision.warnings
+    assert replace(decision, snapshot=None).to_json()["metrics"] is None  # a decision without its evidence
+
+
+@pytest.mark.parametrize(("name", "verdict", "wanted"), [
+    ("gateway-only", "NO-GO", "fail"), ("provider-wide", "HOLD", "inconclusive"), ("gateway-source", "HOLD", "inconclusive"),
+])
+def test_the_reasons_are_those_of_the_gates_that_decided_the_verdict(name, verdict, wanted):
+    decision = decide(recorded(name))
+    assert decision.verdict.value == verdict
+    assert decision.reasons == [g.reason for g in decision.gates if g.status == wanted] != []
+    assert decision.to_json()["reasons"] == decision.reasons
+
+
+def test_gates_the_plan_turns_off_are_not_judged():
+    off = plan(gates={**PLAN["gates"], "env_flags_agree": False, "smoke": False, "cost_free_only": False,
+                      "catalog": False, "gateway_healthy": False, "primary_healthy": False})
+    assert [g.name for g in decide(recorded("prometheus-healthy"), off).gates] == ["healthy models", "quota",
+                                                                                    *WINDOW_GATES]
+    absolute = plan(gates={"max_added_latency_p95_ms": 5000})  # no error_rate_vs_direct: the absolute gate decides
+    decision = decide(recorded("gateway-only"), absolute)
+    assert "error rate vs direct" not in [g.name for g in decision.gates]
+    assert (gate(decision, "error rate").status, decision.error_rate_gate) == ("fail", "error rate")
+
+
+@pytest.mark.parametrize("first_step", ["at 0 %", "no window"])
+def test_the_first_step_skips_every_window_gate(first_step):
+    raw = recorded("prometheus-healthy")
+    if first_step == "at 0 %":
+        raw["stage"].update(env_percentage=0, env_enabled=False, flags_percentage=0, flags_enabled=False)
+    else:
+        raw["window"] = None
+    decision = decide(raw)
+    note = "first step (0% -> first stage): no traffic through the gateway yet"
+    window = [(g.name, g.status, g.value, g.threshold, g.source, g.reason) for g in decision.gates[len(CHECK_GATES):]]
+    assert window == [
+        ("soak", "skipped", "n/a", "n/a", "stage plan", f"soak: {note}"),
+        ("error rate", "skipped", "n/a", "<= 1%", "stage plan", f"error rate: {note}"),
+        ("added latency", "skipped", "n/a", "p95 <= 5000 ms", "stage plan", f"added latency: {note}"),
+        ("fallback rate", "skipped", "n/a", "<= 5%", "stage plan", f"fallback rate: {note}"),
+        ("fallback share", "skipped", "n/a", "n/a", "stage plan", f"fallback share: {note}"),
+        ("gateway 5xx share", "skipped", "n/a", "n/a", "stage plan", f"gateway 5xx share: {note}"),
+    ]
+    assert (decision.error_rate_gate, decision.app_latency, decision.shared_failures) == (None, None, [])
+    assert decision.next == (10 if first_step == "at 0 %" else 50) and decision.verdict.value == "GO"
+
+
+def test_the_absolute_gate_stands_aside_only_when_the_comparative_one_has_figures():
+    decision = decide(recorded("gateway-only"))
+    assert gate(decision, "error rate").reason == ("error rate (gateway counters) 5.00% (2880 of 57600): decided by "
+                                                   "'error rate vs direct' (the app's metrics exist)")
+    assert gate(decision, "error rate vs direct").source == "the app's metrics (Prometheus http://127.0.0.1:56529)"
+    assert gate(decision, "fallback share").source == "PromQL (Prometheus http://127.0.0.1:56529)"
+    raw = recorded("gateway-only")
+    raw["window"]["problem"] = "Prometheus answered NaN for failed"  # the app's figures alone do not decide
+    decision = decide(raw)
+    assert decision.error_rate_gate == "error rate" and gate(decision, "error rate").status == "inconclusive"
+    comparative = gate(decision, "error rate vs direct")
+    assert comparative.status == "skipped" and comparative.reason.endswith("; the absolute error-rate gate decides")
+    assert decide(recorded("provider-wide")).error_rate_gate == "error rate vs direct"  # held, not skipped
+    source = decide(recorded("gateway-source"))
+    assert gate(source, "fallback share").source == "PromQL (metrics.source: prometheus, not set)"
+
+
+# --- failures the direct path shares ---------------------------------------------------------
+
+
+def app_paths(direct: dict, gateway: dict | None = None, **extra) -> dict:  # type: ignore[no-untyped-def]
+    return {"problem": None, "direct": direct, **({"gateway": gateway} if gateway else {}), **extra}
+
+
+@pytest.mark.parametrize(("app", "span", "why"), [
+    (None, "window", None),
+    ({"problem": "no series"}, "window", None),
+    ({"problem": None, "gateway": {"requests": 100, "failed": 50}}, "window", None),
+    (app_paths({"requests": 100, "failed": 5}), "window",
+     "the direct path fails too: 5.00% (5 of 100) in the same window"),
+    ({**app_paths({"requests": 100, "failed": 5}), "problem": "Prometheus answered NaN"}, "window", None),
+    (app_paths({"requests": 100, "failed": 1}), "window", None),  # at the limit: not beyond it
+    (app_paths({"requests": 10, "failed": 1}), "window", "the direct path fails too: 10.00% (1 of 10) in the same window"),
+    (app_paths({"requests": 1, "failed": 1}), "window", "the direct path fails too: 100.00% (1 of 1) in the same window"),
+    (app_paths({"requests": 0, "failed": 3}), "window", None),  # counters read a scrape apart: no rate without requests
+    (app_paths({"requests": 100, "failed": 0}), "window", None),
+    (app_paths({"requests": 0, "failed": 0}), "window", None),
+    (app_paths({"requests": 100, "failed": 0, "recent_requests": 90, "recent_failed": 45}, recent_s=300), "recent",
+     "the direct path fails too: 50.00% (45 of 90) in the last 300 s"),
+    (app_paths({"requests": 100, "failed": 50, "recent_requests": 90, "recent_failed": 0}), "recent", None),
+    (app_paths({"requests": 0, "failed": 0, "recent_requests": 10, "recent_failed": 10}), "recent",
+     "the direct path fails too: 100.00% (10 of 10) in the last 0 s"),
+])
+def test_direct_failure_is_the_direct_paths_rate_beyond_the_limit(app, span, why):
+    assert direct_failure(app, 0.01, span) == why
+
+
+def test_a_shared_failure_names_both_paths_and_whether_the_gateways_fallbacks_serve():
+    shared = gate(decide(recorded("provider-wide")), "error rate")
+    assert shared.reason == (
+        "error rate 5.00% (2880 of 57600) > 1%; the direct path fails too: 5.00% (25920 of 518400) in the same window;"
+        " the gateway path: 5.00% errors (2880 of 57600): a provider failure, not the gateway's (HOLD, no rollback)")
+    assert shared.detail == {"shared_with_direct": "the direct path fails too: 5.00% (25920 of 518400) in the same window"}
+    raw = recorded("provider-wide")
+    raw["app"]["gateway"].update(requests=0, failed=0)  # no app traffic on the gateway path: nothing to say of it
+    assert gate(decide(raw), "error rate").reason.endswith(
+        "in the same window: a provider failure, not the gateway's (HOLD, no rollback)")
+    raw["app"]["gateway"].update(requests=1, failed=0)
+    assert "; the gateway path: 0.00% errors (0 of 1), its fallbacks serving: " in gate(decide(raw), "error rate").reason
+    raw = recorded("provider-wide")
+    raw["window"].update(failed=1152)  # the gateway fails 2 % where the direct path fails 5 %: fallbacks help
+    raw["app"]["gateway"].update(failed=1152)
+    assert "; the gateway path: 2.00% errors (1152 of 57600), its fallbacks serving: " in gate(decide(raw), "error rate").reason
+    raw["app"]["gateway"].update(requests=10, failed=6)  # 60 % of 10 against all of the direct path's one request
+    raw["app"]["direct"].update(requests=1, failed=1)
+    assert "; the gateway path: 60.00% errors (6 of 10), its fallbacks serving: " in gate(decide(raw), "error rate").reason
+    raw["app"]["gateway"].update(requests=100, failed=5)  # the same 5 % on both paths: nothing of the gateway's helps
+    raw["app"]["direct"].update(requests=1000, failed=50)
+    assert "; the gateway path: 5.00% errors (5 of 100): a provider failure" in gate(decide(raw), "error rate").reason
+
+
+def test_a_smoke_failure_is_held_only_when_it_is_the_primarys_alone():
+    assert gate(decide(recorded("primary-down-everywhere")), "smoke").status == "inconclusive"
+    raw = recorded("primary-down-everywhere")
+    fallback = next(c for c in raw["smoke"]["checks"] if c["model"] == "deepseek-chat-v3.1")
+    fallback["status"] = "fail"  # a fallback failing too is not the primary's provider outage
+    raw["health"]["models"][1]["status"] = "down"
+    decision = decide(raw)
+    assert gate(decision, "smoke").status == "fail" and decision.shared_failures == ["primary model"]
+    raw = recorded("primary-down-everywhere")
+    raw["health"] = None
+    raw["health_error"] = "gateway config unreadable"
+    assert gate(decide(raw), "smoke").status == "fail"  # no primary known: nothing to share
+    raw = recorded("primary-down-everywhere")
+    raw["smoke"]["checks"].append({**raw["smoke"]["checks"][1], "model": "deepseek-chat-v3.1", "check": "cost"})
+    assert gate(decide(raw), "smoke").status == "inconclusive"  # a cost check is the cost gate's, not smoke's
+    raw["smoke"] = None
+    raw["smoke_error"] = "the suite cannot be read"
+    decision = decide(raw)
+    assert gate(decision, "smoke").status == "fail" and decision.shared_failures == ["primary model"]
+
+
+def _no_health(raw: dict) -> None:
+    raw.update(health=None, health_error="gateway config unreadable")
+
+
+def _no_smoke(raw: dict) -> None:
+    raw.update(smoke=None, smoke_error="the smoke suite cannot be read")
+
+
+def _fallback_down(raw: dict) -> None:  # a fallback the health gates allow (4 of 5 healthy) fails its smoke too
+    raw["health"]["models"][4]["status"] = "down"
+    next(c for c in raw["smoke"]["checks"] if c["model"] == "qwen3-coder" and c["check"] != "cost")["status"] = "fail"
+
+
+def _fallback_retired(raw: dict) -> None:
+    raw["catalog"]["models"][4].update(status="retired", reason="no longer listed")
+
+
+def _quota_spent(raw: dict) -> None:
+    raw["health"]["models"][1]["status"] = "quota-exhausted"
+
+
+def _soak_skipped(raw: dict) -> None:
+    raw["skip_soak_reason"] = "incident drill"
+
+
+@pytest.mark.parametrize(("change", "name", "status", "reason"), [
+    (_no_health, "healthy models", "fail", "health check could not run: gateway config unreadable"),
+    (_no_smoke, "smoke", "fail", "smoke could not run: the smoke suite cannot be read"),
+    (_no_smoke, "cost", "inconclusive", "cost guard could not run: the smoke suite cannot be read"),
+    (_fallback_down, "smoke", "pass", "smoke: "),
+    (_fallback_retired, "catalog", "pass", "catalog: 4 of 5 fit"),
+    (_quota_spent, "quota", "inconclusive", "OpenRouter free quota exhausted"),
+    (_soak_skipped, "soak", "skipped", "soak skipped: incident drill"),
+])
+def test_each_piece_of_evidence_reaches_its_gate(change, name, status, reason):
+    raw = recorded("prometheus-healthy")
+    change(raw)
+    judged = gate(decide(raw), name)
+    assert (judged.status, judged.reason[:len(reason)]) == (status, reason)
+
+
+@pytest.mark.parametrize(("requests", "sent", "shared"), [
+    ({"sent": 11, "shared": 5}, 11, 5), ({"sent": 3}, 3, 0), ({"shared": 2}, 0, 2), (None, 0, 0),
+])
+def test_a_snapshots_request_counts_missing_read_as_none_sent(requests, sent, shared):
+    raw = recorded("prometheus-healthy")
+    raw["requests"] = requests  # a replayed snapshot written by hand may leave a count out
+    decision = decide(raw)
+    assert (decision.requests_sent, decision.requests_shared) == (sent, shared)
+
+
+def test_the_matrix_and_the_warnings_come_from_the_same_evidence():
+    raw = recorded("prometheus-healthy")
+    _fallback_down(raw)
+    decision = decide(raw)
+    assert [(row.alias, row.smoke, row.verdict) for row in decision.matrix][3:] == [
+        ("kimi-k2", "pass", "pass"), ("qwen3-coder", "fail", "warn")]
+    assert decision.warnings == [w for g in decision.gates for w in g.warnings]
+    assert [w.split(" (")[-1] for w in decision.warnings] == ["a fallback model; the gate allows it)",
+                                                            "a fallback model the health gates allow)"]

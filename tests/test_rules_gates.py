@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -22,7 +23,8 @@ from rollout_cli.errors import ExitCode
 from rollout_cli.rollout import gates as g
 from rollout_cli.rollout import snapshot
 from rollout_cli.rollout.gates import FAIL, INCONCLUSIVE, PASS, SKIPPED, Gate, Verdict
-from rollout_cli.rollout.plan import Gates, StagePlan
+from rollout_cli.rollout.intervals import newcombe_difference
+from rollout_cli.rollout.plan import Condition, CustomGate, Gates, StagePlan
 
 NOW = datetime(2026, 3, 5, 12, 0, tzinfo=UTC).timestamp()
 H = 3600.0
@@ -424,7 +426,8 @@ def by_name(gates: list[Gate]) -> dict[str, Gate]:
 ])
 def test_health_gates(statuses, primary, healthy):
     gates = by_name(checked(*g.health_gates(PLAN, health(*statuses), None)))
-    assert gates["gateway"].status == PASS and gates["gateway"].reason == "gateway http://gw: alive and ready"
+    assert (gates["gateway"].status, gates["gateway"].value) == (PASS, "alive, ready")
+    assert gates["gateway"].reason == "gateway http://gw: alive and ready"
     assert gates["primary model"].status == primary
     assert gates["healthy models"].status == healthy
     count = statuses.count("healthy")
@@ -578,7 +581,8 @@ def test_catalog_gate_rules():
     two_retired = catalog(*five[:3], entry("kimi", "retired"), entry("qwen", "retired"))
     gate = checked(g.catalog_gate(two_retired, PLAN, None, None))
     assert (gate.name, gate.status, gate.value) == ("catalog", FAIL, "3 of 5 fit")
-    assert gate.reason.startswith("catalog: only 3 of 5 models left (< 4): kimi (x/kimi:free)")
+    assert gate.reason == ("catalog: only 3 of 5 models left (< 4): kimi (x/kimi:free): kimi is retired; free replacements:"
+                           " y/new:free; qwen (x/qwen:free): qwen is retired; free replacements: y/new:free")
     retired_primary = catalog(entry("glm", "retired", "primary"), *five[1:])
     assert g.catalog_gate(retired_primary, PLAN, None, None).status == FAIL
     not_free = checked(g.catalog_gate(catalog(*five[:4], entry("qwen", "not-free")), PLAN, None, None))
@@ -595,6 +599,7 @@ def test_catalog_gate_rules():
     ("glm", "down", [], None, "fail"),  # the primary failing
     ("kimi", "down", [], None, "warn"),  # a fallback failing
     ("glm", "healthy", ["pass", "fail"], "fail", "fail"),
+    ("glm", "healthy", ["fail", "inconclusive"], "fail", "fail"),  # the detail names both
     ("kimi", "healthy", ["fail"], "fail", "warn"),
     ("glm", "rate-limited", [], None, "inconclusive"),
     ("glm", "healthy", ["inconclusive", "pass"], "inconclusive", "inconclusive"),
@@ -618,3 +623,214 @@ def test_verdict_matrix_roles_and_missing_reports():
     rows = g.verdict_matrix(health(*["healthy"] * 5, glm={"latency_ms": 12.5}), None)
     assert [r.role for r in rows] == ["primary", "fallback 1", "fallback 2", "fallback 3", "fallback 4"]
     assert (rows[0].latency_ms, rows[0].smoke, rows[0].verdict, rows[0].detail) == (12.5, None, "pass", "")
+
+
+# --- the app's paths: the gateway's error rate against the direct path's --------------------
+
+
+def paths(gw_requests: float, gw_failed: float, direct_requests: float, direct_failed: float) -> dict:
+    """The app's metrics over the window: requests and failures on each path."""
+    return {"problem": None, "gateway": {"requests": gw_requests, "failed": gw_failed},
+            "direct": {"requests": direct_requests, "failed": direct_failed}}
+
+
+VS_DIRECT = "gateway - direct <= 0.5 points (95% CI)"
+
+
+@pytest.mark.parametrize(("app", "status", "value", "because"), [
+    pytest.param(paths(1000, 0, 1000, 0), PASS, "gateway 0.00% (0 of 1000), direct 0.00% (0 of 1000)",
+                 "difference +0.00 points, 95% CI [-0.38, +0.38]: upper bound <= 0.5", id="both clean"),
+    pytest.param(paths(1, 0, 1, 0), INCONCLUSIVE, "gateway 0.00% (0 of 1), direct 0.00% (0 of 1)",
+                 "difference +0.00 points, 95% CI [-79.35, +79.35]: too few requests to tell (the interval spans 0.5)",
+                 id="one request a path is judged, and too few"),
+    pytest.param(paths(1000, 100, 1000, 0), FAIL, "gateway 10.00% (100 of 1000), direct 0.00% (0 of 1000)",
+                 "difference +10.00 points, 95% CI [+8.25, +12.02]: the gateway path fails more (lower bound > 0.5)",
+                 id="the gateway fails more"),
+    pytest.param(paths(40, 1, 400, 2), INCONCLUSIVE, "gateway 2.50% (1 of 40), direct 0.50% (2 of 400)",
+                 "difference +2.00 points, 95% CI [-0.44, +12.39]: too few requests to tell (the interval spans 0.5)",
+                 id="too few to tell"),
+    pytest.param(paths(9.6, 12, 99.7, 0.2), FAIL, "gateway 100.00% (10 of 10), direct 0.00% (0 of 100)",
+                 "difference +100.00 points, 95% CI [+72.00, +100.00]: the gateway path fails more (lower bound > 0.5)",
+                 id="counts rounded, failures at most the requests"),
+])
+def test_error_rate_vs_direct_compares_the_paths_on_newcombes_interval(app, status, value, because):
+    gate = g.error_rate_vs_direct_gate(plan(error_rate_vs_direct_margin=0.005), app, "the app's metrics")
+    assert (gate.name, gate.status, gate.value, gate.threshold, gate.source) == (
+        "error rate vs direct", status, value, VS_DIRECT, "the app's metrics")
+    assert gate.reason == f"error rate vs direct: {value}; {because}"
+
+
+def test_error_rate_vs_direct_states_its_figures():
+    gate = g.error_rate_vs_direct_gate(plan(error_rate_vs_direct_margin=0.005), paths(40, 1, 400, 2), "app")
+    low, high = newcombe_difference(1, 40, 2, 400)
+    assert gate.detail == {"gateway": {"requests": 40, "failed": 1, "rate": 0.025},
+                           "direct": {"requests": 400, "failed": 2, "rate": 0.005}, "difference": 0.02,
+                           "ci95": [low, high], "margin": 0.005, "method": "Newcombe hybrid score (method 10)"}
+
+
+def test_error_rate_vs_direct_bounds_at_the_margin():
+    low, high = newcombe_difference(1, 40, 2, 400)
+    at_upper = g.error_rate_vs_direct_gate(plan(error_rate_vs_direct_margin=high), paths(40, 1, 400, 2), "app")
+    assert at_upper.status == PASS  # the upper bound at the margin is within it
+    low, high = newcombe_difference(6, 200, 2, 400)
+    at_lower = g.error_rate_vs_direct_gate(plan(error_rate_vs_direct_margin=low), paths(200, 6, 400, 2), "app")
+    assert at_lower.status == INCONCLUSIVE  # the lower bound at the margin is not beyond it
+    no_margin = g.error_rate_vs_direct_gate(PLAN, paths(1000, 0, 1000, 0), "app")
+    assert (no_margin.threshold, no_margin.status) == ("gateway - direct <= 0 points (95% CI)", INCONCLUSIVE)
+
+
+@pytest.mark.parametrize(("app", "reason"), [
+    ({"problem": "Prometheus has no series of the app's llm_requests_total"},
+     "error rate vs direct: Prometheus has no series of the app's llm_requests_total"),
+    (paths(0, 0, 100, 0), "error rate vs direct: no app requests on the gateway path in the window"),
+    (paths(0.4, 0, 100, 0), "error rate vs direct: no app requests on the gateway path in the window"),
+    (paths(100, 0, 0, 0), "error rate vs direct: no app requests on the direct path in the window"),
+    (paths(1, 0, 0, 0), "error rate vs direct: no app requests on the direct path in the window"),
+])
+def test_error_rate_vs_direct_without_both_paths_is_unknown(app, reason):
+    gate = g.error_rate_vs_direct_gate(plan(error_rate_vs_direct_margin=0.005), app, "app")
+    assert (gate.name, gate.status, gate.value, gate.reason, gate.threshold, gate.source) == (
+        "error rate vs direct", INCONCLUSIVE, "unknown", reason, VS_DIRECT, "app")
+    assert gate.detail is None
+    assert g.error_rate_vs_direct_gate(PLAN, None, "app").status == INCONCLUSIVE
+
+
+def durations(**buckets: float) -> dict:
+    return {"duration_buckets": {le.replace("_", "."): n for le, n in buckets.items()}}
+
+
+@pytest.mark.parametrize(("app", "latency"), [
+    (None, None),
+    ({"problem": "no series"}, None),
+    ({"problem": None, "gateway": durations(**{"0_1": 100, "0_2": 200, "+Inf": 200}),
+      "direct": durations(**{"0_05": 200, "+Inf": 200})},
+     {"gateway_p50_ms": 100.0, "direct_p50_ms": 25.0, "added_p50_ms": 75.0,
+      "gateway_p95_ms": 190.0, "direct_p95_ms": 47.5, "added_p95_ms": 142.5}),
+    ({"problem": None, "gateway": durations(**{"0_1": 100, "+Inf": 100}), "direct": durations()},
+     {"gateway_p50_ms": 50.0, "direct_p50_ms": None, "added_p50_ms": None,
+      "gateway_p95_ms": 95.0, "direct_p95_ms": None, "added_p95_ms": None}),
+    ({"problem": None, "gateway": durations(), "direct": durations(**{"0_1": 100, "+Inf": 100})},
+     {"gateway_p50_ms": None, "direct_p50_ms": 50.0, "added_p50_ms": None,
+      "gateway_p95_ms": None, "direct_p95_ms": 95.0, "added_p95_ms": None}),
+])
+def test_app_latency_is_the_gateway_paths_quantiles_minus_the_direct_paths(app, latency):
+    found = g.app_latency(app)
+    assert found == (latency if latency is None else pytest.approx(latency))
+
+
+# --- custom gates ---------------------------------------------------------------------------
+
+
+def custom(pass_if: str | None = None, fail_if: str | None = None) -> CustomGate:
+    """A custom gate named "share" with conditions written as in a plan ("< 0.05")."""
+    def condition(text: str | None) -> Condition | None:
+        if text is None:
+            return None
+        op, bound = text.split()
+        return Condition(op, float(bound))
+    return CustomGate("share", "q", condition(pass_if), condition(fail_if))
+
+
+@pytest.mark.parametrize(("gate", "found", "status", "value", "reason"), [
+    (custom("< 0.05", ">= 0.2"), {"value": 0.01}, PASS, "0.01", "share: 0.01 < 0.05"),
+    (custom("< 0.05", ">= 0.2"), {"value": 0.2}, FAIL, "0.2", "share: 0.2 >= 0.2"),
+    (custom("< 0.05", ">= 0.2"), {"value": 0.1}, INCONCLUSIVE, "0.1",
+     "share: 0.1 is neither < 0.05 (pass) nor >= 0.2 (fail)"),
+    (custom("< 0.5", "> 0.1"), {"value": 0.3}, FAIL, "0.3", "share: 0.3 > 0.1"),  # both hold: fail wins
+    (custom(None, ">= 0.2"), {"value": 0.1}, PASS, "0.1", "share: 0.1, not >= 0.2"),
+    (custom(None, ">= 0.2"), {"value": 0.3}, FAIL, "0.3", "share: 0.3 >= 0.2"),
+    (custom("< 0.05", None), {"value": 0.1}, FAIL, "0.1", "share: 0.1, not < 0.05"),
+    (custom("< 0.05", None), {"value": 0.0}, PASS, "0", "share: 0 < 0.05"),
+    (custom("< 0.05", ">= 0.2"), None, INCONCLUSIVE, "unknown",
+     "share: the snapshot holds no result for it (a gate added after the evidence was gathered)"),
+    (custom("< 0.05", ">= 0.2"), {"value": None, "error": "the query returned no series"}, INCONCLUSIVE, "unknown",
+     "share: the query returned no series"),
+    (custom("< 0.05", ">= 0.2"), {"value": math.nan}, INCONCLUSIVE, "unknown", "share: the query returned NaN"),
+])
+def test_custom_gate_rules(gate, found, status, value, reason):
+    result = g.custom_gate(gate, found, "PromQL")
+    assert (result.name, result.status, result.value, result.reason, result.source) == (
+        "share", status, value, reason, "PromQL")
+
+
+@pytest.mark.parametrize(("gate", "threshold"), [
+    (custom("< 0.05", ">= 0.2"), "pass < 0.05, fail >= 0.2"),
+    (custom("< 0.05"), "pass < 0.05"),
+    (custom(None, ">= 0.2"), "fail >= 0.2"),
+])
+def test_custom_gate_threshold_names_its_conditions(gate, threshold):
+    for found in ({"value": 0.0}, {"value": 0.1}, {"value": 0.3}, None):  # each outcome states it
+        assert g.custom_gate(gate, found, "PromQL").threshold == threshold
+
+
+# --- quota ----------------------------------------------------------------------------------
+
+RESET = datetime(2026, 3, 6, 0, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("quota", "statuses", "status", "value", "reason"), [
+    ({"used": 12, "limit": 1000}, ["healthy"] * 5, PASS, "rollout used 12 today",
+     "quota: not exhausted (rollout used 12 today)"),
+    ({"used": 0}, ["healthy"] * 5, PASS, "rollout used 0 today", "quota: not exhausted (rollout used 0 today)"),
+    ({}, ["healthy"] * 5, PASS, "ledger unreadable", "quota: not exhausted (ledger unreadable)"),
+    ({"used": 3}, None, PASS, "rollout used 3 today", "quota: not exhausted (rollout used 3 today)"),
+    ({"used": 3, "limit": 1000, "next_reset": RESET + 900}, ["healthy", "quota-exhausted", "healthy", "healthy",
+                                                            "healthy"],
+     INCONCLUSIVE, "0 of 1000 left", "OpenRouter free quota exhausted: 0 of 1000 left today, resets at 00:15 UTC"),
+    ({"limit": 1000, "next_reset": RESET, "account": {"limit": 50, "reset": (RESET + 1800) * 1000}},
+     ["quota-exhausted"] * 5, INCONCLUSIVE, "0 of 50 left",
+     "OpenRouter free quota exhausted: 0 of 50 left today, resets at 00:30 UTC"),
+    ({}, ["quota-exhausted"], INCONCLUSIVE, "0 of 0 left",
+     "OpenRouter free quota exhausted: 0 of 0 left today, resets at 00:00 UTC"),
+])
+def test_an_exhausted_free_quota_holds(quota, statuses, status, value, reason):
+    gate = g.quota_gate(quota, None if statuses is None else health(*statuses))
+    assert (gate.name, gate.status, gate.value, gate.reason) == ("quota", status, value, reason)
+    assert (gate.threshold, gate.source) == ("the account has free requests left today", "health check + quota ledger")
+
+
+def test_an_empty_prometheus_window_names_when_it_began():
+    empty = {"label": "Prometheus http://p", "start": NOW - 2 * H, "requests": 0.0, "failed": 0.0, "fallbacks": 0.0,
+             "overhead_buckets": {}}
+    why = "no requests through the gateway in the window (since 2026-03-05T10:00:00Z)"
+    assert [(x.status, x.value, x.reason) for x in g.window_gates(PLAN, empty)] == [(INCONCLUSIVE, "0 requests", why)] * 2
+    gate = g.fallback_gate(PLAN, empty)
+    assert (gate.status, gate.value, gate.reason, gate.source) == (INCONCLUSIVE, "0 requests", f"fallback rate: {why}",
+                                                                   "Prometheus http://p")
+
+
+def test_several_findings_are_listed_in_one_reason():
+    unsure = g.smoke_gate(smoke(("glm", "chat", "inconclusive"), ("kimi", "chat", "inconclusive")), None)
+    assert unsure.reason == "smoke inconclusive: glm chat: inconclusive (why); kimi chat: inconclusive (why)"
+    paid = costs(ModelCost("a", "m", "paid", True, reason="priced"), ModelCost("b", "m", "paid", True, reason="$1/M"))
+    assert g.cost_gate(smoke(cost=paid), None).reason == "not free: a: priced; b: $1/M"
+    two = CatalogReport([], [entry("glm")], [{"url": "http://a/models", "reachable": False, "error": "refused"},
+                                             {"url": "http://b/models", "reachable": False, "error": "timed out"}])
+    unread = g.catalog_gate(two, PLAN, None, None)
+    assert (unread.value, unread.reason) == ("unknown",
+                                             "catalog cannot be read: http://a/models: refused; http://b/models: timed out")
+
+
+def test_every_failing_model_is_named_with_its_free_replacements():
+    two = replace(entry("kimi", "not-free"), replacements=[Replacement("y/a:free", "A", 1000, "free"),
+                                                          Replacement("y/b:free", "B", 1000, "free")])
+    none = replace(entry("qwen", "not-free"), replacements=[])
+    gate = g.catalog_gate(catalog(*[entry(a) for a in ALIASES[:3]], two, none), PLAN, None, None)
+    assert (gate.status, gate.reason) == (FAIL, "catalog: kimi (x/kimi:free): kimi is not-free; free replacements:"
+                                                " y/a:free, y/b:free; qwen (x/qwen:free): qwen is not-free;"
+                                                " free replacements: none found")
+
+
+def test_a_gateway_serving_no_models_fails_both_model_gates():
+    gates = g.health_gates(PLAN, health(primary=None), None)
+    assert [(x.name, x.status, x.value, x.threshold, x.source, x.reason) for x in gates[1:]] == [
+        ("primary model", FAIL, "unknown", "healthy", "health check (fallbacks off)", "the gateway serves no models"),
+        ("healthy models", FAIL, "0 of 0 healthy", ">= 4 of 0", "health check (fallbacks off)",
+         "the gateway serves no models")]
+    assert (gates[0].name, gates[0].status) == ("gateway", PASS)
+
+
+def test_a_window_without_a_drill_count_subtracts_none():
+    window = {"label": "Prometheus http://p", "start": NOW - H, "requests": 100.0, "failed": 0.0, "fallbacks": 3.0,
+              "overhead_buckets": {}}  # a replayed snapshot written by hand
+    assert g.fallback_gate(PLAN, window).value == "3.00% (3 of 100)"
