@@ -351,8 +351,9 @@ def test_healthy_run_promotes_unattended_each_stage_after_its_soak_and_100_only_
     control = load(sb, 240, rps=20)
     pilot = autopilot_process(sb, "--json")
     try:
-        wait_until(lambda: json.loads(cli(sb, "autopilot", "status", "--json").stdout)["pending_approval"], 180,
-                   "the autopilot at 50% waiting for approval")
+        # a tick that chose to wait (status alone says "pending" from the soak, maybe before any tick has)
+        wait_until(lambda: (json.loads(cli(sb, "autopilot", "status", "--json").stdout)["last_tick"] or {})
+                   .get("action") == "await-approval", 180, "the autopilot at 50% waiting for approval")
         assert stage_of(sb) == 50
         status = json.loads(cli(sb, "autopilot", "status", "--json").stdout)
         assert status["pending_approval"] == {"to": 100} and status["soak_left_s"] == 0

@@ -135,7 +135,11 @@ def window_count(selector: str, window_s: int, by: str = "") -> str:
     count up to its last sample: range selectors ignore the staleness marker.
     """
     w = f"{window_s}s"
-    before = f"last_over_time({selector}[{LOOKBACK}] offset {w})"
+    # Its value at the window's start, as the scrape then saw it: a series that scrape no longer carried (its
+    # process restarted and has not seen that label set again) has none, however recent its old value: counted
+    # from zero when it comes back. Only when that scrape failed (`up` 0) does its last value before stand in.
+    before = (f"({selector} offset {w} or (last_over_time({selector}[{LOOKBACK}] offset {w})"
+              f" and on (job, instance) (up offset {w} == 0)))")
     last = f"last_over_time({selector}[{w}])"
     reset = f"resets({selector}[{w}]) > 0"
     # with no reset in the window its first sample is its least: below the one before, it restarted in between
