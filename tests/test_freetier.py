@@ -387,7 +387,10 @@ def test_fallback_rate_sees_a_dead_primary_its_fallbacks_hide(sb: Any) -> None:
         data = cli(sb, "report", code=1)
         fallback = gate(data, "fallback rate")
         assert fallback["status"] == "fail"
-        assert fallback["value"] == "83.33% (25 of 30)", json.dumps(data["snapshot"]["window"])[:600]
+        # 25 of 30; 24 when this report's own drill fell between the ledger's record and the gateway's count at
+        # the window's closing scrape (a known edge race of the drill subtraction, issue 18's note; seen in CI)
+        assert fallback["value"] in ("83.33% (25 of 30)", "80.00% (24 of 30)"), \
+            json.dumps(data["snapshot"]["window"])[:600]
         assert gate(data, "error rate")["status"] == "pass"  # the error rate alone would not see it
     finally:
         cli(sb, "rollback", "--level", "1", "--yes", "--reason", "fallback gate test", code=0)
