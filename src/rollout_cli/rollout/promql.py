@@ -116,7 +116,7 @@ class Prometheus:
         return answer.body
 
 
-def window_count(selector: str, window_s: int, by: str = "") -> str:
+def window_count(selector: str, window_s: float, by: str = "") -> str:
     """The PromQL for how much the counters `selector` grew over the last `window_s` seconds, summed `by` labels.
 
     Per series, the first of three that applies (they never overlap, so nothing is counted twice):
@@ -134,7 +134,7 @@ def window_count(selector: str, window_s: int, by: str = "") -> str:
     A series no longer exported (a restarted process that has not seen that label set again) keeps its
     count up to its last sample: range selectors ignore the staleness marker.
     """
-    w = f"{window_s}s"
+    w = f"{max(1, round(window_s * 1000))}ms"  # exact: whole seconds would open the window up to 1 s late
     # Its value at the window's start, as the scrape then saw it: a series that scrape no longer carried (its
     # process restarted and has not seen that label set again) has none, however recent its old value: counted
     # from zero when it comes back. Only when that scrape failed (`up` 0) does its last value before stand in.

@@ -267,21 +267,22 @@ def prometheus_window(
     except PrometheusUnavailable as exc:
         return unjudged(f"Prometheus cannot be queried: {exc}", customs_too=True)
     end = fresh.end
-    span = int(end - start)
+    exact = end - start  # the queries' range: from the stage's entry, not up to a second after it
+    span = int(exact)
     window.update(end=end, window_s=span, freshness=fresh.to_json(), freshness_note=fresh.note)
     app["window_s"] = span
     for c, gate in zip(custom, plan.custom_gates, strict=True):
         c["expression"] = gate.expression(span)
     recent = min(span, RECENT_S)
     queries = {
-        "requests": window_count(f"{TOTAL_REQUESTS}{APP_TRAFFIC}", span),
-        "failed": window_count(f"litellm_proxy_failed_requests_metric_total{APP_TRAFFIC}", span),
-        "fallbacks": window_count("litellm_deployment_successful_fallbacks_total", span),
-        "failed_fallbacks": window_count("litellm_deployment_failed_fallbacks_total", span),
-        "overhead": window_count(f"{metrics.OVERHEAD}_bucket", span, by="le"),
-        "app_requests": window_count(APP_REQUESTS, span, by="path"),
-        "app_failures": window_count(APP_FAILURES, span, by="path, error_type"),
-        "app_duration": window_count(f"{APP_DURATION}_bucket", span, by="path, le"),
+        "requests": window_count(f"{TOTAL_REQUESTS}{APP_TRAFFIC}", exact),
+        "failed": window_count(f"litellm_proxy_failed_requests_metric_total{APP_TRAFFIC}", exact),
+        "fallbacks": window_count("litellm_deployment_successful_fallbacks_total", exact),
+        "failed_fallbacks": window_count("litellm_deployment_failed_fallbacks_total", exact),
+        "overhead": window_count(f"{metrics.OVERHEAD}_bucket", exact, by="le"),
+        "app_requests": window_count(APP_REQUESTS, exact, by="path"),
+        "app_failures": window_count(APP_FAILURES, exact, by="path, error_type"),
+        "app_duration": window_count(f"{APP_DURATION}_bucket", exact, by="path, le"),
         "recent_requests": window_count(APP_REQUESTS, recent, by="path"),
         "recent_failures": window_count(APP_FAILURES, recent, by="path"),
     }
