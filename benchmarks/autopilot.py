@@ -31,11 +31,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
+from effects import at_stage  # noqa: E402 - the benchmark beside this one (its folder is on sys.path)
 from rollout_cli.core.audit import AuditLog  # noqa: E402 - after the sys.path line, so a checkout without install works
 from rollout_cli.core.workspace import PERCENTAGE_KEY  # noqa: E402
 from rollout_cli.sandbox import world  # noqa: E402
 from rollout_cli.sandbox.app import AppControl, load_app  # noqa: E402
-from rollout_cli.sandbox.sample_app import env_text, flagd_text  # noqa: E402
 from rollout_cli.simulator import GATEWAY_ALIASES  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
@@ -56,11 +56,7 @@ def rollout(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def at_50(root: Path, gateway_url: str) -> None:
-    for path, text in ((root / "app" / ".env", env_text(50, True, gateway_url)),
-                       (root / "app" / "flags.json", flagd_text(50))):
-        with open(path, "r+") as handle:  # in place: the app may hold the inode
-            handle.write(text)
-            handle.truncate()
+    at_stage(root, gateway_url, 50)
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     AuditLog(root / ".rollout").append("advance", time=now, reason="benchmark: at 50%", result="ok",
                                        changes=[{"key": PERCENTAGE_KEY, "before": "0", "after": "50"}])

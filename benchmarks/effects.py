@@ -33,17 +33,17 @@ GOAL_S = 30.0
 ROLLOUT = shutil.which("rollout", path=str(Path(sys.executable).parent)) or "rollout"
 
 
-def at_10(root: Path, gateway_url: str) -> None:
-    """Both files at 10%, written in place (a container holds their inodes)."""
-    for path, text in ((root / "app" / ".env", env_text(10, True, gateway_url)),
-                       (root / "app" / "flags.json", flagd_text(10))):
+def at_stage(root: Path, gateway_url: str, percentage: int = 10) -> None:
+    """Both of the sandbox app's files at `percentage`, written in place (a container holds their inodes)."""
+    for path, text in ((root / "app" / ".env", env_text(percentage, True, gateway_url)),
+                       (root / "app" / "flags.json", flagd_text(percentage))):
         with open(path, "r+") as handle:
             handle.write(text)
             handle.truncate()
 
 
 def one(root: Path, gateway_url: str, control: AppControl) -> tuple[float, float]:
-    at_10(root, gateway_url)
+    at_stage(root, gateway_url)
     control.load(25, 60, "glm-4.5-air", GATEWAY_ALIASES["glm-4.5-air"])
     time.sleep(3)
     started = time.time()
