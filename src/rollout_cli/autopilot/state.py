@@ -28,6 +28,7 @@ class PilotState:
     pending: dict[str, Any] | None = None  # action (advance | rollback), from, to, reason, time: written ahead
     last_hold: str | None = None  # the hold last notified: sent again only when it changes
     approval_asked: int | None = None  # the stage whose approval_needed was sent
+    catalog_warned: str | None = None  # the catalog warnings last notified: sent again only when they change
 
     @classmethod
     def load(cls, state_dir: Path) -> PilotState:

@@ -226,6 +226,7 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
         payload.action, payload.reasons = HOLD, [f"the advance gates could not be judged: {exc}"]
         return ExitCode.OK, payload.reasons[0]
     payload.verdict = decision.verdict.value
+    _warn_of_catalog(ws, state, payload, decision, stage.percentage)
     if decision.verdict is not Verdict.GO:
         payload.action, payload.reasons = HOLD, decision.reasons
         blocking = sorted(f"{g.name}: {g.status}" for g in decision.gates if g.status in (FAIL, INCONCLUSIVE))
@@ -250,6 +251,16 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
     elif done.payload.notifications is not None:
         _sent(payload, "advanced", "info", done.payload.notifications)
     return done.exit_code, None
+
+
+def _warn_of_catalog(ws: Workspace, state: PilotState, payload: TickPayload, decision: Decision, pct: int) -> None:
+    """A retired fallback the catalog gate passed with a warning: told once, until the warnings change."""
+    warnings = [w for g in decision.gates if g.name == "catalog" for w in g.warnings]
+    key = "; ".join(warnings) or None
+    if key and key != state.catalog_warned:
+        _send(ws, payload, Event("catalog_warning", "warning", f"catalog at {pct}%: {warnings[0]}", ACTOR,
+                                 stage_from=pct, reasons=tuple(warnings)))
+    state.catalog_warned = key
 
 
 def _settle_pending(state: PilotState, stage: Stage) -> str:
