@@ -398,6 +398,20 @@ def test_a_retired_fallback_a_promotion_finds_is_notified_once(sb):
     assert len(warned) == 1 and "retired fallback kimi-k2" in warned[0]["summary"], warned
 
 
+def test_approval_is_asked_once_per_climb_and_again_after_a_new_climb(sb):
+    quick_plan(sb)
+    load(sb, 120, rps=20)
+    asked = []
+    for climb in (1, 2):  # the second entry into 50 %: as after a rollback and a new climb
+        enter(sb, 50)
+        wait_until(lambda: soaked(sb), 60, f"the soak at 50% (climb {climb})")
+        ticks = [tick(sb), tick(sb)]
+        assert [t["action"] for t in ticks] == ["await-approval"] * 2, ticks
+        asked.append([n["kind"] for t in ticks for n in t["notifications"]])
+    assert asked == [["approval_needed"], ["approval_needed"]]
+    assert [b["event"] for b in received(sb)].count("approval_needed") == 2
+
+
 def test_a_hold_repeating_every_tick_is_notified_once(sb):
     at_stage(sb, 10)  # set by hand: no audit record of entering 10 %, so its soak cannot be measured
     first, second = tick(sb), tick(sb)

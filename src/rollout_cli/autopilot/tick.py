@@ -31,7 +31,7 @@ from rollout_cli.autopilot.decide import (
 )
 from rollout_cli.autopilot.state import PilotState
 from rollout_cli.autopilot.trail import approval, pause_text, paused_by
-from rollout_cli.core.audit import AuditLog, unfinished_operation, utc_now
+from rollout_cli.core.audit import AuditLog, StageChange, unfinished_operation, utc_now
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import Stage, read_stage
@@ -151,8 +151,8 @@ def _tick(ws: Workspace, plan: StagePlan) -> Result[TickPayload]:
                                  ACTOR, stage_from=pct, reasons=decision.reasons))
     elif decision.action == PROMOTE:
         code, hold_key = _promote(ws, plan, stage, state, payload)
-    elif decision.action == AWAIT_APPROVAL and state.approval_asked != nxt:
-        state.approval_asked = nxt
+    elif decision.action == AWAIT_APPROVAL and state.approval_asked != (asked := _approval_key(nxt, pct, entered)):
+        state.approval_asked = asked
         _send(ws, payload, Event("approval_needed", "warning", f"the soak at {pct}% has elapsed; advancing to "
                                  f"{nxt}% waits for `rollout approve`", ACTOR, stage_from=pct, stage_to=nxt))
     elif decision.action == HOLD:  # the same hold is the same gates, whatever their counts say this tick
@@ -251,6 +251,11 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
     elif done.payload.notifications is not None:
         _sent(payload, "advanced", "info", done.payload.notifications)
     return done.exit_code, None
+
+
+def _approval_key(to: int | None, pct: int, entered: StageChange | None) -> str:
+    """Which approval was asked for: once per climb, so a rollback and a new climb to this stage asks again."""
+    return f"{to}% after entering {pct}% at {entered.timestamp if entered else 0:.0f}"
 
 
 def _warn_of_catalog(ws: Workspace, state: PilotState, payload: TickPayload, decision: Decision, pct: int) -> None:
