@@ -22,6 +22,7 @@ import pytest
 
 from rollout_cli.sandbox.state import load_state
 from support import wait_until
+from test_json_contract import valid
 
 pytestmark = [pytest.mark.xdist_group("swarm_sandbox"), pytest.mark.docker, pytest.mark.slow(600)]
 
@@ -99,6 +100,7 @@ def box(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
 
 
 def test_up_writes_a_swarm_workspace_and_no_foreign_address_appears_on_the_host(box: Box) -> None:
+    valid("sandbox up", box.up)
     assert box.up["runtime"] == "swarm" and box.up["service"] == SERVICE
     ns = box.state.netns
     assert box.up["docker_host"] == f"unix:///var/run/docker-{ns}.sock"
@@ -115,11 +117,11 @@ def test_up_writes_a_swarm_workspace_and_no_foreign_address_appears_on_the_host(
 
 
 def test_gateway_status_lists_both_replicas_and_prometheus_scrapes_each(box: Box) -> None:
-    data = box.ws("gateway", "status")
+    data = valid("gateway status", box.ws("gateway", "status"))
     assert (data["runtime"], data["target"], data["desired"], data["healthy"]) == ("swarm", SERVICE, 2, True)
     assert [r["url"] for r in data["replicas"]] == box.up["replica_urls"]
     assert all(r["healthy"] and r["state"] == "running" for r in data["replicas"])
-    status = cli_json("sandbox", "status", str(box.root))
+    status = valid("sandbox status", cli_json("sandbox", "status", str(box.root)))
     assert status["healthy"] and status["runtime"] == "swarm"
     assert [r["slot"] for r in status["gateway"]["replicas"]] == [1, 2]
     assert status["gateway"]["relay"]["running"]
