@@ -90,7 +90,8 @@ class Stack:
     """deploy/docker-stack.yml deployed under a name of its own, with a workspace pointing at it.
 
     The replicas' upstream is the OpenRouter simulator, run inside the namespace
-    (their loopback is the namespace's); the gateway config has no Redis.
+    (their loopback is the namespace's). The workspace's gateway.config is the shipped
+    config without Redis: what rollout judges for its shared-state warning.
     """
 
     def __init__(self, root: Path, client) -> None:  # type: ignore[no-untyped-def]
@@ -103,8 +104,10 @@ class Stack:
         simulator_key = "sk-or-" + secrets.token_hex(8)
         deploy = root / "deploy"
         deploy.mkdir()
-        shutil.copy(REPO / "deploy" / "docker-stack.yml", deploy / "docker-stack.yml")
-        (deploy / "litellm-config.yaml").write_text(_without_redis((REPO / "deploy" / "litellm-config.yaml").read_text()))
+        for name in ("docker-stack.yml", "litellm-config.yaml"):
+            shutil.copy(REPO / "deploy" / name, deploy / name)
+        self.config_without_redis = root / "litellm-config-without-redis.yaml"
+        self.config_without_redis.write_text(_without_redis((REPO / "deploy" / "litellm-config.yaml").read_text()))
         (deploy / ".env").write_text(f"LITELLM_MASTER_KEY={self.key}\nOPENROUTER_API_KEY={simulator_key}\n"
                                      f"OPENROUTER_API_BASE=http://127.0.0.1:{self.simulator_port}/api/v1\n")
         self.deploy = deploy
@@ -119,13 +122,14 @@ class Stack:
         self.ws.mkdir()
         (self.ws / "rollout.yaml").write_text(workspace_yaml(
             container=None, gateway_url=f"http://127.0.0.1:{self.port_base + 1}", runtime="swarm",
-            extra_gateway=f"  service: {self.service}\n", config=str(deploy / "litellm-config.yaml")))
+            extra_gateway=f"  service: {self.service}\n", config=str(self.config_without_redis)))
 
     def run(self, *args: str) -> tuple[int, dict]:
         """`rollout ARGS --json` inside the namespace: its exit code and its JSON."""
         done = self.cli(*args, "--json")
-        try:
-            return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+        text = done.stdout.strip()
+        try:  # one document, or one line per sample (watch): the last
+            return done.returncode, json.loads(text if text.startswith("{\n") else text.splitlines()[-1])
         except (ValueError, IndexError):
             raise AssertionError(done.stdout + done.stderr) from None
 
@@ -239,6 +243,7 @@ def test_gateway_wait_then_status_shows_every_replica(stack: Stack) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(600)  # replicas replaced and started again on two shared cores
 def test_one_stuck_replica_is_seen_while_the_other_answers(stack: Stack, swarm) -> None:  # type: ignore[no-untyped-def]
     second = next(t for t in stack.running_tasks() if t["Slot"] == 2)
     container = swarm.containers.get(second["Status"]["ContainerStatus"]["ContainerID"])
@@ -266,6 +271,7 @@ def test_one_stuck_replica_is_seen_while_the_other_answers(stack: Stack, swarm) 
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(600)  # replicas replaced and started again on two shared cores
 def test_requests_to_both_replicas_are_all_counted(stack: Stack) -> None:
     """No Prometheus: rollout scrapes every replica's /metrics/ and adds them up; the window counts all sent."""
     assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
@@ -292,11 +298,12 @@ def test_requests_to_both_replicas_are_all_counted(stack: Stack) -> None:
     assert (replicas["status"], replicas["value"]) == ("pass", "2 of 2 ready")
     # two replicas, no Redis in router_settings: each keeps its own cooldowns
     warning = (f"the gateway runs as 2 processes (2 replicas of service {stack.service}) and router_settings "
-               f"in {stack.deploy / 'litellm-config.yaml'} has no Redis")
+               f"in {stack.config_without_redis} has no Redis")
     assert any(w.startswith(warning) for w in report["warnings"]), report["warnings"]
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(900)  # replicas replaced and started again on two shared cores
 def test_a_killed_replica_is_named_then_its_replacement_comes_back(stack: Stack, swarm) -> None:  # type: ignore[no-untyped-def]
     assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
     second = next(t for t in stack.running_tasks() if t["Slot"] == 2)
@@ -336,6 +343,7 @@ def test_a_killed_replica_is_named_then_its_replacement_comes_back(stack: Stack,
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(600)  # replicas replaced and started again on two shared cores
 def test_the_plan_may_allow_fewer_ready_replicas(stack: Stack) -> None:
     """gates.min_ready_replicas: 1 in the workspace's plan: a stuck replica is a warning, not NO-GO."""
     playbooks = stack.ws / "playbooks"
