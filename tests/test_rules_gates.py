@@ -869,6 +869,11 @@ MIN_3 = replace(PLAN, gates=replace(PLAN.gates, min_ready_replicas=3))
      "replica 2 (task task2, http://127.0.0.1:4002): task starting: the swarm is starting it "
      "(wait for the swarm's replacement)"),
     (PLAN, _replicas(_replica(1), _replica(2, "preparing")), INCONCLUSIVE, "1 of 2 ready", "task preparing"),
+    # the replacement while the restart delay runs: desired `ready`, on its way all the same
+    (PLAN, _replicas(_replica(1), _replica(2, "pending", desired_state="ready")), INCONCLUSIVE, "1 of 2 ready",
+     "task pending: the swarm is starting it"),
+    (PLAN, _replicas(_replica(1), _replica(2, "pending", desired_state="shutdown")), FAIL, "1 of 2 ready",
+     "task pending"),
     # failed and not yet replaced: NO-GO, the engine's reason named
     (PLAN, _replicas(_replica(1), _replica(2, "failed", error="task: non-zero exit (137)", desired_state="shutdown")),
      FAIL, "1 of 2 ready", "replica 2 (task task2, http://127.0.0.1:4002): task failed (task: non-zero exit (137))"),

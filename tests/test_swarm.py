@@ -314,8 +314,10 @@ def test_a_killed_replica_is_named_then_its_replacement_comes_back(stack: Stack,
     replicas = health["replicas"]
     slot_2 = replicas["replicas"][1]
     assert slot_2["slot"] == 2 and not slot_2["healthy"]
-    # failed (not yet replaced): NO-GO; the swarm's replacement starting: HOLD
-    starting = slot_2["state"] in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")
+    # failed (not yet replaced): NO-GO; the swarm's replacement starting (desired `ready` during the restart
+    # delay, then `running`): HOLD
+    starting = (slot_2["state"] in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")
+                and slot_2["desired_state"] in ("ready", "running"))
     assert (replicas["verdict"], code) == (("inconclusive", 3) if starting else ("fail", 1)), health
     assert f"replica 2 (task {slot_2['task_id']}" in replicas["reason"]
     assert starting or slot_2["task_id"] == killed_task

@@ -223,6 +223,11 @@ def replica_evidence(ws: Workspace, timeout: float = 3.0) -> dict[str, Any] | No
             "replicas": [r.to_json() for r in checked], "error": None}
 
 
+def _on_its_way(replica: dict[str, Any]) -> bool:
+    """A task the swarm is starting: desired `ready` while its restart delay runs, then `running`."""
+    return replica["state"] in STARTING_TASK_STATES and replica.get("desired_state") in ("ready", "running")
+
+
 def replica_text(replica: dict[str, Any]) -> str:
     """One replica (as in replica_evidence) named for an operator: slot, task, container, port, what failed."""
     where = ", ".join(filter(None, [f"task {replica['task_id']}",
@@ -233,7 +238,7 @@ def replica_text(replica: dict[str, Any]) -> str:
     state = replica["state"]
     if state != "running":
         why = f"task {state}" + (f" ({replica['error']})" if replica.get("error") else "")
-        if state in STARTING_TASK_STATES and replica.get("desired_state") == "running":
+        if _on_its_way(replica):
             why += ": the swarm is starting it"
     else:
         live, ready = replica["liveliness"], replica["readiness"]
@@ -270,7 +275,7 @@ def count_replicas(found: dict[str, Any], required: int | None) -> ReplicaCount:
     listed = list(found.get("replicas") or [])
     ready = [r for r in listed if r.get("healthy")]
     broken = [r for r in listed if not r.get("healthy")]
-    starting = [r for r in broken if r["state"] in STARTING_TASK_STATES and r.get("desired_state") == "running"]
+    starting = [r for r in broken if _on_its_way(r)]
     value = f"{len(ready)} of {desired} ready"
     named = "; ".join(replica_text(r) for r in broken)
     if desired == 0:
