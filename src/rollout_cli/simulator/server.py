@@ -616,10 +616,6 @@ class Simulator:
     def faults(self) -> dict[str, dict[str, Any]]:
         return self._require().faults.snapshot()
 
-    def clear(self, model: str | None = None) -> None:
-        """Clear one model's fault, or all of them."""
-        self._require().faults.clear(model)
-
     def set_account(self, **limits: Any) -> AccountLimits:
         """Account-wide limits on `:free` models: `quota_left` (today), `rpm` (per minute)."""
         return self._require().faults.set_account(limits)
