@@ -24,7 +24,9 @@ from rollout_cli.sandbox.state import load_state
 from support import wait_until
 from test_json_contract import valid
 
-pytestmark = [pytest.mark.xdist_group("swarm_sandbox"), pytest.mark.docker, pytest.mark.slow(600)]
+# the timeout: up waits READY_S at most, and two replicas on two loaded cores take minutes
+pytestmark = [pytest.mark.xdist_group("swarm_sandbox"), pytest.mark.docker, pytest.mark.slow(600),
+              pytest.mark.timeout(1500)]
 
 READY_S = 300  # two LiteLLM replicas starting at once on two shared cores
 SERVICE = "sandbox_litellm"
@@ -86,13 +88,13 @@ def box(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    try:
-        up = cli("sandbox", "up", str(root), "--runtime", "swarm", "--replicas", "2", "--gateway-port", "0",
-                 "--simulator-port", "0", "--timeout", str(READY_S), "--json", timeout=READY_S + 400)
-    finally:
-        done.set()
-        watcher.join(timeout=10)
-    try:
+    try:  # down also after an `up` that failed or was cut short: the namespace and its engine must go
+        try:
+            up = cli("sandbox", "up", str(root), "--runtime", "swarm", "--replicas", "2", "--gateway-port", "0",
+                     "--simulator-port", "0", "--timeout", str(READY_S), "--json", timeout=READY_S + 400)
+        finally:
+            done.set()
+            watcher.join(timeout=10)
         assert up.returncode == 0, up.stdout + up.stderr
         yield Box(root, json.loads(up.stdout), before, seen)
     finally:
