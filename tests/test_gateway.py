@@ -17,7 +17,7 @@ from support import rollout
 from test_json_contract import valid
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway"), pytest.mark.slow(150)]
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway"), pytest.mark.slow(180)]
 
 
 def gw(root: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
