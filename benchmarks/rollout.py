@@ -15,8 +15,8 @@ the first `advance --dry-run` at 10 % and `report` are timed with
 `advance --dry-run` at 10 % with `metrics.source: prometheus` (the sandbox's
 own when it runs one, else Debian's /usr/bin/prometheus started here on a
 free loopback port, scraping the gateway every second): its figure prints the
-queries each run sent and how long each waited for Prometheus to scrape the
-targets after the decision began.
+queries each run sent and how long each waited for Prometheus (only for a
+target whose last scrape failed; a healthy sandbox's runs wait 0 s).
 
 Goals: `advance --dry-run` <= 1 s (issue 11: one evaluation shares its
 check answers), `report` <= 2 s; exit 1 when one is missed. The answers the
@@ -123,7 +123,7 @@ def use_prometheus(sb: Path, folder: Path) -> tuple[subprocess.Popen[bytes] | No
 
 
 def waits(measured: Measured) -> str:
-    """Seconds each run waited for Prometheus's scrape after the decision began (`metrics.waited_s` in --json)."""
+    """Seconds each run waited for a good scrape of a failed target (`metrics.waited_s` in --json)."""
     seen = [(o.get("metrics") or {}).get("waited_s") for o in measured.outputs]
     known = [w for w in seen if w is not None]
     return f"median {statistics.median(known):.2f} s, max {max(known):.2f} s" if known else "not reported"
@@ -176,7 +176,7 @@ def main() -> int:
           f"{report.counts(lambda o: len(o['rollback_readiness']))} rollback drills per run")
     print(f"  at 10% with Prometheus ({url}): {with_prom.counts(lambda o: (o.get('metrics') or {}).get('queries'))} "
           f"queries per run; window source {with_prom.counts(lambda o: (o.get('metrics') or {}).get('source'))}; "
-          f"waited for a fresh scrape: {waits(with_prom)}")
+          f"waited for a failed target's scrape: {waits(with_prom)}")
     ok = True
     for measured in (at_zero, at_ten, report, with_prom):
         line, met = measured.verdict()

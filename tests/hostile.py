@@ -61,6 +61,7 @@ class HostileMetrics:
         self.check_requests = check_requests  # failed requests from rollout's own checks (user agent rollout-check/)
         self.drip_s, self.huge_bytes, self.upstream = drip_s, huge_bytes, upstream
         self.completions = completions  # "404", or "slow-drip": a valid completion, one byte every drip_s
+        self.models: list[str] | None = None  # what /v1/models lists (None: every sandbox alias); [] answers {}
         self.scrapes = 0
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -86,7 +87,7 @@ class HostileMetrics:
             self.scrapes += 1
             self.requests += self.gateway_step
             n, requests, failed = self.scrapes, self.requests, self.failed
-        value = {"nan": "NaN", "inf": "+Inf"}.get(mode)
+        value = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}.get(mode)
         if mode == "negative":
             requests = -self.gateway_step * n if self.gateway_step else -50.0
         if mode == "decreasing":
@@ -134,7 +135,9 @@ def _handler(server: HostileMetrics) -> type[BaseHTTPRequestHandler]:
             elif path in ("/health/liveliness", "/health/readiness") and not server.upstream:
                 self._send(200, b'"I\'m alive!"', "application/json")
             elif path == "/v1/models" and not server.upstream:
-                self._send(200, json.dumps({"data": [{"id": alias} for alias in ALIASES]}).encode(), "application/json")
+                listed = ALIASES if server.models is None else server.models
+                body = {"data": [{"id": alias} for alias in listed]} if listed else {}  # {}: LiteLLM serving none
+                self._send(200, json.dumps(body).encode(), "application/json")
             else:
                 self._relay("GET")
 

@@ -134,7 +134,26 @@ def send_load(root: Path, rps: int, seconds: float, model: str) -> dict:
         seen = control.status()
         return seen if seen["now"] >= seen["load"]["until"] and seen["in_flight"] == 0 else None
 
-    return wait_until(answered, seconds + 60, f"the app's answers to {rps} rps for {seconds:g} s", poll=0.1)
+    seen = wait_until(answered, seconds + 60, f"the app's answers to {rps} rps for {seconds:g} s", poll=0.1)
+    scraped_after_now(root)
+    return seen
+
+
+def scraped_after_now(root: Path) -> None:
+    """Wait (bounded) until the sandbox's Prometheus, when it runs one, has scraped every target after now.
+
+    A decision's window runs to each target's last scrape before it (promql.scraped_by): a test that compares
+    the window's counts with what the app counted waits for the scrapes that carry its last requests.
+    """
+    from rollout_cli.rollout.promql import Prometheus
+    from rollout_cli.sandbox.state import load_state
+
+    state = load_state(root)
+    if state is None or not state.prometheus_url:
+        return
+    prom, now = Prometheus(state.prometheus_url), time.time()
+    wait_until(lambda: all(s.value > now for s in prom.query("timestamp(up) * up", time.time())), 30,
+               "a scrape of every target by the sandbox's Prometheus", poll=0.2)
 
 
 def app_counts(root: Path) -> dict[str, dict[str, float]]:

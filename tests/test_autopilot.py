@@ -383,6 +383,35 @@ def test_healthy_run_promotes_unattended_each_stage_after_its_soak_and_100_only_
     assert events[-1][0] == "autopilot.stopped"
 
 
+def test_a_retired_fallback_a_promotion_finds_is_notified_once(sb):
+    quick_plan(sb)
+    load(sb, 90, rps=20)
+    assert cli(sb, "sandbox", "fault", "kimi-k2", "--retired").exit_code == 0
+    first = tick(sb)  # 0 % -> 10 %: the catalog gate passes, warning of the retired fallback
+    assert first["action"] == "promote" and stage_of(sb) == 10, first
+    assert [n["kind"] for n in first["notifications"]] == ["catalog_warning", "advanced"], first
+    wait_until(lambda: soaked(sb), 60, "the soak at 10%")
+    second = tick(sb)  # 10 % -> 50 %, the same warning: not told again
+    assert second["action"] == "promote" and stage_of(sb) == 50, second
+    assert [n["kind"] for n in second["notifications"]] == ["advanced"], second
+    warned = [b for b in received(sb) if b["event"] == "catalog_warning"]
+    assert len(warned) == 1 and "retired fallback kimi-k2" in warned[0]["summary"], warned
+
+
+def test_approval_is_asked_once_per_climb_and_again_after_a_new_climb(sb):
+    quick_plan(sb)
+    load(sb, 120, rps=20)
+    asked = []
+    for climb in (1, 2):  # the second entry into 50 %: as after a rollback and a new climb
+        enter(sb, 50)
+        wait_until(lambda: soaked(sb), 60, f"the soak at 50% (climb {climb})")
+        ticks = [tick(sb), tick(sb)]
+        assert [t["action"] for t in ticks] == ["await-approval"] * 2, ticks
+        asked.append([n["kind"] for t in ticks for n in t["notifications"]])
+    assert asked == [["approval_needed"], ["approval_needed"]]
+    assert [b["event"] for b in received(sb)].count("approval_needed") == 2
+
+
 def test_a_hold_repeating_every_tick_is_notified_once(sb):
     at_stage(sb, 10)  # set by hand: no audit record of entering 10 %, so its soak cannot be measured
     first, second = tick(sb), tick(sb)

@@ -46,7 +46,9 @@ def hup_recorder(seen: Path) -> subprocess.Popen:  # type: ignore[type-arg]
     ("sometimes", "'app.reload' must be one of none, {signal: "),
     ("{signal: {container: app, pid_file: x}}", "'app.reload.signal' needs exactly one of container or pid_file"),
     ("{signal: {container: app, signal: NOPE}}", "'app.reload.signal.signal' is 'NOPE'; use a signal name"),
-    ("{signal: {container: app, sig: HUP}}", "unknown key 'app.reload.signal.sig' (known: container, pid_file, signal)"),
+    ("{signal: {container: app, sig: HUP}}",
+     "unknown key 'app.reload.signal.sig' (known: container, pid_file, process, signal)"),
+    ("{signal: {container: app, process: node}}", "'app.reload.signal.process' checks the process a pid_file names"),
     ("{restart: {}}", "missing required key 'app.reload.restart.container'"),
     ("{command: []}", "'app.reload.command' must be a non-empty list of strings"),
     ("{signal: [HUP]}", "'app.reload.signal' must be a mapping"),
@@ -89,11 +91,16 @@ def test_signal_reload_through_a_pid_file_reaches_the_process_and_the_drill_chec
         drill = world.cli("rollback", "--level", "1", "--drill", "--json")
         assert drill.exit_code == 0, drill.output
         check = json.loads(drill.stdout)["levels"][0]["steps"][1]["checks"][0]
-        assert check == {"name": "app pid file names a running process", "ok": True, "detail": f"pid {child.pid}, started before its pid file was written", "exit_code": 0}
+        from rollout_cli.core.text import printable
+
+        full = printable(" ".join(child.args))  # type: ignore[arg-type]
+        shown = full if len(full) <= 80 else full[:77] + "..."  # the program that gets the signal, shown short
+        assert check == {"name": "app pid file names a running process", "ok": True,
+                         "detail": f"pid {child.pid} ({shown}), started before its pid file was written", "exit_code": 0}
         result = world.cli("rollback", "--level", "1", "--yes", "--json")
         assert result.exit_code == 0, result.output
         detail = json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
-        assert detail == f"sent SIGHUP to pid {child.pid} (from {pid_file})"
+        assert detail == f"sent SIGHUP to pid {child.pid} ({shown}) (from {pid_file})"
         deadline = time.monotonic() + 10
         while not seen.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -105,6 +112,33 @@ def test_signal_reload_through_a_pid_file_reaches_the_process_and_the_drill_chec
     assert dead.exit_code == 4
     assert json.loads(dead.stdout)["levels"][0]["steps"][1]["checks"][0]["detail"] == \
         f"app.reload: no process {child.pid} (from {pid_file}); is the app running?"
+
+
+def test_a_pid_whose_command_line_is_not_the_apps_is_never_signalled(tmp_path: Path) -> None:
+    """app.reload.signal.process: the pid file's process must run the app (a pid recycled by another program,
+    started before the file was last touched, passes the start-time check but not this one)."""
+    world = make_world(tmp_path)
+    seen = tmp_path / "hup"
+    child = hup_recorder(seen)
+    try:
+        pid_file = tmp_path / "app.pid"
+        pid_file.write_text(f"{child.pid}\n")
+        with_reload(world, f"{{signal: {{pid_file: {pid_file}, process: 'node server.js'}}}}")
+        for args in (("--drill",), ("--yes",)):
+            result = world.cli("rollback", "--level", "1", *args, "--json")
+            assert result.exit_code == 4, result.output
+        detail = json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
+        assert re.fullmatch(rf"app\.reload: pid {child.pid} \(from {re.escape(str(pid_file))}\) runs ['\"].*python.*['\"], "
+                            r"which does not contain 'node server\.js' \(app\.reload\.signal\.process\): not the "
+                            r"app; is the app running\?", detail), detail
+        time.sleep(0.3)
+        assert not seen.exists() and child.poll() is None
+        with_reload(world, f"{{signal: {{pid_file: {pid_file}, process: 'signal.SIGHUP'}}}}")  # its own program
+        assert world.cli("rollback", "--level", "1", "--yes").exit_code == 0
+        wait_until(seen.exists, 10, "the SIGHUP")
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.mark.docker

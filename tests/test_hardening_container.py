@@ -394,14 +394,16 @@ def test_signal_reload_by_pid_file_still_reaches_the_real_sample_app(box):
     config = box.root / "rollout.yaml"
     original = config.read_text()
     try:
-        config.write_text(original.replace("  metrics_url:", "  reload: {signal: {pid_file: .rollout/app.pid}}\n"
+        config.write_text(original.replace("  metrics_url:", "  reload: {signal: {pid_file: .rollout/app.pid, process: app_main.py}}\n"
                                                              "  metrics_url:"))
         drill = cli(box, "rollback", "--level", "1", "--drill")
         assert drill.exit_code == 0, drill.output
         result = cli(box, "rollback", "--level", "1", "--yes", "--json")
         assert result.exit_code in (0, 3), result.output
         reload = {s["type"]: s for s in json.loads(result.stdout)["levels"][0]["steps"]}["app.reload"]
-        assert reload["detail"] == f"sent SIGHUP to pid {record.pid_file.read_text().strip()} (from {record.pid_file})"
+        pid = record.pid_file.read_text().strip()
+        assert re.fullmatch(rf"sent SIGHUP to pid {pid} \(\S*python\S* \S*/sandbox/app_main\.py.*\) "
+                            rf"\(from {re.escape(str(record.pid_file))}\)", reload["detail"]), reload["detail"]
         deadline = time.monotonic() + 10
         while AppControl(record.url).status()["reloads"] < 1 and time.monotonic() < deadline:
             time.sleep(0.1)

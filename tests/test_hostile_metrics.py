@@ -65,6 +65,7 @@ def gate(report: dict, name: str) -> dict:
 @pytest.mark.parametrize(("mode", "named"), [
     ("nan", "is NaN"),
     ("inf", "is +Inf"),
+    ("-inf", "is -Inf"),
     ("negative", "is negative"),
     ("duplicate", "appears twice"),
     ("decreasing", "went down from"),
@@ -134,6 +135,18 @@ def test_status_json_is_valid_with_nan_metrics_and_says_the_share_is_unknown(tmp
         assert observed["text"].startswith("observed share unknown:") and "NaN" in observed["text"]
 
 
+def test_the_apps_metrics_alone_answering_nan_say_the_share_is_unknown(tmp_path):
+    """The gateway's counters are good; only app.metrics_url answers NaN (it was `internal error: ValueError`)."""
+    with HostileMetrics("ok", gateway_step=100, app_mode="nan") as server:
+        world = hostile_world(tmp_path, server, app_metrics=True)
+        result = world.cli("status", "--json")
+        assert result.exit_code == 0, result.output
+        observed = strict_json(result.stdout)["observed"]  # type: ignore[index]
+        assert observed["share"] is None
+        assert observed["text"].startswith("observed share unknown:") and "cannot be trusted" in observed["text"]
+        assert server.app_metrics_url in observed["text"] and "is NaN" in observed["text"]
+
+
 # --- item 18: the observed share ---------------------------------------------------------------
 
 
@@ -186,6 +199,39 @@ def test_read_commands_finish_when_metrics_drip(tmp_path, command):
             assert "observed share unknown:" in result.stdout and "no whole answer within 5 s" in result.stdout
         if command[0] in ("report", "watch"):
             assert "no whole answer within 5 s" in result.stdout
+
+
+@pytest.mark.timeout(60)  # today's main: `status` waited on the app's metrics as long as they dripped
+def test_status_finishes_when_only_the_apps_metrics_drip(tmp_path):
+    with HostileMetrics("ok", gateway_step=100, app_mode="slow-drip") as server:
+        world = hostile_world(tmp_path, server, app_metrics=True)
+        result = world.cli("status")
+        assert result.exit_code == 0, result.output
+        assert "observed share unknown:" in result.stdout and "no whole answer within 5 s" in result.stdout
+        assert "app" in result.stdout.split("observed share unknown:")[1]
+
+
+def test_a_gateway_answering_an_empty_object_for_its_models_is_no_go_and_the_report_is_written(tmp_path):
+    """Issue 19: a gateway answering `{}` to /v1/models (no `data` at all) and a config with no model."""
+    with HostileMetrics("ok") as server:
+        server.models = []
+        empty = tmp_path / "empty-config.yaml"
+        empty.write_text("model_list: []\n")
+        for config in (None, empty):  # what the gateway lists alone, then a gateway config naming no model
+            (tmp_path / str(config is not None)).mkdir()
+            world = hostile_world(tmp_path / str(config is not None), server, config=empty)
+            if config is None:
+                without = [line for line in (world.ws / "rollout.yaml").read_text().splitlines(keepends=True)
+                           if not line.startswith("  config:")]
+                (world.ws / "rollout.yaml").write_text("".join(without))
+            markdown = world.ws / "report.md"
+            result = world.cli("report", "--markdown", str(markdown), "--json")
+            assert result.exit_code == 1, result.output
+            assert "internal error" not in result.output and "Traceback" not in result.output
+            data = json.loads(result.stdout)
+            why = "model_list must be a non-empty list" if config else "the gateway serves no models"
+            assert data["verdict"] == "NO-GO" and any(why in reason for reason in data["reasons"]), data["reasons"]
+            assert "**NO-GO**" in markdown.read_text()  # still written
 
 
 @pytest.mark.timeout(60)  # today's main: the 60-byte answer drips for a minute per model (per-read timeouts only)

@@ -108,7 +108,8 @@ def kill_mid_write(world: World, journals: Path, **kwargs: object) -> bytes:
 def test_read_only_commands_leave_a_torn_file_alone_and_name_rollout_recover(tmp_path: Path, journals: Path) -> None:
     world = env_only_world(tmp_path)
     torn_bytes = kill_mid_write(world, journals)
-    for args in (["status"], ["report"], ["rollback", "--level", "1", "--dry-run"], ["rollback", "--level", "1", "--drill"]):
+    for args in (["status"], ["report"], ["watch", "--count", "1"], ["advance", "--dry-run"],
+                 ["rollback", "--level", "1", "--dry-run"], ["rollback", "--level", "1", "--drill"]):
         result = world.cli(*args)
         assert result.exit_code == 2, (args, result.output)
         assert "was interrupted while rewriting it in place" in result.output, result.output

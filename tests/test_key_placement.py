@@ -90,3 +90,20 @@ def test_against_a_live_gateway_the_key_reaches_no_output_report_or_history(sb, 
         assert (history.read_text() if history.exists() else "") == history_before
     finally:
         config.write_text(original)
+
+
+def test_a_reason_quoting_a_secret_is_recorded_without_it(tmp_path: Path) -> None:
+    """The audit trail keeps the operator's words, never a key they pasted into --reason by mistake."""
+    world = make_world(tmp_path)
+    held = "or-held-in-the-environment-0123456789"  # this process's own OpenRouter key
+    pasted = "sk-or-v1-0123456789abcdef0123456789abcdef"  # any key, even one this process does not hold
+    reason = f"freeze: the key {held} leaked, and {pasted} too"
+    paused = world.cli("autopilot", "pause", "--reason", reason, env={"OPENROUTER_API_KEY": held})
+    assert paused.exit_code == 0, paused.output
+    moved = world.cli("rollback", "--level", "1", "--yes", "--reason", reason, env={"OPENROUTER_API_KEY": held})
+    assert moved.exit_code in (0, 3), moved.output  # 3: no app traffic to observe the stop
+    trail = (world.ws / ".rollout" / "history.jsonl").read_text()
+    assert held not in trail and pasted not in trail
+    records = [json.loads(line) for line in trail.splitlines()]
+    reasons = [r["reason"] for r in records if r.get("reason")]
+    assert len(reasons) >= 2 and set(reasons) == {"freeze: the key [secret] leaked, and [secret] too"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,32 @@ def test_run_step_that_times_out_is_killed_and_fails(world, tmp_path):
     child = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError, match="No such process"):
         os.kill(child, 0)  # killed and reaped, not left sleeping
+
+
+def test_a_run_step_never_outlives_its_levels_budget_and_a_later_one_is_not_started(world, tmp_path):
+    """Its own timeout is 60 s; the level's budget of 2 s wins, and nothing runs once the budget is spent."""
+    sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
+    level_1(world, TRAFFIC_OFF + run_step(sleep, timeout=60), budget="2s")
+    started = time.monotonic()
+    code, data = rollback(world)
+    assert code == 1 and time.monotonic() - started < 30, data
+    run = data["levels"][0]["steps"][2]
+    assert run["detail"].endswith(", what was left of the rollback level's time budget (its process group was "
+                                  "killed)"), run
+    assert run["duration_s"] < 2.5
+
+
+def test_with_the_levels_budget_spent_neither_a_program_nor_git_is_started(world):
+    from rollout_cli.core.workspace import load_workspace
+    from rollout_cli.errors import CheckFailed, GitError
+    from rollout_cli.playbook.context import StepContext
+    from rollout_cli.playbook.program import Run
+
+    ctx = StepContext(load_workspace(world.ws), ends=time.monotonic() - 1)
+    with pytest.raises(CheckFailed, match="not started: the rollback level's time budget ran out"):
+        Run(argv=["true"]).run(ctx)
+    with pytest.raises(GitError, match=r"git status in .* not started: the rollback level's time budget ran out"):
+        ctx.repo().git("status")
 
 
 def test_run_step_whose_program_is_missing_fails_the_drill_and_the_run(world):

@@ -1,4 +1,4 @@
-"""The window's PromQL against a real Prometheus: counts over a window, and waiting for a fresh scrape.
+"""The window's PromQL against a real Prometheus: counts over a window, and where a decision's window ends.
 
 History is backfilled with `promtool tsdb create-blocks-from openmetrics` (support.prometheus_server),
 one sample every 15 s, so each case's true count is known to the request. The freshness tests let
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout_cli.rollout.promql import Prometheus, scraped_after, window_count
+from rollout_cli.rollout.promql import Prometheus, scraped_by, window_count
 from support import QuietServer, openmetrics, prometheus_server, wait_until
 
 STEP = 15  # seconds between backfilled samples
@@ -110,16 +110,19 @@ def test_summed_the_cases_add_up(history) -> None:
     assert sum(truth.values()) - 4 <= total.value <= sum(truth.values()) + 5
 
 
-# --- freshness: the requests answered just before the decision ------------------------------------
+# --- freshness: where a decision's window ends ------------------------------------------------------
 
 
 @contextmanager
 def exporter() -> Iterator[tuple[str, list[int]]]:
-    """A /metrics with one counter the test moves (count[0])."""
+    """A /metrics with one counter the test moves (count[0]); a negative count answers HTTP 500 (a failed scrape)."""
     count = [0]
 
     class Metrics(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if count[0] < 0:
+                self.send_error(500)
+                return
             body = (f"# TYPE llm_requests_total counter\nllm_requests_total{{path=\"gateway\"}} {count[0]}\n").encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -138,25 +141,44 @@ def exporter() -> Iterator[tuple[str, list[int]]]:
         server.server_close()
 
 
-def test_gathering_waits_for_a_scrape_after_the_decision_began(tmp_path: Path) -> None:
+def scraped_since(prom: Prometheus, since: float) -> bool:
+    return any(s.value > since for s in prom.query("timestamp(up) * up", time.time()))
+
+
+def test_a_healthy_decision_does_not_wait_and_what_came_after_the_last_scrape_is_in_the_next_window(
+        tmp_path: Path) -> None:
     with exporter() as (target, count), prometheus_server(tmp_path, targets=[{"job": "app", "url": target}]) as url:
         prom = Prometheus(url)
         wait_until(lambda: prom.query("llm_requests_total", time.time()), 30, "Prometheus's first scrape")
-        count[0] = 42  # answered just before the decision: in the app, not yet in Prometheus
+        opened = time.time()
+        wait_until(lambda: scraped_since(prom, opened), 30, "a scrape inside the window")
+        count[0] = 42  # answered after Prometheus's last scrape: in the app, not yet in Prometheus
         decided = time.time()
-        fresh = scraped_after(prom, decided, ("llm_requests_total",), wait_s=30)
-        assert fresh.behind == [] and fresh.note is None and fresh.end >= decided
-        [moved] = prom.query(window_count("llm_requests_total", 60), fresh.end)
-        assert moved.value == 42
-        assert fresh.to_json()["targets"] == 1 and fresh.to_json()["scraped_after_s"] >= 0
+        fresh = scraped_by(prom, decided, ("llm_requests_total",), wait_s=30)
+        assert fresh.waited_s == 0 and fresh.end == decided and fresh.behind == [] and fresh.note is None
+        assert fresh.to_json()["targets"] == 1 and 0 <= fresh.to_json()["lag_s"] <= 1.5
+        [first] = prom.query(window_count("llm_requests_total", decided - opened), decided)
+        # the next decision's window begins where this one ended: the 42 are counted there, exactly once
+        wait_until(lambda: scraped_since(prom, decided), 30, "a scrape after the decision")
+        later = time.time()
+        [second] = prom.query(window_count("llm_requests_total", later - decided), later)
+        assert first.value + second.value == 42 and second.value > 0
 
 
-def test_a_target_not_scraped_since_the_decision_is_named_not_waited_for_past_the_bound(tmp_path: Path) -> None:
-    with exporter() as (target, _), prometheus_server(tmp_path, targets=[{"job": "app", "url": target}]) as url:
+def test_a_target_whose_last_scrape_failed_is_waited_for_within_the_bound_then_named(tmp_path: Path) -> None:
+    with exporter() as (target, count), prometheus_server(tmp_path, targets=[{"job": "app", "url": target}]) as url:
         prom = Prometheus(url)
         wait_until(lambda: prom.query("llm_requests_total", time.time()), 30, "Prometheus's first scrape")
-        decided = time.time() + 3600  # no scrape can be after that
-        late = scraped_after(prom, decided, ("llm_requests_total",), wait_s=0.5)
-        assert late.end == decided and len(late.behind) == 1 and late.behind[0].startswith("app 127.0.0.1:")
-        assert late.note is not None and "had not scraped app 127.0.0.1:" in late.note
-        assert "not in the window" in late.note
+        count[0] = -1  # every scrape fails from now on
+        failing = time.time()
+        wait_until(lambda: not scraped_since(prom, 0) or not prom.query("up == 1", time.time()), 30,
+                   "a failed scrape")
+        assert time.time() - failing < 30
+        late = scraped_by(prom, time.time(), ("llm_requests_total",), wait_s=1.5)
+        assert late.waited_s >= 1.0 and len(late.behind) == 1 and late.behind[0].startswith("app 127.0.0.1:")
+        assert late.note is not None and "last scrape of app 127.0.0.1:" in late.note and "failed" in late.note
+
+        count[0] = 7  # it recovers: the decision waits for the good scrape and ends its window there
+        decided = time.time()
+        fresh = scraped_by(prom, decided, ("llm_requests_total",), wait_s=5)
+        assert fresh.behind == [] and fresh.note is None and fresh.end > decided

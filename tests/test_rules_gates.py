@@ -565,27 +565,27 @@ def catalog(*entries: ModelEntry, reachable: bool = True) -> CatalogReport:
 
 
 def test_catalog_gate_rules():
-    unknown = checked(g.catalog_gate(None, PLAN, None, None))
+    unknown = checked(g.catalog_gate(None, PLAN))
     assert (unknown.name, unknown.status, unknown.value, unknown.reason) == (
         "catalog", INCONCLUSIVE, "unknown",
         "catalog: no gateway config (gateway.config in rollout.yaml): which models it serves is unknown")
-    unread = checked(g.catalog_gate(catalog(reachable=False), PLAN, None, None))
+    unread = checked(g.catalog_gate(catalog(reachable=False), PLAN))
     assert (unread.status, unread.reason) == (INCONCLUSIVE, "catalog cannot be read: http://or/models: refused")
     five = [entry(a) for a in ALIASES]
-    assert g.catalog_gate(catalog(*five), PLAN, None, None).value == "5 of 5 fit"
+    assert g.catalog_gate(catalog(*five), PLAN).value == "5 of 5 fit"
     one_retired = catalog(*five[:4], entry("qwen", "retired"))
-    gate = checked(g.catalog_gate(one_retired, PLAN, None, None))
+    gate = checked(g.catalog_gate(one_retired, PLAN))
     assert (gate.name, gate.status, gate.value, gate.reason) == ("catalog", PASS, "4 of 5 fit", "catalog: 4 of 5 fit")
     assert gate.warnings == ["retired fallback qwen (x/qwen:free): qwen is retired; free replacements: y/new:free"
                              " (replace: rollout models --replace qwen NEW)"]
     two_retired = catalog(*five[:3], entry("kimi", "retired"), entry("qwen", "retired"))
-    gate = checked(g.catalog_gate(two_retired, PLAN, None, None))
+    gate = checked(g.catalog_gate(two_retired, PLAN))
     assert (gate.name, gate.status, gate.value) == ("catalog", FAIL, "3 of 5 fit")
     assert gate.reason == ("catalog: only 3 of 5 models left (< 4): kimi (x/kimi:free): kimi is retired; free replacements:"
                            " y/new:free; qwen (x/qwen:free): qwen is retired; free replacements: y/new:free")
     retired_primary = catalog(entry("glm", "retired", "primary"), *five[1:])
-    assert g.catalog_gate(retired_primary, PLAN, None, None).status == FAIL
-    not_free = checked(g.catalog_gate(catalog(*five[:4], entry("qwen", "not-free")), PLAN, None, None))
+    assert g.catalog_gate(retired_primary, PLAN).status == FAIL
+    not_free = checked(g.catalog_gate(catalog(*five[:4], entry("qwen", "not-free")), PLAN))
     assert (not_free.status, not_free.reason) == (
         FAIL, "catalog: qwen (x/qwen:free): qwen is not-free; free replacements: y/new:free")
 
@@ -806,7 +806,7 @@ def test_several_findings_are_listed_in_one_reason():
     assert g.cost_gate(smoke(cost=paid), None).reason == "not free: a: priced; b: $1/M"
     two = CatalogReport([], [entry("glm")], [{"url": "http://a/models", "reachable": False, "error": "refused"},
                                              {"url": "http://b/models", "reachable": False, "error": "timed out"}])
-    unread = g.catalog_gate(two, PLAN, None, None)
+    unread = g.catalog_gate(two, PLAN)
     assert (unread.value, unread.reason) == ("unknown",
                                              "catalog cannot be read: http://a/models: refused; http://b/models: timed out")
 
@@ -815,7 +815,7 @@ def test_every_failing_model_is_named_with_its_free_replacements():
     two = replace(entry("kimi", "not-free"), replacements=[Replacement("y/a:free", "A", 1000, "free"),
                                                           Replacement("y/b:free", "B", 1000, "free")])
     none = replace(entry("qwen", "not-free"), replacements=[])
-    gate = g.catalog_gate(catalog(*[entry(a) for a in ALIASES[:3]], two, none), PLAN, None, None)
+    gate = g.catalog_gate(catalog(*[entry(a) for a in ALIASES[:3]], two, none), PLAN)
     assert (gate.status, gate.reason) == (FAIL, "catalog: kimi (x/kimi:free): kimi is not-free; free replacements:"
                                                 " y/a:free, y/b:free; qwen (x/qwen:free): qwen is not-free;"
                                                 " free replacements: none found")

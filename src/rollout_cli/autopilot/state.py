@@ -27,7 +27,8 @@ class PilotState:
     last_tick: dict[str, Any] | None = None  # time, ts, stage, action, reasons
     pending: dict[str, Any] | None = None  # action (advance | rollback), from, to, reason, time: written ahead
     last_hold: str | None = None  # the hold last notified: sent again only when it changes
-    approval_asked: int | None = None  # the stage whose approval_needed was sent
+    approval_asked: str | None = None  # the approval (to, and the stage entry it follows) approval_needed was sent for
+    catalog_warned: str | None = None  # the catalog warnings last notified: sent again only when they change
 
     @classmethod
     def load(cls, state_dir: Path) -> PilotState:

@@ -31,7 +31,7 @@ from rollout_cli.autopilot.decide import (
 )
 from rollout_cli.autopilot.state import PilotState
 from rollout_cli.autopilot.trail import approval, pause_text, paused_by
-from rollout_cli.core.audit import AuditLog, unfinished_operation, utc_now
+from rollout_cli.core.audit import AuditLog, StageChange, unfinished_operation, utc_now
 from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import Stage, read_stage
@@ -151,8 +151,8 @@ def _tick(ws: Workspace, plan: StagePlan) -> Result[TickPayload]:
                                  ACTOR, stage_from=pct, reasons=decision.reasons))
     elif decision.action == PROMOTE:
         code, hold_key = _promote(ws, plan, stage, state, payload)
-    elif decision.action == AWAIT_APPROVAL and state.approval_asked != nxt:
-        state.approval_asked = nxt
+    elif decision.action == AWAIT_APPROVAL and state.approval_asked != (asked := _approval_key(nxt, pct, entered)):
+        state.approval_asked = asked
         _send(ws, payload, Event("approval_needed", "warning", f"the soak at {pct}% has elapsed; advancing to "
                                  f"{nxt}% waits for `rollout approve`", ACTOR, stage_from=pct, stage_to=nxt))
     elif decision.action == HOLD:  # the same hold is the same gates, whatever their counts say this tick
@@ -226,6 +226,7 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
         payload.action, payload.reasons = HOLD, [f"the advance gates could not be judged: {exc}"]
         return ExitCode.OK, payload.reasons[0]
     payload.verdict = decision.verdict.value
+    _warn_of_catalog(ws, state, payload, decision, stage.percentage)
     if decision.verdict is not Verdict.GO:
         payload.action, payload.reasons = HOLD, decision.reasons
         blocking = sorted(f"{g.name}: {g.status}" for g in decision.gates if g.status in (FAIL, INCONCLUSIVE))
@@ -250,6 +251,21 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
     elif done.payload.notifications is not None:
         _sent(payload, "advanced", "info", done.payload.notifications)
     return done.exit_code, None
+
+
+def _approval_key(to: int | None, pct: int, entered: StageChange | None) -> str:
+    """Which approval was asked for: once per climb, so a rollback and a new climb to this stage asks again."""
+    return f"{to}% after entering {pct}% at {entered.timestamp if entered else 0:.0f}"
+
+
+def _warn_of_catalog(ws: Workspace, state: PilotState, payload: TickPayload, decision: Decision, pct: int) -> None:
+    """A retired fallback the catalog gate passed with a warning: told once, until the warnings change."""
+    warnings = [w for g in decision.gates if g.name == "catalog" for w in g.warnings]
+    key = "; ".join(warnings) or None
+    if key and key != state.catalog_warned:
+        _send(ws, payload, Event("catalog_warning", "warning", f"catalog at {pct}%: {warnings[0]}", ACTOR,
+                                 stage_from=pct, reasons=tuple(warnings)))
+    state.catalog_warned = key
 
 
 def _settle_pending(state: PilotState, stage: Stage) -> str:

@@ -31,6 +31,9 @@ def workspace_root(ctx: typer.Context) -> Path:
 
 def load(ctx: typer.Context) -> Workspace:
     """The workspace of -w / $ROLLOUT_WORKSPACE / the current folder, validated."""
-    from rollout_cli.core.workspace import load_workspace  # lazy: start-up time (yaml)
+    from rollout_cli.core.text import remember_secrets
+    from rollout_cli.core.workspace import load_workspace, secret_values  # lazy: start-up time (yaml)
 
-    return load_workspace(workspace_root(ctx))
+    ws = load_workspace(workspace_root(ctx))
+    remember_secrets(lambda: secret_values(ws))  # the audit trail blanks them wherever a reason quotes one
+    return ws

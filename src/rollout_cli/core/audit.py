@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rollout_cli.core.text import blank_secrets
 from rollout_cli.core.workspace import PERCENTAGE_KEY
 from rollout_cli.errors import InputError
 from rollout_cli.io.atomic import _write_error
@@ -163,7 +164,8 @@ class AuditLog:
 
     def append(self, command: str, **fields: Any) -> dict[str, Any]:
         """Append one record stamped with UTC time and actor; returns it."""
-        record = {"time": utc_now(), "actor": actor(), "command": command, **fields}
+        # a reason (or a step's error) quoting a secret keeps its words, never the secret
+        record = {"time": utc_now(), "actor": actor(), "command": command, **blank_secrets(fields)}
         append_line(self.path, record, fsync=True)
         return record
 

@@ -37,6 +37,9 @@ LEDGER_DIR = "quota"
 PER_MINUTE_LIMIT = 20  # OpenRouter's account-wide limit on :free models
 DAY_S = 86_400
 MAX_LINE_BYTES = 4096  # rollout's lines are about 100 bytes; a longer one is not rollout's
+# A day of rollout's own requests is a few hundred lines at most (the free tier allows 50 or 1,000 a day): a
+# day's file over this was not written by rollout alone, and reading it would cost time on every check.
+MAX_LEDGER_BYTES = 8 << 20
 _RATE_KEYS = ("limit", "remaining", "reset")
 FOREIGN_RESERVATION_S = 900
 
@@ -160,6 +163,15 @@ def _recent(entry: dict[str, Any], now: float, mono: float, boot: str | None) ->
 
 def _fold(path: Path, now: float, mono: float, boot: str | None) -> _Tally:
     tally = _Tally()
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if size > MAX_LEDGER_BYTES:
+        raise QuotaRefused(
+            f"refused: the quota ledger {path} holds {size / (1 << 20):.0f} MiB, more than a day of rollout's own "
+            f"requests ever writes ({MAX_LEDGER_BYTES >> 20} MiB): something else writes to it, or sends in a "
+            "loop; find what, then move the file away (rollout counts today from zero then)")
     for record in json_lines(path, MAX_LINE_BYTES):
         kind = _kind(record)
         if kind is None:

@@ -44,6 +44,7 @@ class AppReload:
     container: str | None = None  # signal, restart
     pid_file: Path | None = None  # signal
     signal: str = "HUP"
+    process: str | None = None  # signal by pid_file: text the process's command line must contain
     argv: tuple[str, ...] = ()  # command
 
     def describe(self) -> str:
@@ -620,7 +621,7 @@ _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
 
 
-_RELOAD_KEYS = {"signal": {"container", "pid_file", "signal"}, "restart": {"container"}}
+_RELOAD_KEYS = {"signal": {"container", "pid_file", "signal", "process"}, "restart": {"container"}}
 
 
 def _reload(path: Path, root: Path, key: str, value: Any) -> AppReload:
@@ -650,11 +651,14 @@ def _reload(path: Path, root: Path, key: str, value: Any) -> AppReload:
         return AppReload("restart", container=spec["container"])
     if ("container" in spec) == ("pid_file" in spec):
         raise InputError(f"{path}: '{key}.signal' needs exactly one of container or pid_file")
+    if "process" in spec and "pid_file" not in spec:
+        raise InputError(f"{path}: '{key}.signal.process' checks the process a pid_file names; it needs pid_file")
     name = spec.get("signal", "HUP").upper().removeprefix("SIG")
     if not hasattr(signals, "SIG" + name):
         raise InputError(f"{path}: '{key}.signal.signal' is {spec['signal']!r}; use a signal name such as HUP or USR1")
     pid_file = (root / Path(spec["pid_file"]).expanduser()).resolve() if "pid_file" in spec else None
-    return AppReload("signal", container=spec.get("container"), pid_file=pid_file, signal=name)
+    return AppReload("signal", container=spec.get("container"), pid_file=pid_file, signal=name,
+                     process=spec.get("process"))
 
 
 def _kind(value: Any) -> str:

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,6 +49,7 @@ class Commit:
 class GitRepo:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.ends: float | None = None  # monotonic: a rollback level's budget runs out; no git call outlives it
         self._identity_args: list[str] | None = None
         self._filters_off: list[str] | None = None
 
@@ -75,6 +77,11 @@ class GitRepo:
         if not self.path.is_dir():
             raise InputError(f"app repo {self.path} does not exist; check app.repo in rollout.yaml")
         filters_off = [] if convert else self._repo_filters_off()
+        if self.ends is not None:
+            left = self.ends - time.monotonic()
+            if left <= 0:
+                raise GitError(f"git {args[0]} in {self.path} not started: the rollback level's time budget ran out")
+            timeout = min(timeout, left)
         try:
             proc = subprocess.run(
                 ["git", *_SAFE, *filters_off, *self._identity(), *args],

@@ -336,6 +336,16 @@ def tail_file(path: Path, lines: int = 20) -> list[str]:
     return data.decode("utf-8", errors="replace").splitlines()[-lines:] if lines > 0 else []
 
 
+def command_line(pid: int) -> str | None:
+    """Process `pid`'s command line, its arguments joined by spaces (the first 4 KiB); None: gone, or none
+    (a kernel thread, a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()[:4096]
+    except OSError:
+        return None
+    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part) or None
+
+
 def started_at(pid: int) -> float | None:
     """When process `pid` started, as a Unix time (within about a second: the boot time has whole seconds).
 

@@ -42,6 +42,7 @@ class StepContext:
             raise InputError("app.repo is not set in rollout.yaml; levels 2 and 4 need the app's git repo")
         if self._repo is None:
             self._repo = GitRepo(self.workspace.app.repo)
+        self._repo.ends = self.ends  # the running level's budget bounds every git call
         return self._repo
 
 

@@ -70,15 +70,19 @@ class Run(Step):
         cwd = ctx.workspace.root / self.cwd if self.cwd else ctx.workspace.root
         if not cwd.is_dir():
             raise InputError(f"folder {cwd} of {self.describe(ctx)} does not exist; fix 'cwd' in the playbook")
+        timeout = ctx.time_left(self.timeout)  # never past the level's budget
+        if timeout <= 0:
+            raise CheckFailed(f"{self.describe(ctx)} not started: the rollback level's time budget ran out")
         try:
-            done = run_in_session(self.argv, cwd=cwd, timeout=self.timeout, env=self.environment(ctx))
+            done = run_in_session(self.argv, cwd=cwd, timeout=timeout, env=self.environment(ctx))
         except FileNotFoundError:
             raise InputError(f"program {self.argv[0]!r} not found on PATH") from None
         except OSError as exc:
             raise InputError(f"cannot start {self.argv[0]!r}: {exc.strerror or type(exc).__name__}") from None
         if done.timed_out:
+            budget = "" if timeout == self.timeout else ", what was left of the rollback level's time budget"
             raise CheckFailed(
-                f"{self.describe(ctx)} timed out after {self.timeout:g} s (its process group was killed)"
+                f"{self.describe(ctx)} timed out after {timeout:.3g} s{budget} (its process group was killed)"
             )
         if done.returncode != 0:
             raise CheckFailed(

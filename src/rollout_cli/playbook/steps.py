@@ -285,7 +285,7 @@ class ContainerStop(Step):
         before = gateway.state()
         if not _up(before):
             return Outcome("unchanged", f"container {before.name} already {before.status}")
-        after = gateway.stop(timeout=int(self.timeout))
+        after = gateway.stop(timeout=int(ctx.time_left(self.timeout)))  # its grace period: never past the budget
         change = {"container": before.name, "before": before.status, "after": after.status}
         return Outcome("ok", f"stopped {_noun(ctx, self.container)} {before.name} ({after.status})", [change])
 

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from rollout_cli.core.audit import append_line, read_lines
 from rollout_cli.core.stage import read_stage
+from rollout_cli.core.text import printable
 from rollout_cli.core.workspace import AppReload, Workspace
 from rollout_cli.errors import CheckFailed, ExitCode, InputError, PlaybookError, RolloutError, UnavailableError
 from rollout_cli.gateway.prometheus import MetricsInvalid, MetricsRefused, app_requests, counter_total, scrape
-from rollout_cli.io.process import pid_exists, started_at
+from rollout_cli.io.process import command_line, pid_exists, started_at
 from rollout_cli.io.textfile import read_text
 from rollout_cli.playbook.context import StepContext
 from rollout_cli.playbook.model import Check, Outcome, Preview, Step
@@ -70,7 +71,13 @@ def reload_app(ws: Workspace, timeout: float) -> str:
         os.kill(pid, getattr(signal, "SIG" + how.signal))
     except ProcessLookupError:
         raise UnavailableError(f"app.reload: no process {pid} (from {how.pid_file}); is the app running?") from None
-    return f"sent SIG{how.signal} to pid {pid} (from {how.pid_file})"
+    return f"sent SIG{how.signal} to pid {pid} ({_command_of(pid)}) (from {how.pid_file})"
+
+
+def _command_of(pid: int) -> str:
+    """What the signalled process runs, short and on one line: the operator sees which program got it."""
+    command = printable(command_line(pid) or "?")
+    return command if len(command) <= 80 else command[:77] + "..."
 
 
 def _command(how: AppReload, timeout: float) -> Step:
@@ -118,6 +125,14 @@ def app_pid(how: AppReload) -> int:
             f"app.reload: pid {pid} (from {how.pid_file}) started {started - written:.0f} s after the file was "
             "written: the app that wrote it is gone and its pid now belongs to another program; is the app running?"
         )
+    command = command_line(pid)
+    if command is None:
+        raise UnavailableError(f"app.reload: pid {pid} (from {how.pid_file}) has no command line (a kernel thread "
+                               "or a process that has exited), never an app; is the app running?")
+    if how.process is not None and how.process not in command:
+        raise UnavailableError(
+            f"app.reload: pid {pid} (from {how.pid_file}) runs {printable(command)[:120]!r}, which does not contain "
+            f"{how.process!r} (app.reload.signal.process): not the app; is the app running?")
     return pid
 
 
@@ -153,7 +168,7 @@ class ReloadApp(Step):
             except RolloutError as exc:
                 return [Check("app pid file names a running process", False, str(exc), int(exc.exit_code))]
             return [Check("app pid file names a running process", True,
-                          f"pid {pid}, started before its pid file was written")]
+                          f"pid {pid} ({_command_of(pid)}), started before its pid file was written")]
         return []
 
     def run(self, ctx: StepContext) -> Outcome:

@@ -27,7 +27,6 @@ from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.quota import clock_text
 from rollout_cli.core.stage import Stage
 from rollout_cli.errors import ExitCode
-from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.intervals import newcombe_difference
 from rollout_cli.rollout.plan import CustomGate, StagePlan
@@ -308,7 +307,7 @@ def cost_gate(smoke: Any, error: str | None) -> Gate:
     return Gate("cost", PASS, value, "$0.00: free models only", source, f"cost: {value}")
 
 
-def catalog_gate(catalog: CatalogReport | None, plan: StagePlan, health: Any, topology: Topology | None) -> Gate:
+def catalog_gate(catalog: CatalogReport | None, plan: StagePlan) -> Gate:
     """Every configured model still listed, free, and capable of `app.requires`, per OpenRouter's /models.
 
     A retired fallback is a warning (with its replacements) while enough models

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -29,6 +30,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from rollout_cli.core.playbooks import format_duration
+
+# matplotlib's layout advice (e.g. "AutoDateLocator was unable to pick an appropriate interval", seen on a window of
+# a few seconds) is for the chart's author, not for the operator reading `report --html`'s output; the chart is
+# drawn anyway. This module is imported only for --html.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"matplotlib(\.|$)")
 
 matplotlib.rcParams.update({
     "svg.fonttype": "none",  # text stays text: small, selectable, in the DOM; the page's font draws it

@@ -101,7 +101,7 @@ def judge(snap: Snapshot, plan: StagePlan) -> Decision:
     if g.cost_free_only:
         gates.append(cost_gate(smoke, snap.smoke_error))
     if g.catalog:
-        gates.append(catalog_gate(snap.catalog, plan, health, None))
+        gates.append(catalog_gate(snap.catalog, plan))
     gates.append(quota_gate(snap.quota, health))
     decided_by: str | None = None
     latency: dict[str, Any] | None = None

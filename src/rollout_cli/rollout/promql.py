@@ -155,65 +155,86 @@ def window_count(selector: str, window_s: float, by: str = "") -> str:
 
 @dataclass(frozen=True)
 class Freshness:
-    """How current Prometheus's data was for a decision taken at `at`: its last scrape of each target that
-    exports the window's counters, after waiting (bounded) for one that began after `at`."""
+    """How current Prometheus's data was for a decision taken at `at`: the last scrape of each target that
+    exports the window's counters, and the targets whose last scrape failed."""
 
     at: float
-    end: float  # the window's end: the newest of those scrapes when every target was scraped after `at`
-    targets: dict[str, float]  # "job instance" -> its last scrape's time
+    end: float  # the window's end: `at`, or the newest scrape when a failed target had to be waited for
+    targets: dict[str, float]  # "job instance" -> its last scrape's time (0: it failed)
     waited_s: float
-    behind: list[str]  # targets not scraped since `at`, "job instance (N s before)"
+    behind: list[str]  # targets whose last scrape failed, "job instance (its last scrape failed)"
 
     def to_json(self) -> dict[str, Any]:
+        scraped = [ts for ts in self.targets.values() if ts]
         return {"waited_s": round(self.waited_s, 2), "targets": len(self.targets),
-                "scraped_after_s": round(min(self.targets.values()) - self.at, 2) if self.targets else None,
+                "lag_s": round(max(0.0, self.end - min(scraped)), 2) if scraped else None,
                 "behind": self.behind}
 
     @property
     def note(self) -> str | None:
-        """A line for the report when the window misses the last seconds before the decision."""
+        """A line for the report when the window's counts may be incomplete."""
         if self.behind:
-            return (f"Prometheus had not scraped {', '.join(self.behind)} since the decision began "
-                    f"(waited {self.waited_s:.1f} s): requests in those seconds are not in the window")
+            return (f"Prometheus's last scrape of {', '.join(self.behind)} failed (waited {self.waited_s:.1f} s "
+                    "for a good one): that target's counters may be missing from the window")
         if not self.targets:
             return "Prometheus shows no scrape target exporting the counters (`up`): the window's end is unchecked"
         return None
 
 
-def scraped_after(prom: Prometheus, at: float, metrics: tuple[str, ...], wait_s: float = FRESH_WAIT_S) -> Freshness:
-    """Wait until Prometheus has scraped, after `at`, every target exporting one of `metrics`; bounded.
+def scraped_by(prom: Prometheus, at: float, metrics: tuple[str, ...], wait_s: float = FRESH_WAIT_S) -> Freshness:
+    """The targets exporting one of `metrics` as Prometheus last scraped them by `at`; waits only for a failed one.
 
-    Requests answered just before the decision are in an exporter's counters
-    but not in Prometheus until its next scrape. Waiting costs at most about a
-    scrape interval; a target whose next scrape (its last one plus the gap
-    between its last two `up` samples) falls after `at + wait_s` is not waited
-    for: the snapshot says the window ends at its last scrape.
+    The window ends at `at` and its counts run from scrape to scrape: what a
+    target answered after its last scrape before `at` is in the next window,
+    never lost, because every window's start is read the same way (the last
+    scrape before it). So a healthy decision never waits for a scrape, as
+    Argo Rollouts and Flagger do not: the report gives the lag (`lag_s`). A
+    target whose last scrape failed has no current series (Prometheus marks
+    them stale): gathering waits for its next good scrape (bounded by
+    `wait_s`, and only when one is due within it) and the window then ends
+    at the newest scrape; still failed, the snapshot names it.
     """
     started = time.monotonic()
-    due: float | None = None  # when the targets behind are next scraped, from their last two scrapes
-    while True:
-        last = last_scrapes(prom, time.time(), metrics)
-        behind = [t for t, ts in last.items() if ts < at]
+    last = last_scrapes(prom, at, metrics)
+    due: float | None = None  # when the failed targets are next scraped, from their last two scrapes
+    while any(not ts for ts in last.values()):
+        now = time.time()
         waited = time.monotonic() - started
-        if not behind or waited >= wait_s:
+        if waited >= wait_s:
             break
         if due is None:
-            before = last_scrapes(prom, min(last[t] for t in behind) - 0.001, metrics)
-            due = max(2 * last[t] - before.get(t, last[t]) for t in behind)  # a failing target: 0, waited for
+            due = max((_next_scrape(prom, t, now) for t, ts in last.items() if not ts), default=now)
             if due > at + wait_s:
                 break  # a long scrape interval: waiting would not help within the bound
         time.sleep(FRESH_POLL_S)
-    fresh = bool(last) and not behind
-    return Freshness(at, max(last.values()) if fresh else at, last, waited,
-                     [f"{t} ({at - last[t]:.1f} s before)" if last[t] else f"{t} (its last scrape failed)"
-                      for t in sorted(behind)])
+        last = last_scrapes(prom, time.time(), metrics)
+    failed = sorted(t for t, ts in last.items() if not ts)
+    waited = time.monotonic() - started
+    newest = max(last.values(), default=0.0)
+    end = newest if waited > 0 and not failed and newest > at else at
+    return Freshness(at, end, last, waited if waited >= FRESH_POLL_S else 0.0,
+                     [f"{t} (its last scrape failed)" for t in failed])
+
+
+def _next_scrape(prom: Prometheus, target: str, now: float) -> float:
+    """When `target` is next scraped: its last scrape attempt plus the gap between its last two (0: unknown)."""
+    job, _, instance = target.partition(" ")
+    expr = f'timestamp(up{{job="{job}",instance="{instance}"}})'
+    latest = next(iter(prom.query(expr, now)), None)
+    if latest is None:
+        return 0.0
+    before = next(iter(prom.query(expr, latest.value - 0.001)), latest)
+    return 2 * latest.value - before.value
 
 
 def last_scrapes(prom: Prometheus, at: float, metrics: tuple[str, ...]) -> dict[str, float]:
     """Each target exporting one of `metrics`: the time of its last scrape at or before `at` (0: it failed)."""
     names = "|".join(metrics)
-    # a failed scrape's `up` sample is 0: its time becomes 0, a target behind until a scrape succeeds
-    expr = f'timestamp(up) * up and on (job, instance) group by (job, instance) ({{__name__=~"{names}"}})'
+    # A failed scrape's `up` sample is 0: its time becomes 0, a target behind until a scrape succeeds. A failed
+    # scrape also marks the target's series stale, so which targets export the counters is read over the
+    # lookback (a range selector skips the staleness markers).
+    exporting = f'group by (job, instance) (last_over_time({{__name__=~"{names}"}}[{LOOKBACK}]))'
+    expr = f"timestamp(up) * up and on (job, instance) {exporting}"
     return {_target(s): s.value for s in prom.query(expr, at)}
 
 

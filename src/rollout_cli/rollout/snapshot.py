@@ -33,7 +33,7 @@ from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX, GatewayClient
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.plan import StagePlan
-from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable, last_scrapes, scraped_after, window_count
+from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable, last_scrapes, scraped_by, window_count
 from rollout_cli.rollout.samples import SampleStore
 
 SNAPSHOT_VERSION = 1
@@ -241,9 +241,10 @@ def prometheus_window(
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The window, the app's paths and the custom gates, each counted over exactly [start, end].
 
-    `end` is the newest scrape once Prometheus has scraped every target after
-    `now` (waited for, bounded: promql.scraped_after), so requests answered
-    just before the decision are in it. Counts are restart-safe, count a
+    `end` is the decision (`now`): the counts run from each target's last scrape
+    before `start` to its last one before `end` (promql.scraped_by; it waits only
+    for a target whose last scrape failed), so this decision's own check
+    requests, sent after `now`, are never in them. Counts are restart-safe, count a
     series born in the window from zero (promql.window_count), and `sum` adds
     up every worker and replica Prometheus scrapes. Queries run concurrently;
     each has the client's deadline and byte cap.
@@ -263,7 +264,7 @@ def prometheus_window(
     if now - start < 1:
         return unjudged("the window is empty (the stage began less than a second ago)", customs_too=True)
     try:
-        fresh = scraped_after(prom, now, (TOTAL_REQUESTS, APP_REQUESTS))
+        fresh = scraped_by(prom, now, (TOTAL_REQUESTS, APP_REQUESTS))
     except PrometheusUnavailable as exc:
         return unjudged(f"Prometheus cannot be queried: {exc}", customs_too=True)
     end = fresh.end
