@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from rollout_cli.sandbox.app import load_app
@@ -224,9 +225,10 @@ def test_prometheus_reads_the_gateways_key_from_the_sandboxs_key_file_never_from
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_promtool_accepts_the_shipped_scrape_config(tmp_path: Path) -> None:
-    """deploy/prometheus.yml as an operator installs it: the key file beside it (.ci/run does the same)."""
-    shutil.copy(REPO / "deploy" / "prometheus.yml", tmp_path / "prometheus.yml")
+@pytest.mark.parametrize("shipped", ["prometheus.yml", "prometheus-swarm.yml"])
+def test_promtool_accepts_the_shipped_scrape_config(tmp_path: Path, shipped: str) -> None:
+    """deploy/prometheus.yml (and the swarm's) as an operator installs it: the key file beside it (.ci/run too)."""
+    shutil.copy(REPO / "deploy" / shipped, tmp_path / "prometheus.yml")
     (tmp_path / "litellm-master-key").touch(mode=0o600)
     checked = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
                              capture_output=True, text=True, timeout=60)
@@ -234,3 +236,13 @@ def test_promtool_accepts_the_shipped_scrape_config(tmp_path: Path) -> None:
     (tmp_path / "litellm-master-key").unlink()  # and promtool does look for it
     assert subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
                           capture_output=True, timeout=60).returncode != 0
+
+
+def test_the_swarm_scrape_config_lists_every_replica_as_a_target() -> None:
+    """Each replica its own target (port base + slot), and the same jobs as deploy/prometheus.yml."""
+    swarm = yaml.safe_load((REPO / "deploy" / "prometheus-swarm.yml").read_text())
+    single = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    assert [j["job_name"] for j in swarm["scrape_configs"]] == [j["job_name"] for j in single["scrape_configs"]]
+    litellm = next(j for j in swarm["scrape_configs"] if j["job_name"] == "litellm")
+    assert [(c["targets"], c["labels"]) for c in litellm["static_configs"]] == [
+        (["127.0.0.1:4001"], {"replica": "1"}), (["127.0.0.1:4002"], {"replica": "2"})]

@@ -43,6 +43,9 @@ def test_shipped_plan_is_the_documented_default():
         ("soak_overrides: {20: 1h}", "soak_overrides names stage 20"),
         ("on_post_check_failure: panic", "must be rollback-1..rollback-4 or none"),
         ("stage: [10]", "unknown key 'stage'"),
+        ("gates: {min_ready_replicas: 0}", "'gates.min_ready_replicas' must be all or a whole number >= 1, got 0"),
+        ("gates: {min_ready_replicas: most}", "'gates.min_ready_replicas' must be all or a whole number >= 1"),
+        ("gates: {min_ready_replicas: true}", "'gates.min_ready_replicas' must be all or a whole number >= 1"),
     ],
 )
 def test_bad_plans_are_named(doc, message):
@@ -86,6 +89,48 @@ def test_delta_over_a_window_and_after_restart():
     assert window["requests"] == 55 and window["failed"] == 5
     restarted = metrics.summarize(SCRAPE.replace("90.0", "1.0").replace("} 10.0", "} 0.0"))
     assert metrics.delta(restarted, now)["requests"] == 1  # counters reset: take now alone
+
+
+@pytest.mark.parametrize(("doc", "required"), [
+    ("stages: [10, 100]", None), ("gates: {min_ready_replicas: all}", None), ("gates: {min_ready_replicas: 2}", 2),
+])
+def test_min_ready_replicas_defaults_to_all(doc, required):
+    assert parse_plan(yaml.safe_load(doc), P).gates.min_ready_replicas == required
+
+
+def _replica_scrape(requests: float, failed: float, started: float = 1000.0) -> dict:
+    text = SCRAPE.replace("90.0", f"{requests - 10:g}").replace("failed_requests_metric_total{model=\"kimi-k2\"} 10.0",
+                                                              f"failed_requests_metric_total{{model=\"kimi-k2\"}} {failed:g}")
+    return metrics.summarize(text + f"process_start_time_seconds {started:g}\n")
+
+
+def test_replicas_add_up_series_by_series():
+    one, two = _replica_scrape(100, 10), _replica_scrape(50, 4)
+    summed = [{"slot": 1, "task": "t1", "url": "u1"}, {"slot": 2, "task": "t2", "url": "u2"}]
+    total = metrics.add_up({"1": one, "2": two}, summed, [])
+    assert (total["requests"], total["failed"]) == (150, 14)
+    assert total["overhead_buckets"]["+Inf"] == 200 and total["overhead_buckets"]["0.005"] == 100
+    assert total["models"]["kimi-k2"] == {"requests": 20, "failed": 14}
+    assert total["summed"] == summed and set(total["replicas"]) == {"1", "2"}
+    assert metrics.invalid_reason(total) is None
+
+
+def test_a_replica_missing_from_the_sum_makes_it_untrusted():
+    total = metrics.add_up({"1": _replica_scrape(100, 10)}, [], ["replica 2 (http://x:4002) did not answer: refused"])
+    assert metrics.invalid_reason(total) == ("the gateway's /metrics/ cannot be trusted: "
+                                             "replica 2 (http://x:4002) did not answer: refused")
+    broken = metrics.summarize("litellm_proxy_total_requests_metric_total NaN\n")
+    assert "replica 2: " in str(metrics.invalid_reason(metrics.add_up({"2": broken}, [], [])))
+
+
+def test_a_window_over_replicas_is_taken_replica_by_replica():
+    then = metrics.add_up({"1": _replica_scrape(100, 10), "2": _replica_scrape(50, 4)}, [], [])
+    # replica 2 restarted in the window (a new process): its own counts alone, replica 1's difference
+    now = metrics.add_up({"1": _replica_scrape(130, 11), "2": _replica_scrape(17, 1, started=2000.0)}, [], [])
+    window = metrics.delta(now, then)
+    assert (window["requests"], window["failed"]) == (30 + 17, 1 + 1)
+    # the sums alone would have read 147 - 150: a negative window
+    assert metrics.delta(now, then)["requests"] > 0
 
 
 def test_quantile_of_empty_histogram_is_none():

@@ -24,6 +24,7 @@ from rollout_cli.rollout import gates as g
 from rollout_cli.rollout import snapshot
 from rollout_cli.rollout.gates import FAIL, INCONCLUSIVE, PASS, SKIPPED, Gate, Verdict
 from rollout_cli.rollout.intervals import newcombe_difference
+from rollout_cli.rollout.judge import judge
 from rollout_cli.rollout.plan import Condition, CustomGate, Gates, StagePlan
 
 NOW = datetime(2026, 3, 5, 12, 0, tzinfo=UTC).timestamp()
@@ -834,3 +835,85 @@ def test_a_window_without_a_drill_count_subtracts_none():
     window = {"label": "Prometheus http://p", "start": NOW - H, "requests": 100.0, "failed": 0.0, "fallbacks": 3.0,
               "overhead_buckets": {}}  # a replayed snapshot written by hand
     assert g.fallback_gate(PLAN, window).value == "3.00% (3 of 100)"
+
+
+# --- a swarm service's replicas (gates.min_ready_replicas) ---------------------------------------------
+
+
+def _replica(slot: int, state: str = "running", live: bool = True, ready: bool = True, error: str | None = None,
+             desired_state: str = "running") -> dict:
+    probe = {"ok": live, "status": 200 if live else None, "latency_ms": 1.0, "error": None if live else "refused"}
+    readiness = {"ok": ready, "status": 200 if ready else 503, "latency_ms": 1.0, "error": None}
+    return {"slot": slot, "task_id": f"task{slot}", "state": state, "desired_state": desired_state, "node": "vm",
+            "container_id": f"c{slot}" if state == "running" else None, "error": error, "since": None, "restarts": 0,
+            "url": f"http://127.0.0.1:{4000 + slot}", "liveliness": probe, "readiness": readiness,
+            "healthy": state == "running" and live and ready}
+
+
+def _replicas(*listed: dict, desired: int = 2, error: str | None = None) -> dict:
+    return {"service": "gw", "desired": desired, "status": "running", "replicas": list(listed), "error": error}
+
+
+MIN_1 = replace(PLAN, gates=replace(PLAN.gates, min_ready_replicas=1))
+MIN_3 = replace(PLAN, gates=replace(PLAN.gates, min_ready_replicas=3))
+
+
+@pytest.mark.parametrize(("plan", "replicas", "status", "value", "reason"), [
+    (PLAN, _replicas(_replica(1), _replica(2)), PASS, "2 of 2 ready", "replicas: 2 of 2 ready (>= 2)"),
+    (PLAN, _replicas(_replica(1), _replica(2, live=False)), FAIL, "1 of 2 ready",
+     "replicas: 1 of 2 ready < 2: replica 2 (task task2, container c2, http://127.0.0.1:4002): liveliness refused"),
+    (PLAN, _replicas(_replica(1), _replica(2, ready=False)), FAIL, "1 of 2 ready",
+     "replica 2 (task task2, container c2, http://127.0.0.1:4002): readiness HTTP 503"),
+    # the swarm replacing a killed replica: on its way, so HOLD, not NO-GO
+    (PLAN, _replicas(_replica(1), _replica(2, "starting")), INCONCLUSIVE, "1 of 2 ready",
+     "replica 2 (task task2, http://127.0.0.1:4002): task starting: the swarm is starting it "
+     "(wait for the swarm's replacement)"),
+    (PLAN, _replicas(_replica(1), _replica(2, "preparing")), INCONCLUSIVE, "1 of 2 ready", "task preparing"),
+    # the replacement while the restart delay runs: desired `ready`, on its way all the same
+    (PLAN, _replicas(_replica(1), _replica(2, "pending", desired_state="ready")), INCONCLUSIVE, "1 of 2 ready",
+     "task pending: the swarm is starting it"),
+    (PLAN, _replicas(_replica(1), _replica(2, "pending", desired_state="shutdown")), FAIL, "1 of 2 ready",
+     "task pending"),
+    # failed and not yet replaced: NO-GO, the engine's reason named
+    (PLAN, _replicas(_replica(1), _replica(2, "failed", error="task: non-zero exit (137)", desired_state="shutdown")),
+     FAIL, "1 of 2 ready", "replica 2 (task task2, http://127.0.0.1:4002): task failed (task: non-zero exit (137))"),
+    # a starting replica does not make up for a broken one when both are needed
+    (PLAN, _replicas(_replica(1, live=False), _replica(2, "starting")), FAIL, "0 of 2 ready",
+     "replicas: 0 of 2 ready < 2: replica 1"),
+    (MIN_1, _replicas(_replica(1), _replica(2, live=False)), PASS, "1 of 2 ready", "replicas: 1 of 2 ready (>= 1)"),
+    (MIN_1, _replicas(_replica(1, "starting"), _replica(2, "failed")), INCONCLUSIVE, "0 of 2 ready", "< 1"),
+    (MIN_3, _replicas(_replica(1), _replica(2)), FAIL, "2 of 2 ready",
+     "replicas: service gw desires 2, fewer than the 3 the plan requires (gates.min_ready_replicas)"),
+    (PLAN, _replicas(_replica(1)), FAIL, "1 of 2 ready", "replicas: 1 of 2 ready < 2: "),  # a slot with no task
+    (PLAN, _replicas(desired=0), FAIL, "0 of 0 ready", "replicas: service gw is scaled to 0"),
+    (PLAN, _replicas(error="no swarm service named 'gw'"), INCONCLUSIVE, "unknown",
+     "replicas of gw cannot be read: no swarm service named 'gw'"),
+])
+def test_replicas_gate_counts_ready_replicas(plan, replicas, status, value, reason):
+    gate = g.replicas_gate(plan, replicas)
+    assert (gate.status, gate.value) == (status, value)
+    assert reason in gate.reason
+    assert gate.threshold == (">= all desired ready" if plan.gates.min_ready_replicas is None
+                              else f">= {plan.gates.min_ready_replicas} ready")
+
+
+def test_replicas_the_gate_allows_are_warnings():
+    gate = g.replicas_gate(MIN_1, _replicas(_replica(1), _replica(2, "starting")))
+    assert gate.status == PASS
+    assert gate.warnings == ["replica 2 (task task2, http://127.0.0.1:4002): task starting: the swarm is starting it "
+                             "(the gate allows it)"]
+
+
+def test_the_replicas_gate_judges_only_a_swarm_and_decides_the_verdict():
+    plan = replace(PLAN, gates=replace(PLAN.gates, smoke=False, cost_free_only=False, catalog=False))
+    models = [ModelHealth(a, "healthy") for a in ALIASES]
+    plain = HealthReport(GatewayState("http://gw"), models, primary="glm")
+    snap = snapshot.Snapshot(NOW, "report", Stage(0, False, 0, False, True), health=plain)
+    assert judge(snap, plan).verdict == Verdict.GO
+    assert "replicas" not in [gate.name for gate in judge(snap, plan).gates]
+    snap.health = replace(plain, replicas=_replicas(_replica(1), _replica(2, "starting")))
+    decision = judge(snap, plan)
+    assert decision.verdict == Verdict.HOLD and any("replica 2" in r for r in decision.reasons)
+    snap.health = replace(plain, replicas=_replicas(_replica(1), _replica(2, live=False)))
+    assert judge(snap, plan).verdict == Verdict.NO_GO
+    assert judge(snap, replace(plan, gates=replace(plan.gates, min_ready_replicas=1))).verdict == Verdict.GO

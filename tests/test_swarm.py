@@ -25,7 +25,8 @@ import pytest
 
 from rollout_cli.gateway.api import Probe
 from rollout_cli.gateway.control import ReplicaHealth, replicas_problem
-from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, Replica, replica_url
+from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, Replica, replica_url, workers_of
+from rollout_cli.gateway.topology import Topology, load_topology, shared_state_warning
 from rollout_cli.io.container import ContainerState
 from rollout_cli.io.swarm import ServiceState, TaskState
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
@@ -70,29 +71,82 @@ def swarm():  # type: ignore[no-untyped-def]
                 "namespace of its own)", pytrace=False)
 
 
+# The app's requests, sent inside the namespace straight to one replica's port: ARGV port, count, key.
+SEND = """
+import json, sys, urllib.request
+port, count, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+body = json.dumps({"model": "glm-4.5-air", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}).encode()
+codes = []
+for _ in range(count):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json", "User-Agent": "swarm-test-app"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        codes.append(answer.status)
+print(json.dumps(codes))
+"""
+
+
 class Stack:
-    """deploy/docker-stack.yml deployed under a name of its own, with a workspace pointing at it."""
+    """deploy/docker-stack.yml deployed under a name of its own, with a workspace pointing at it.
+
+    The replicas' upstream is the OpenRouter simulator, run inside the namespace
+    (their loopback is the namespace's). The workspace's gateway.config is the shipped
+    config without Redis: what rollout judges for its shared-state warning.
+    """
 
     def __init__(self, root: Path, client) -> None:  # type: ignore[no-untyped-def]
         self.client = client
         self.name = f"rt{secrets.token_hex(3)}"
         self.service = f"{self.name}_litellm"
         self.port_base = 20000 + secrets.randbelow(900) * 10  # inside our own namespace: nobody else's ports
+        self.simulator_port = self.port_base + 9
         self.key = "sk-" + secrets.token_urlsafe(32)
+        simulator_key = "sk-or-" + secrets.token_hex(8)
         deploy = root / "deploy"
         deploy.mkdir()
         for name in ("docker-stack.yml", "litellm-config.yaml"):
             shutil.copy(REPO / "deploy" / name, deploy / name)
-        # Nothing upstream answers: liveliness and readiness never ask it.
-        (deploy / ".env").write_text(f"LITELLM_MASTER_KEY={self.key}\nOPENROUTER_API_KEY=sk-or-unused\n"
-                                     "OPENROUTER_API_BASE=http://127.0.0.1:9/api/v1\n")
+        self.config_without_redis = root / "litellm-config-without-redis.yaml"
+        self.config_without_redis.write_text(_without_redis((REPO / "deploy" / "litellm-config.yaml").read_text()))
+        (deploy / ".env").write_text(f"LITELLM_MASTER_KEY={self.key}\nOPENROUTER_API_KEY={simulator_key}\n"
+                                     f"OPENROUTER_API_BASE=http://127.0.0.1:{self.simulator_port}/api/v1\n")
         self.deploy = deploy
+        self.simulator_log = root / "simulator.log"
+        with open(self.simulator_log, "wb") as log:
+            self.simulator = subprocess.Popen(  # nsenter execs python: this pid is the simulator's
+                ["nsenter", f"--net=/var/run/netns/{NS}", sys.executable, "-m", "rollout_cli.simulator",
+                 "--host", "127.0.0.1", "--port", str(self.simulator_port), "--api-key", simulator_key],
+                stdout=log, stderr=subprocess.STDOUT)
         write_sample_app(root / "app", percentage=10)
         self.ws = root / "ws"
         self.ws.mkdir()
         (self.ws / "rollout.yaml").write_text(workspace_yaml(
             container=None, gateway_url=f"http://127.0.0.1:{self.port_base + 1}", runtime="swarm",
-            extra_gateway=f"  service: {self.service}\n"))
+            extra_gateway=f"  service: {self.service}\n", config=str(self.config_without_redis)))
+
+    def run(self, *args: str) -> tuple[int, dict]:
+        """`rollout ARGS --json` inside the namespace: its exit code and its JSON."""
+        done = self.cli(*args, "--json")
+        text = done.stdout.strip()
+        try:  # one document, or one line per sample (watch): the last
+            return done.returncode, json.loads(text if text.startswith("{\n") else text.splitlines()[-1])
+        except (ValueError, IndexError):
+            raise AssertionError(done.stdout + done.stderr) from None
+
+    def send(self, slot: int, count: int) -> None:
+        """`count` app requests to replica `slot`'s own port; each must be answered 200."""
+        done = subprocess.run(["nsenter", f"--net=/var/run/netns/{NS}", sys.executable, "-c", SEND,
+                               str(self.port_base + slot), str(count), self.key],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0 and json.loads(done.stdout) == [200] * count, done.stdout + done.stderr
+
+    def close(self) -> None:
+        self.simulator.terminate()
+        try:
+            self.simulator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.simulator.kill()
+            self.simulator.wait(timeout=10)
 
     def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "DOCKER_HOST": f"unix://{SOCKET}", "LITELLM_IMAGE": IMAGE,
@@ -125,10 +179,11 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(swarm, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     box = Stack(tmp_path_factory.mktemp("swarm"), swarm)
-    box.docker("stack", "deploy", "-c", "docker-stack.yml", box.name)
     try:
+        box.docker("stack", "deploy", "-c", "docker-stack.yml", box.name)
         yield box
     finally:
+        box.close()
         subprocess.run(["docker", "-H", f"unix://{SOCKET}", "stack", "rm", box.name], capture_output=True, timeout=120)
         wait_until(lambda: not swarm.services.list(filters={"name": box.service})
                    and not swarm.containers.list(all=True, filters={"label": f"com.docker.stack.namespace={box.name}"},
@@ -188,6 +243,7 @@ def test_gateway_wait_then_status_shows_every_replica(stack: Stack) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(600)  # replicas replaced and started again on two shared cores
 def test_one_stuck_replica_is_seen_while_the_other_answers(stack: Stack, swarm) -> None:  # type: ignore[no-untyped-def]
     second = next(t for t in stack.running_tasks() if t["Slot"] == 2)
     container = swarm.containers.get(second["Status"]["ContainerStatus"]["ContainerID"])
@@ -203,9 +259,116 @@ def test_one_stuck_replica_is_seen_while_the_other_answers(stack: Stack, swarm) 
         text = stack.cli("gateway", "status")
         assert text.returncode == 4
         assert "replica 2  not ready" in text.stdout and "replica 1  ok" in text.stdout
+        # rollout's own scrape adds the replicas up: without replica 2 the sum is incomplete, never stored
+        _, sample = stack.run("watch", "--count", "1")
+        assert f"replica 2 (task {stuck['task_id']}, http://127.0.0.1:{stack.port_base + 2}, task running) did not " \
+               "answer" in sample["metrics_error"]
+        assert "the sum over the replicas would be incomplete" in sample["metrics_error"]
     finally:
         with contextlib.suppress(docker.errors.APIError):  # its healthcheck may have had the swarm replace it
             container.kill(signal="SIGCONT")
+    assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(600)  # replicas replaced and started again on two shared cores
+def test_requests_to_both_replicas_are_all_counted(stack: Stack) -> None:
+    """No Prometheus: rollout scrapes every replica's /metrics/ and adds them up; the window counts all sent."""
+    assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+    code, baseline = stack.run("watch", "--count", "1")
+    assert code == 0 and baseline["metrics_error"] is None, baseline
+    stack.send(1, 7)
+    stack.send(2, 5)
+
+    def counted() -> float:  # LiteLLM counts a request just after answering it
+        return float(stack.run("watch", "--count", "1")[1]["window"]["requests"])
+
+    wait_until(lambda: counted() >= 12, 60, "the replicas' counters to show the 12 requests")
+    assert counted() == 12
+    samples = [json.loads(line) for line in (stack.ws / ".rollout" / "samples.jsonl").read_text().splitlines()]
+    assert [(r["slot"], r["url"]) for r in samples[-1]["metrics"]["summed"]] == [
+        (1, f"http://127.0.0.1:{stack.port_base + 1}"), (2, f"http://127.0.0.1:{stack.port_base + 2}")]
+
+    _, report = stack.run("report")
+    window = report["snapshot"]["window"]
+    assert window["requests"] == 12 and [r["slot"] for r in window["summed"]] == [1, 2]
+    error_rate = next(g for g in report["gates"] if g["name"] == "error rate")
+    assert error_rate["value"] == "0.00% (0 of 12)" and "summed over replicas 1, 2" in error_rate["source"]
+    replicas = next(g for g in report["gates"] if g["name"] == "replicas")
+    assert (replicas["status"], replicas["value"]) == ("pass", "2 of 2 ready")
+    # two replicas, no Redis in router_settings: each keeps its own cooldowns
+    warning = (f"the gateway runs as 2 processes (2 replicas of service {stack.service}) and router_settings "
+               f"in {stack.config_without_redis} has no Redis")
+    assert any(w.startswith(warning) for w in report["warnings"]), report["warnings"]
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(900)  # replicas replaced and started again on two shared cores
+def test_a_killed_replica_is_named_then_its_replacement_comes_back(stack: Stack, swarm) -> None:  # type: ignore[no-untyped-def]
+    assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+    second = next(t for t in stack.running_tasks() if t["Slot"] == 2)
+    killed_task, killed = second["ID"][:12], second["Status"]["ContainerStatus"]["ContainerID"][:12]
+    swarm.containers.get(killed).kill()
+
+    code, health = stack.run("health")
+    replicas = health["replicas"]
+    slot_2 = replicas["replicas"][1]
+    assert slot_2["slot"] == 2 and not slot_2["healthy"]
+    # failed (not yet replaced): NO-GO; the swarm's replacement starting (desired `ready` during the restart
+    # delay, then `running`): HOLD
+    starting = (slot_2["state"] in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")
+                and slot_2["desired_state"] in ("ready", "running"))
+    assert (replicas["verdict"], code) == (("inconclusive", 3) if starting else ("fail", 1)), health
+    assert f"replica 2 (task {slot_2['task_id']}" in replicas["reason"]
+    assert starting or slot_2["task_id"] == killed_task
+    assert replicas["reason"] in health["messages"]
+    text = stack.cli("health")
+    assert "replica 2 (task " in text.stdout and "replica 1 (task " in text.stdout
+
+    code, advance = stack.run("advance", "--dry-run")
+    gate = next(g for g in advance["gates"] if g["name"] == "replicas")
+    assert gate["status"] in ("fail", "inconclusive") and "replica 2 (task " in gate["reason"], gate
+    assert advance["verdict"] in ("NO-GO", "HOLD") and gate["reason"] in advance["reasons"]
+
+    _, status = stack.run("status")
+    assert status["container"]["runtime"] == "swarm" and status["replicas"]["value"] in ("1 of 2 ready", "2 of 2 ready")
+    assert f"service {stack.service}: " in stack.cli("status").stdout
+
+    def replaced() -> bool:
+        replica = stack.run("status")[1]["replicas"]["replicas"][1]
+        return bool(replica["healthy"] and replica["task_id"] != killed_task and replica["restarts"] >= 1)
+
+    wait_until(replaced, READY_S, "the swarm's replacement of replica 2 ready")
+    code, health = stack.run("health")
+    assert code == 0 and health["replicas"]["verdict"] == "pass", health
+    assert health["replicas"]["replicas"][1]["container_id"] != killed
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(600)  # replicas replaced and started again on two shared cores
+def test_the_plan_may_allow_fewer_ready_replicas(stack: Stack) -> None:
+    """gates.min_ready_replicas: 1 in the workspace's plan: a stuck replica is a warning, not NO-GO."""
+    playbooks = stack.ws / "playbooks"
+    playbooks.mkdir(exist_ok=True)
+    (playbooks / "rollout.yaml").write_text("stages: [10, 50, 100]\ngates: {min_ready_replicas: 1}\n")
+    config = stack.ws / "rollout.yaml"
+    original = config.read_text()
+    config.write_text(original + "playbooks: playbooks\n")
+    try:
+        assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+        container = stack.client.containers.get(
+            next(t for t in stack.running_tasks() if t["Slot"] == 2)["Status"]["ContainerStatus"]["ContainerID"])
+        container.kill(signal="SIGSTOP")
+        try:
+            _, advance = stack.run("advance", "--dry-run")
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill(signal="SIGCONT")
+        gate = next(g for g in advance["gates"] if g["name"] == "replicas")
+        assert (gate["status"], gate["value"], gate["threshold"]) == ("pass", "1 of 2 ready", ">= 1 ready"), gate
+        assert any(w.startswith("replica 2 (task ") and w.endswith("(the gate allows it)") for w in advance["warnings"])
+    finally:
+        config.write_text(original)
     assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
 
 
@@ -303,3 +466,68 @@ def test_replicas_problem_names_the_first_broken_replica(desired: int, checked: 
                            finished_at=None, uptime_s=None, restart_count=0, image="img", exit_code=None,
                            oom_killed=False)
     assert replicas_problem(state, desired, checked) == expected
+
+
+@pytest.mark.parametrize(("argv", "env", "workers"), [
+    (["litellm", "--config", "c.yaml"], [], 1),
+    (["litellm", "--num_workers", "4"], [], 4),
+    (["litellm", "--num_workers=3", "--port", "4000"], ["NUM_WORKERS=8"], 3),  # the option wins over the variable
+    (["/bin/sh", "-c", "exec litellm --config /app/config.yaml --num_workers 2 --port $((PORT_BASE + SLOT))"], [], 2),
+    (["litellm"], ["PATH=/bin", "NUM_WORKERS=2"], 2),
+    (["litellm"], ["NUM_WORKERS=lots"], 1),
+    (["litellm", "--num_workers", "0"], [], 1),
+])
+def test_workers_of_reads_the_command_line_then_the_variable(argv: list, env: list, workers: int) -> None:
+    assert workers_of(argv, env) == workers
+
+
+def _topology(tmp_path: Path, router_extra: str = "") -> Topology:
+    config = tmp_path / "litellm-config.yaml"
+    text = (REPO / "deploy" / "litellm-config.yaml").read_text()
+    config.write_text(_without_redis(text).replace("router_settings:\n", f"router_settings:\n{router_extra}", 1))
+    topology = load_topology(config)
+    assert topology is not None
+    return topology
+
+
+def _without_redis(config_text: str) -> str:
+    """The shipped config with no Redis: what a team that did not set it up runs."""
+    return "".join(line for line in config_text.splitlines(keepends=True) if "redis_" not in line)
+
+
+@pytest.mark.parametrize(("processes", "router_extra", "warned"), [
+    (1, "", False),
+    (2, "", True),
+    (2, "  redis_host: 127.0.0.1\n", False),
+    (4, "  redis_url: redis://127.0.0.1:6379\n", False),
+])
+def test_several_processes_without_redis_are_warned(tmp_path: Path, processes: int, router_extra: str,
+                                                    warned: bool) -> None:
+    topology = _topology(tmp_path, router_extra)
+    warning = shared_state_warning(processes, "2 replicas of service gw", topology)
+    assert (warning is not None) == warned
+    if warning:
+        assert warning.startswith(f"the gateway runs as {processes} processes (2 replicas of service gw) and "
+                                  f"router_settings in {topology.source} has no Redis (redis_host or redis_url)")
+    assert shared_state_warning(processes, "x", None) is None  # no gateway config: nothing to read
+
+
+@pytest.mark.parametrize(("router_extra", "warned"), [("", True), ("  redis_host: 127.0.0.1\n", False)])
+def test_health_warns_of_workers_without_redis(tmp_path: Path, router_extra: str, warned: bool) -> None:
+    """A process gateway started with --num_workers 2 and no Redis: `health` names it (and still says the rest)."""
+    topology = _topology(tmp_path, router_extra)
+    ws = tmp_path / "ws"
+    (ws / ".rollout").mkdir(parents=True)
+    write_sample_app(tmp_path / "app", percentage=0)
+    (ws / "rollout.yaml").write_text(workspace_yaml(container=None, runtime="process", gateway_url="http://127.0.0.1:9",
+                                                    config=str(topology.source)))
+    (ws / ".rollout" / "gateway-process.json").write_text(json.dumps({
+        "argv": ["litellm", "--config", str(topology.source), "--num_workers", "2"], "cwd": str(tmp_path),
+        "log": str(tmp_path / "litellm.log"), "env": {}, "port": 9, "process": None, "restarts": 0}))
+    result = rollout("-w", str(ws), "health", "--json", env={"LITELLM_MASTER_KEY": "sk-test"})
+    data = valid("health", json.loads(result.stdout))
+    assert result.exit_code == 4  # nothing listens: the warning does not hide that
+    warnings = data["gateway"]["warnings"]
+    assert bool(warnings) == warned
+    if warned:
+        assert warnings[0].startswith("the gateway runs as 2 processes (2 workers of the gateway process)")

@@ -38,13 +38,15 @@ from rollout_cli.core.quota import require_room
 from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode
-from rollout_cli.gateway.runtime import runtime_summary
-from rollout_cli.gateway.topology import Topology
+from rollout_cli.gateway.control import count_replicas, replica_evidence
+from rollout_cli.gateway.runtime import runtime_for, runtime_summary
+from rollout_cli.gateway.topology import Topology, shared_state_warning
 
 HEALTH_PROMPT = "ping: reply with the single word pong"
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_TOKENS = 16
 SEQUENTIAL_ENV = "ROLLOUT_CHECKS_SEQUENTIAL"  # benchmarks compare against a one-at-a-time run
+REPLICAS_WAIT_S = 30.0  # a swarm engine and N replica probes (3 s each at most) that do not answer in time
 
 
 @dataclass
@@ -89,6 +91,15 @@ class HealthReport:
     requests: dict[str, Any] = field(default_factory=dict)
     duration_ms: float = 0.0
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # A swarm service's replicas, each probed at its own port (gateway/control.py's replica_evidence),
+    # with `required` (None: all); None for one container or process.
+    replicas: dict[str, Any] | None = None
+
+    def replica_count(self) -> Any:
+        """The replica rule's finding (gateway/control.py's count_replicas), or None without replicas."""
+        if self.replicas is None:
+            return None
+        return count_replicas(self.replicas, self.replicas.get("required"))
 
     def model(self, alias: str) -> ModelHealth | None:
         return next((m for m in self.models if m.alias == alias), None)
@@ -109,9 +120,11 @@ class HealthReport:
         """unreachable | auth-error | failing | inconclusive | healthy."""
         if self.gateway.problem in ("unreachable", "auth-error"):
             return self.gateway.problem
-        if self.gateway.problem or self.no_models or any(m.failing for m in self.models):
+        replicas = self.replica_count()
+        replicas_status = replicas.status if replicas else None
+        if self.gateway.problem or self.no_models or any(m.failing for m in self.models) or replicas_status == "fail":
             return "failing"
-        if any(m.inconclusive for m in self.models):
+        if any(m.inconclusive for m in self.models) or replicas_status == "inconclusive":
             return "inconclusive"
         return "healthy"
 
@@ -132,8 +145,14 @@ class HealthReport:
     @property
     def messages(self) -> list[str]:
         lines = [self.gateway.message] if self.gateway.message else []
+        replicas = self.replica_count()
+        if replicas is not None and replicas.status != "pass":
+            lines.append(replicas.reason)
         if self.gateway.problem in ("unreachable", "auth-error"):
             return lines  # one cause, said once
+        lines += self.gateway.warnings
+        if replicas is not None:
+            lines += replicas.warnings
         if self.no_models:
             lines.append(NO_MODELS)
         for m in self.models:
@@ -146,6 +165,7 @@ class HealthReport:
             "verdict": self.verdict,
             "gateway": self.gateway.to_json(),
             "container": self.container,
+            "replicas": self.replicas_json(),
             "config": self.config,
             "primary": self.primary,
             "fallbacks": self.fallbacks,
@@ -155,6 +175,13 @@ class HealthReport:
             "timeout_s": self.timeout_s,
             "duration_ms": self.duration_ms,
         }
+
+    def replicas_json(self) -> dict[str, Any] | None:
+        count = self.replica_count()
+        if self.replicas is None or count is None:
+            return None
+        return {**self.replicas, "verdict": count.status, "value": count.value, "reason": count.reason,
+                "warnings": count.warnings}
 
     def to_result(self) -> Result[HealthReport]:
         return Result("health", self, self.messages, self.exit_code)
@@ -170,13 +197,16 @@ def check_health(
     container: bool = True,
     evidence: Evidence | None = None,
     prompt: str = HEALTH_PROMPT,
+    replicas_required: int | None = None,
 ) -> HealthReport:
     """Check the gateway and every (or each named) model alias; never raises for what it finds.
 
     `evidence` shares the parsed gateway config, the client and the preflight
     with the other checks of one decision (and, when it shares answers, the
     completions: `advance` asks with the smoke suite's first case as `prompt`
-    and `max_tokens`, so that case costs no second request). Raises InputError only for bad
+    and `max_tokens`, so that case costs no second request). A swarm service's replicas are
+    probed each at its own port (unless `container` is false); `replicas_required` of them
+    must be ready (None: all). Raises InputError only for bad
     input: an unknown alias in `models`, an unreadable gateway config.
     """
     started = time.perf_counter()
@@ -190,10 +220,14 @@ def check_health(
 
     box: dict[str, Any] = {}
     box_thread = None
-    if container and (ws.gateway.container or ws.gateway.runtime == "process"):
+    if container and (ws.gateway.container or ws.gateway.runtime in ("process", "swarm")):
         # Docker may be slow or absent; it never holds up the model checks.
         box_thread = threading.Thread(target=_read_container, args=(ws, box), daemon=True)
         box_thread.start()
+    replicas_thread = None
+    if container and ws.gateway.runtime == "swarm":
+        replicas_thread = threading.Thread(target=_read_replicas, args=(ws, box), daemon=True)
+        replicas_thread.start()
 
     try:
         state = evidence.gateway()
@@ -222,8 +256,19 @@ def check_health(
     if box_thread is not None:
         box_thread.join(timeout=6.0)
         container_state = box.get("state") or {
-            "name": ws.gateway.container, "status": "unknown", "error": "Docker engine did not answer in 6 s",
+            "name": ws.gateway.container or ws.gateway.service, "status": "unknown", "error": "Docker engine did not answer in 6 s",
         }
+    processes, how = box.get("processes") or (1, "")
+    shared = shared_state_warning(processes, how, topology)
+    if shared is not None and shared not in state.warnings:  # the preflight is shared by one decision's checks
+        state.warnings.append(shared)
+    replicas = None
+    if replicas_thread is not None:
+        replicas_thread.join(timeout=REPLICAS_WAIT_S)
+        replicas = box.get("replicas") or {
+            "service": ws.gateway.service, "desired": None, "status": "unknown", "replicas": [],
+            "error": f"the swarm engine and the replicas did not answer in {REPLICAS_WAIT_S:g} s"}
+        replicas = {**replicas, "required": replicas_required}
     return HealthReport(
         gateway=state,
         models=results,
@@ -234,6 +279,7 @@ def check_health(
         requests=budget.to_json(),
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
         timeout_s=timeout,
+        replicas=replicas,
     )
 
 
@@ -298,8 +344,21 @@ def _upstream(topology: Topology | None, alias: str) -> str | None:
     return deployments[0].upstream_id if deployments else None
 
 
+def _read_replicas(ws: Workspace, box: dict[str, Any]) -> None:
+    try:
+        box["replicas"] = replica_evidence(ws)
+    except Exception as exc:  # like the container: context for the gate, never a crash of the check
+        box["replicas"] = {"service": ws.gateway.service, "desired": None, "status": "unknown", "replicas": [],
+                           "error": str(exc)}
+
+
 def _read_container(ws: Workspace, box: dict[str, Any]) -> None:
     try:
         box["state"] = runtime_summary(ws)
     except Exception as exc:  # the container is context here, never a reason to fail
-        box["state"] = {"name": ws.gateway.container, "status": "unknown", "error": str(exc)}
+        box["state"] = {"name": ws.gateway.container or ws.gateway.service, "status": "unknown", "error": str(exc)}
+        return
+    try:
+        box["processes"] = runtime_for(ws).processes()
+    except Exception:  # a count unknown is a warning not given, never a failed check
+        pass

@@ -27,6 +27,7 @@ class GatewayState:
     served_aliases: list[str] = field(default_factory=list)  # from /v1/models
     problem: str | None = None  # unreachable | auth-error | not-ready
     message: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. several gateway processes without shared router state
 
     @property
     def reachable(self) -> bool:
@@ -46,6 +47,7 @@ class GatewayState:
             "auth": self.auth.to_json() if self.auth else None,
             "problem": self.problem,
             "message": self.message,
+            "warnings": self.warnings,
         }
 
 

@@ -268,6 +268,10 @@ def new_table(*columns: str, title: str | None = None) -> Table:
     return table
 
 
+# What `gateway.runtime` runs the gateway as, in the words an operator uses for it.
+RUNTIME_NOUN = {"docker": "container", "process": "process", "swarm": "service"}
+
+
 def status_text(status: str) -> str:
     style = STATUS_STYLE.get(status, "")
     return f"[{style}]{esc(status)}[/]" if style else esc(status)

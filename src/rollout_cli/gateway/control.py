@@ -19,8 +19,9 @@ from rollout_cli.core.result import Result
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import ExitCode, GatewayUnavailable, RolloutError
 from rollout_cli.gateway.api import GatewayClient, Probe
-from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, GatewayRuntime, Replica, runtime_for
+from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, GatewayRuntime, Replica, SwarmGateway, runtime_for
 from rollout_cli.io.container import ContainerState
+from rollout_cli.io.swarm import ACTIVE_TASK_STATES
 
 LOG_LINES_ON_FAILURE = 20
 POLL_INTERVAL_S = 0.25
@@ -197,6 +198,99 @@ def replicas_problem(state: ContainerState | None, desired: int, checked: list[R
     if state is not None and state.status == "updating":
         return "the service is updating"
     return None
+
+
+# Task states of a replica the swarm is starting (or replacing): not ready yet, but on its way.
+STARTING_TASK_STATES = tuple(s for s in ACTIVE_TASK_STATES if s != "running")
+
+
+def replica_evidence(ws: Workspace, timeout: float = 3.0) -> dict[str, Any] | None:
+    """A swarm service's replicas, each probed at its own port, as JSON-ready evidence; None for another runtime.
+
+    `error` says why the service could not be read (then `replicas` is empty and nothing is judged ready).
+    """
+    if ws.gateway.runtime != "swarm":
+        return None
+    try:
+        runtime = runtime_for(ws)
+        assert isinstance(runtime, SwarmGateway)
+        service = runtime.service()
+        listed = runtime.replicas()
+    except RolloutError as exc:
+        return {"service": ws.gateway.service, "desired": None, "status": "unknown", "replicas": [], "error": str(exc)}
+    checked = probe_replicas(listed, timeout)
+    return {"service": service.name, "desired": service.desired, "status": service.status,
+            "replicas": [r.to_json() for r in checked], "error": None}
+
+
+def _on_its_way(replica: dict[str, Any]) -> bool:
+    """A task the swarm is starting: desired `ready` while its restart delay runs, then `running`."""
+    return replica["state"] in STARTING_TASK_STATES and replica.get("desired_state") in ("ready", "running")
+
+
+def replica_text(replica: dict[str, Any]) -> str:
+    """One replica (as in replica_evidence) named for an operator: slot, task, container, port, what failed."""
+    where = ", ".join(filter(None, [f"task {replica['task_id']}",
+                                    f"container {replica['container_id']}" if replica.get("container_id") else None,
+                                    replica.get("url") or "no port"]))
+    if replica.get("healthy"):
+        return f"replica {replica['slot']} ({where}): ready"
+    state = replica["state"]
+    if state != "running":
+        why = f"task {state}" + (f" ({replica['error']})" if replica.get("error") else "")
+        if _on_its_way(replica):
+            why += ": the swarm is starting it"
+    else:
+        live, ready = replica["liveliness"], replica["readiness"]
+        probe, seen = ("liveliness", live) if not live["ok"] else ("readiness", ready)
+        why = f"{probe} " + (f"HTTP {seen['status']}" if seen.get("status") is not None else seen.get("error") or "no answer")
+    return f"replica {replica['slot']} ({where}): {why}"
+
+
+@dataclass(frozen=True)
+class ReplicaCount:
+    """How many replicas are ready against how many must be: pass, fail, or inconclusive (the swarm starting one)."""
+
+    status: str  # pass | fail | inconclusive
+    value: str
+    threshold: str
+    reason: str
+    warnings: list[str]
+
+
+def count_replicas(found: dict[str, Any], required: int | None) -> ReplicaCount:
+    """The replica rule, pure: `required` ready replicas (None: every one the service desires).
+
+    Fewer ready is a failure, unless the replicas the swarm is starting (a task
+    on its way to running, e.g. the replacement of a killed one) would make up
+    the count: that is inconclusive (HOLD), since it may be ready in a minute.
+    A service that cannot be read is inconclusive too; it is never a pass.
+    """
+    threshold = ">= all desired ready" if required is None else f">= {required} ready"
+    service = found.get("service") or "the gateway service"
+    if found.get("error"):
+        return ReplicaCount("inconclusive", "unknown", threshold, f"replicas of {service} cannot be read: "
+                            f"{found['error']}", [])
+    desired = int(found.get("desired") or 0)
+    listed = list(found.get("replicas") or [])
+    ready = [r for r in listed if r.get("healthy")]
+    broken = [r for r in listed if not r.get("healthy")]
+    starting = [r for r in broken if _on_its_way(r)]
+    value = f"{len(ready)} of {desired} ready"
+    named = "; ".join(replica_text(r) for r in broken)
+    if desired == 0:
+        return ReplicaCount("fail", value, threshold, f"replicas: service {service} is scaled to 0", [])
+    need = desired if required is None else required
+    if need > desired:
+        return ReplicaCount("fail", value, threshold, f"replicas: service {service} desires {desired}, "
+                            f"fewer than the {need} the plan requires (gates.min_ready_replicas)", [])
+    if len(ready) >= need:
+        return ReplicaCount("pass", value, threshold, f"replicas: {value} (>= {need})",
+                            [f"{replica_text(r)} (the gate allows it)" for r in broken])
+    short = f"replicas: {value} < {need}: {named}"
+    if len(ready) + len(starting) >= need:
+        return ReplicaCount("inconclusive", value, threshold, short + " (wait for the swarm's replacement)", [])
+    return ReplicaCount("fail", value, threshold, short, [])
 
 
 # --- the commands' core ------------------------------------------------------

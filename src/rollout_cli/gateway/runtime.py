@@ -18,9 +18,10 @@ from the workspace, never guessed from what happens to run.
 from __future__ import annotations
 
 import json
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,10 @@ class GatewayRuntime(ABC):
         """How many replicas should run (as of the last state()); None for one container or process."""
         return None
 
+    @abstractmethod
+    def processes(self) -> tuple[int, str]:
+        """How many LiteLLM processes serve (replicas times workers), and how that count came about."""
+
     def stop_preview(self, state: ContainerState) -> str:
         """What stop() would do, for a dry run."""
         return f"stop container {state.name} ({state.status}, image {state.image})"
@@ -114,6 +119,11 @@ class DockerGateway(GatewayRuntime):
 
     def follow_logs(self, tail: int = 0) -> Iterator[str]:
         return self.runtime.follow_logs(self.name, tail=tail)
+
+    def processes(self) -> tuple[int, str]:
+        config = self.runtime.find(self.name).attrs.get("Config") or {}
+        workers = workers_of([*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])], config.get("Env") or [])
+        return workers, f"{workers} workers in container {self.name}"
 
 
 @dataclass
@@ -243,6 +253,11 @@ class ProcessGateway(GatewayRuntime):
         record = self._need_record()
         return tail_file(record.log, tail)
 
+    def processes(self) -> tuple[int, str]:
+        record = self.record()
+        workers = workers_of(record.argv, [f"{k}={v}" for k, v in record.env.items()]) if record else 1
+        return workers, f"{workers} workers of the gateway process"
+
     def follow_logs(self, tail: int = 0) -> Iterator[str]:
         """The last `tail` lines, then new ones as they come, until the process ends."""
         log = self._need_record().log
@@ -311,8 +326,9 @@ class SwarmGateway(GatewayRuntime):
 
     def replicas(self) -> list[Replica]:
         service = self._last if self._last is not None else self.service()
+        # A slot the service wants whose task failed stays listed (named, not silently missing) until replaced.
         return [Replica(task, replica_url(self.url, service, task.slot)) for task in service.tasks
-                if task.desired_state == "running" or task.state in ACTIVE_TASK_STATES]
+                if task.slot <= service.desired or task.desired_state == "running" or task.state in ACTIVE_TASK_STATES]
 
     def desired(self) -> int:
         return (self._last if self._last is not None else self.service()).desired
@@ -365,6 +381,12 @@ class SwarmGateway(GatewayRuntime):
     def logs(self, tail: int = 100) -> list[str]:
         return self.services.logs(self.name, tail=tail)
 
+    def processes(self) -> tuple[int, str]:
+        service = self.service()
+        workers = workers_of(service.command, service.env)
+        each = f" x {workers} workers" if workers > 1 else ""
+        return service.desired * workers, f"{service.desired} replicas of service {self.name}{each}"
+
     def follow_logs(self, tail: int = 0) -> Iterator[str]:
         return self.services.follow_logs(self.name, tail=tail)
 
@@ -391,6 +413,22 @@ def replica_url(gateway_url: str, service: ServiceState, slot: int) -> str | Non
     return urlunsplit((parts.scheme, f"{parts.hostname}:{int(base) + slot}", "", "", ""))
 
 
+_WORKERS = re.compile(r"--num_workers(?:=|\s+)(\d+)")
+
+
+def workers_of(argv: Sequence[str], env: Sequence[str]) -> int:
+    """LiteLLM's worker processes from its command line (`--num_workers N`, also inside a `sh -c` string)
+    or, without that option, its NUM_WORKERS variable (`NAME=value` entries); 1 when neither says."""
+    found = _WORKERS.findall(" ".join(argv))
+    if found:
+        return max(1, int(found[-1]))  # click takes the last occurrence
+    for entry in env:
+        name, _, value = entry.partition("=")
+        if name == "NUM_WORKERS" and value.strip().isdigit():
+            return max(1, int(value))
+    return 1
+
+
 def process_record_path(ws: Workspace) -> Path:
     return ws.state_dir / PROCESS_RECORD
 
@@ -413,11 +451,13 @@ def runtime_for(ws: Workspace) -> GatewayRuntime:
 
 
 def runtime_summary(ws: Workspace) -> dict[str, Any] | None:
-    """The gateway's container (or process) state, or why it cannot be read; None when no runtime is named."""
+    """The gateway's container, process or swarm service (`runtime` says which) state, or why it cannot be read;
+    None when no runtime is named."""
     if ws.gateway.runtime == "docker" and not ws.gateway.container:
         return None
     try:
         state = runtime_for(ws).state()
     except RolloutError as exc:
-        return {"name": ws.gateway.service or ws.gateway.container, "status": "unknown", "error": str(exc)}
-    return state.as_dict()
+        return {"name": ws.gateway.service or ws.gateway.container, "status": "unknown", "error": str(exc),
+                "runtime": ws.gateway.runtime}
+    return {**state.as_dict(), "runtime": ws.gateway.runtime}

@@ -10,7 +10,6 @@ only loopback traffic is allowed.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -21,6 +20,8 @@ from urllib.parse import quote
 from rollout_cli.errors import ContainerNotFound, InputError, UnavailableError
 from rollout_cli.io.engine import (
     CONNECT_TIMEOUT_S,
+    engine_reason,
+    engine_time,
     get_json,
     local_socket,
     unavailable,
@@ -137,7 +138,7 @@ def _name(attrs: Mapping[str, Any]) -> str:
 
 def _created(attrs: Mapping[str, Any]) -> datetime:
     """`docker inspect`'s creation time, for picking the newest of a compose service's containers."""
-    return _parse_time(attrs.get("Created")) or datetime.min.replace(tzinfo=UTC)
+    return engine_time(attrs.get("Created")) or datetime.min.replace(tzinfo=UTC)
 
 
 def _not_found(name_or_service: str, setting: str, oneoffs: int = 0) -> ContainerNotFound:
@@ -184,8 +185,8 @@ def inspect_state(container: Container) -> ContainerState:
 def state_from_attrs(attrs: Mapping[str, Any]) -> ContainerState:
     """`docker inspect`'s answer as a ContainerState."""
     state = attrs.get("State", {})
-    started = _parse_time(state.get("StartedAt"))
-    finished = _parse_time(state.get("FinishedAt"))
+    started = engine_time(state.get("StartedAt"))
+    finished = engine_time(state.get("FinishedAt"))
     running = bool(state.get("Running")) and state.get("Status") != "paused"
     uptime = (datetime.now(UTC) - started).total_seconds() if running and started else None
     never_ran = started is None and state.get("Status") == "created"
@@ -369,27 +370,9 @@ def _engine_errors(name: str, action: str) -> Iterator[None]:
     except docker.errors.NotFound as exc:
         raise ContainerNotFound(
             f"container '{name}' vanished or its image is missing while trying to {action} it: "
-            f"{_explain(exc)} (docker ps -a)"
+            f"{engine_reason(exc)} (docker ps -a)"
         ) from exc
     except docker.errors.APIError as exc:
-        raise UnavailableError(f"Docker engine refused to {action} container '{name}': {_explain(exc)}") from exc
+        raise UnavailableError(f"Docker engine refused to {action} container '{name}': {engine_reason(exc)}") from exc
     except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
         raise unavailable(exc) from exc
-
-
-def _explain(exc: Any) -> str:
-    explanation = getattr(exc, "explanation", None) or str(exc)
-    return str(explanation).splitlines()[0]
-
-
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    """Docker timestamps have nanoseconds and use year 1 for "never"."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    try:
-        return datetime.fromisoformat(_FRACTION.sub(r"\1", value))
-    except ValueError:
-        return None

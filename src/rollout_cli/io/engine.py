@@ -13,13 +13,34 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
+from datetime import datetime
 from typing import Any
 
 from rollout_cli.errors import DockerUnavailable
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 CONNECT_TIMEOUT_S = 5.0
+
+
+def engine_reason(exc: Any) -> str:
+    """The first line of what the engine (or the SDK) said went wrong."""
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    return str(explanation).splitlines()[0]
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def engine_time(value: str | None) -> datetime | None:
+    """A timestamp of the Engine API: nanoseconds cut to what Python reads; year 1 means "never"."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    try:
+        return datetime.fromisoformat(_FRACTION.sub(r"\1", value))
+    except ValueError:
+        return None
 
 
 def docker_host() -> str:

@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rollout_cli.errors import ContainerNotFound, InputError, UnavailableError
-from rollout_cli.io.container import _explain, _parse_time, connect
-from rollout_cli.io.engine import docker_host, unavailable
+from rollout_cli.io.container import connect
+from rollout_cli.io.engine import docker_host, engine_reason, engine_time, unavailable
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -65,6 +65,8 @@ class ServiceState:
     update_started: str | None  # when the last update began, as the engine wrote it
     labels: dict[str, str]
     tasks: list[TaskState] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)  # the task's entrypoint and arguments (for its worker count)
+    env: list[str] = field(default_factory=list)  # NAME=value: never shown (it may hold secrets)
 
     @property
     def status(self) -> str:
@@ -89,6 +91,7 @@ def service_state(service: Service, client: DockerClient) -> ServiceState:
         tasks = service.tasks()
         nodes = {n.id: n.attrs.get("Description", {}).get("Hostname", n.id[:12]) for n in client.nodes.list()}
     spec = service.attrs.get("Spec", {})
+    task_spec = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
     mode = spec.get("Mode", {})
     if "Replicated" not in mode:
         raise InputError(f"service '{service.name}' runs in {next(iter(mode), 'unknown').lower()} mode; "
@@ -106,7 +109,7 @@ def service_state(service: Service, client: DockerClient) -> ServiceState:
             slot=slot, task_id=str(task.get("ID", ""))[:12], state=str(status.get("State", "unknown")),
             desired_state=str(task.get("DesiredState", "")), node=nodes.get(task.get("NodeID", ""), "-"),
             container_id=container[:12] if container else None, error=status.get("Err") or None,
-            since=_parse_time(status.get("Timestamp")), restarts=len(history) - 1,
+            since=engine_time(status.get("Timestamp")), restarts=len(history) - 1,
         ))
     desired = int(mode["Replicated"].get("Replicas", 0))
     # A slot above the desired count is a replica on its way out (scaled down): it still counts while it runs.
@@ -116,6 +119,8 @@ def service_state(service: Service, client: DockerClient) -> ServiceState:
         update_state=(service.attrs.get("UpdateStatus") or {}).get("State"),
         update_started=(service.attrs.get("UpdateStatus") or {}).get("StartedAt"),
         labels=dict(spec.get("Labels") or {}), tasks=current,
+        command=[*(task_spec.get("Command") or []), *(task_spec.get("Args") or [])],
+        env=list(task_spec.get("Env") or []),
     )
 
 
@@ -199,13 +204,13 @@ def _engine_errors(name: str, action: str) -> Iterator[None]:
     try:
         yield
     except docker.errors.NotFound as exc:
-        raise ContainerNotFound(f"swarm service '{name}' vanished while trying to {action} it: {_explain(exc)} "
+        raise ContainerNotFound(f"swarm service '{name}' vanished while trying to {action} it: {engine_reason(exc)} "
                                 "(docker service ls)") from exc
     except docker.errors.APIError as exc:
-        if "not a swarm manager" in _explain(exc):
+        if "not a swarm manager" in engine_reason(exc):
             raise UnavailableError(f"the Docker engine at {docker_host()} is not a swarm manager, so it cannot {action} "
                                    f"service '{name}'; point DOCKER_HOST at a manager (scripts/swarm-up.sh "
                                    "prints one)") from exc
-        raise UnavailableError(f"Docker engine refused to {action} service '{name}': {_explain(exc)}") from exc
+        raise UnavailableError(f"Docker engine refused to {action} service '{name}': {engine_reason(exc)}") from exc
     except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as exc:
         raise unavailable(exc) from exc

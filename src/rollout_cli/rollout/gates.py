@@ -27,6 +27,7 @@ from rollout_cli.core.playbooks import format_duration
 from rollout_cli.core.quota import clock_text
 from rollout_cli.core.stage import Stage
 from rollout_cli.errors import ExitCode
+from rollout_cli.gateway.control import count_replicas
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.intervals import newcombe_difference
 from rollout_cli.rollout.plan import CustomGate, StagePlan
@@ -223,10 +224,11 @@ def health_gates(plan: StagePlan, health: Any, error: str | None) -> list[Gate]:
     if g.gateway_healthy:
         if gw.problem:
             gates.append(Gate("gateway", FAIL, gw.problem, "alive, ready, key accepted", "/health/liveliness, /readiness",
-                              f"gateway {gw.url}: {gw.problem}" + (f" ({gw.message})" if gw.message else "")))
+                              f"gateway {gw.url}: {gw.problem}" + (f" ({gw.message})" if gw.message else ""),
+                              list(gw.warnings)))
         else:
             gates.append(Gate("gateway", PASS, "alive, ready", "alive, ready, key accepted",
-                              "/health/liveliness, /readiness", f"gateway {gw.url}: alive and ready"))
+                              "/health/liveliness, /readiness", f"gateway {gw.url}: alive and ready", list(gw.warnings)))
     primary = health.primary
     pm = health.model(primary) if primary else None
     if g.primary_healthy:
@@ -255,6 +257,14 @@ def health_gates(plan: StagePlan, health: Any, error: str | None) -> list[Gate]:
         gates.append(Gate("healthy models", FAIL, value, threshold, source,
                           f"{value} < {g.min_healthy_models}: " + "; ".join(bad)))
     return gates
+
+
+def replicas_gate(plan: StagePlan, replicas: dict[str, Any]) -> Gate:
+    """A swarm service's replicas: `gates.min_ready_replicas` of them (default all) live and ready, each
+    probed at its own port; short only of replicas the swarm is starting is HOLD (gateway/control.py)."""
+    count = count_replicas(replicas, plan.gates.min_ready_replicas)
+    return Gate("replicas", count.status, count.value, count.threshold,
+                "swarm tasks + each replica's /health/liveliness, /readiness", count.reason, count.warnings)
 
 
 def _tolerated(health: Any, plan: StagePlan) -> set[str]:

@@ -37,6 +37,7 @@ from rollout_cli.rollout.gates import (
     fallback_threshold,
     health_gates,
     quota_gate,
+    replicas_gate,
     smoke_gate,
     soak_gate,
     verdict_matrix,
@@ -96,6 +97,8 @@ def judge(snap: Snapshot, plan: StagePlan) -> Decision:
     if g.env_flags_agree:
         gates.append(agreement_gate(stage))
     gates += health_gates(plan, health, snap.health_error)
+    if health is not None and health.replicas is not None:
+        gates.append(replicas_gate(plan, health.replicas))
     if g.smoke:
         gates.append(smoke_gate(smoke, snap.smoke_error, health, plan))
     if g.cost_free_only:

@@ -29,7 +29,7 @@ STARTED = "process_start_time_seconds"  # prometheus_client's: changes when the 
 JUDGED = (TOTAL, FAILED, OVERHEAD, LATENCY, FALLBACKS, FAILED_FALLBACKS, DEPLOYMENT_STATE, STARTED)
 COUNTERS = ("requests", "failed", "check_requests", "fallbacks", "failed_fallbacks")
 
-__all__ = ["Sample", "delta", "invalid_reason", "parse", "quantile", "summarize"]
+__all__ = ["Sample", "add_up", "delta", "invalid_reason", "parse", "quantile", "summarize"]
 
 
 def invalid_reason(summary: dict[str, Any]) -> str | None:
@@ -89,6 +89,39 @@ def summarize(text: str) -> dict[str, Any]:
     }
 
 
+def add_up(parts: dict[str, dict[str, Any]], summed: list[dict[str, Any]], missing: list[str]) -> dict[str, Any]:
+    """Several replicas' summaries as one: every counter and bucket added up, series by series.
+
+    `parts` are the replicas' own summaries by slot (kept under `replicas`, so a
+    later delta is taken replica by replica: one replica's restart resets only its
+    own counters); `summed` says which replicas are in the sum. A replica in
+    `missing` (it did not answer) makes the sum incomplete: `invalid` names it, so
+    no gate judges a window without it and no sample keeps it.
+    """
+    invalid = [f"replica {slot}: {why}" for slot, part in parts.items() for why in part.get("invalid") or []]
+    invalid += missing
+    if invalid:
+        return {"invalid": invalid, "has_litellm_metrics": True, "summed": summed}
+    out: dict[str, Any] = {key: sum(p.get(key, 0.0) for p in parts.values()) for key in COUNTERS}
+    for key in ("overhead_buckets", "latency_buckets"):
+        out[key] = {}
+        for part in parts.values():
+            for le, value in part[key].items():
+                out[key][le] = out[key].get(le, 0.0) + value
+    models: dict[str, dict[str, float]] = {}
+    states: dict[str, float] = {}
+    for part in parts.values():
+        for alias, row in part.get("models", {}).items():
+            into = models.setdefault(alias, {})
+            for k, v in row.items():
+                into[k] = into.get(k, 0.0) + v
+        for key, value in part.get("deployment_state", {}).items():
+            states[key] = max(states.get(key, 0.0), value)  # the worst replica's view of a deployment
+    out.update(models=models, deployment_state=states, started=None, summed=summed, replicas=parts,
+               has_litellm_metrics=any(p.get("has_litellm_metrics") for p in parts.values()))
+    return out
+
+
 def restarted(now: dict[str, Any], then: dict[str, Any]) -> bool:
     """Whether the gateway restarted between two scrapes, so its counters began again at 0.
 
@@ -106,7 +139,12 @@ def delta(now: dict[str, Any], then: dict[str, Any] | None) -> dict[str, Any]:
 
     A counter lower than before without a restart is no window at all: `invalid` names it.
     """
-    if now.get("invalid") or then is None or restarted(now, then):
+    if now.get("invalid") or then is None:
+        return now
+    if now.get("replicas") is not None and then.get("replicas") is not None:  # replica by replica, then summed
+        parts = {slot: delta(part, then["replicas"].get(slot)) for slot, part in now["replicas"].items()}
+        return add_up(parts, now.get("summed") or [], [])
+    if restarted(now, then):
         return now
     fell = [f"{key} went down from {then.get(key, 0.0):g} to {now.get(key, 0.0):g} without a gateway restart"
             for key in COUNTERS if now.get(key, 0.0) < then.get(key, 0.0)]

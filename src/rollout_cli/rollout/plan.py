@@ -29,6 +29,8 @@ class Gates:
     # The gateway path's error rate against the app's direct path over the same window (Newcombe's
     # interval for the difference); decides the error rate where the app's metrics exist.
     error_rate_vs_direct_margin: float | None = None
+    # How many of a swarm service's replicas must be ready (gateway.runtime: swarm); None: all it desires.
+    min_ready_replicas: int | None = None
 
 
 OPERATORS = ("<=", ">=", "==", "!=", "<", ">")
@@ -155,8 +157,16 @@ def parse_plan(raw: Any, path: Path) -> StagePlan:
                 raise bad(f"'gates.error_rate_vs_direct.margin' is a fraction 0..1 (0.005 = 0.5 points), got {margin!r}")
             gates["error_rate_vs_direct_margin"] = float(margin)
             continue
+        if key == "min_ready_replicas":
+            if value == "all":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(f"'gates.min_ready_replicas' must be all or a whole number >= 1, got {value!r}")
+            gates[key] = value
+            continue
         if key not in _GATE_TYPES:
-            raise bad(f"unknown gate 'gates.{key}' (known: {', '.join([*_GATE_TYPES, 'error_rate_vs_direct'])})")
+            raise bad(f"unknown gate 'gates.{key}' (known: "
+                      f"{', '.join([*_GATE_TYPES, 'error_rate_vs_direct', 'min_ready_replicas'])})")
         kind = _GATE_TYPES[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)

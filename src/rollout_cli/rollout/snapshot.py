@@ -30,6 +30,7 @@ from rollout_cli.core.stage import Stage
 from rollout_cli.core.workspace import Workspace
 from rollout_cli.errors import InputError, RolloutError
 from rollout_cli.gateway.api import CHECK_USER_AGENT_PREFIX, GatewayClient
+from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, Replica, runtime_for
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.plan import StagePlan
@@ -144,15 +145,18 @@ def _utc(ts: float) -> str:
 
 def _health_json(h: HealthReport) -> dict[str, Any]:
     """The health report's judged part: the gateway's state and every model (probes' details left out)."""
-    return {"gateway": {"url": h.gateway.url, "problem": h.gateway.problem, "message": h.gateway.message},
-            "primary": h.primary, "models": [m.to_json() for m in h.models], "requests": h.requests}
+    return {"gateway": {"url": h.gateway.url, "problem": h.gateway.problem, "message": h.gateway.message,
+                        "warnings": h.gateway.warnings},
+            "primary": h.primary, "models": [m.to_json() for m in h.models], "requests": h.requests,
+            "replicas": h.replicas}
 
 
 def _health_from(raw: dict[str, Any]) -> HealthReport:
     gw = raw["gateway"]
-    return HealthReport(GatewayState(gw["url"], problem=gw.get("problem"), message=gw.get("message")),
+    return HealthReport(GatewayState(gw["url"], problem=gw.get("problem"), message=gw.get("message"),
+                                     warnings=list(gw.get("warnings") or [])),
                         [ModelHealth(**m) for m in raw["models"]], primary=raw.get("primary"),
-                        requests=raw.get("requests") or {})
+                        requests=raw.get("requests") or {}, replicas=raw.get("replicas"))
 
 
 def _smoke_from(raw: dict[str, Any]) -> SmokeFindings:
@@ -184,8 +188,13 @@ def window_start(plan: StagePlan, percentage: int, entered: StageChange | None, 
 
 
 def scrape_metrics(ws: Workspace, client: GatewayClient | None = None) -> tuple[dict[str, Any] | None, str | None]:
-    """One /metrics/ scrape summarized, or why it failed; through `client` when the caller has one."""
+    """One /metrics/ scrape summarized, or why it failed; through `client` when the caller has one.
+
+    A swarm service is scraped replica by replica, each at its own port, and added up (scrape_replicas).
+    """
     try:
+        if ws.gateway.runtime == "swarm":
+            return scrape_replicas(ws), None
         if client is not None:
             ws.gateway.key.require()
             return metrics.summarize(client.metrics()), None
@@ -195,6 +204,44 @@ def scrape_metrics(ws: Workspace, client: GatewayClient | None = None) -> tuple[
         return None, str(exc)
 
 
+def scrape_replicas(ws: Workspace) -> dict[str, Any]:
+    """Every replica's /metrics/ (concurrently, each at its own port), summarized and added up (metrics.add_up).
+
+    A replica that does not answer, or has no port, makes the sum incomplete
+    (named in `invalid`): a window without its requests is never judged.
+    """
+    runtime = runtime_for(ws)
+    listed = runtime.replicas() or []
+    desired = runtime.desired() or 0
+    key = ws.gateway.key.require()
+
+    def scrape(replica: Replica) -> dict[str, Any] | str:
+        if replica.url is None:
+            return f"no port (service label {REPLICA_PORT_LABEL})"
+        try:
+            with GatewayClient(replica.url, key, timeout=5.0) as client:
+                return metrics.summarize(client.metrics())
+        except RolloutError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(listed)))) as pool:
+        answers = list(pool.map(scrape, listed))
+    parts: dict[str, dict[str, Any]] = {}
+    summed: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for replica, answer in zip(listed, answers, strict=True):
+        task = replica.task
+        if isinstance(answer, str):
+            missing.append(f"replica {task.slot} (task {task.task_id}, {replica.url or 'no port'}, task {task.state}) "
+                           f"did not answer: {answer}; the sum over the replicas would be incomplete")
+            continue
+        parts[str(task.slot)] = answer
+        summed.append({"slot": task.slot, "task": task.task_id, "url": replica.url})
+    if len(listed) < desired:
+        missing.append(f"{desired - len(listed)} of the {desired} replicas the service desires have no task")
+    return metrics.add_up(parts, summed, missing)
+
+
 def gateway_window(
     ws: Workspace, percentage: int, start: float, now: float,
     scrape: dict[str, Any] | None, scrape_error: str | None,
@@ -202,8 +249,9 @@ def gateway_window(
     """The window from the gateway's counters: the live scrape minus the first sample `watch` recorded in it.
 
     It cannot see what happened before a gateway restart in the window (the
-    counters start again at zero), adds nothing up across replicas, and needs a
-    sample taken at the window's start (`rollout watch`, or the baseline `advance` writes).
+    counters start again at zero), and needs a sample taken at the window's start
+    (`rollout watch`, or the baseline `advance` writes). A swarm service's replicas
+    are added up (scrape_replicas), the window taken replica by replica.
     """
     out: dict[str, Any] = {"source": "gateway", "label": "/metrics/ + watch samples", "start": start, "end": now,
                            "problem": None}
@@ -227,6 +275,9 @@ def gateway_window(
     out["problem"] = metrics.invalid_reason(window)  # a counter that went down without a restart
     if out["problem"]:
         return out
+    if scrape.get("summed"):
+        out["summed"] = scrape["summed"]
+        out["label"] += f" (summed over replicas {', '.join(str(r['slot']) for r in scrape['summed'])})"
     out.update(
         since=samples[0]["time"], requests=window["requests"], failed=window["failed"],
         fallbacks=window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0),
@@ -365,11 +416,12 @@ def prometheus_window(
 
 
 def _health(ws: Workspace, evidence: Evidence, probe: Case | None = None,
-            models: list[str] | None = None) -> tuple[HealthReport | None, str | None]:
+            models: list[str] | None = None, replicas: int | None = None) -> tuple[HealthReport | None, str | None]:
     try:
         if probe is None:
-            return check_health(ws, models, evidence=evidence), None
-        return check_health(ws, models, evidence=evidence, prompt=probe.prompt, max_tokens=probe.max_tokens), None
+            return check_health(ws, models, evidence=evidence, replicas_required=replicas), None
+        return check_health(ws, models, evidence=evidence, prompt=probe.prompt, max_tokens=probe.max_tokens,
+                            replicas_required=replicas), None
     except RolloutError as exc:
         return None, str(exc)
 
@@ -480,7 +532,7 @@ def gather(
                 metrics_f.result()  # the scrape first: the checks' own requests must not land in the window
             primary = evidence.topology.primary if primary_only and evidence.topology else None
             health_f = pool.submit(_health, ws, evidence, _shared_probe(ws) if runs_smoke else None,
-                                   [primary] if primary else None)
+                                   [primary] if primary else None, g.min_ready_replicas)
             smoke_f = pool.submit(_smoke, ws, evidence) if runs_smoke else None
             topology = evidence.topology
             catalog_f = pool.submit(check_catalog, topology, ws.app.requires) if topology and g.catalog else None

@@ -12,6 +12,7 @@ from rollout_cli.core.stage import Stage, read_stage
 from rollout_cli.core.stagemetrics import refresh_stage_metrics
 from rollout_cli.core.workspace import PERCENTAGE_KEY, Workspace
 from rollout_cli.errors import ExitCode
+from rollout_cli.gateway.control import count_replicas, replica_evidence
 from rollout_cli.gateway.runtime import runtime_summary
 from rollout_cli.io.lock import read_holder
 from rollout_cli.io.process import pid_exists
@@ -30,6 +31,7 @@ class StatusPayload:
     container: dict[str, Any] | None
     unfinished: dict[str, Any] | None = None  # time, actor, command, reason, running: started, never finished
     observed: dict[str, Any] | None = None  # the app's traffic share through the gateway (app.metrics_url)
+    replicas: dict[str, Any] | None = None  # a swarm service's replicas, each probed (None: container or process)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,7 +43,17 @@ class StatusPayload:
             "container": self.container,
             "unfinished": self.unfinished,
             "observed": self.observed,
+            "replicas": self.replicas,
         }
+
+
+def _replicas(ws: Workspace) -> dict[str, Any] | None:
+    """Each replica of a swarm service probed, and whether all it desires are ready (reported, not judged here)."""
+    found = replica_evidence(ws)
+    if found is None:
+        return None
+    count = count_replicas(found, None)
+    return {**found, "verdict": count.status, "value": count.value, "reason": count.reason}
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ def status(ws: Workspace) -> Result[StatusPayload]:
         stage=stage,
         last_change={k: last.get(k) for k in ("time", "actor", "command", "reason")} if last else None,
         container=runtime_summary(ws),
+        replicas=_replicas(ws),
         unfinished=unfinished,
         # only traffic since the stage last moved counts: what the app sent before a rollback is no alarm after it
         observed=observe_share(ws, since=_timestamp(last["time"]) if last else None),

@@ -7,8 +7,8 @@ from rollout_cli.cli.options import count_option, interval_option, json_option, 
 from rollout_cli.cli.render import render, render_rounds
 
 HELP = (
-    "Check the gateway (liveliness, readiness, key, container) and every model through it, "
-    "concurrently. Exit 0 healthy, 1 down/broken, 2 bad input or key refused, 3 only rate-limited, "
+    "Check the gateway (liveliness, readiness, key, container; a swarm service replica by replica) and every "
+    "model through it, concurrently. Exit 0 healthy, 1 down/broken, 2 bad input or key refused, 3 only rate-limited, "
     "4 gateway unreachable."
 )
 
@@ -29,7 +29,14 @@ def register(app: typer.Typer) -> None:
 
         ws = load(ctx)
         one_at_a_time = sequential or None  # None: $ROLLOUT_CHECKS_SEQUENTIAL decides
+        required = None
+        if ws.gateway.runtime == "swarm":  # the stage plan says how many replicas must be ready
+            from rollout_cli.rollout.plan import load_plan  # lazy: start-up time
+
+            required = load_plan(ws.playbooks).gates.min_ready_replicas
         if watch:
-            rounds = watch_health(ws, models, interval=interval, count=count, timeout=timeout, sequential=one_at_a_time)
+            rounds = watch_health(ws, models, interval=interval, count=count, timeout=timeout,
+                                  sequential=one_at_a_time, replicas_required=required)
             render_rounds(rounds, json_output)
-        render(check_health(ws, models, timeout=timeout, sequential=one_at_a_time).to_result(), json_output)
+        render(check_health(ws, models, timeout=timeout, sequential=one_at_a_time,
+                            replicas_required=required).to_result(), json_output)

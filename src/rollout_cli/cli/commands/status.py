@@ -6,7 +6,7 @@ from rollout_cli.cli.context import load
 from rollout_cli.cli.options import json_option
 from rollout_cli.cli.render import render
 
-HELP = "Show the stage now (env and flags), drift between them, who moved it last, the container."
+HELP = "Show the stage now (env and flags), drift between them, who moved it last, the gateway's container (or swarm service, replica by replica)."
 
 
 def register(app: typer.Typer) -> None:

@@ -9,8 +9,9 @@ from rich.text import Text
 
 from rollout_cli.checks.health import HealthReport
 from rollout_cli.checks.smoke import SmokePlanPayload, SmokeReport
-from rollout_cli.cli.render import esc, human, live, new_table, status_text
+from rollout_cli.cli.render import RUNTIME_NOUN, esc, human, live, new_table, status_text
 from rollout_cli.core.result import Result
+from rollout_cli.gateway.control import replica_text
 
 
 def _ms(value: float | None) -> str:
@@ -36,13 +37,19 @@ def health_renderable(result: Result[HealthReport]) -> Group:
         f"{probe('ready', gw['readiness'])}  {probe('key', gw['auth'])}"
     ))
     box = d.get("container")
+    replicas = d.get("replicas")
     if box:
-        line = f"[bold]container[/] {esc(box.get('name'))}: {status_text(str(box.get('status')))}"
+        noun = RUNTIME_NOUN.get(str(box.get("runtime")), "container")
+        line = f"[bold]{noun}[/] {esc(box.get('name'))}: {status_text(str(box.get('status')))}"
         if box.get("health"):
             line += f", health {esc(box['health'])}"
         if box.get("error"):
             line += f" [dim]({esc(box['error'])})[/]"
         parts.append(Text.from_markup(line))
+    if replicas:
+        parts.append(Text.from_markup(f"[bold]replicas[/] {status_text(replicas['verdict'])}: {esc(replicas['reason'])}"))
+        for replica in replicas["replicas"]:
+            parts.append(Text.from_markup(f"  {esc(replica_text(replica))}"))
     if d.get("fallbacks") and d.get("primary"):
         chain = [d["primary"], *d["fallbacks"].get(d["primary"], [])]
         parts.append(Text.from_markup(f"[bold]fallback chain[/] {esc(' -> '.join(chain))}"))

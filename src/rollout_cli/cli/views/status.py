@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout_cli.cli.render import esc, human, new_table, status_text
+from rollout_cli.cli.render import RUNTIME_NOUN, esc, human, new_table, status_text
 from rollout_cli.core.result import Result
 from rollout_cli.core.stage import format_setting
+from rollout_cli.gateway.control import replica_text
 from rollout_cli.rollout.status import HistoryPayload, StatusPayload
 
 
@@ -43,11 +44,17 @@ def status_view(out: Any, result: Result[StatusPayload]) -> None:
         out.print("  no change recorded in the audit trail yet")
     box = d["container"]
     if box:
+        noun = RUNTIME_NOUN.get(str(box.get("runtime")), "container")
         if box.get("error"):
-            out.print(f"  container {esc(box['name'])}: unknown ({esc(box['error'])})")
+            out.print(f"  {noun} {esc(box['name'])}: unknown ({esc(box['error'])})")
         else:
-            out.print(f"  container {esc(box['name'])}: {esc(box['status'])}"
+            out.print(f"  {noun} {esc(box['name'])}: {esc(box['status'])}"
                       + (f", health {esc(box['health'])}" if box.get("health") else ""))
+    replicas = d.get("replicas")
+    if replicas:
+        out.print(f"  replicas: {esc(replicas['reason'])}")
+        for replica in replicas["replicas"]:
+            out.print(f"    {esc(replica_text(replica))}")
 
 
 @human(HistoryPayload)
