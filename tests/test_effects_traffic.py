@@ -194,6 +194,10 @@ def test_level_3_stops_the_gateway_and_checks_the_apps_direct_path(box) -> None:
     assert result.exit_code == 0, result.output
     level3 = json.loads(result.stdout)["levels"][2]["steps"]
     assert [s["type"] for s in level3] == ["container.stop", "verify", "verify.app"]
+    # no container here: level 3 stopped the sandbox's gateway process, and says so
+    assert level3[0]["status"] == "ok" and level3[1]["detail"].startswith("verified: gateway litellm (process) exited")
+    status = cli(box, "gateway", "status", "--json")
+    assert status.exit_code == 4 and json.loads(status.stdout)["state"]["running"] is False
     probe = f"{load_app(box.root).url}/probe"  # type: ignore[union-attr]
     assert re.fullmatch(rf"the app's direct path answers: {re.escape(probe)} in \d+ ms, without the gateway",
                         level3[2]["detail"]), level3[2]

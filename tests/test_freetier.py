@@ -314,30 +314,6 @@ def test_models_finds_the_retired_priced_and_no_tools_models_with_replacements(s
     assert rows["glm-4.5-air"]["replacements"] == []
 
 
-def test_models_replace_edits_the_gateway_config_and_the_gateway_serves_it(sb: Any) -> None:
-    config = sb.root / "gateway" / "litellm-config.yaml"
-    before = config.read_bytes()
-    dry = cli(sb, "models", "--replace", "kimi-k2", "openai/gpt-oss-20b:free", "--dry-run", code=0)
-    assert dry["written"] is False and config.read_bytes() == before and len(dry["lines"]) == 6
-    refused = rollout("-w", str(sb.root), "models", "--replace", "kimi-k2", "openai/gpt-4o-mini")
-    assert refused.exit_code == 2 and "openai/gpt-4o-mini is not free" in refused.stderr
-    assert config.read_bytes() == before
-    try:
-        done = cli(sb, "models", "--replace", "kimi-k2", "openai/gpt-oss-20b:free", "--reason", "kimi retired",
-                   code=0)
-        assert done["written"] is True and done["new_alias"] == "gpt-oss-20b"
-        record = [json.loads(line) for line in (sb.root / ".rollout" / "history.jsonl").read_text().splitlines()][-1]
-        assert record["command"] == "models replace" and record["reason"] == "kimi retired"
-        assert record["changes"][0]["after"] == "gpt-oss-20b (openai/gpt-oss-20b:free)"
-        assert cli(sb, "gateway", "restart", "--timeout", "90", code=0)["healthy"] is True
-        health = cli(sb, "health", code=0)
-        assert [m["alias"] for m in health["models"]][3] == "gpt-oss-20b"
-        assert sb.admin.stats()["models"]["openai/gpt-oss-20b:free"]["requests"] >= 1  # really served upstream
-    finally:
-        config.write_bytes(before)
-        cli(sb, "gateway", "restart", "--timeout", "90", code=0)
-
-
 def test_models_replace_round_trips_the_shipped_config_byte_for_byte(tmp_path: Path) -> None:
     from rollout_cli.gateway.config import packaged_config
     from rollout_cli.gateway.replace import replace_model
@@ -461,3 +437,30 @@ def test_the_human_views_of_models_quota_and_a_replace(sb: Any) -> None:
     assert plan.exit_code == 0 and "(health 5, smoke 11, post-check 1)" in plan.stdout
     misuse = rollout("-w", str(sb.root), "models", "--dry-run")
     assert misuse.exit_code == 2 and "--alias, --dry-run and --force go with --replace OLD NEW" in misuse.stderr
+
+
+# --- last: the gateway serves the replacement from here on ----------------------------------------
+
+
+def test_models_replace_edits_the_gateway_config_and_the_gateway_serves_it(sb: Any) -> None:
+    """Last in this module: its gateway goes on serving the replacement (one LiteLLM start fewer)."""
+    config = sb.root / "gateway" / "litellm-config.yaml"
+    before = config.read_bytes()
+    dry = cli(sb, "models", "--replace", "kimi-k2", "openai/gpt-oss-20b:free", "--dry-run", code=0)
+    assert dry["written"] is False and config.read_bytes() == before and len(dry["lines"]) == 6
+    refused = rollout("-w", str(sb.root), "models", "--replace", "kimi-k2", "openai/gpt-4o-mini")
+    assert refused.exit_code == 2 and "openai/gpt-4o-mini is not free" in refused.stderr
+    assert config.read_bytes() == before
+    try:
+        done = cli(sb, "models", "--replace", "kimi-k2", "openai/gpt-oss-20b:free", "--reason", "kimi retired",
+                   code=0)
+        assert done["written"] is True and done["new_alias"] == "gpt-oss-20b"
+        record = [json.loads(line) for line in (sb.root / ".rollout" / "history.jsonl").read_text().splitlines()][-1]
+        assert record["command"] == "models replace" and record["reason"] == "kimi retired"
+        assert record["changes"][0]["after"] == "gpt-oss-20b (openai/gpt-oss-20b:free)"
+        assert cli(sb, "gateway", "restart", "--timeout", "90", code=0)["healthy"] is True
+        health = cli(sb, "health", code=0)
+        assert [m["alias"] for m in health["models"]][3] == "gpt-oss-20b"
+        assert sb.admin.stats()["models"]["openai/gpt-oss-20b:free"]["requests"] >= 1  # really served upstream
+    finally:
+        config.write_bytes(before)  # not restarted: no test of the module comes after this one

@@ -1,23 +1,23 @@
-"""`rollout gateway ...` end to end, on the real LiteLLM proxy: as the sandbox's local process, in a
-real container from the offline image (docker runtime), and as deploy/docker-compose.yml runs it.
+"""`rollout gateway ...` end to end, on the real LiteLLM proxy: as the sandbox's local process, and in a
+real container from the offline image (docker runtime); as deploy/docker-compose.yml runs it: test_gateway_compose.py.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rollout_cli.gateway.runtime import PROCESS_RECORD, GatewayProcess
+from rollout_cli.sandbox.app import app_container_name
 from rollout_cli.sandbox.state import LABEL, load_state, sandbox_id
 from support import rollout
+from test_json_contract import valid
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
-pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway"), pytest.mark.slow(220)]
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_gateway"), pytest.mark.slow(180)]
 
 
 def gw(root: Path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ def test_stop_wait_start_restart_the_process(sandbox) -> None:
 
     restarted = gw(ws, "restart", "--timeout", "90", "--json")
     assert restarted.exit_code == 0, restarted.output
-    data = json.loads(restarted.stdout)
+    data = valid("gateway restart", json.loads(restarted.stdout))  # its --json contract (test_json_contract.py)
     assert data["healthy"] is True and data["state"]["restart_count"] == 2
     record = GatewayProcess.load(ws / ".rollout" / PROCESS_RECORD)
     assert record is not None and record.process is not None and record.process.alive()
@@ -191,6 +191,56 @@ def test_container_stop_wait_fails_with_its_log_then_start_brings_it_back(docker
 
 
 @pytest.mark.docker
+def test_sandbox_status_with_the_docker_engine_unreachable_says_so(docker_sandbox: Path, tmp_path: Path) -> None:
+    """Issue 23 item 21, on this module's docker sandbox (one LiteLLM container fewer for the suite)."""
+    root = docker_sandbox
+    dead = f"unix://{tmp_path}/dead.sock"
+    result = rollout("sandbox", "status", str(root), env={"DOCKER_HOST": dead})
+    assert result.exit_code == 4, result.output
+    assert (f"the sandbox in {root} runs its gateway in Docker: Docker engine does not answer at {dead}"
+            in result.stdout)
+    assert "not running" not in result.stdout and "restarts it" not in result.stdout
+    assert "unknown" in next(line for line in result.stdout.splitlines() if line.lstrip().startswith("gateway"))
+    data = valid("sandbox status", json.loads(
+        rollout("sandbox", "status", str(root), "--json", env={"DOCKER_HOST": dead}).stdout))
+    assert data["exit_code"] == 4 and data["gateway"]["engine_answers"] is False
+    assert data["gateway"]["running"] is None
+    # the sample app (a container: `sandbox up` starts it in the gateway's runtime) is unknown too, not "not running"
+    assert (data["app"]["container"], data["app"]["running"]) == (app_container_name(root), None)
+    assert data["app"]["error"].startswith(f"Docker engine does not answer at {dead}")
+    assert rollout("sandbox", "status", str(root)).exit_code == 0  # the engine answers again: healthy
+
+
+@pytest.mark.docker
+def test_level_3_on_the_sandbox_real_litellm_container(docker_sandbox: Path, docker_engine) -> None:
+    """Level 3 stops the real LiteLLM container, seen by the engine (last but `down`: it leaves the gateway stopped)."""
+    root = docker_sandbox
+    state = load_state(root)
+    assert state is not None and state.runtime == "docker"
+    container = json.loads(rollout("-w", str(root), "status", "--json").stdout)["container"]["name"]
+    assert docker_engine.containers.get(container).status == "running"
+    assert rollout("-w", str(root), "health").exit_code == 0
+    result = rollout("-w", str(root), "rollback", "--level", "3", "--yes", "--reason", "drill", "--json")
+    # 3: every level ran, but level 1's traffic check saw no app traffic through the gateway to verify
+    # (nothing drove the app here); that is the only step that did not pass
+    assert result.exit_code == 3, result.output
+    levels = json.loads(result.stdout)["levels"]
+    assert [lvl["level"] for lvl in levels] == [1, 2, 3]
+    traffic = levels[0]["steps"][-1]
+    assert traffic["type"] == "verify.traffic"
+    assert traffic["detail"].startswith("not verifiable: no app traffic in the window")
+    assert [s for lvl in levels for s in lvl["steps"] if s["exit_code"] != 0] == [traffic]
+    level3 = levels[2]["steps"]
+    assert (level3[0]["status"], level3[0]["detail"]) == ("ok", f"stopped container {container} (exited)")
+    assert level3[1]["detail"].startswith(f"verified: gateway {container} exited")
+    assert (level3[2]["type"], level3[2]["status"]) == ("verify.app", "ok")  # the app's direct path still answers
+    assert docker_engine.containers.get(container).status == "exited"
+    health = rollout("-w", str(root), "health")
+    assert health.exit_code == 4, health.output  # nothing answers on the gateway's port any more
+    assert f"gateway {state.gateway_url} does not answer (cannot connect: Connection refused)" in health.output
+
+
+@pytest.mark.docker
 def test_down_removes_the_container_and_stops_the_simulator(docker_sandbox: Path, docker_engine) -> None:
     state = load_state(docker_sandbox)
     assert state is not None and state.simulator is not None
@@ -210,71 +260,3 @@ def test_image_missing_names_the_build_script(tmp_path: Path) -> None:
     assert "gateway image 'rollout/no-such-image:missing' is not in the Docker engine" in result.stderr
     assert "scripts/build-gateway-image.sh" in result.stderr
     assert load_state(tmp_path / "sb") is None
-
-
-# --- production: the container deploy/docker-compose.yml describes ---------------------
-
-
-def _ns(duration: str) -> int:
-    units = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
-    for suffix in ("ms", "s", "m"):
-        if duration.endswith(suffix):
-            return int(float(duration[: -len(suffix)]) * units[suffix])
-    raise ValueError(duration)
-
-
-@pytest.mark.docker
-def test_compose_service_found_by_its_label_with_the_production_config(docker_engine, tmp_path: Path) -> None:
-    """The compose service as written (command, healthcheck, env, read-only config), with the offline image
-    for the registry's and a free port for 4000: `rollout gateway` finds it by its compose service label."""
-    from rollout_cli.gateway.api import GatewayClient
-    from rollout_cli.io.container import COMPOSE_SERVICE_LABEL, ContainerRuntime
-    from rollout_cli.io.net import free_port
-    from rollout_cli.simulator import Simulator
-
-    service = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())["services"]["litellm"]
-    assert service["network_mode"] == "host" and service["restart"] == "unless-stopped"
-    assert service["image"].startswith("ghcr.io/berriai/litellm:v")
-    port = free_port()
-    swap = lambda text: text.replace("4000", str(port))  # noqa: E731
-    health = service["healthcheck"]
-    suffix = secrets.token_hex(3)
-    name, service_name = f"rollout-test-compose-{suffix}", f"litellm-test-{suffix}"
-    key = "sk-" + secrets.token_urlsafe(32)
-    runtime = ContainerRuntime(docker_engine)
-    with Simulator(api_key="sk-sim-compose") as sim:
-        try:
-            runtime.run_detached(
-                "rollout/litellm:local",
-                name,
-                command=[swap(part) for part in service["command"]],
-                environment={**service["environment"], "LITELLM_MASTER_KEY": key,
-                             "OPENROUTER_API_KEY": sim.api_key, "OPENROUTER_API_BASE": sim.api_base},
-                volumes={str(REPO / "deploy" / "litellm-config.yaml"): "/app/config.yaml:ro"},
-                labels={COMPOSE_SERVICE_LABEL: service_name},
-                restart=service["restart"],
-                healthcheck={"test": [swap(part) for part in health["test"]], "interval": _ns(health["interval"]),
-                             "timeout": _ns(health["timeout"]), "retries": health["retries"],
-                             "start_period": _ns(health["start_period"])},
-            )
-            (tmp_path / "rollout.yaml").write_text(
-                f"app: {{env_file: .env}}\ngateway:\n  url: http://127.0.0.1:{port}\n"
-                f"  master_key_env: TEST_COMPOSE_KEY\n  container: {service_name}\n"
-            )
-            # 180 s: the production healthcheck and a cold LiteLLM start, on two cores shared with the other workers
-            waited = gw(tmp_path, "wait", "--timeout", "180")
-            assert waited.exit_code == 0, waited.output
-            data = json.loads(gw(tmp_path, "status", "--json").stdout)
-            assert data["runtime"] == "docker" and data["state"]["name"] == name
-            assert data["healthy"] is True and data["state"]["health"] in ("starting", "healthy")
-
-            with GatewayClient(f"http://127.0.0.1:{port}", key) as client:
-                seen = client.complete("kimi-k2", "ping")
-                assert (seen.status, seen.served_by, seen.content) == (200, "kimi-k2", "pong"), seen
-                assert client.metrics().count("litellm_") > 10  # the prometheus callback is on
-
-            restarted = gw(tmp_path, "restart", "--timeout", "180")
-            assert restarted.exit_code == 0, restarted.output
-            assert f"restarted {service_name}" in restarted.output
-        finally:
-            runtime.remove(name)

@@ -24,7 +24,6 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from rollout_cli.io.net import free_port
-from rollout_cli.sandbox.app import app_container_name
 from rollout_cli.sandbox.sample_app import write_sample_app
 from rollout_cli.schemas import load_schema
 from support import ALIASES, World, rollout
@@ -317,33 +316,3 @@ def test_compose_file_loads_with_compose_v1_and_names_no_project(tmp_path: Path)
     service = yaml.safe_load(config.stdout)["services"]["litellm"]
     assert service["container_name"] == "litellm" and service["network_mode"] == "host"
     assert not (REPO / "deploy" / ".env").exists()
-
-
-# --- item 21: sandbox status with the engine gone --------------------------------------------
-
-
-@pytest.mark.slow(45)
-@pytest.mark.docker
-def test_sandbox_status_with_the_docker_engine_unreachable_says_so(tmp_path: Path) -> None:
-    root = tmp_path / "sb"
-    up = rollout("sandbox", "up", str(root), "--runtime", "docker", "--gateway-port", "0", "--simulator-port", "0",
-                 "--timeout", "90")
-    assert up.exit_code == 0, up.output
-    try:
-        dead = f"unix://{tmp_path}/dead.sock"
-        result = rollout("sandbox", "status", str(root), env={"DOCKER_HOST": dead})
-        assert result.exit_code == 4, result.output
-        assert (f"the sandbox in {root} runs its gateway in Docker: Docker engine does not answer at {dead}"
-                in result.stdout)
-        assert "not running" not in result.stdout and "restarts it" not in result.stdout
-        assert "unknown" in next(line for line in result.stdout.splitlines() if line.lstrip().startswith("gateway"))
-        data = valid("sandbox status", json.loads(
-            rollout("sandbox", "status", str(root), "--json", env={"DOCKER_HOST": dead}).stdout))
-        assert data["exit_code"] == 4 and data["gateway"]["engine_answers"] is False
-        assert data["gateway"]["running"] is None
-        # the sample app (a container: `sandbox up` starts it in the gateway's runtime) is unknown too, not "not running"
-        assert (data["app"]["container"], data["app"]["running"]) == (app_container_name(root), None)
-        assert data["app"]["error"].startswith(f"Docker engine does not answer at {dead}")
-        assert rollout("sandbox", "status", str(root)).exit_code == 0  # the engine answers again: healthy
-    finally:
-        assert rollout("sandbox", "down", str(root)).exit_code == 0

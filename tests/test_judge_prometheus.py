@@ -23,6 +23,9 @@ from rollout_cli.core.workspace import PERCENTAGE_KEY
 from rollout_cli.sandbox import world as sandbox_world
 from support import openmetrics, prometheus_server, rollout, use_metrics
 
+# one worker starts this module's own sandbox once (tests/conftest.py, rule 6): its tests share it in file order
+pytestmark = [pytest.mark.xdist_group("test_judge_prometheus"), pytest.mark.slow(130)]
+
 PLAN = """\
 kind: rollout
 stages: [10, 50, 100]

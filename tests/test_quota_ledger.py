@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from support import make_world, process_sandbox, rollout
+from support import make_world, rollout
 from test_json_contract import valid
 
 ROLLOUT = str(Path(sys.executable).parent / "rollout")
@@ -54,13 +54,19 @@ def quota(ws: Path, code: int = 0) -> dict:
 # --- 14: the share holds when runs start together ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with process_sandbox(tmp_path_factory.mktemp("quota") / "sb") as info:
-        yield info
+@pytest.fixture
+def box(sandbox: Any) -> Iterator[Any]:
+    """The session sandbox (tests/conftest.py, rule 5): its rollout.yaml and today's ledger are put back after the
+    test, so the bad lines and the dead run's reservation written here never reach the next test on the worker."""
+    config, spent = sandbox.root / "rollout.yaml", ledger(sandbox.root)
+    original, before = config.read_text(), spent.read_bytes() if spent.exists() else b""
+    try:
+        yield sandbox
+    finally:
+        config.write_text(original)
+        spent.write_bytes(before)
 
 
-@pytest.mark.xdist_group("test_quota_ledger")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.gateway
 def test_four_health_runs_started_together_never_spend_past_the_share(box: Any) -> None:
     config = box.root / "rollout.yaml"
@@ -85,7 +91,6 @@ def test_four_health_runs_started_together_never_spend_past_the_share(box: Any) 
         config.write_text(original)
 
 
-@pytest.mark.xdist_group("test_quota_ledger")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.gateway
 def test_a_killed_runs_reservation_goes_back_to_the_share(box: Any) -> None:
     path = ledger(box.root)
@@ -217,11 +222,10 @@ def test_last_minute_counts_the_requests_sent_just_before_midnight_utc(tmp_path:
     assert shown["per_minute"]["used"] == 1  # ...the per-minute limit does not
 
 
-@pytest.mark.xdist_group("test_quota_ledger")  # its module sandbox, started once (conftest rule 6)
 @pytest.mark.gateway
 def test_checks_that_spend_the_quota_read_past_malformed_ledger_lines(box: Any) -> None:
     path = ledger(box.root)
-    with path.open("a") as handle:  # left there: every other test of the module reads past them too
+    with path.open("a") as handle:
         for bad in BAD_LINES:
             handle.write(json.dumps(bad) + "\n")
     for args in (["health"], ["smoke", "--model", "glm-4.5-air"], ["watch", "--probe", "--count", "1"]):

@@ -1,4 +1,7 @@
-"""Rollback level 3 against the real Docker engine and a real running container, and on a process sandbox."""
+"""Rollback level 3 against the real Docker engine and a real running container.
+
+On a process sandbox: test_effects_traffic.py; on the sandbox's real LiteLLM container: test_gateway.py.
+"""
 
 from __future__ import annotations
 
@@ -117,26 +120,6 @@ def test_status_shows_container_state(tmp_path, docker_engine, gateway_box):
     assert json.loads(result.stdout)["container"]["status"] == "running"
 
 
-def test_level_3_on_a_process_sandbox_stops_the_litellm_process(tmp_path):
-    """No container there: level 3 stops the sandbox's gateway process, and says so."""
-    from rollout_cli.sandbox import world
-    from support import rollout
-
-    info = world.up(tmp_path / "sb", runtime="process", gateway_port=0, simulator_port=0, timeout=90)
-    try:
-        result = rollout("-w", str(info.root), "rollback", "--level", "3", "--yes", "--json")
-        # 3: every level ran, but level 1's traffic check saw no app traffic through the gateway to verify
-        assert result.exit_code == 3, result.output
-        level1 = json.loads(result.stdout)["levels"][0]["steps"]
-        assert level1[-1]["detail"].startswith("not verifiable: no app traffic in the window")
-        level3 = json.loads(result.stdout)["levels"][2]["steps"]
-        assert level3[0]["status"] == "ok" and level3[1]["detail"].startswith("verified: gateway litellm (process) exited")
-        status = rollout("-w", str(info.root), "gateway", "status", "--json")
-        assert status.exit_code == 4 and json.loads(status.stdout)["state"]["running"] is False
-    finally:
-        world.down(info.root)
-
-
 @pytest.mark.docker
 def test_level_3_stops_a_paused_container(tmp_path, docker_engine, gateway_box):
     name, _ = gateway_box
@@ -178,42 +161,3 @@ def test_level_3_kills_a_container_that_ignores_sigterm(tmp_path, docker_engine,
     state = docker_engine.containers.get(name).attrs["State"]
     assert (state["Status"], state["ExitCode"]) == ("exited", 137)  # 128 + SIGKILL: the forced path
     assert level3["within_budget"] is True
-
-
-@pytest.mark.slow(70)
-@pytest.mark.docker
-def test_level_3_on_the_sandbox_real_litellm_container(tmp_path, docker_engine):
-    """`rollout sandbox up --runtime docker`: level 3 stops the real LiteLLM container, seen by the engine."""
-    from rollout_cli.sandbox.state import load_state
-    from support import rollout
-
-    root = tmp_path / "sb"
-    up = rollout("sandbox", "up", str(root), "--runtime", "docker", "--gateway-port", "0",
-                 "--simulator-port", "0", "--timeout", "120")
-    try:
-        assert up.exit_code == 0, up.output
-        state = load_state(root)
-        assert state is not None and state.runtime == "docker"
-        container = json.loads(rollout("-w", str(root), "status", "--json").stdout)["container"]["name"]
-        assert docker_engine.containers.get(container).status == "running"
-        assert rollout("-w", str(root), "health").exit_code == 0
-        result = rollout("-w", str(root), "rollback", "--level", "3", "--yes", "--reason", "drill", "--json")
-        # 3: every level ran, but level 1's traffic check saw no app traffic through the gateway to verify
-        # (nothing drove the app here); that is the only step that did not pass
-        assert result.exit_code == 3, result.output
-        levels = json.loads(result.stdout)["levels"]
-        assert [lvl["level"] for lvl in levels] == [1, 2, 3]
-        traffic = levels[0]["steps"][-1]
-        assert traffic["type"] == "verify.traffic"
-        assert traffic["detail"].startswith("not verifiable: no app traffic in the window")
-        assert [s for lvl in levels for s in lvl["steps"] if s["exit_code"] != 0] == [traffic]
-        level3 = levels[2]["steps"]
-        assert (level3[0]["status"], level3[0]["detail"]) == ("ok", f"stopped container {container} (exited)")
-        assert level3[1]["detail"].startswith(f"verified: gateway {container} exited")
-        assert (level3[2]["type"], level3[2]["status"]) == ("verify.app", "ok")  # the app's direct path still answers
-        assert docker_engine.containers.get(container).status == "exited"
-        health = rollout("-w", str(root), "health")
-        assert health.exit_code == 4, health.output  # nothing answers on the gateway's port any more
-        assert f"gateway {state.gateway_url} does not answer (cannot connect: Connection refused)" in health.output
-    finally:
-        rollout("sandbox", "down", str(root))

@@ -185,7 +185,9 @@ def test_prometheus_port_in_use_exits_2_before_anything_starts(fresh: Path) -> N
     assert load_state(fresh) is None
 
 
-def test_a_stopped_prometheus_comes_back_with_up_and_down_leaves_no_process(fresh: Path) -> None:
+def test_a_stopped_prometheus_then_a_stopped_node_exporter_come_back_with_up_and_down_stops_both(fresh: Path) -> None:
+    """Each of the two dead in turn on one sandbox (one LiteLLM start for both); issue 21: the node_exporter
+    serving .rollout/rollout.prom is started, shown, restarted and stopped."""
     started = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
                       "--simulator-port", "0", "--app-runtime", "none", "--json")
     assert started.exit_code == 0, started.output
@@ -204,31 +206,7 @@ def test_a_stopped_prometheus_comes_back_with_up_and_down_leaves_no_process(fres
     assert data["already_up"] is True and data["prometheus_url"] == url  # on its port again
     assert data["pids"]["prometheus"] != state.prometheus.pid
 
-    down = rollout("sandbox", "down", str(fresh), "--json")
-    assert f"prometheus process {data['pids']['prometheus']}" in json.loads(down.stdout)["stopped"]
-    assert _processes_mentioning(str(fresh)) == []
-
-
-def test_without_prometheus_installed_the_sandbox_runs_without_it_and_says_so(fresh: Path, tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"  # a PATH with git (the sample app's repo) and no prometheus
-    bin_dir.mkdir()
-    git = shutil.which("git")
-    assert git is not None
-    (bin_dir / "git").symlink_to(git)
-    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
-                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["prometheus_url"] is None and "prometheus" not in data["pids"]
-    assert any(m.startswith("Prometheus is not installed, so the sandbox runs without it") for m in data["messages"])
-    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
-
-
-def test_a_stopped_node_exporter_comes_back_with_up_and_down_stops_it(fresh: Path) -> None:
-    """Issue 21: the node_exporter serving .rollout/rollout.prom is started, shown, restarted and stopped."""
-    started = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
-                      "--simulator-port", "0", "--app-runtime", "none", "--json")
-    assert started.exit_code == 0, started.output
+    # now the node_exporter alone
     state = load_state(fresh)
     assert state is not None and state.node_exporter is not None
     assert f"--collector.textfile.directory={fresh / '.rollout'}" in state.node_exporter.argv
@@ -245,8 +223,25 @@ def test_a_stopped_node_exporter_comes_back_with_up_and_down_stops_it(fresh: Pat
     assert seen["running"] is True and seen["ready"] is True and seen["pid"] == pids["node_exporter"]
 
     down = rollout("sandbox", "down", str(fresh), "--json")
-    assert f"node_exporter process {pids['node_exporter']}" in json.loads(down.stdout)["stopped"]
+    stopped = json.loads(down.stdout)["stopped"]
+    assert f"node_exporter process {pids['node_exporter']}" in stopped
+    assert f"prometheus process {pids['prometheus']}" in stopped
     assert _processes_mentioning(str(fresh)) == []
+
+
+def test_without_prometheus_installed_the_sandbox_runs_without_it_and_says_so(fresh: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with git (the sample app's repo) and no prometheus
+    bin_dir.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (bin_dir / "git").symlink_to(git)
+    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["prometheus_url"] is None and "prometheus" not in data["pids"]
+    assert any(m.startswith("Prometheus is not installed, so the sandbox runs without it") for m in data["messages"])
+    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
 
 
 def test_without_node_exporter_installed_prometheus_has_no_job_rollout_and_up_says_so(fresh: Path,
