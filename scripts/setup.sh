@@ -3,7 +3,8 @@
 # machine or this one again (every step is skipped when already done):
 # a virtualenv in .venv with rollout and its dev and gateway extras (litellm for
 # the sandbox's process runtime), a running Docker engine and the offline images
-# (the test image, and the real LiteLLM gateway image: minutes the first time),
+# (the test image, the real LiteLLM gateway image: minutes the first time, and the Redis image the
+# swarm gateway's replicas share their router state through),
 # Debian's docker-compose (Compose v1), which CI checks deploy/docker-compose.yml with, and
 # Debian's prometheus (the sandbox's evidence store; promtool checks deploy/prometheus.yml),
 # prometheus-node-exporter (serves rollout's stage metrics to it), and
@@ -68,4 +69,6 @@ log "test image"
 bash scripts/build-test-image.sh
 log "gateway image"
 bash scripts/build-gateway-image.sh
+log "redis image"
+bash scripts/build-redis-image.sh
 log "ready"

@@ -16,7 +16,7 @@
 # copied from the machine's engine (docker save | docker load) unless the swarm's engine
 # already holds the same image id.
 #
-# Usage: scripts/swarm-up.sh [IMAGE...]     (default: rollout/litellm:local rollout-test/busybox:latest)
+# Usage: scripts/swarm-up.sh [IMAGE...]     (default: rollout/litellm:local rollout/redis:local rollout-test/busybox:latest)
 # Env: ROLLOUT_SWARM_NS (rollout-swarm), ROLLOUT_SWARM_SOCKET (/var/run/docker-$NS.sock),
 #      ROLLOUT_SWARM_TIMEOUT (60), ROLLOUT_SWARM_LOG (/var/log/$NS-dockerd.log)
 # Prints `export DOCKER_HOST=...` on stdout when done. scripts/swarm-down.sh undoes all of it.
@@ -32,7 +32,7 @@ PIDFILE="/var/run/docker-${NS}.pid"
 MAIN="unix:///var/run/docker.sock"
 ADDR="198.18.0.1"
 IMAGES=("$@")
-[ ${#IMAGES[@]} -gt 0 ] || IMAGES=(rollout/litellm:local rollout-test/busybox:latest)
+[ ${#IMAGES[@]} -gt 0 ] || IMAGES=(rollout/litellm:local rollout/redis:local rollout-test/busybox:latest)
 
 say() { echo "swarm-up: $*" >&2; }
 die() { say "$*"; exit 1; }

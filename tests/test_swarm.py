@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import docker.errors
+import httpx
 import pytest
 
 from rollout_cli.gateway.api import Probe
@@ -28,8 +29,10 @@ from rollout_cli.gateway.control import ReplicaHealth, replicas_problem
 from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, Replica, replica_url, workers_of
 from rollout_cli.gateway.topology import Topology, load_topology, shared_state_warning
 from rollout_cli.io.container import ContainerState
+from rollout_cli.io.netns import inside, namespace_path
 from rollout_cli.io.swarm import ServiceState, TaskState
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
+from rollout_cli.simulator import SimulatorAdmin
 from support import rollout, wait_until
 from test_json_contract import valid
 
@@ -39,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 NS = os.environ.get("ROLLOUT_SWARM_NS", "rollout-swarm")
 SOCKET = os.environ.get("ROLLOUT_SWARM_SOCKET", f"/var/run/docker-{NS}.sock")
 IMAGE = "rollout/litellm:local"
+REDIS_IMAGE = "rollout/redis:local"
 RECORDED = "rollout.replicas-before-stop"
 READY_S = 300  # two LiteLLM replicas starting at once on two shared cores
 
@@ -57,8 +61,9 @@ def swarm():  # type: ignore[no-untyped-def]
             reason = f"network namespace {NS} is missing"
         else:
             client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        reason = f"image {IMAGE} is not in the swarm's engine"
+            client.images.get(REDIS_IMAGE)
+    except docker.errors.ImageNotFound as exc:
+        reason = f"an image is not in the swarm's engine ({exc.explanation})"
     except docker.errors.DockerException as exc:
         reason = f"no swarm engine answers at {SOCKET}: {str(exc).splitlines()[0]}"
     if reason is None:
@@ -150,7 +155,8 @@ class Stack:
 
     def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "DOCKER_HOST": f"unix://{SOCKET}", "LITELLM_IMAGE": IMAGE,
-               "LITELLM_REPLICAS": "2", "LITELLM_PORT_BASE": str(self.port_base)}
+               "LITELLM_REPLICAS": "2", "LITELLM_PORT_BASE": str(self.port_base),
+               "REDIS_IMAGE": REDIS_IMAGE, "REDIS_PORT": str(self.port_base)}
         return subprocess.run(["docker", *args], capture_output=True, text=True, env=env, timeout=120,
                               cwd=self.deploy, check=True)
 
@@ -240,6 +246,54 @@ def test_gateway_wait_then_status_shows_every_replica(stack: Stack) -> None:
     logs = valid("gateway logs", stack.json("gateway", "logs", "--tail", "100"))  # the last 100 of each replica
     assert logs["runtime"] == "swarm" and logs["target"] == stack.service
     assert sum("LiteLLM: Proxy initialized with Config" in line for line in logs["lines"]) == 2
+
+
+@pytest.mark.docker
+@pytest.mark.slow(420)
+def test_a_primary_one_replica_cooled_down_is_skipped_by_the_other(stack: Stack) -> None:
+    """Redis shares the router state: replica 2 skips the primary replica 1 cooled down, without trying it."""
+    assert stack.cli("gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+    primary = "glm-4.5-air"
+
+    def simulator() -> SimulatorAdmin:
+        return SimulatorAdmin(f"http://127.0.0.1:{stack.simulator_port}")
+
+    def stats() -> dict:
+        with inside(namespace_path(NS)):  # the simulator answers in the namespace
+            return simulator().stats()
+
+    def primary_calls() -> int:
+        return sum(entry["requests"] for model, entry in stats()["models"].items()
+                   if model.startswith("z-ai/glm-4.5-air"))
+
+    def ask(slot: int) -> httpx.Response:
+        with inside(namespace_path(NS)), httpx.Client(timeout=60) as client:  # the replicas answer in the namespace
+            return client.post(f"http://127.0.0.1:{stack.port_base + slot}/v1/chat/completions",
+                               headers={"Authorization": f"Bearer {stack.key}"},
+                               json={"model": primary, "messages": [{"role": "user", "content": "hi"}]})
+
+    # a malformed answer: an error LiteLLM cools a deployment down for (a 5xx from OpenRouter it maps to a
+    # connection error, which it never cools down)
+    with inside(namespace_path(NS)):
+        simulator().set_fault(primary, mode="malformed")
+    try:
+        def replica_1_cooled_it_down() -> bool:
+            before = primary_calls()
+            answer = ask(1)
+            assert answer.status_code == 200, answer.text  # served by a fallback
+            return primary_calls() == before  # replica 1 no longer tries the primary: it is cooling down
+
+        wait_until(replica_1_cooled_it_down, 60, "replica 1 to cool the primary down")
+        assert primary_calls() > 0
+        with inside(namespace_path(NS)):
+            simulator().reset_stats()
+        answer = ask(2)
+        assert answer.status_code == 200, answer.text
+        assert primary_calls() == 0, stats()  # never tried: the cooldown came from Redis
+        assert stats()["total"] >= 1
+    finally:
+        with inside(namespace_path(NS)):
+            simulator().clear()
 
 
 @pytest.mark.docker

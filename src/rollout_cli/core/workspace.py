@@ -140,6 +140,7 @@ class GatewayConfig:
     config: Path | None = None
     runtime: str = "docker"  # docker | process | swarm
     service: str | None = None  # the swarm service (runtime swarm)
+    docker_host: str | None = None  # the swarm's engine (runtime swarm), before $DOCKER_HOST
 
     @cached_property
     def key(self) -> MasterKey:
@@ -343,6 +344,7 @@ _GATEWAY_SCHEMA: dict[str, tuple[str, bool]] = {
     "config": ("path", False),
     "runtime": ("runtime", False),
     "service": ("str", False),
+    "docker_host": ("str", False),
 }
 _TOP_KEYS = {"app", "gateway", "playbooks", "openrouter", "metrics", "notify"}
 
@@ -694,6 +696,7 @@ gateway:
                                      # | swarm (a replicated service: deploy/docker-stack.yml)
   container: litellm                 # container name or compose service name (level 3)
   # service: rollout-gateway_litellm # runtime swarm: the service's name (docker service ls)
+  # docker_host: unix:///var/run/docker-swarm.sock  # runtime swarm: its manager's engine (default $DOCKER_HOST)
   config: ../gateway/litellm-config.yaml
 # playbooks: ./playbooks             # optional: overrides the packaged defaults
 # openrouter:                        # the free tier's quota, shared by the app and rollout's own checks

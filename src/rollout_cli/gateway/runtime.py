@@ -32,7 +32,7 @@ from rollout_cli.core.workspace import MasterKey, Workspace
 from rollout_cli.errors import InputError, RolloutError, UnavailableError
 from rollout_cli.gateway.config import check_master_key, load_config
 from rollout_cli.io.atomic import atomic_write_text
-from rollout_cli.io.container import ContainerRuntime, ContainerState, read_state
+from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, read_state
 from rollout_cli.io.net import ensure_port_free, loopback_environment
 from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
 from rollout_cli.io.swarm import ACTIVE_TASK_STATES, ServiceState, SwarmServices, TaskState
@@ -304,16 +304,18 @@ class SwarmGateway(GatewayRuntime):
 
     kind = "swarm"
 
-    def __init__(self, name: str, url: str, services: SwarmServices | None = None) -> None:
+    def __init__(self, name: str, url: str, services: SwarmServices | None = None, *,
+                 docker_host: str | None = None) -> None:
         self.name = name
         self.url = url
         self._services = services
+        self.docker_host = docker_host  # None: $DOCKER_HOST
         self._last: ServiceState | None = None
 
     @property
     def services(self) -> SwarmServices:
         if self._services is None:
-            self._services = SwarmServices()
+            self._services = SwarmServices(connect(base_url=self.docker_host) if self.docker_host else None)
         return self._services
 
     def service(self) -> ServiceState:
@@ -441,7 +443,7 @@ def runtime_for(ws: Workspace) -> GatewayRuntime:
         if not ws.gateway.service:
             raise InputError(f"gateway.runtime is swarm but gateway.service is not set in {ws.config_path}; "
                              "name the gateway's swarm service there (docker service ls)")
-        return SwarmGateway(ws.gateway.service, ws.gateway.url)
+        return SwarmGateway(ws.gateway.service, ws.gateway.url, docker_host=ws.gateway.docker_host)
     if not ws.gateway.container:
         raise InputError(
             f"gateway.container is not set in {ws.config_path}; name the gateway's container "

@@ -68,19 +68,23 @@ class ContainerState:
         return data
 
 
-def connect(timeout: float = CONNECT_TIMEOUT_S) -> DockerClient:
+def connect(timeout: float = CONNECT_TIMEOUT_S, base_url: str | None = None) -> DockerClient:
     """Return a client that has answered a ping, or raise DockerUnavailable.
 
-    Honours DOCKER_HOST (and the other DOCKER_* variables) like the docker CLI.
+    Honours DOCKER_HOST (and the other DOCKER_* variables) like the docker CLI,
+    unless `base_url` names the engine (a workspace's gateway.docker_host).
     The timeout is short because a rollback must not hang on a dead engine.
     """
     import docker  # lazy: start-up time
 
     try:
-        client = docker.DockerClient.from_env(timeout=int(timeout) or 1)
+        if base_url:
+            client = docker.DockerClient(base_url=base_url, timeout=int(timeout) or 1)
+        else:
+            client = docker.DockerClient.from_env(timeout=int(timeout) or 1)
         client.ping()
     except Exception as exc:  # the SDK wraps socket errors in several layers
-        raise unavailable(exc) from exc
+        raise unavailable(exc, base_url) from exc
     return client
 
 

@@ -53,7 +53,11 @@ def local_socket() -> str | None:
     return host.removeprefix("unix://") if host.startswith("unix://") else None
 
 
-def unavailable(exc: BaseException) -> DockerUnavailable:
+def unavailable(exc: BaseException, host: str | None = None) -> DockerUnavailable:
+    """`host`: the engine asked when it was not $DOCKER_HOST's (a workspace's gateway.docker_host)."""
+    if host:
+        return DockerUnavailable(f"Docker engine does not answer at {host}: {_root_reason(exc)}; "
+                                 "check gateway.docker_host in rollout.yaml (the swarm sandbox: `rollout sandbox up`)")
     return DockerUnavailable(
         f"Docker engine does not answer at {docker_host()}: {_root_reason(exc)}; "
         "start it (e.g. scripts/docker-up.sh) or check DOCKER_HOST"

@@ -63,10 +63,12 @@ def folder(root: Path) -> Path:
 
 
 def render_config(gateway_port: int, app_port: int, key_file: Path, source: Path | None = None,
-                  node_exporter_port: int = 0) -> str:
+                  node_exporter_port: int = 0, replica_ports: list[int] | None = None) -> str:
     """deploy/prometheus.yml with the sandbox's targets, interval and key file; InputError naming a missing job.
 
     Without a node_exporter (port 0) the job `rollout` is left out: a target nobody serves would only read `down`.
+    With `replica_ports` (the swarm runtime) job `litellm` scrapes each replica as a target of its own, not the
+    load balancer: a replica's counters are its own, and the window gates sum them.
     """
     path = source or packaged_config(CONFIG_NAME)
     try:
@@ -79,6 +81,8 @@ def render_config(gateway_port: int, app_port: int, key_file: Path, source: Path
         if job not in jobs:
             raise InputError(f"Prometheus config {path} has no job {job!r}; reinstall rollout")
         jobs[job]["static_configs"] = [{"targets": [f"{HOST}:{ports[target]}"]}]
+    if replica_ports:
+        jobs["litellm"]["static_configs"] = [{"targets": [f"{HOST}:{port}" for port in replica_ports]}]
     if not node_exporter_port:
         config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] != "rollout"]
     jobs["litellm"]["authorization"] = {"type": "Bearer", "credentials_file": str(key_file)}
@@ -90,14 +94,16 @@ def render_config(gateway_port: int, app_port: int, key_file: Path, source: Path
     return header + yaml.safe_dump(config, sort_keys=False)
 
 
-def write_files(root: Path, gateway_port: int, app_port: int, node_exporter_port: int = 0) -> Path:
+def write_files(root: Path, gateway_port: int, app_port: int, node_exporter_port: int = 0,
+                replica_ports: list[int] | None = None) -> Path:
     """The config, scraping the gateway with the sandbox's master key from a 0600 file (Prometheus trims its
     line ending); the config's path."""
     where = folder(root)
     (where / "data").mkdir(parents=True, exist_ok=True)
     key_file = master_key_file_for(root, where / KEY_FILE)
     config = where / CONFIG_NAME
-    atomic_write_text(config, render_config(gateway_port, app_port, key_file, node_exporter_port=node_exporter_port))
+    atomic_write_text(config, render_config(gateway_port, app_port, key_file, node_exporter_port=node_exporter_port,
+                                            replica_ports=replica_ports))
     return config
 
 

@@ -82,7 +82,7 @@ def gateway_settings(simulator_api_base: str, simulator_key: str) -> dict[str, s
 @dataclass
 class SandboxState:
     root: Path
-    runtime: str  # docker | process
+    runtime: str  # docker | process | swarm
     simulator_port: int
     gateway_port: int
     simulator_key: str
@@ -98,6 +98,13 @@ class SandboxState:
     node_exporter: ProcessRecord | None = None
     receiver_port: int = 0  # the notification receiver (`rollout sandbox notifications`); 0: not started
     receiver: ProcessRecord | None = None
+    # runtime swarm (sandbox/swarm.py): the namespace holding its engine, the replicas (replica k on BASE+k),
+    # Redis's port there, and the relay joining the namespace's loopback to the host's
+    netns: str = ""
+    replicas: int = 0
+    port_base: int = 0
+    redis_port: int = 0
+    relay: ProcessRecord | None = None
 
     @property
     def path(self) -> Path:
@@ -161,6 +168,14 @@ class SandboxState:
     def simulator_log(self) -> Path:
         return self.root / ".rollout" / "simulator.log"
 
+    @property
+    def relay_log(self) -> Path:
+        return self.root / ".rollout" / "relay.log"
+
+    @property
+    def engine_log(self) -> Path:
+        return self.root / ".rollout" / "swarm-dockerd.log"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": 1,
@@ -197,6 +212,13 @@ class SandboxState:
                 "port": self.receiver_port,
                 "process": self.receiver.to_json() if self.receiver else None,
             } if self.receiver_port else None,
+            "swarm": {
+                "netns": self.netns,
+                "replicas": self.replicas,
+                "port_base": self.port_base,
+                "redis_port": self.redis_port,
+                "relay": self.relay.to_json() if self.relay else None,
+            } if self.netns else None,
         }
 
     def save(self) -> None:
@@ -239,6 +261,7 @@ def load_state(root: Path) -> SandboxState | None:
         sim, gw, prom = raw["simulator"], raw["gateway"], raw.get("prometheus") or {}
         exporter = raw.get("node_exporter") or {}
         receiver = raw.get("receiver") or {}
+        swarm = raw.get("swarm") or {}
         return SandboxState(
             root=root,
             runtime=raw["runtime"],
@@ -257,6 +280,11 @@ def load_state(root: Path) -> SandboxState | None:
             node_exporter=ProcessRecord.from_json(exporter["process"]) if exporter.get("process") else None,
             receiver_port=int(receiver.get("port") or 0),
             receiver=ProcessRecord.from_json(receiver["process"]) if receiver.get("process") else None,
+            netns=str(swarm.get("netns") or ""),
+            replicas=int(swarm.get("replicas") or 0),
+            port_base=int(swarm.get("port_base") or 0),
+            redis_port=int(swarm.get("redis_port") or 0),
+            relay=ProcessRecord.from_json(swarm["relay"]) if swarm.get("relay") else None,
         )
     except FileNotFoundError:
         return None

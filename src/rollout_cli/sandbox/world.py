@@ -37,13 +37,13 @@ from rollout_cli.errors import DockerUnavailable, InputError, RolloutError, Unav
 from rollout_cli.gateway.api import GatewayClient
 from rollout_cli.gateway.config import check_master_key, generate_master_key, packaged_config, render_sandbox_config
 from rollout_cli.gateway.control import wait_until_healthy
-from rollout_cli.gateway.runtime import DockerGateway, GatewayProcess, GatewayRuntime
+from rollout_cli.gateway.runtime import DockerGateway, GatewayProcess, GatewayRuntime, SwarmGateway
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.container import ContainerRuntime, connect
 from rollout_cli.io.lock import WorkspaceLock
 from rollout_cli.io.net import HOST, ensure_port_free, free_port, loopback_environment
 from rollout_cli.io.process import spawn_detached, tail_file
-from rollout_cli.sandbox import prometheus
+from rollout_cli.sandbox import prometheus, swarm
 from rollout_cli.sandbox.app import APP_RUNTIMES, app_status, start_app, stop_app
 from rollout_cli.sandbox.notifications import (
     NOTIFY_YAML,
@@ -83,7 +83,7 @@ DEFAULT_GATEWAY_PORT = 4000
 DEFAULT_SIMULATOR_PORT = 4010
 DEFAULT_TIMEOUT_S = 60.0
 SIMULATOR_START_TIMEOUT_S = 10.0
-RUNTIMES = ("auto", "docker", "process")
+RUNTIMES = ("auto", "docker", "process", "swarm")
 APP_RUNTIMES_UP = ("auto", "none", *APP_RUNTIMES)
 HEADER = "# Written by `rollout sandbox up`: a workspace for trying every rollout command locally.\n"
 BUILD_SCRIPT = "scripts/build-gateway-image.sh"
@@ -106,6 +106,9 @@ class SandboxInfo:
     already_up: bool = False
     took_s: float = 0.0
     prometheus_url: str | None = None  # None: Prometheus is not installed, the sandbox runs without it
+    replica_urls: list[str] = field(default_factory=list)  # runtime swarm: each replica, relayed to the host
+    service: str | None = None  # runtime swarm
+    docker_host: str | None = None  # runtime swarm: the sandbox's own engine
 
     @property
     def key_file(self) -> Path:
@@ -130,6 +133,9 @@ class SandboxInfo:
             "simulator_url": self.simulator_url,
             "prometheus_url": self.prometheus_url,
             "container": self.container,
+            "replica_urls": self.replica_urls,
+            "service": self.service,
+            "docker_host": self.docker_host,
             "pids": self.pids,
             "master_key_file": str(self.key_file),
             "already_up": self.already_up,
@@ -159,6 +165,7 @@ def up(
     step: Step | None = None,
     app_runtime: str | None = "auto",
     prometheus_port: int | None = None,
+    replicas: int | None = None,
 ) -> SandboxInfo:
     """Start the simulator, the gateway, the sample app and Prometheus, and write a complete workspace in `root`.
 
@@ -181,6 +188,10 @@ def up(
             raise InputError(f"{option} is {port}; use 1..65535, or 0 for any free port")
     if timeout <= 0:
         raise InputError(f"--timeout is {timeout:g}; use a number of seconds > 0")
+    if replicas is not None:
+        if runtime != "swarm":
+            raise InputError(f"--replicas goes with --runtime swarm, not {runtime}; add --runtime swarm")
+        swarm.check_replicas(replicas)
     root = root.absolute()
     _check_folder(root)
     say = step or (lambda _text: None)
@@ -207,6 +218,8 @@ def up(
             simulator_port = existing.simulator_port if simulator_port is None else simulator_port
             if prometheus_port is None and existing.prometheus_port:
                 prometheus_port = existing.prometheus_port
+            if replicas is None and existing.replicas:
+                replicas = existing.replicas
 
         # Everything that can be checked is checked before anything starts.
         _render_config(gateway_config)  # validated before anything starts
@@ -218,6 +231,9 @@ def up(
         if gateway_port == simulator_port:
             raise InputError(f"--gateway-port and --simulator-port are both {gateway_port}; choose two ports")
         app_port = (existing.app_port if existing is not None and existing.app_port else 0) or free_port(gateway_port)
+        # the swarm's replicas: replica k on BASE+k, inside the namespace and (the relay) on the host
+        port_base = _free_port_run(replicas or swarm.DEFAULT_REPLICAS, {gateway_port, simulator_port, app_port}) \
+            if chosen == "swarm" else 0
         if prometheus.prometheus_executable() is None:
             prometheus_port = 0  # not installed: the sandbox runs without it, and `up` says so
         elif prometheus_port:
@@ -233,9 +249,13 @@ def up(
 
         state = SandboxState(
             root=root, runtime=chosen, simulator_port=simulator_port, gateway_port=gateway_port,
-            simulator_key=DEFAULT_API_KEY, image=image if chosen == "docker" else None,
+            simulator_key=DEFAULT_API_KEY, image=image if chosen in ("docker", "swarm") else None,
             created=utc_now(), app_port=app_port, prometheus_port=prometheus_port,
         )
+        if chosen == "swarm":
+            state.netns, state.replicas, state.port_base = swarm.namespace(root), replicas or 2, port_base
+            state.redis_port = port_base  # inside the namespace only: the replicas' ports are above it
+
         try:
             _start_prometheus(state)  # becomes ready while the gateway boots
             say(f"starting the OpenRouter simulator on {state.simulator_url}")
@@ -261,7 +281,8 @@ def _ensure_app(state: SandboxState, app_runtime: str | None, say: Step) -> None
     """The sample app, in its own runtime ("auto": the gateway's), unless one already answers."""
     if app_runtime is None or app_runtime == "none" or app_status(state.root).get("running"):
         return
-    chosen = state.runtime if app_runtime == "auto" else app_runtime
+    # auto: the gateway's runtime; beside a swarm gateway, a process (the app is one, not a service)
+    chosen = (state.runtime if state.runtime in APP_RUNTIMES else "process") if app_runtime == "auto" else app_runtime
     say(f"starting the sample app ({chosen})")
     start_app(state.root, runtime=chosen)
 
@@ -279,7 +300,8 @@ def _start_prometheus(state: SandboxState) -> None:
         state.node_exporter = prometheus.start_node_exporter(state.root, exporter, state.node_exporter_port,
                                                              state.node_exporter_log)
         state.save()
-    prometheus.write_files(state.root, state.gateway_port, state.app_port, state.node_exporter_port)
+    prometheus.write_files(state.root, state.gateway_port, state.app_port, state.node_exporter_port,
+                           swarm.replica_ports(state) if state.runtime == "swarm" else None)
     state.prometheus = prometheus.start(state.root, executable, state.prometheus_port, state.prometheus_log)
     state.save()
 
@@ -327,6 +349,24 @@ def _ensure_receiver(state: SandboxState, say: Step) -> None:
     say("starting the notification receiver")
     start_receiver(state, {state.gateway_port, state.simulator_port, state.app_port, state.prometheus_port,
                            state.node_exporter_port})
+
+
+def _free_port_run(count: int, taken: set[int]) -> int:
+    """BASE such that BASE+1..BASE+count are free on the host's loopback (the swarm replicas' relayed ports)."""
+    for _ in range(64):
+        base = free_port() - 1
+        ports = range(base + 1, base + count + 1)
+        if taken.isdisjoint(ports) and all(_port_free(port) for port in ports):
+            return base
+    raise UnavailableError(f"found no {count} free consecutive ports on {HOST} for the swarm's replicas")
+
+
+def _port_free(port: int) -> bool:
+    try:
+        ensure_port_free(port, "--replicas")
+        return True
+    except InputError:
+        return False
 
 
 def _free_port_besides(taken: set[int]) -> int:
@@ -378,6 +418,13 @@ def _master_key(root: Path) -> str:
 def _choose_runtime(runtime: str, image: str | None) -> tuple[str, str]:
     """docker when asked, or on auto when an engine answers and the image is there; else process."""
     image = image or default_image()
+    if runtime == "swarm":
+        swarm.check_available()
+        for needed in (image, swarm.redis_image()):
+            if not _image_present(needed):
+                raise UnavailableError(f"image {needed!r} is not in the machine's Docker engine; build it with "
+                                       f"scripts/setup.sh (the swarm's engine loads it from there)")
+        return "swarm", image
     if runtime in ("auto", "docker"):
         try:
             present = _image_present(image)
@@ -462,6 +509,8 @@ def _write_workspace(root: Path, config_text: str, runtime: str, gateway_port: i
             app_rel="./app",
             gateway_url=gateway_url,
             container=container_name(root) if runtime == "docker" else None,
+            extra_gateway=(f"  service: {swarm.SERVICE}  # the replicas, in the sandbox's own swarm\n"
+                           f"  docker_host: {swarm.docker_host(swarm.namespace(root))}\n") if runtime == "swarm" else "",
             master_key_env=MASTER_KEY_ENV,
             master_key_file=f".rollout/{KEY_NAME}",
             config="./gateway/litellm-config.yaml",
@@ -504,6 +553,12 @@ def _start_simulator(state: SandboxState) -> None:
 
 def _start_gateway(state: SandboxState, key: str) -> GatewayRuntime:
     config = state.root / "gateway" / "litellm-config.yaml"
+    if state.runtime == "swarm":
+        swarm.engine_up(state)
+        swarm.deploy(state, key)
+        state.relay = swarm.start_relay(state)
+        state.save()
+        return SwarmGateway(swarm.SERVICE, state.gateway_url, docker_host=swarm.docker_host(state.netns))
     settings = gateway_settings(state.simulator_api_base, CALLER_KEYS["gateway"])
     if state.runtime == "process":
         executable = litellm_executable()
@@ -551,6 +606,8 @@ def _healthy(state: SandboxState) -> bool:
         return False
     if state.runtime == "process" and not state.gateway_process.state().running:
         return False
+    if state.runtime == "swarm" and (state.relay is None or not state.relay.alive()):
+        return False
     with GatewayClient(state.gateway_url, None) as client:
         return client.liveliness(timeout=2).ok and client.readiness(timeout=2).ok
 
@@ -568,11 +625,16 @@ def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0)
         pids["node_exporter"] = state.node_exporter.pid
     if state.receiver:
         pids["receiver"] = state.receiver.pid
+    if state.relay:
+        pids["relay"] = state.relay.pid
     return SandboxInfo(
         root=state.root, runtime=state.runtime, gateway_url=state.gateway_url,
         simulator_url=state.simulator_url, gateway_port=state.gateway_port,
         simulator_port=state.simulator_port, container=state.container, pids=pids,
         already_up=already_up, took_s=took_s, prometheus_url=state.prometheus_url,
+        replica_urls=swarm.replica_urls(state) if state.netns else [],
+        service=swarm.SERVICE if state.netns else None,
+        docker_host=swarm.docker_host(state.netns) if state.netns else None,
     )
 
 
@@ -617,14 +679,42 @@ def _stop_all(state: SandboxState) -> list[str]:
                 stopped.append(f"gateway container {state.container}")
         except RolloutError as exc:
             problems.append(exc.message)
+    if state.netns:
+        if state.relay is not None and state.relay.stop():
+            stopped.append(f"relay process {state.relay.pid}")
+        try:
+            if swarm.engine_down(state.netns):
+                stopped.append(f"swarm engine and network namespace {state.netns}")
+        except RolloutError as exc:
+            problems.append(exc.message)
     if state.simulator is not None and state.simulator.stop():
         stopped.append(f"simulator process {state.simulator.pid}")
     stopped += stop_receiver(state)  # last: nothing calls it but rollout
     if problems:
         raise UnavailableError(
-            f"stopped {', '.join(stopped) or 'nothing'}, but not the gateway container: {problems[0]}"
+            f"stopped {', '.join(stopped) or 'nothing'}, but not "
+            f"{'the swarm engine' if state.netns else 'the gateway container'}: {problems[0]}"
         )
     return stopped
+
+
+def _swarm_status(state: SandboxState) -> dict[str, Any]:
+    """The service, its replicas (each one's URL and task state), the relay and the namespace."""
+    relay = state.relay is not None and state.relay.alive()
+    found: dict[str, Any] = {
+        "service": swarm.SERVICE, "image": state.image, "netns": state.netns,
+        "docker_host": swarm.docker_host(state.netns), "load_balancer": True,
+        "relay": {"pid": state.relay.pid if state.relay else None, "running": relay},
+        "replica_urls": swarm.replica_urls(state),
+    }
+    try:
+        gateway = SwarmGateway(swarm.SERVICE, state.gateway_url, docker_host=swarm.docker_host(state.netns))
+        service = gateway.service()
+        found.update(running=service.running > 0 and relay, status=service.status, desired=service.desired,
+                     replicas=[{"slot": r.task.slot, "url": r.url, "state": r.task.state} for r in gateway.replicas()])
+    except RolloutError as exc:
+        found.update(running=False, status="unknown", error=exc.message)
+    return found
 
 
 def _remove_ours(containers: ContainerRuntime, root: Path) -> bool:
@@ -653,6 +743,8 @@ def status(root: Path) -> dict[str, Any]:
         box = runtime.state()
         gateway.update(pid=record.process.pid if record and record.process else None, running=box.running,
                        uptime_s=box.uptime_s, restarts=box.restart_count)
+    elif state.runtime == "swarm":
+        gateway.update(_swarm_status(state))
     else:
         gateway.update(container=state.container, image=state.image)
         try:

@@ -30,8 +30,9 @@ def register(app: typer.Typer) -> None:
     def up(
         ctx: typer.Context,
         directory: Path = sandbox_dir_argument(),
-        runtime: str = typer.Option("auto", "--runtime", help="docker, process, or auto: docker when an "
-                                    "engine answers and the image exists, else process."),
+        runtime: str = typer.Option("auto", "--runtime", help="docker, process, swarm (the gateway as a replicated "
+                                    "Swarm service in a network namespace of its own; root), or auto: docker when "
+                                    "an engine answers and the image exists, else process."),
         gateway_port: int = typer.Option(None, "--gateway-port", help="Gateway port on 127.0.0.1 (default 4000, "
                                          "or the port this DIR used before; 0: any free)."),
         simulator_port: int = typer.Option(None, "--simulator-port", help="Simulator port (default 4010, or the "
@@ -45,6 +46,8 @@ def register(app: typer.Typer) -> None:
                                         "docker (bind-mounting .env and flags.json), auto (as the gateway), none."),
         prometheus_port: int = typer.Option(None, "--prometheus-port", help="Prometheus port on 127.0.0.1 "
                                             "(default: the port this DIR used before, else any free one)."),
+        replicas: int = typer.Option(None, "--replicas", help="--runtime swarm: the gateway's replicas (default 2, "
+                                     "or the count this DIR used before)."),
         json_output: bool = json_option(),
     ) -> None:
         from rollout_cli.cli.views.gateway import wait_display  # lazy: start-up time (rich)
@@ -56,6 +59,7 @@ def register(app: typer.Typer) -> None:
                 root, runtime=runtime, gateway_port=gateway_port, simulator_port=simulator_port, image=image,
                 gateway_config=gateway_config.absolute() if gateway_config else None, timeout=timeout,
                 progress=progress, step=progress.step, app_runtime=app_runtime, prometheus_port=prometheus_port,
+                replicas=replicas,
             )
         render(result, json_output)
 

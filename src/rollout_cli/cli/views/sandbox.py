@@ -18,8 +18,12 @@ def sandbox_up_view(out: Any, result: Result[SandboxUpPayload]) -> None:
         log_lines(TextOut(), d)
         return
     out.print(f"[bold]sandbox[/] {esc(d['dir'])}  (runtime {esc(d['runtime'])})")
-    out.print(f"  gateway    {esc(d['gateway_url'])}" + (f"  container {esc(d['container'])}" if d["container"] else
-                                                         f"  pid {d['pids'].get('gateway')}"))
+    if d["runtime"] == "swarm":
+        out.print(f"  gateway    {esc(d['gateway_url'])}  load balancer over {esc(', '.join(d['replica_urls']))} "
+                  f"(relay pid {d['pids'].get('relay')}), service {esc(d['service'])} at {esc(d['docker_host'])}")
+    else:
+        out.print(f"  gateway    {esc(d['gateway_url'])}" + (f"  container {esc(d['container'])}" if d["container"]
+                                                             else f"  pid {d['pids'].get('gateway')}"))
     out.print(f"  simulator  {esc(d['simulator_url'])}  pid {d['pids'].get('simulator')}")
     if d["prometheus_url"]:
         out.print(f"  prometheus {esc(d['prometheus_url'])}  pid {d['pids'].get('prometheus')}  "
@@ -40,12 +44,16 @@ def sandbox_status_view(out: Any, result: Result[SandboxStatusPayload]) -> None:
     out.print(f"[bold]sandbox[/] {esc(d['dir'])}: {verdict} (runtime {esc(d['runtime'])}, since {esc(d['created'])})")
     sim, gw = d["simulator"], d["gateway"]
     out.print(f"  simulator  {esc(sim['url'])}  pid {sim['pid']}  " + _running(sim["running"]))
-    where = f"container {esc(gw['container'])}" if d["runtime"] == "docker" else f"pid {gw.get('pid')}"
+    where = (f"container {esc(gw['container'])}" if d["runtime"] == "docker" else
+             f"service {esc(gw['service'])} ({gw.get('desired', '?')} replicas, relay pid {gw['relay']['pid']}, "
+             f"namespace {esc(gw['netns'])})" if d["runtime"] == "swarm" else f"pid {gw.get('pid')}")
     health = f", health {esc(gw['health'])}" if gw.get("health") else ""
     out.print(f"  gateway    {esc(gw['url'])}  {where}  {_running(gw.get('running'))}{health}, "
               f"liveliness {'ok' if gw['liveliness'] else 'failed'}, readiness {'ok' if gw['readiness'] else 'failed'}")
     if gw.get("error"):
         out.print(f"             {esc(gw['error'])}")
+    for replica in gw.get("replicas") or []:
+        out.print(f"  replica {replica['slot']}  {esc(replica['url'] or '-')}  task {esc(replica['state'])}")
     app = d.get("app") or {}
     if app.get("running"):
         where = f"container {esc(app['container'])}" if app.get("container") else f"pid {app['process']['pid']}"
