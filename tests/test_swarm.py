@@ -549,20 +549,27 @@ def _without_redis(config_text: str) -> str:
     return "".join(line for line in config_text.splitlines(keepends=True) if "redis_" not in line)
 
 
-@pytest.mark.parametrize(("processes", "router_extra", "warned"), [
-    (1, "", False),
-    (2, "", True),
-    (2, "  redis_host: 127.0.0.1\n", False),
-    (4, "  redis_url: redis://127.0.0.1:6379\n", False),
+ENV_REDIS = "  redis_host: os.environ/REDIS_HOST\n"  # as the shipped config names it
+
+
+@pytest.mark.parametrize(("processes", "router_extra", "environment", "missing"), [
+    (1, "", None, None),
+    (2, "", None, "(redis_host or redis_url)"),
+    (2, "  redis_host: 127.0.0.1\n", {}, None),
+    (4, "  redis_url: redis://127.0.0.1:6379\n", None, None),
+    (2, ENV_REDIS, {"REDIS_HOST": "127.0.0.1"}, None),
+    (2, ENV_REDIS, {"OTHER": "x"}, "(its os.environ/REDIS_HOST is unset in the gateway's environment)"),
+    (2, ENV_REDIS, {"REDIS_HOST": ""}, "(its os.environ/REDIS_HOST is unset in the gateway's environment)"),
+    (2, ENV_REDIS, None, None),  # the gateway's environment not known: taken as set
 ])
 def test_several_processes_without_redis_are_warned(tmp_path: Path, processes: int, router_extra: str,
-                                                    warned: bool) -> None:
+                                                    environment: dict[str, str] | None, missing: str | None) -> None:
     topology = _topology(tmp_path, router_extra)
-    warning = shared_state_warning(processes, "2 replicas of service gw", topology)
-    assert (warning is not None) == warned
+    warning = shared_state_warning(processes, "2 replicas of service gw", topology, environment)
+    assert (warning is not None) == (missing is not None)
     if warning:
         assert warning.startswith(f"the gateway runs as {processes} processes (2 replicas of service gw) and "
-                                  f"router_settings in {topology.source} has no Redis (redis_host or redis_url)")
+                                  f"router_settings in {topology.source} has no Redis {missing}: "), warning
     assert shared_state_warning(processes, "x", None) is None  # no gateway config: nothing to read
 
 

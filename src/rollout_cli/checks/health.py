@@ -258,8 +258,8 @@ def check_health(
         container_state = box.get("state") or {
             "name": ws.gateway.container or ws.gateway.service, "status": "unknown", "error": "Docker engine did not answer in 6 s",
         }
-    processes, how = box.get("processes") or (1, "")
-    shared = shared_state_warning(processes, how, topology)
+    processes, how, environment = box.get("processes") or (1, "", None)
+    shared = shared_state_warning(processes, how, topology, environment)
     if shared is not None and shared not in state.warnings:  # the preflight is shared by one decision's checks
         state.warnings.append(shared)
     replicas = None

@@ -34,7 +34,7 @@ from rollout_cli.gateway.config import check_master_key, load_config
 from rollout_cli.io.atomic import atomic_write_text
 from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, read_state
 from rollout_cli.io.net import ensure_port_free, loopback_environment
-from rollout_cli.io.process import ProcessRecord, spawn_detached, tail_file
+from rollout_cli.io.process import ProcessRecord, environment_of, spawn_detached, tail_file
 from rollout_cli.io.swarm import ACTIVE_TASK_STATES, ServiceState, SwarmServices, TaskState
 
 if TYPE_CHECKING:
@@ -75,8 +75,9 @@ class GatewayRuntime(ABC):
         return None
 
     @abstractmethod
-    def processes(self) -> tuple[int, str]:
-        """How many LiteLLM processes serve (replicas times workers), and how that count came about."""
+    def processes(self) -> tuple[int, str, dict[str, str] | None]:
+        """How many LiteLLM processes serve (replicas times workers), how that count came about, and their
+        environment (None: not known)."""
 
     def stop_preview(self, state: ContainerState) -> str:
         """What stop() would do, for a dry run."""
@@ -120,10 +121,10 @@ class DockerGateway(GatewayRuntime):
     def follow_logs(self, tail: int = 0) -> Iterator[str]:
         return self.runtime.follow_logs(self.name, tail=tail)
 
-    def processes(self) -> tuple[int, str]:
+    def processes(self) -> tuple[int, str, dict[str, str] | None]:
         config = self.runtime.find(self.name).attrs.get("Config") or {}
         workers = workers_of([*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])], config.get("Env") or [])
-        return workers, f"{workers} workers in container {self.name}"
+        return workers, f"{workers} workers in container {self.name}", _environment(config.get("Env") or [])
 
 
 @dataclass
@@ -253,10 +254,12 @@ class ProcessGateway(GatewayRuntime):
         record = self._need_record()
         return tail_file(record.log, tail)
 
-    def processes(self) -> tuple[int, str]:
+    def processes(self) -> tuple[int, str, dict[str, str] | None]:
         record = self.record()
         workers = workers_of(record.argv, [f"{k}={v}" for k, v in record.env.items()]) if record else 1
-        return workers, f"{workers} workers of the gateway process"
+        alive = record is not None and record.process is not None and record.process.alive()
+        environment = environment_of(record.process.pid) if alive and record and record.process else None
+        return workers, f"{workers} workers of the gateway process", environment
 
     def follow_logs(self, tail: int = 0) -> Iterator[str]:
         """The last `tail` lines, then new ones as they come, until the process ends."""
@@ -383,11 +386,12 @@ class SwarmGateway(GatewayRuntime):
     def logs(self, tail: int = 100) -> list[str]:
         return self.services.logs(self.name, tail=tail)
 
-    def processes(self) -> tuple[int, str]:
+    def processes(self) -> tuple[int, str, dict[str, str] | None]:
         service = self.service()
         workers = workers_of(service.command, service.env)
         each = f" x {workers} workers" if workers > 1 else ""
-        return service.desired * workers, f"{service.desired} replicas of service {self.name}{each}"
+        return (service.desired * workers, f"{service.desired} replicas of service {self.name}{each}",
+                _environment(service.env))
 
     def follow_logs(self, tail: int = 0) -> Iterator[str]:
         return self.services.follow_logs(self.name, tail=tail)
@@ -416,6 +420,11 @@ def replica_url(gateway_url: str, service: ServiceState, slot: int) -> str | Non
 
 
 _WORKERS = re.compile(r"--num_workers(?:=|\s+)(\d+)")
+
+
+def _environment(entries: Sequence[str]) -> dict[str, str]:
+    """`NAME=value` entries (a container's or a service's Env) as a mapping."""
+    return dict(entry.partition("=")[::2] for entry in entries)
 
 
 def workers_of(argv: Sequence[str], env: Sequence[str]) -> int:

@@ -48,7 +48,7 @@ class Topology:
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
     mock_testing_allowed: bool = False  # general_settings.dangerously_allow_mock_testing_request_params
     source: Path | None = None
-    shared_state: bool = False  # router_settings names Redis (redis_host or redis_url): cooldowns shared by processes
+    redis: str | None = None  # router_settings' redis_host or redis_url as written (maybe os.environ/NAME)
 
     @property
     def aliases(self) -> list[str]:
@@ -100,24 +100,33 @@ def read_topology(path: Path) -> Topology:
         fallbacks={alias: list(targets) for rule in router.get("fallbacks") or [] for alias, targets in rule.items()},
         mock_testing_allowed=bool(general.get("dangerously_allow_mock_testing_request_params")),
         source=path,
-        shared_state=bool(router.get("redis_host") or router.get("redis_url")),
+        redis=str(router.get("redis_host") or router.get("redis_url") or "") or None,
     )
 
 
-def shared_state_warning(processes: int, how: str, topology: Topology | None) -> str | None:
+def shared_state_warning(processes: int, how: str, topology: Topology | None,
+                         environment: dict[str, str] | None = None) -> str | None:
     """Why several gateway processes without Redis misjudge models, or None (one process, Redis set, no config).
 
     LiteLLM keeps cooldowns, allowed-fails counts and rate limits in each
     process's memory unless router_settings points at Redis: a model one
     process has cooled down is still tried by the others, and each process
-    allows its own share of failures and requests.
+    allows its own share of failures and requests. A setting that names a
+    variable (`os.environ/REDIS_HOST`, as the shipped config does) is Redis
+    only when the gateway's `environment` sets it (None: not known, taken as set).
     """
-    if processes <= 1 or topology is None or topology.shared_state:
+    if processes <= 1 or topology is None:
+        return None
+    if not topology.redis:
+        missing = "no Redis (redis_host or redis_url)"
+    elif topology.redis.startswith(_ENV_REF) and environment is not None \
+            and not environment.get(topology.redis[len(_ENV_REF):]):
+        missing = f"no Redis (its {topology.redis} is unset in the gateway's environment)"
+    else:
         return None
     return (f"the gateway runs as {processes} processes ({how}) and router_settings in {topology.source} "
-            "has no Redis (redis_host or redis_url): cooldowns and rate limits are kept per process, so a model "
-            "cooled down in one is still tried by the others; point router_settings at a shared Redis "
-            "(docs/SETUP.md, \"Several nodes\")")
+            f"has {missing}: cooldowns and rate limits are kept per process, so a model cooled down in one is "
+            "still tried by the others; point router_settings at a shared Redis (docs/SETUP.md, \"Several nodes\")")
 
 
 def _resolve(value: Any) -> str | None:

@@ -346,6 +346,16 @@ def command_line(pid: int) -> str | None:
     return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part) or None
 
 
+def environment_of(pid: int) -> dict[str, str] | None:
+    """Process `pid`'s environment as it started (the first 256 KiB of /proc/PID/environ); None: not readable."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()[:256 * 1024]
+    except OSError:
+        return None
+    pairs = (part.decode(errors="replace").partition("=") for part in raw.split(b"\0") if part)
+    return {name: value for name, _, value in pairs}
+
+
 def started_at(pid: int) -> float | None:
     """When process `pid` started, as a Unix time (within about a second: the boot time has whole seconds).
 
