@@ -126,12 +126,12 @@ def entry(alias: str, status: str, role: str = "fallback 1") -> ModelEntry:
 
 def test_the_catalog_gate() -> None:
     plan = StagePlan()
-    assert catalog_gate(None, plan, None, None).status == "inconclusive"
+    assert catalog_gate(None, plan).status == "inconclusive"
     unreadable = CatalogReport([], [entry("a", "unknown")], [{"url": "u", "reachable": False, "error": "boom"}], "a")
-    assert catalog_gate(unreadable, plan, None, None).reason == "catalog cannot be read: u: boom"
+    assert catalog_gate(unreadable, plan).reason == "catalog cannot be read: u: boom"
     two_gone = CatalogReport([], [entry("p", "ok", "primary"), entry("a", "retired"), entry("b", "retired"),
                                   entry("c", "ok"), entry("d", "ok")], [], "p")
-    gate = catalog_gate(two_gone, plan, None, None)
+    gate = catalog_gate(two_gone, plan)
     assert (gate.status, gate.value) == ("fail", "3 of 5 fit")
     assert gate.reason.startswith("catalog: only 3 of 5 models left (< 4): a (x/a:free): a is retired")
 

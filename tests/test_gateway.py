@@ -115,7 +115,7 @@ def test_a_workspace_without_a_container_or_sandbox_is_bad_input(tmp_path: Path)
 def docker_sandbox(docker_engine, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("docker-sandbox") / "sb"
     result = rollout("sandbox", "up", str(root), "--runtime", "docker", "--gateway-port", "0",
-                     "--simulator-port", "0", "--timeout", "90")
+                     "--simulator-port", "0", "--timeout", "180")
     assert result.exit_code == 0, result.output
     try:
         yield root

@@ -177,10 +177,10 @@ def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: f
         os.close(write_end)
         if stdin_read is not None:
             os.close(stdin_read)
-    if stdin is not None and stdin_write is not None:
-        threading.Thread(target=_feed, args=(stdin_write, stdin), name="run-input", daemon=True).start()
-    output = _OutputTail(read_end)
-    try:
+    try:  # from here on an interrupt (Ctrl-C) ends the program's whole group, whenever it comes
+        if stdin is not None and stdin_write is not None:
+            threading.Thread(target=_feed, args=(stdin_write, stdin), name="run-input", daemon=True).start()
+        output = _OutputTail(read_end)
         code: int | None = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _end_group(proc, grace_s)
