@@ -32,7 +32,7 @@ from rollout_cli.core.workspace import MasterKey, Workspace
 from rollout_cli.errors import InputError, RolloutError, UnavailableError
 from rollout_cli.gateway.config import check_master_key, load_config
 from rollout_cli.io.atomic import atomic_write_text
-from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, read_state
+from rollout_cli.io.container import ContainerRuntime, ContainerState, connect, read_attrs, read_state
 from rollout_cli.io.net import ensure_port_free, loopback_environment
 from rollout_cli.io.process import ProcessRecord, environment_of, spawn_detached, tail_file
 from rollout_cli.io.swarm import ACTIVE_TASK_STATES, ServiceState, SwarmServices, TaskState
@@ -122,7 +122,8 @@ class DockerGateway(GatewayRuntime):
         return self.runtime.follow_logs(self.name, tail=tail)
 
     def processes(self) -> tuple[int, str, dict[str, str] | None]:
-        config = self.runtime.find(self.name).attrs.get("Config") or {}
+        attrs = read_attrs(self.name) if self._runtime is None else None  # a read alone: no SDK import
+        config = (attrs if attrs is not None else self.runtime.find(self.name).attrs).get("Config") or {}
         workers = workers_of([*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])], config.get("Env") or [])
         return workers, f"{workers} workers in container {self.name}", _environment(config.get("Env") or [])
 

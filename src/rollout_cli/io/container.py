@@ -160,6 +160,12 @@ def _not_found(name_or_service: str, setting: str, oneoffs: int = 0) -> Containe
 def read_state(name_or_service: str, setting: str = GATEWAY_SETTING) -> ContainerState | None:
     """What ContainerRuntime().state(name_or_service) says, asked over a local engine's socket without the SDK
     (io/engine.py: start-up time); None when DOCKER_HOST is not a unix socket, so the caller uses the SDK."""
+    attrs = read_attrs(name_or_service, setting)
+    return None if attrs is None else state_from_attrs(attrs)
+
+
+def read_attrs(name_or_service: str, setting: str = GATEWAY_SETTING) -> Mapping[str, Any] | None:
+    """`docker inspect` of the container read_state chooses, without the SDK; None: not a local socket."""
     if local_socket() is None:
         return None
     listed = "/containers/json?all=1&filters="
@@ -176,7 +182,7 @@ def read_state(name_or_service: str, setting: str = GATEWAY_SETTING) -> Containe
     if not found:
         raise ContainerNotFound(f"container '{name_or_service}' vanished while trying to inspect it (docker ps -a)")
     # chosen from the exact answers of `docker inspect`, as find_container does (the list's Created has whole seconds)
-    return state_from_attrs(pick_service_container(name_or_service, found, setting) if by_service else found[0])
+    return pick_service_container(name_or_service, found, setting) if by_service else found[0]
 
 
 def inspect_state(container: Container) -> ContainerState:
