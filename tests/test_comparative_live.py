@@ -23,7 +23,7 @@ import pytest
 
 from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.workspace import PERCENTAGE_KEY
-from support import app_counts, process_sandbox, rollout, scraped_after_now, send_load
+from support import app_counts, process_sandbox, rollout, scraped_after_now, send_load, wait_until
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6)
 pytestmark = [pytest.mark.gateway, pytest.mark.xdist_group("test_comparative_live"), pytest.mark.slow(150)]
@@ -89,6 +89,11 @@ def faulted_load(root: Path, via: str) -> dict[str, dict[str, float]]:
         send_load(root, 20, 2, MODEL)
     finally:
         assert cli(root, "sandbox", "fault", "--clear").exit_code == 0
+    # The gateway cools a failing deployment down (the sandbox: 5 s) and answers "no deployments" meanwhile;
+    # the healthy part begins once the gateway serves the model again (rollout's own check requests are left out
+    # of the window by their user agent), so both paths meet the same fault and nothing else.
+    wait_until(lambda: cli(root, "health", "--model", MODEL).exit_code == 0, 60, f"the gateway serving {MODEL}",
+               poll=1.0)
     send_load(root, 40, 8, MODEL)
     after = app_counts(root)
     return {path: {k: after[path][k] - before[path][k] for k in ("requests", "failed")} for path in after}

@@ -39,6 +39,8 @@ from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.samples import SampleStore
 from rollout_cli.rollout.snapshot import planned_requests, recent_app_paths, scrape_metrics
 
+POST_CHECK_RETRY_S = 3.0  # before the post-check asks an unreachable gateway once more
+
 Confirm = Callable[[Decision], bool]
 
 
@@ -220,6 +222,12 @@ def _advance(
     with Evidence(ws, topology=decision.topology) as evidence:
         _baseline(ws, target, evidence)
         post = post_check(ws, evidence)
+    if not post["ok"] and str(post.get("reason", "")).endswith(": unreachable"):
+        # One probe that did not answer in time (a gateway starved of CPU for a moment) is thin evidence for a
+        # rollback: asked once more, afresh, after a pause; a gateway that is down stays unreachable.
+        time.sleep(POST_CHECK_RETRY_S)
+        with Evidence(ws, topology=decision.topology) as evidence:
+            post = post_check(ws, evidence)
     if post["ok"]:  # the gateway answers: now the app's traffic must follow the new stage
         post["traffic"] = check_traffic(ws, target, written_at)
         if post["traffic"]["status"] == "failed":
