@@ -372,7 +372,10 @@ def test_a_killed_replica_is_named_then_its_replacement_comes_back(stack: Stack,
     # delay, then `running`): HOLD
     starting = (slot_2["state"] in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")
                 and slot_2["desired_state"] in ("ready", "running"))
-    assert (replicas["verdict"], code) == (("inconclusive", 3) if starting else ("fail", 1)), health
+    # a model another test of this module cooled down (shared by the replicas through Redis) fails health on its own
+    model_failed = any(m["status"] != "healthy" for m in health["models"])
+    assert replicas["verdict"] == ("inconclusive" if starting else "fail"), health
+    assert code == (1 if model_failed or not starting else 3), health
     assert f"replica 2 (task {slot_2['task_id']}" in replicas["reason"]
     assert starting or slot_2["task_id"] == killed_task
     assert replicas["reason"] in health["messages"]
@@ -394,7 +397,8 @@ def test_a_killed_replica_is_named_then_its_replacement_comes_back(stack: Stack,
 
     wait_until(replaced, READY_S, "the swarm's replacement of replica 2 ready")
     code, health = stack.run("health")
-    assert code == 0 and health["replicas"]["verdict"] == "pass", health
+    model_failed = any(m["status"] != "healthy" for m in health["models"])
+    assert code == (1 if model_failed else 0) and health["replicas"]["verdict"] == "pass", health
     assert health["replicas"]["replicas"][1]["container_id"] != killed
 
 
