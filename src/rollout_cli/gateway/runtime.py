@@ -258,8 +258,8 @@ class ProcessGateway(GatewayRuntime):
     def processes(self) -> tuple[int, str, dict[str, str] | None]:
         record = self.record()
         workers = workers_of(record.argv, [f"{k}={v}" for k, v in record.env.items()]) if record else 1
-        alive = record is not None and record.process is not None and record.process.alive()
-        environment = environment_of(record.process.pid) if alive and record and record.process else None
+        process = record.process if record else None
+        environment = environment_of(process.pid) if process is not None and process.alive() else None
         return workers, f"{workers} workers of the gateway process", environment
 
     def follow_logs(self, tail: int = 0) -> Iterator[str]:
