@@ -94,7 +94,9 @@ def test_signal_reload_through_a_pid_file_reaches_the_process_and_the_drill_chec
         from rollout_cli.core.text import printable
 
         full = printable(" ".join(child.args))  # type: ignore[arg-type]
-        shown = full if len(full) <= 80 else full[:77] + "..."  # the program that gets the signal, shown short
+        # the program that gets the signal, shown short: its middle left out, its start and its end kept
+        shown = full if len(full) <= 160 else full[:78] + "..." + full[-78:]
+        assert len(full) > 160 and shown.endswith("time.sleep(60) ")  # this child's own is long
         assert check == {"name": "app pid file names a running process", "ok": True,
                          "detail": f"pid {child.pid} ({shown}), started before its pid file was written", "exit_code": 0}
         result = world.cli("rollback", "--level", "1", "--yes", "--json")
@@ -133,8 +135,13 @@ def test_a_pid_whose_command_line_is_not_the_apps_is_never_signalled(tmp_path: P
                             r"app; is the app running\?", detail), detail
         time.sleep(0.3)
         assert not seen.exists() and child.poll() is None
-        with_reload(world, f"{{signal: {{pid_file: {pid_file}, process: 'signal.SIGHUP'}}}}")  # its own program
-        assert world.cli("rollback", "--level", "1", "--yes").exit_code == 0
+        with_reload(world, f"{{signal: {{pid_file: {pid_file}, process: 'pathlib.Path'}}}}")  # its own program
+        result = world.cli("rollback", "--level", "1", "--yes", "--json")
+        assert result.exit_code == 0, result.output
+        detail = json.loads(result.stdout)["levels"][0]["steps"][1]["detail"]
+        # the text checked is in the middle left out of a long command line: said apart
+        assert re.fullmatch(rf"sent SIGHUP to pid {child.pid} \(.*python.*\.\.\..*, which contains 'pathlib\.Path'\) "
+                            rf"\(from {re.escape(str(pid_file))}\)", detail), detail
         wait_until(seen.exists, 10, "the SIGHUP")
     finally:
         child.kill()

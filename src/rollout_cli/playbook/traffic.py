@@ -50,6 +50,7 @@ class NotVerifiable(RolloutError):
 
 PID_FILE_LIMIT = 64  # bytes: a pid and a newline, with room to spare
 STARTED_SLACK_S = 2.0  # a process's start time is known to about a second (the boot time has whole seconds)
+COMMAND_SHOWN = 160  # characters of a signalled process's command line shown in a step's detail
 
 
 def reload_app(ws: Workspace, timeout: float) -> str:
@@ -71,13 +72,22 @@ def reload_app(ws: Workspace, timeout: float) -> str:
         os.kill(pid, getattr(signal, "SIG" + how.signal))
     except ProcessLookupError:
         raise UnavailableError(f"app.reload: no process {pid} (from {how.pid_file}); is the app running?") from None
-    return f"sent SIG{how.signal} to pid {pid} ({_command_of(pid)}) (from {how.pid_file})"
+    return f"sent SIG{how.signal} to pid {pid} ({_command_of(pid, how.process)}) (from {how.pid_file})"
 
 
-def _command_of(pid: int) -> str:
-    """What the signalled process runs, short and on one line: the operator sees which program got it."""
+def _command_of(pid: int, process: str | None) -> str:
+    """What the signalled process runs, short and on one line: the operator sees which program got it.
+
+    A long command line loses its middle, not its end (the script an interpreter runs is often
+    past a long interpreter path); the text `app.reload.signal.process` checked is always shown.
+    """
     command = printable(command_line(pid) or "?")
-    return command if len(command) <= 80 else command[:77] + "..."
+    if len(command) > COMMAND_SHOWN:
+        half = (COMMAND_SHOWN - 3) // 2
+        command = command[:half] + "..." + command[-half:]
+    if process is not None and process not in command:
+        command += f", which contains {process!r}"
+    return command
 
 
 def _command(how: AppReload, timeout: float) -> Step:
@@ -168,7 +178,7 @@ class ReloadApp(Step):
             except RolloutError as exc:
                 return [Check("app pid file names a running process", False, str(exc), int(exc.exit_code))]
             return [Check("app pid file names a running process", True,
-                          f"pid {pid} ({_command_of(pid)}), started before its pid file was written")]
+                          f"pid {pid} ({_command_of(pid, how.process)}), started before its pid file was written")]
         return []
 
     def run(self, ctx: StepContext) -> Outcome:
