@@ -23,7 +23,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.workspace import load_workspace
 from rollout_cli.errors import InputError, PlaybookError
 from rollout_cli.rollout.intervals import newcombe_difference, wilson
@@ -357,10 +356,10 @@ def test_a_prometheus_answering_nonsense_holds_naming_it(tmp_path):
 
     with answering(reply) as url:
         prom = Prometheus(url)
-        window, app, custom = prometheus_window(prom, QuotaLedger(tmp_path), 1000.0, 4600.0, the_plan)
+        window, app, custom = prometheus_window(prom, 1000.0, 4600.0, the_plan)
     assert "negative, NaN or infinite increase for failed" in window["problem"] and app["problem"] == window["problem"]
     assert custom[0]["value"] is None and custom[0]["error"] == "the query returned inf"
-    assert prom.queries == 14  # the freshness query, the window's ten, the custom gate, the gateway's scrapes at both edges
+    assert prom.queries == 12  # the freshness query, the window's ten, the custom gate
 
 
 def test_every_query_has_a_byte_cap_and_a_deadline():

@@ -35,7 +35,7 @@ gates:
   error_rate_vs_direct: {margin: 0.005}
 custom_gates:
   - name: fallback share
-    query: sum(increase(litellm_deployment_successful_fallbacks_total[{window}])) / sum(increase(llm_requests_total{path="gateway"}[{window}]))
+    query: sum(increase(litellm_deployment_successful_fallbacks_total{exception_class!="InternalServerError"}[{window}])) / sum(increase(llm_requests_total{path="gateway"}[{window}]))
     pass: "< 0.05"
     fail: ">= 0.2"
   - name: gateway 5xx share
@@ -95,19 +95,19 @@ def history(
     start, end = now - HOURS * 3600, now - 20
     window_start = now - 48 * 3600
     times = [start + i * STEP for i in range(int((end - start) // STEP) + 1)]
-    cum = {k: 0.0 for k in ("gw", "gw_fail", "direct", "direct_fail", "lite", "lite_fail", "fb", "checks")}
+    cum = {k: 0.0 for k in ("gw", "gw_fail", "direct", "direct_fail", "lite", "lite_fail", "fb", "drill", "checks")}
     truth = {"gw": 0.0, "gw_fail": 0.0, "direct": 0.0, "direct_fail": 0.0}
     series: dict[str, list[tuple[float, float]]] = {k: [] for k in cum}
     restart_at = start + restart_after_h * 3600 if restart_after_h is not None else None
     for t in times:
         if restart_at is not None and t >= restart_at:
-            cum["lite"] = cum["lite_fail"] = cum["fb"] = cum["checks"] = 0.0
+            cum["lite"] = cum["lite_fail"] = cum["fb"] = cum["drill"] = cum["checks"] = 0.0
             restart_at = None
         gw_fail = gw_per_min // gw_fail_every if gw_fail_every else 0
         down = recent_direct_down_min and t > end - recent_direct_down_min * 60
         direct_fail = direct_per_min if down else (direct_per_min // direct_fail_every if direct_fail_every else 0)
         step = {"gw": gw_per_min, "gw_fail": gw_fail, "direct": direct_per_min, "direct_fail": direct_fail,
-                "lite": gw_per_min, "lite_fail": gw_fail, "fb": fallbacks_per_min, "checks": 5}
+                "lite": gw_per_min, "lite_fail": gw_fail, "fb": fallbacks_per_min, "drill": 2, "checks": 5}
         for key, value in step.items():
             cum[key] += value
             series[key].append((t, cum[key]))
@@ -125,7 +125,11 @@ def history(
             ({"requested_model": "glm-4.5-air", "user_agent": app_ua}, series["lite_fail"]),
             ({"requested_model": "glm-4.5-air", "user_agent": "rollout-check/0.1.0"}, series["checks"]),
         ]),
-        "litellm_deployment_successful_fallbacks": ("counter", [({"requested_model": "glm-4.5-air"}, series["fb"])]),
+        "litellm_deployment_successful_fallbacks": ("counter", [
+            ({"requested_model": "glm-4.5-air", "exception_class": "Openrouter.RateLimitError"}, series["fb"]),
+            # rollout's own drills (LiteLLM's mock exception, no provider): 2 a minute, 10 % of the app's requests
+            ({"requested_model": "glm-4.5-air", "exception_class": "InternalServerError"}, series["drill"]),
+        ]),
         "litellm_overhead_latency_metric": ("histogram", [
             ({"__name__": "litellm_overhead_latency_metric_bucket", "le": "0.005"}, series["lite"]),
             ({"__name__": "litellm_overhead_latency_metric_bucket", "le": "+Inf"}, series["lite"]),
@@ -190,6 +194,11 @@ def test_healthy_paths_go_with_app_latency_reported_and_custom_gates(soaked, tmp
     assert gate(data, "error rate vs direct")["status"] == "pass"
     assert gate(data, "error rate")["status"] == "skipped"  # the comparative gate decided
     assert gate(data, "fallback share")["status"] == "pass"
+    # rollout's own drills (10 % of the app's requests) are told apart by their exception_class and left out
+    window = data["snapshot"]["window"]
+    assert window["drill_fallbacks"] == pytest.approx(2 * 48 * 60, rel=0.01)
+    assert window["fallbacks"] == window["drill_fallbacks"]
+    assert gate(data, "fallback rate")["status"] == "pass" and gate(data, "fallback rate")["value"].startswith("0.00% (0 of ")
     assert gate(data, "gateway 5xx share")["status"] == "pass"
     empty = gate(data, "no such metric")
     assert empty["status"] == "inconclusive" and "no series" in empty["reason"]

@@ -82,6 +82,18 @@ def test_summarize_and_quantile():
     assert metrics.quantile(s["overhead_buckets"], 0.5) == pytest.approx(0.005)
 
 
+def test_a_drills_fallbacks_are_told_apart_by_their_exception_class():
+    fallbacks = (  # LiteLLM's mock exception has no provider; an upstream failure's class names it
+        'litellm_deployment_successful_fallbacks_total{requested_model="glm",exception_class="InternalServerError"} 3.0\n'
+        'litellm_deployment_successful_fallbacks_total{requested_model="glm",exception_class="Openrouter.RateLimitError"} 4.0\n'
+        'litellm_deployment_failed_fallbacks_total{requested_model="deepseek",exception_class="InternalServerError"} 1.0\n'
+        'litellm_deployment_failed_fallbacks_total{requested_model="glm",exception_class="Openrouter.InternalServerError"} 2.0\n')
+    s = metrics.summarize(SCRAPE + fallbacks)
+    assert (s["fallbacks"], s["failed_fallbacks"], s["drill_fallbacks"]) == (7, 3, 4)
+    then = metrics.summarize(SCRAPE + fallbacks.replace("} 3.0", "} 1.0"))
+    assert metrics.delta(s, then)["drill_fallbacks"] == 2
+
+
 def test_delta_over_a_window_and_after_restart():
     then = metrics.summarize(SCRAPE.replace("90.0", "40.0").replace("} 10.0", "} 5.0"))
     now = metrics.summarize(SCRAPE)

@@ -17,7 +17,6 @@ from rollout_cli.checks.preflight import GatewayState
 from rollout_cli.checks.smoke import CheckResult
 from rollout_cli.core.audit import StageChange
 from rollout_cli.core.playbooks import format_duration
-from rollout_cli.core.quota import QuotaLedger
 from rollout_cli.core.stage import Stage
 from rollout_cli.errors import ExitCode
 from rollout_cli.rollout import gates as g
@@ -166,12 +165,13 @@ def test_without_a_record_the_window_is_the_soak():
 
 
 def summary(requests: float, failed: float = 0, fallbacks: float = 0, failed_fallbacks: float = 0,
-            fast: float | None = None, slow: float = 0) -> dict:
+            fast: float | None = None, slow: float = 0, drill_fallbacks: float = 0) -> dict:
     """A /metrics/ summary: `fast` requests added under 5 ms, `slow` ones 20..50 ms (cumulative buckets)."""
     fast = requests - slow if fast is None else fast
     overhead = {"0.005": fast, "0.02": fast, "0.05": fast + slow, "+Inf": fast + slow}
     return {"has_litellm_metrics": True, "requests": requests, "failed": failed, "fallbacks": fallbacks,
-            "failed_fallbacks": failed_fallbacks, "overhead_buckets": overhead, "latency_buckets": {}, "models": {}}
+            "failed_fallbacks": failed_fallbacks, "drill_fallbacks": drill_fallbacks, "overhead_buckets": overhead,
+            "latency_buckets": {}, "models": {}}
 
 
 def workspace(tmp_path, samples: list[tuple[float, dict]]):
@@ -326,32 +326,29 @@ def test_a_failed_scrape_falls_back_to_the_latest_sample(tmp_path):
 # --- fallback rate ---------------------------------------------------------------
 
 
-def fallback(tmp_path, samples, scrape, *, drills: tuple[float, ...] = (), p: StagePlan = PLAN, scraped_at=None,
-             error=None):
+def fallback(tmp_path, samples, scrape, *, p: StagePlan = PLAN, scraped_at=None, error=None):
     ws = workspace(tmp_path, samples)
-    for hours_ago in drills:
-        QuotaLedger(tmp_path, clock=lambda h=hours_ago: NOW - h * H).record("glm", 200, fallbacks=True)
     gate = fallback_gate(ws, p, AT_10, entered(100), scrape, error, scraped_at)
     assert gate.name == "fallback rate"
     return checked(gate, p=p)
 
 
 @pytest.mark.parametrize(("requests", "fell", "failed_fell", "drills", "status", "value"), [
-    (100, 0, 0, (), PASS, "0.00% (0 of 100)"),
-    (100, 5, 0, (), PASS, "5.00% (5 of 100)"),
-    (100, 3, 3, (), FAIL, "6.00% (6 of 100)"),  # failed fallbacks count too
-    (100, 6, 0, (0.5,), PASS, "5.00% (5 of 100)"),  # the smoke drill rollout forced is not the app's
-    (100, 6, 0, (2,), FAIL, "6.00% (6 of 100)"),  # a drill before the window is not subtracted
-    (100, 0, 0, (0.5,), PASS, "0.00% (0 of 100)"),  # never below 0
-    (10, 0, 0, (), INCONCLUSIVE, "0.00% (0 of 10)"),
-    (10, 2, 0, (), FAIL, "20.00% (2 of 10)"),  # 2 of at least 20 is over 5 %
-    (10, 1, 0, (), INCONCLUSIVE, "10.00% (1 of 10)"),
-    (20, 1, 0, (), PASS, "5.00% (1 of 20)"),
+    (100, 0, 0, 0, PASS, "0.00% (0 of 100)"),
+    (100, 5, 0, 0, PASS, "5.00% (5 of 100)"),
+    (100, 3, 3, 0, FAIL, "6.00% (6 of 100)"),  # failed fallbacks count too
+    (100, 6, 0, 1, PASS, "5.00% (5 of 100)"),  # the fallback of a drill rollout forced is not the app's
+    (100, 3, 4, 2, PASS, "5.00% (5 of 100)"),  # nor are the hops a drill took past a failing first fallback
+    (100, 0, 0, 1, PASS, "0.00% (0 of 100)"),  # never below 0
+    (10, 0, 0, 0, INCONCLUSIVE, "0.00% (0 of 10)"),
+    (10, 2, 0, 0, FAIL, "20.00% (2 of 10)"),  # 2 of at least 20 is over 5 %
+    (10, 1, 0, 0, INCONCLUSIVE, "10.00% (1 of 10)"),
+    (20, 1, 0, 0, PASS, "5.00% (1 of 20)"),
 ])
 def test_fallback_rate_over_the_window_less_rollouts_own_drills(tmp_path, requests, fell, failed_fell, drills, status,
                                                                  value):
-    gate = fallback(tmp_path, [(1, summary(0))], summary(requests, fallbacks=fell, failed_fallbacks=failed_fell),
-                    drills=drills)
+    gate = fallback(tmp_path, [(1, summary(0))], summary(requests, fallbacks=fell, failed_fallbacks=failed_fell,
+                                                         drill_fallbacks=drills))
     assert (gate.status, gate.value, gate.threshold) == (status, value, "<= 5%")
     if status == FAIL:
         assert gate.reason == f"fallback rate {value} > 5%: a model behind the fallbacks is failing"
@@ -361,8 +358,9 @@ def test_fallback_rate_over_the_window_less_rollouts_own_drills(tmp_path, reques
         assert gate.reason.startswith(f"only {requests} requests in the window (< 20)")
 
 
-def test_drills_after_the_scrape_are_not_subtracted(tmp_path):
-    gate = fallback(tmp_path, [(1, summary(0))], summary(100, fallbacks=6), drills=(0.1,), scraped_at=NOW - 0.2 * H)
+def test_a_drill_before_the_window_is_not_subtracted(tmp_path):
+    then = summary(0, fallbacks=1, drill_fallbacks=1)  # in the counters at the window's start already
+    gate = fallback(tmp_path, [(1, then)], summary(100, fallbacks=7, drill_fallbacks=1))
     assert (gate.status, gate.value) == (FAIL, "6.00% (6 of 100)")
 
 
@@ -380,9 +378,8 @@ def test_a_fallback_window_that_cannot_be_judged_is_unknown(tmp_path, samples, s
 
 
 def test_the_fallback_gate_falls_back_to_the_latest_sample(tmp_path):
-    samples = [(3, summary(0)), (2, summary(50, fallbacks=1)), (1, summary(100, fallbacks=10))]
-    # the drill 1.5 h ago is in the latest sample's counters; the one 0.5 h ago came after it
-    gate = fallback(tmp_path, samples, None, drills=(1.5, 0.5))
+    samples = [(3, summary(0)), (2, summary(50, fallbacks=1)), (1, summary(100, fallbacks=10, drill_fallbacks=1))]
+    gate = fallback(tmp_path, samples, None)  # the drill's fallback in the latest sample is left out
     assert (gate.status, gate.value) == (FAIL, "9.00% (9 of 100)")
 
 

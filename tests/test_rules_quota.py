@@ -49,22 +49,19 @@ def test_the_day_and_its_reset_are_utc(ts, day, reset, clock):
     assert (utc_day(ts), next_reset(ts), clock_text(ts)) == (day, reset, clock)
 
 
-def test_usage_counts_today_per_model_last_minute_and_drills(tmp_path):
+def test_usage_counts_today_per_model_and_the_last_minute(tmp_path):
     clock = Clock(NOON - DAY_S)
     ledger = QuotaLedger(tmp_path, clock=clock)
     ledger.record("a", 200)  # yesterday: another file
-    for offset, model, fallbacks in ((-120, "a", False), (-61, "b", True), (-30, "a", False), (0, "a", True)):
+    for offset, model in ((-120, "a"), (-61, "b"), (-30, "a"), (0, "a")):
         clock.now = NOON + offset
-        ledger.record(model, 200, fallbacks=fallbacks)
+        ledger.record(model, 200)
     clock.now = NOON
     usage = ledger.usage()
     assert (usage.day, usage.used, usage.by_model) == ("2026-03-05", 4, {"a": 3, "b": 1})
     assert usage.last_minute == 2  # 30 s and 0 s ago; 61 s ago is out
     assert usage.reset_ts == next_reset(NOON) and usage.account is None
     assert usage.to_json()["used"] == 4
-    assert ledger.drills_since(NOON - 61) == 2 and ledger.drills_since(NOON - 60) == 1
-    assert ledger.drills_since(NOON - 61, NOON - 1) == 1 and ledger.drills_since(NOON - 2 * DAY_S) == 2
-    assert QuotaLedger(tmp_path / "none").drills_since(0) == 0
 
 
 def test_the_accounts_last_ratelimit_is_remembered_until_a_free_model_answers(tmp_path):
@@ -183,13 +180,13 @@ def test_the_ledger_line_and_the_minute_window(tmp_path):
     ledger = QuotaLedger(tmp_path, clock=clock)
     ledger.record("m", 200)  # 60 s before the read: out of the last minute
     clock.now = NOON - 59.5
-    ledger.record("m", None, fallbacks=True)
+    ledger.record("m", None)
     clock.now = NOON
     path = tmp_path / "quota" / "2026-03-05.jsonl"
-    kept = ("ts", "model", "status", "fallbacks")
+    kept = ("ts", "model", "status")
     assert [{k: v for k, v in json.loads(line).items() if k in kept} for line in path.read_text().splitlines()] == [
         {"ts": round(NOON - 60.0004, 3), "model": "m", "status": 200},
-        {"ts": NOON - 59.5, "model": "m", "status": None, "fallbacks": True}]
+        {"ts": NOON - 59.5, "model": "m", "status": None}]
     assert ledger.usage().last_minute == 1
 
 
@@ -199,17 +196,6 @@ def test_lines_without_a_time_are_skipped(tmp_path):
     ledger = ledger_at(tmp_path)
     usage = ledger.usage()
     assert (usage.used, usage.last_minute, usage.skipped) == (0, 0, 1)
-    (tmp_path / "quota" / "2026-03-05.jsonl").write_text('{"model": "m", "fallbacks": true}\n')
-    assert ledger.drills_since(NOON - 10) == 0 and ledger.drills_since(NOON - 10, NOON) == 0
-
-
-def test_drills_are_counted_over_every_day_kept(tmp_path):
-    clock = Clock(NOON - DAY_S)
-    ledger = QuotaLedger(tmp_path, clock=clock)
-    ledger.record("m", 200, fallbacks=True)
-    clock.now = NOON
-    ledger.record("m", 200, fallbacks=True)
-    assert ledger.drills_since(NOON - DAY_S) == 2 and ledger.drills_since(NOON - DAY_S + 1) == 1
 
 
 def test_json_shapes(tmp_path):

@@ -261,7 +261,8 @@ def test_fallback_drill_verdicts(answer, status):
 
     class Gateway:
         def complete(self, model, prompt, **kw):  # type: ignore[no-untyped-def]
-            assert kw["extra"]["mock_testing_fallbacks"] is True and not kw["disable_fallbacks"]
+            assert kw["extra"]["mock_testing_fallbacks"] is True and kw["extra"]["max_fallbacks"] == 1
+            assert not kw["disable_fallbacks"]
             return Completion(model, code, 5.0, served_by=served, content="pong" if code == 200 else None,
                               error=None if code == 200 else "http", message=message)
 

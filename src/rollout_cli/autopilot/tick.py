@@ -255,7 +255,7 @@ def _promote(ws: Workspace, plan: StagePlan, stage: Stage, state: PilotState,
 
 def _approval_key(to: int | None, pct: int, entered: StageChange | None) -> str:
     """Which approval was asked for: once per climb, so a rollback and a new climb to this stage asks again."""
-    return f"{to}% after entering {pct}% at {entered.timestamp if entered else 0:.0f}"
+    return f"{to}% after entering {pct}% at {int(entered.timestamp) if entered else 0}"  # the record's whole second
 
 
 def _warn_of_catalog(ws: Workspace, state: PilotState, payload: TickPayload, decision: Decision, pct: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rollout_cli.core.audit import StageChange
+from rollout_cli.core.audit import StageChange, finite_number
 
 PAUSE, RESUME, APPROVE = "autopilot pause", "autopilot resume", "approve"
 _ROLLBACK = re.compile(r"^rollback --level \d$")
@@ -45,7 +45,8 @@ def approval(records: list[dict[str, Any]], target: int, since: float) -> dict[s
     for record in reversed(records):
         if record.get("command") == APPROVE and record.get("to") == target:
             when = StageChange(  # the one parser of record times
-                str(record["time"]), None, None, None, None, None).timestamp
+                str(record["time"]), None, None, None, None, None,
+                ts=record["ts"] if finite_number(record.get("ts")) else None).timestamp
             if when >= since:
                 return record
             return None

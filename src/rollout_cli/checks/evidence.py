@@ -53,8 +53,7 @@ class Evidence:
         if seen.status is None:
             return
         try:
-            self.ledger.record(str(body.get("model")), seen.status, fallbacks=not body.get("disable_fallbacks"),
-                               ratelimit=seen.ratelimit)
+            self.ledger.record(str(body.get("model")), seen.status, ratelimit=seen.ratelimit)
         except RolloutError as exc:  # append_line names the file and the cause
             self.ledger_error = str(exc)
 

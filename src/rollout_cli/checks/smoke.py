@@ -343,7 +343,10 @@ def _run_drill(budget: RequestBudget, suite: Suite, drill: dict[str, Any]) -> Ch
         max_tokens=suite.drill.max_tokens,
         timeout=suite.drill.timeout_s,
         disable_fallbacks=False,
-        extra={"mock_testing_fallbacks": True},
+        # max_fallbacks 1: each fallback the drill tries fails (or serves) on its own, without walking on from
+        # there, so every fallback it causes is counted under the primary's mock exception (metrics.DRILL_CLASS)
+        # and none looks like the app's (a failing fallback's own chain would count under its real error)
+        extra={"mock_testing_fallbacks": True, "max_fallbacks": 1},
     )
     result = CheckResult(
         primary, DRILL, FAIL, "", None, seen.latency_ms, seen.status, seen.served_by, sent

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,9 +42,13 @@ class StageChange:
     after: Any
     began: str | None = None  # its operation's "started" record: when the files began to change (a rollback
     #                           records its end only after verifying the app's traffic, seconds later)
+    ts: float | None = None  # the record's `ts`, to the millisecond (`time` has whole seconds; older records: none)
 
     @property
     def timestamp(self) -> float:
+        """When the record was written: its `ts`, else its `time` (a stage's window opens here, so not a second early)."""
+        if self.ts is not None:
+            return self.ts
         return datetime.fromisoformat(self.time.replace("Z", "+00:00")).timestamp()
 
     def to_json(self) -> dict[str, Any]:
@@ -52,7 +57,12 @@ class StageChange:
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_text(time.time())
+
+
+def utc_text(ts: float) -> str:
+    """`ts` (epoch seconds) as UTC ISO 8601 to the second: `2025-01-31T09:12:03Z`."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def append_line(path: Path, record: dict[str, Any], *, fsync: bool = False) -> None:
@@ -136,7 +146,7 @@ def _numbered_lines(path: Path) -> list[tuple[int, Any]]:
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "time": (str,), "actor": (str,), "command": (str,), "reason": (str, type(None)), "result": (str,),
     "exit_code": (int,), "duration_s": (int, float), "changes": (list,), "steps": (list,),
-    "decision": (dict,), "skip_soak": (bool,),
+    "decision": (dict,), "skip_soak": (bool,), "ts": (int, float),
 }
 
 
@@ -163,9 +173,14 @@ class AuditLog:
         self.skipped: list[int] = []  # line numbers of the records the last read left out
 
     def append(self, command: str, **fields: Any) -> dict[str, Any]:
-        """Append one record stamped with UTC time and actor; returns it."""
+        """Append one record stamped with UTC time (`time`, `ts`) and actor; returns it.
+
+        A caller that gives `time` itself (a test dating a record back) gets no `ts`: the two never disagree.
+        """
         # a reason (or a step's error) quoting a secret keeps its words, never the secret
-        record = {"time": utc_now(), "actor": actor(), "command": command, **blank_secrets(fields)}
+        now = time.time()
+        stamp: dict[str, Any] = {"time": utc_text(now), "ts": round(now, 3)} if "time" not in fields else {}
+        record = {**stamp, "actor": actor(), "command": command, **blank_secrets(fields)}
         append_line(self.path, record, fsync=True)
         return record
 
@@ -244,5 +259,6 @@ def stage_changes(log: AuditLog) -> list[StageChange]:
             if change.get("key") == PERCENTAGE_KEY:
                 began = started.get(record.get("op")) if record.get("phase") == "finished" else None
                 out.append(StageChange(str(record.get("time")), record.get("actor"), record.get("command"),
-                                       record.get("reason"), change.get("before"), change.get("after"), began))
+                                       record.get("reason"), change.get("before"), change.get("after"), began,
+                                       record["ts"] if finite_number(record.get("ts")) else None))
     return out

@@ -215,14 +215,11 @@ class QuotaLedger:
     def path(self, day: str) -> Path:
         return self.folder / f"{day}.jsonl"
 
-    def record(self, model: str, status: int | None, *, fallbacks: bool = False,
-               ratelimit: dict[str, int] | None = None) -> None:
+    def record(self, model: str, status: int | None, *, ratelimit: dict[str, int] | None = None) -> None:
         """Count one completion sent upstream (through the gateway) by rollout itself."""
         now = self.clock()
         entry: dict[str, Any] = {"ts": round(now, 3), "model": model, "status": status, "run": self.run,
                                  "mono": round(self._mono(), 3), "boot": boot_id()}
-        if fallbacks:
-            entry["fallbacks"] = True
         if ratelimit:
             entry["ratelimit"] = ratelimit
         append_line(self.path(utc_day(now)), entry)
@@ -272,18 +269,6 @@ class QuotaLedger:
             append_line(self.path(self.reserved_day), {"ts": round(self.clock(), 3), "release": self.run})
             self.reserved_day = None
             self.run = os.urandom(6).hex()  # a released run holds nothing: a later reservation is a new one
-
-    def drills_since(self, since_ts: float, until_ts: float | None = None) -> int:
-        """Requests rollout sent with fallbacks on from `since_ts` (to `until_ts`), over every day's file kept."""
-        if not self.folder.is_dir():
-            return 0
-        first = utc_day(since_ts)
-        count = 0
-        for path in sorted(self.folder.glob("*.jsonl")):
-            if path.stem >= first:
-                count += sum(1 for e in json_lines(path, MAX_LINE_BYTES) if _kind(e) == "completion" and e.get("fallbacks")
-                             and e["ts"] >= since_ts and (until_ts is None or e["ts"] <= until_ts))
-        return count
 
 
 @dataclass(frozen=True)

@@ -376,7 +376,9 @@ def fallback_gate(plan: StagePlan, window: dict[str, Any]) -> Gate:
     """Share of app requests a fallback served over the soak window: a dead primary hides behind its fallbacks.
 
     From litellm_deployment_successful_fallbacks_total + failed_fallbacks_total,
-    less the smoke drills rollout itself forced (the quota ledger counts them).
+    less the fallbacks of the drills rollout itself forced (their own exception_class,
+    metrics.DRILL_CLASS; a snapshot saved before that label was read carries the
+    quota ledger's count of drills, `drills`, instead).
     """
     g = plan.gates
     threshold = fallback_threshold(plan)
@@ -385,7 +387,7 @@ def fallback_gate(plan: StagePlan, window: dict[str, Any]) -> Gate:
     if why:
         value = "unknown" if window.get("problem") else "0 requests"
         return Gate("fallback rate", INCONCLUSIVE, value, threshold, source, f"fallback rate: {why}")
-    fell = max(window["fallbacks"] - window.get("drills", 0), 0.0)
+    fell = max(window["fallbacks"] - window.get("drill_fallbacks", window.get("drills", 0)), 0.0)
     requests = window["requests"]
     rate = fell / requests
     value = f"{rate * 100:.2f}% ({fell:.0f} of {requests:.0f})"

@@ -24,12 +24,21 @@ OVERHEAD = "litellm_overhead_latency_metric"
 LATENCY = "litellm_request_total_latency_metric"
 FALLBACKS = "litellm_deployment_successful_fallbacks_total"
 FAILED_FALLBACKS = "litellm_deployment_failed_fallbacks_total"  # fallbacks tried that failed too
+# The exception_class of the fallbacks rollout's own drill forces: LiteLLM's mock_testing_fallbacks raises a bare
+# InternalServerError (no provider, so no "Openrouter." prefix as every upstream failure has). Told apart by this
+# label, a drill's fallbacks never count as the app's, whenever they happen and however many hops they take.
+DRILL_CLASS = "InternalServerError"
 DEPLOYMENT_STATE = "litellm_deployment_state"
 STARTED = "process_start_time_seconds"  # prometheus_client's: changes when the gateway restarts
 JUDGED = (TOTAL, FAILED, OVERHEAD, LATENCY, FALLBACKS, FAILED_FALLBACKS, DEPLOYMENT_STATE, STARTED)
-COUNTERS = ("requests", "failed", "check_requests", "fallbacks", "failed_fallbacks")
+COUNTERS = ("requests", "failed", "check_requests", "fallbacks", "failed_fallbacks", "drill_fallbacks")
 
 __all__ = ["Sample", "add_up", "delta", "invalid_reason", "parse", "quantile", "summarize"]
+
+
+def is_drill(labels: dict[str, str]) -> bool:
+    """Whether a fallback counter's series counts the fallbacks of rollout's own drills (DRILL_CLASS)."""
+    return labels.get("exception_class") == DRILL_CLASS
 
 
 def invalid_reason(summary: dict[str, Any]) -> str | None:
@@ -80,6 +89,7 @@ def summarize(text: str) -> dict[str, Any]:
         "check_requests": checks(TOTAL),
         "fallbacks": total(FALLBACKS),
         "failed_fallbacks": total(FAILED_FALLBACKS),
+        "drill_fallbacks": sum(s.value for s in samples if s.name in (FALLBACKS, FAILED_FALLBACKS) and is_drill(s.labels)),
         "overhead_buckets": buckets(OVERHEAD),
         "latency_buckets": buckets(LATENCY),
         "deployment_state": states,
@@ -154,7 +164,7 @@ def delta(now: dict[str, Any], then: dict[str, Any] | None) -> dict[str, Any]:
     if fell:
         return {"invalid": fell, "has_litellm_metrics": True}
     out = dict(now)
-    for key in ("requests", "failed", "fallbacks", "failed_fallbacks"):
+    for key in ("requests", "failed", "fallbacks", "failed_fallbacks", "drill_fallbacks"):
         out[key] = now.get(key, 0.0) - then.get(key, 0.0)  # samples older than a key count it as 0
     for key in ("overhead_buckets", "latency_buckets"):
         out[key] = {le: v - then[key].get(le, 0.0) for le, v in now[key].items()}

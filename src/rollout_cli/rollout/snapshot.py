@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from rollout_cli.checks.health import HealthReport, ModelHealth, check_health
 from rollout_cli.checks.preflight import GatewayState
 from rollout_cli.checks.smoke import CheckResult, plan_smoke, run_smoke
 from rollout_cli.checks.suite import Case, load_suite, suite_path
-from rollout_cli.core.audit import AuditLog, StageChange, stage_changes
+from rollout_cli.core.audit import AuditLog, StageChange, finite_number, stage_changes
 from rollout_cli.core.quota import QuotaLedger, next_reset, require_room
 from rollout_cli.core.stage import Stage
 from rollout_cli.core.workspace import Workspace
@@ -34,7 +34,7 @@ from rollout_cli.gateway.runtime import REPLICA_PORT_LABEL, Replica, runtime_for
 from rollout_cli.gateway.topology import Topology
 from rollout_cli.rollout import metrics
 from rollout_cli.rollout.plan import StagePlan
-from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable, last_scrapes, scraped_by, window_count
+from rollout_cli.rollout.promql import Prometheus, PrometheusUnavailable, scraped_by, window_count
 from rollout_cli.rollout.samples import SampleStore
 
 SNAPSHOT_VERSION = 1
@@ -91,7 +91,8 @@ class Snapshot:
             "command": self.command,
             "stage": self.stage.to_json(),
             "entered": {"time": entered.time, "actor": entered.actor, "command": entered.command,
-                        "reason": entered.reason, "from": entered.before, "to": entered.after} if entered else None,
+                        "reason": entered.reason, "from": entered.before, "to": entered.after,
+                        "ts": entered.ts} if entered else None,
             "skip_soak_reason": self.skip_soak_reason,
             "health": _health_json(self.health) if self.health else None,
             "health_error": self.health_error,
@@ -120,7 +121,8 @@ class Snapshot:
                           st["has_flags_file"])
             e = raw.get("entered")
             entered = StageChange(e["time"], e.get("actor"), e.get("command"), e.get("reason"),
-                                  e.get("from"), e.get("to")) if e else None
+                                  e.get("from"), e.get("to"),
+                                  ts=float(e["ts"]) if finite_number(e.get("ts")) else None) if e else None
             return cls(
                 now=float(raw["now"]), command=str(raw.get("command", "report")), stage=stage, entered=entered,
                 skip_soak_reason=raw.get("skip_soak_reason"),
@@ -281,14 +283,14 @@ def gateway_window(
     out.update(
         since=samples[0]["time"], requests=window["requests"], failed=window["failed"],
         fallbacks=window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0),
-        drills=QuotaLedger(ws.state_dir).drills_since(samples[0].get("ts", start), out["end"]),
+        drill_fallbacks=window.get("drill_fallbacks", 0.0),
         overhead_buckets=window["overhead_buckets"],
     )
     return out
 
 
 def prometheus_window(
-    prom: Prometheus, ledger: QuotaLedger, start: float, now: float, plan: StagePlan,
+    prom: Prometheus, start: float, now: float, plan: StagePlan,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The window, the app's paths and the custom gates, each counted over exactly [start, end].
 
@@ -329,8 +331,9 @@ def prometheus_window(
     queries = {
         "requests": window_count(f"{TOTAL_REQUESTS}{APP_TRAFFIC}", exact),
         "failed": window_count(f"litellm_proxy_failed_requests_metric_total{APP_TRAFFIC}", exact),
-        "fallbacks": window_count("litellm_deployment_successful_fallbacks_total", exact),
-        "failed_fallbacks": window_count("litellm_deployment_failed_fallbacks_total", exact),
+        # by exception_class: rollout's own drills are told apart by it (metrics.DRILL_CLASS)
+        "fallbacks": window_count(metrics.FALLBACKS, exact, by="exception_class"),
+        "failed_fallbacks": window_count(metrics.FAILED_FALLBACKS, exact, by="exception_class"),
         "overhead": window_count(f"{metrics.OVERHEAD}_bucket", exact, by="le"),
         "app_requests": window_count(APP_REQUESTS, exact, by="path"),
         "app_failures": window_count(APP_FAILURES, exact, by="path, error_type"),
@@ -342,13 +345,7 @@ def prometheus_window(
     answers: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
         futures = {key: pool.submit(prom.query, expr, end) for key, expr in jobs.items()}
-        # The window's counts run from the gateway's last scrape before its start to its last one before its
-        # end: rollout's own fallback drills are taken out over exactly those times (a drill just before the
-        # stage began is in the window when the gateway's next scrape came after it).
-        scraped = {edge: pool.submit(last_scrapes, prom, at, (TOTAL_REQUESTS,)) for edge, at in
-                   (("opened", start), ("closed", end))}
-        pending: dict[str, Future[Any]] = {**futures, **scraped}
-        for key, future in pending.items():
+        for key, future in futures.items():
             try:
                 answers[key] = future.result()
             except PrometheusUnavailable as exc:
@@ -385,8 +382,8 @@ def prometheus_window(
         window.update(
             requests=total("requests"), failed=total("failed"),
             fallbacks=total("fallbacks") + total("failed_fallbacks"),
-            drills=ledger.drills_since(min(answers["opened"].values(), default=start),
-                                       min(answers["closed"].values(), default=end)),
+            drill_fallbacks=sum(s.value for key in ("fallbacks", "failed_fallbacks") for s in answers[key]
+                                if metrics.is_drill(s.labels)),
             overhead_buckets={s.labels.get("le", "?"): s.value for s in answers["overhead"]},
         )
     if not answers["app_requests"]:
@@ -473,7 +470,7 @@ def metrics_evidence(ws: Workspace, plan: StagePlan, snap: Snapshot, client: Gat
     settings = ws.metrics
     if settings.source == "prometheus" and settings.url:
         prom = Prometheus(settings.url, settings.token())
-        snap.window, snap.app, snap.custom = prometheus_window(prom, QuotaLedger(ws.state_dir), start, snap.now, plan)
+        snap.window, snap.app, snap.custom = prometheus_window(prom, start, snap.now, plan)
         waited = ((snap.window or {}).get("freshness") or {}).get("waited_s")
         snap.metrics_source = {"source": "prometheus", "url": settings.url, "queries": prom.queries, "waited_s": waited}
         return
@@ -493,7 +490,7 @@ def recent_app_paths(ws: Workspace, plan: StagePlan) -> dict[str, Any] | None:
         return None
     now = time.time()
     prom = Prometheus(ws.metrics.url, ws.metrics.token())
-    _, app, _ = prometheus_window(prom, QuotaLedger(ws.state_dir), now - RECENT_S, now, replace(plan, custom_gates=()))
+    _, app, _ = prometheus_window(prom, now - RECENT_S, now, replace(plan, custom_gates=()))
     return app
 
 

@@ -145,8 +145,9 @@ def _queries(name: str, r: str) -> dict[str, str]:
                                            f" / sum(rate({TOTAL}{APP_TRAFFIC}[{r}]))"}
     if name == "latency":
         return {"added p95": f"1000 * histogram_quantile(0.95, sum by (le) (rate({metrics.OVERHEAD}_bucket[{r}])))"}
-    return {"fallback rate": f"100 * ((sum(rate({metrics.FALLBACKS}[{r}])) or vector(0))"
-                             f" + (sum(rate({metrics.FAILED_FALLBACKS}[{r}])) or vector(0)))"
+    app = f'{{exception_class!="{metrics.DRILL_CLASS}"}}'  # rollout's own drills left out, as the gate does
+    return {"fallback rate": f"100 * ((sum(rate({metrics.FALLBACKS}{app}[{r}])) or vector(0))"
+                             f" + (sum(rate({metrics.FAILED_FALLBACKS}{app}[{r}])) or vector(0)))"
                              f" / sum(rate({TOTAL}{APP_TRAFFIC}[{r}]))"}
 
 
@@ -247,7 +248,8 @@ def _samples_panel(name: str, bounds: dict[str, float], samples: list[dict[str, 
             p95 = metrics.quantile(window["overhead_buckets"], 0.95)
             add("added p95", now["ts"], p95 * 1000 if p95 is not None else None)
         elif name == "fallbacks":
-            fell_back = window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0)
+            fell_back = (window.get("fallbacks", 0.0) + window.get("failed_fallbacks", 0.0)
+                         - window.get("drill_fallbacks", 0.0))
             add("fallback rate", now["ts"], 100 * fell_back / requests if requests else None)
     problem = note = None
     if not series:
