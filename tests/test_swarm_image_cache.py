@@ -78,7 +78,8 @@ def test_down_keeps_the_images_and_the_next_engine_reuses_them_unless_an_id_chan
     try:
         said = script("swarm-up.sh", first, cache, TEST_IMAGE)
         assert f"loading {TEST_IMAGE}" in said
-        engine(first, "run", "--network", "none", "--name", "leftover", TEST_IMAGE, "true")  # a container the cache must not keep
+        # a container, which the cache must not keep
+        engine(first, "run", "--network", "none", "--name", "leftover", TEST_IMAGE, "true")
         said = script("swarm-down.sh", first, cache)
         assert f"kept the images as the cache {cache}" in said
         assert_gone(first)
