@@ -152,8 +152,12 @@ def scraped_after_now(root: Path) -> None:
     if state is None or not state.prometheus_url:
         return
     prom, now = Prometheus(state.prometheus_url), time.time()
-    wait_until(lambda: all(s.value > now for s in prom.query("timestamp(up) * up", time.time())), 30,
-               "a scrape of every target by the sandbox's Prometheus", poll=0.2)
+
+    def scraped() -> bool:
+        last = prom.query("timestamp(up) * up", time.time())
+        return bool(last) and all(s.value > now for s in last)  # none yet: Prometheus has not scraped at all
+
+    wait_until(scraped, 30, "a scrape of every target by the sandbox's Prometheus", poll=0.2)
 
 
 def app_counts(root: Path) -> dict[str, dict[str, float]]:

@@ -21,7 +21,7 @@ import pytest
 from rollout_cli.core.audit import AuditLog
 from rollout_cli.core.workspace import PERCENTAGE_KEY
 from rollout_cli.sandbox import world as sandbox_world
-from support import openmetrics, prometheus_server, rollout, use_metrics
+from support import openmetrics, prometheus_server, rollout, use_metrics, wait_until
 
 # one worker starts this module's own sandbox once (tests/conftest.py, rule 6): its tests share it in file order
 pytestmark = [pytest.mark.xdist_group("test_judge_prometheus"), pytest.mark.slow(130)]
@@ -278,14 +278,16 @@ def test_a_live_gateway_restart_mid_window_keeps_the_requests_before_it(soaked, 
         use_prometheus(soaked, url)
         # the app's series through the gateway exist before the counted batches: Prometheus counts a
         # counter's increase from its first scrape, so requests before that would be missed by any window
+        base = gateway_requests(gateway_url, key)
         warm = traffic(soaked, 2)
-        time.sleep(3)
+        counted_then_scraped(gateway_url, key, url, base + warm)
         before = traffic(soaked, 5)
-        time.sleep(3)
+        # what the gateway counted before its restart is in Prometheus before it restarts (or no window has it)
+        counted_then_scraped(gateway_url, key, url, base + warm + before)
         restarted = rollout("-w", str(soaked), "gateway", "restart")
         assert restarted.exit_code == 0, restarted.output
         after = traffic(soaked, 5)
-        time.sleep(3)
+        counted_then_scraped(gateway_url, key, url, after)  # its counters began again at 0
         _code, data = cli_json(soaked, "report")
     window = data["snapshot"]["window"]
     assert window["source"] == "prometheus" and window["problem"] is None, window
@@ -294,6 +296,32 @@ def test_a_live_gateway_restart_mid_window_keeps_the_requests_before_it(soaked, 
     assert counted - 2 <= window["requests"] <= counted + warm + 2, (window["requests"], before, after, warm)
     assert window["requests"] > after + 2  # the requests before the restart are in the window
     assert window["failed"] == 0
+
+
+def gateway_requests(gateway_url: str, key: str) -> float:
+    """The app requests the gateway has counted since it started, from its own /metrics/."""
+    import httpx
+
+    from rollout_cli.rollout.metrics import summarize
+
+    answer = httpx.get(f"{gateway_url}/metrics/", headers={"Authorization": f"Bearer {key}"}, timeout=10,
+                       follow_redirects=True)
+    return float(summarize(answer.text).get("requests", 0.0))
+
+
+def counted_then_scraped(gateway_url: str, key: str, prometheus_url: str, requests: float) -> None:
+    """Wait (bounded) until the gateway counts `requests` (LiteLLM counts a request just after answering it, seconds
+    later on a busy machine), then until Prometheus has scraped it: a window ends at the last scrape before it."""
+    from rollout_cli.rollout.promql import Prometheus
+
+    wait_until(lambda: gateway_requests(gateway_url, key) >= requests, 60, f"the gateway to count {requests:g} requests")
+    now = time.time()
+
+    def scraped() -> bool:
+        last = Prometheus(prometheus_url).query("timestamp(up) * up", time.time())
+        return bool(last) and all(s.value > now for s in last)  # none yet: Prometheus has not scraped at all
+
+    wait_until(scraped, 30, "Prometheus's scrape of the gateway", poll=0.2)
 
 
 def traffic(root: Path, seconds: int) -> int:
