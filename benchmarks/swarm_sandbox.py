@@ -1,8 +1,11 @@
 """Wall time of `rollout sandbox up --runtime swarm --replicas 2`, the images already built.
 
-Each run starts from a new, empty DIR (as on a fresh clone: the sandbox's swarm engine is new and
-copies both images from the machine's engine), is timed as a whole process until `up` exits 0 with
-both replicas ready, then `sandbox down DIR` (not timed) removes it all. The median of N runs is
+Each run starts from a new, empty DIR (as on a fresh clone: the sandbox's swarm engine is new), is
+timed as a whole process until `up` exits 0 with both replicas ready, then `sandbox down DIR` (not
+timed) removes it all. The new engine copies both images from the machine's engine, unless the
+machine's image cache holds them (docs/SETUP.md, "The image cache": any swarm sandbox's `down`
+leaves it, so only the first run on a machine, or after an image was rebuilt, copies); each run
+says whether the cache was there when it began (`image_cache`). The median of N runs is
 compared with the goal (60 s). The figures are split with the step lines `up` prints (engine,
 images and stack; replicas ready), and the load average before and after each run is printed:
 two LiteLLM replicas starting at once share the machine's cores with whatever else runs.
@@ -26,6 +29,7 @@ from pathlib import Path
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 GOAL_S = 60.0
+IMAGE_CACHE = Path(os.environ.get("ROLLOUT_SWARM_IMAGE_CACHE", "/var/lib/docker-rollout-image-cache"))
 ROLLOUT = shutil.which("rollout", path=str(Path(sys.executable).parent)) or "rollout"
 ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "DOCKER_HOST")}
 
@@ -59,14 +63,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
         for run in range(1, RUNS + 1):
             root = Path(tmp) / f"sb{run}"
-            before = load()
+            before, cached = load(), (IMAGE_CACHE / "rollout-images").is_file()
             try:
                 marks = one_run(root)
             finally:
                 down = subprocess.run([ROLLOUT, "sandbox", "down", str(root), "--no-report", "--json"],
                                       capture_output=True, text=True, env=ENV, timeout=300)
             totals.append(marks["total_s"])
-            print(json.dumps({"run": run, **{k: round(v, 1) for k, v in marks.items()},
+            print(json.dumps({"run": run, **{k: round(v, 1) for k, v in marks.items()}, "image_cache": cached,
                               "load_before": before, "load_after": load(), "down_exit": down.returncode}),
                   flush=True)
     median = statistics.median(totals)

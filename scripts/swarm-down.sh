@@ -2,13 +2,20 @@
 # Undo scripts/swarm-up.sh: the swarm, its dockerd, the namespace, the engine's folders.
 # Safe to run any number of times, and when swarm-up.sh stopped half-way.
 #
-# Usage: scripts/swarm-down.sh      (env: ROLLOUT_SWARM_NS, ROLLOUT_SWARM_SOCKET as for swarm-up.sh;
-#        ROLLOUT_SWARM_KEEP_DATA=1 keeps the engine's data folder, so the next swarm-up.sh need not copy the images)
+# The engine's data root goes, unless it can become the machine's image cache (swarm-up.sh says
+# why and how it is claimed): then only its images stay (swarm, networks, containers, volumes and
+# containerd's state deleted) and it is renamed to $ROLLOUT_SWARM_IMAGE_CACHE with the list of its
+# images' ids, when no cache is there yet.
+#
+# Usage: scripts/swarm-down.sh      (env: ROLLOUT_SWARM_NS, ROLLOUT_SWARM_SOCKET, ROLLOUT_SWARM_IMAGE_CACHE as
+#        for swarm-up.sh; ROLLOUT_SWARM_KEEP_DATA=1 keeps the engine's data folder as it is, for this namespace)
 set -euo pipefail
 
 NS="${ROLLOUT_SWARM_NS:-rollout-swarm}"
 SOCK="${ROLLOUT_SWARM_SOCKET:-/var/run/docker-${NS}.sock}"
 DATA="/var/lib/docker-${NS}"
+CACHE="${ROLLOUT_SWARM_IMAGE_CACHE-/var/lib/docker-rollout-image-cache}"
+CACHE_LIST="rollout-images"
 EXEC="/var/run/docker-${NS}"
 PIDFILE="/var/run/docker-${NS}.pid"
 
@@ -25,6 +32,9 @@ if [ -S "${SOCK}" ] && docker -H "unix://${SOCK}" info >/dev/null 2>&1; then
     docker -H "unix://${SOCK}" service ls -q | xargs -r docker -H "unix://${SOCK}" service rm >/dev/null || true
     docker -H "unix://${SOCK}" swarm leave --force >/dev/null 2>&1 || true
     docker -H "unix://${SOCK}" ps -aq | xargs -r docker -H "unix://${SOCK}" rm -f >/dev/null 2>&1 || true
+    # what the image cache will hold (tagged images only: a <none> one is nobody's to reuse)
+    images="$(docker -H "unix://${SOCK}" image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' \
+        2>/dev/null | grep -v '^<none>' || true)"
 fi
 
 if [ -f "${PIDFILE}" ]; then
@@ -33,7 +43,10 @@ if [ -f "${PIDFILE}" ]; then
         say "stopping dockerd ${pid}"
         kill "${pid}"
         for _ in $(seq 1 100); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.2; done
-        kill -0 "${pid}" 2>/dev/null && kill -9 "${pid}"
+        if kill -0 "${pid}" 2>/dev/null; then
+            kill -9 "${pid}"
+            images=""   # killed mid-write, perhaps: its data root is nobody's to reuse
+        fi
     fi
     rm -f "${PIDFILE}"
 fi
@@ -50,7 +63,19 @@ for root in "${EXEC}" "${DATA}"; do
     grep -o " ${real}/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 done
 rm -rf "${EXEC}"
-if [ "${ROLLOUT_SWARM_KEEP_DATA:-0}" != "1" ]; then
+
+# The data root as the image cache: only a clean one (no container left, so no container layer
+# either), only when the engine listed its images, and only when there is no cache yet.
+keep_images() {
+    [ -n "${CACHE}" ] && [ -n "${images:-}" ] && [ -d "${DATA}/image" ] && [ ! -e "${CACHE}" ] || return 1
+    [ -z "$(find "${DATA}/containers" "${DATA}/image/overlay2/layerdb/mounts" -mindepth 1 -print -quit \
+        2>/dev/null)" ] || return 1
+    rm -rf "${DATA:?}"/{swarm,network,containers,volumes,containerd,tmp,runtimes,buildkit,plugins}
+    printf '%s\n' "${images}" >"${DATA}/${CACHE_LIST}"
+    mv -T "${DATA}" "${CACHE}" 2>/dev/null || return 1
+    say "kept the images as the cache ${CACHE}"
+}
+if [ "${ROLLOUT_SWARM_KEEP_DATA:-0}" != "1" ] && ! keep_images; then
     rm -rf "${DATA}"
 fi
 say "done"

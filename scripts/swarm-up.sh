@@ -16,9 +16,18 @@
 # copied from the machine's engine (docker save | docker load) unless the swarm's engine
 # already holds the same image id.
 #
+# The image cache: copying the images takes most of the time (the LiteLLM image is ~900 MB), so
+# swarm-down.sh keeps the engine's data root, stripped of everything but its images, as the
+# machine-wide $ROLLOUT_SWARM_IMAGE_CACHE, with the ids of the images it holds. A new engine
+# whose data root does not exist yet claims it by one rename (same filesystem: instant; two at
+# once: one wins, the other copies as before), but only when every image it lists has the same
+# id in the machine's engine; a cache with another id is deleted, never used. The images are then
+# compared once more, by id, with the running engine's before anything is copied.
+#
 # Usage: scripts/swarm-up.sh [IMAGE...]     (default: rollout/litellm:local rollout/redis:local rollout-test/busybox:latest)
 # Env: ROLLOUT_SWARM_NS (rollout-swarm), ROLLOUT_SWARM_SOCKET (/var/run/docker-$NS.sock),
-#      ROLLOUT_SWARM_TIMEOUT (60), ROLLOUT_SWARM_LOG (/var/log/$NS-dockerd.log)
+#      ROLLOUT_SWARM_TIMEOUT (60), ROLLOUT_SWARM_LOG (/var/log/$NS-dockerd.log),
+#      ROLLOUT_SWARM_IMAGE_CACHE (/var/lib/docker-rollout-image-cache; empty: no cache)
 # Prints `export DOCKER_HOST=...` on stdout when done. scripts/swarm-down.sh undoes all of it.
 set -euo pipefail
 
@@ -27,6 +36,8 @@ SOCK="${ROLLOUT_SWARM_SOCKET:-/var/run/docker-${NS}.sock}"
 TIMEOUT="${ROLLOUT_SWARM_TIMEOUT:-60}"
 LOG="${ROLLOUT_SWARM_LOG:-/var/log/${NS}-dockerd.log}"
 DATA="/var/lib/docker-${NS}"
+CACHE="${ROLLOUT_SWARM_IMAGE_CACHE-/var/lib/docker-rollout-image-cache}"
+CACHE_LIST="rollout-images"   # in the cache: `REPOSITORY:TAG ID` per image, written by swarm-down.sh
 EXEC="/var/run/docker-${NS}"
 PIDFILE="/var/run/docker-${NS}.pid"
 MAIN="unix:///var/run/docker.sock"
@@ -61,11 +72,29 @@ inside ip addr replace "${ADDR}/24" dev v0
 inside ip link set v0 up
 inside ip link set v1 up
 
+# The cached data root (see the top), when this engine has none yet and every image it lists is current.
+claim_cache() {
+    [ -n "${CACHE}" ] && [ -f "${CACHE}/${CACHE_LIST}" ] && [ ! -e "${DATA}" ] || return 0
+    local current stale
+    current="$(docker -H "${MAIN}" image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}')" || return 0
+    stale="$(grep -vxF -f <(printf '%s\n' "${current}") "${CACHE}/${CACHE_LIST}" || true)"
+    if [ -n "${stale}" ]; then
+        say "deleting the image cache ${CACHE}: the machine's engine has other ids now (${stale%%$'\n'*})"
+        mv -T "${CACHE}" "${CACHE}.stale.$$" 2>/dev/null && rm -rf "${CACHE}.stale.$$"
+        return 0
+    fi
+    if mv -T "${CACHE}" "${DATA}" 2>/dev/null; then   # one rename: another engine claiming it at once gets none
+        rm -f "${DATA}/${CACHE_LIST}"
+        say "reusing the image cache ${CACHE} as ${DATA}"
+    fi
+}
+
 answers() { swarm info >/dev/null 2>&1; }
 if ! answers; then
     if [ -f "${PIDFILE}" ] && kill -0 "$(cat "${PIDFILE}")" 2>/dev/null; then
         say "dockerd of ${NS} runs but does not answer yet; waiting"
     else
+        claim_cache
         say "starting dockerd in ${NS} (log: ${LOG})"
         rm -f "${PIDFILE}"
         mkdir -p "$(dirname "${LOG}")"

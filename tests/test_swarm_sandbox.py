@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -39,15 +41,16 @@ def host_addresses() -> str:
     return subprocess.run(["ip", "-brief", "addr"], capture_output=True, text=True, check=True, timeout=10).stdout
 
 
-def cli(*args: str, timeout: float = READY_S + 120) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, timeout: float = READY_S + 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`rollout ARGS` on the host, as a user runs it (no DOCKER_HOST: the workspace names the engine)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "COLUMNS", "LINES")}
+    base = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "COLUMNS", "LINES")}
     return subprocess.run([sys.executable, "-m", "rollout_cli", *args], capture_output=True, text=True,
-                          env={**env, "COLUMNS": "250"}, timeout=timeout)
+                          env={**base, "COLUMNS": "250", **(env or {})}, timeout=timeout)
 
 
-def cli_json(*args: str, code: int = 0) -> dict[str, Any]:
-    done = cli(*args, "--json")
+def cli_json(*args: str, code: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = cli(*args, "--json", env=env)
     assert done.returncode == code, done.stdout + done.stderr
     return json.loads(done.stdout)
 
@@ -199,7 +202,22 @@ def test_down_leaves_no_namespace_engine_mount_or_process_and_the_host_addresses
     pids = [p.pid for p in (state.simulator, state.relay, state.prometheus, state.node_exporter, state.receiver)
             if p is not None]
     engine_pid = int(Path(f"/var/run/docker-{ns}.pid").read_text())
-    down = cli_json("sandbox", "down", str(box.root), "--no-report")
+    # down keeps the engine's images as the image cache: a private one here, so no other sandbox claims it first
+    cache = Path(f"/var/lib/rollout-test-cache-{secrets.token_hex(4)}")
+    try:
+        cache.mkdir()
+        down = cli_json("sandbox", "down", str(box.root), "--no-report",
+                        env={"ROLLOUT_SWARM_IMAGE_CACHE": str(cache / "images")})
+        kept = (cache / "images" / "rollout-images").read_text().splitlines()
+        assert f"{box.state.image} {_machine_id(box.state.image)}" in kept
+        left = {p.name for p in (cache / "images").iterdir()}
+        assert {"image", "overlay2"} <= left and not {"swarm", "network", "containers", "volumes", "containerd"} & left
+        assert str(cache) not in Path("/proc/mounts").read_text()
+        # handed to the machine, as a down without the variable would have (unless another one is there)
+        subprocess.run(["mv", "-T", str(cache / "images"), "/var/lib/docker-rollout-image-cache"],
+                       capture_output=True, timeout=30)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     assert any(f"swarm engine and network namespace {ns}" in item for item in down["stopped"])
     assert not Path(f"/var/run/netns/{ns}").exists()
     assert ns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
@@ -211,6 +229,11 @@ def test_down_leaves_no_namespace_engine_mount_or_process_and_the_host_addresses
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and ns in _cmdline(p)]
     assert load_state(box.root) is None
     assert host_addresses() == box.before
+
+
+def _machine_id(image: str | None) -> str:
+    return subprocess.run(["docker", "-H", "unix:///var/run/docker.sock", "image", "inspect", "--format", "{{.Id}}",
+                           str(image)], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
 
 def _cmdline(proc: Path) -> str:

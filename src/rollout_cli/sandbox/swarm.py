@@ -4,7 +4,8 @@ Swarm makes networks with addresses of their own, and none may appear on this ma
 interfaces; so, as scripts/swarm-up.sh does for the tests, each swarm sandbox runs a second
 dockerd inside a network namespace it creates (`rollout-sb-<id>`, the id of DIR), with its own
 socket /var/run/docker-rollout-sb-<id>.sock, data and exec roots. The machine's engine is
-never put in swarm mode: it only lends its images (docker save | docker load).
+never put in swarm mode: it only lends its images (docker save | docker load, once per machine and
+image: `down` keeps them as the machine's image cache, scripts/swarm-up.sh).
 
 In that swarm, deploy/docker-stack.yml runs as the stack `sandbox`: the LiteLLM replicas
 (service `sandbox_litellm`, replica k on the namespace's 127.0.0.1:BASE+k) and Redis (their
