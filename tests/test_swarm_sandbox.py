@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from rollout_cli.sandbox.state import load_state
-from support import wait_until
+from support import app_counts, scraped_after_now, wait_until
 from test_json_contract import valid
 
 # the timeout: up waits READY_S at most, and two replicas on two loaded cores take minutes
@@ -49,9 +49,9 @@ def cli(*args: str, timeout: float = READY_S + 120,
                           env={**base, "COLUMNS": "250", **(env or {})}, timeout=timeout)
 
 
-def cli_json(*args: str, code: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
+def cli_json(*args: str, code: int | None = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
     done = cli(*args, "--json", env=env)
-    assert done.returncode == code, done.stdout + done.stderr
+    assert code is None or done.returncode == code, done.stdout + done.stderr
     return json.loads(done.stdout)
 
 
@@ -62,7 +62,7 @@ class Box:
         assert state is not None
         self.state = state
 
-    def ws(self, *args: str, code: int = 0) -> dict[str, Any]:
+    def ws(self, *args: str, code: int | None = 0) -> dict[str, Any]:
         return cli_json("-w", str(self.root), *args, code=code)
 
     def service(self) -> dict[str, Any]:
@@ -157,6 +157,91 @@ def test_the_gateway_url_spreads_requests_over_the_replicas(box: Box) -> None:
     after = wait_until(lambda: (lambda now: now if sum(now) - sum(before) >= 4 else None)(
         [served(url) for url in box.up["replica_urls"]]), 30, "the replicas to count the requests")
     assert all(a > b for a, b in zip(after, before, strict=True))  # round-robin: each replica served some
+
+
+def replica_requests(box: Box) -> list[float]:
+    """The app requests each replica has counted since it started, from its own /metrics/ (no Prometheus)."""
+    from rollout_cli.rollout.metrics import summarize
+
+    key = (box.root / ".rollout" / "master.key").read_text().strip()
+    return [float(summarize(httpx.get(f"{url}/metrics/", headers={"Authorization": f"Bearer {key}"},
+                                      timeout=10).text)["requests"]) for url in box.up["replica_urls"]]
+
+
+def by_agent(box: Box, window: dict[str, Any]) -> dict[str, Any]:
+    """What Prometheus holds of the gateway's request counters at the window's edges, by user agent and replica."""
+    from rollout_cli.rollout.promql import Prometheus
+
+    prom = Prometheus(box.up["prometheus_url"])
+    expr = "sum by (user_agent, instance) (litellm_proxy_total_requests_metric_total)"
+    return {edge: {f"{s.labels.get('user_agent')} {s.labels.get('instance')}": s.value
+                   for s in prom.query(expr, window[edge])} for edge in ("start", "end")}
+
+
+def test_the_window_gates_count_the_requests_of_both_replicas_as_the_app_counted_them(box: Box) -> None:
+    # every series an earlier test made is in Prometheus before the stage begins: one first scraped after it
+    # (its target's scrapes failing meanwhile) would look born in the window and be counted in it
+    scraped_after_now(box.root)
+    moved = box.ws("advance", "--yes", "--skip-soak", "--reason", "swarm sandbox test")
+    assert (moved["verdict"], moved["next"]) == ("GO", 10) and moved["post_check"]["ok"], moved
+    served, sent = replica_requests(box), app_counts(box.root)
+    traffic = box.ws("sandbox", "traffic", "--rps", "30", "--duration", "10")
+    through = app_counts(box.root)["gateway"]["requests"] - sent["gateway"]["requests"]
+    assert traffic["paths"]["gateway"]["requests"] == through >= 10, traffic
+    # LiteLLM counts a request just after answering it; then the window runs to Prometheus's last scrape
+    now = wait_until(lambda: (lambda n: n if sum(n) - sum(served) >= through else None)(replica_requests(box)),
+                     60, "both replicas to count the app's requests")
+    assert all(after > before for after, before in zip(now, served, strict=True))  # each replica served some
+    scraped_after_now(box.root)
+    report = box.ws("report", code=None)  # its verdict is not the point: the window's counts are
+    window = report["snapshot"]["window"]
+    assert window["source"] == "prometheus" and window["problem"] is None, window
+    # every request the app sent through the gateway since the stage began, summed over the replicas: no more
+    # (rollout's own checks are left out by their user agent), no fewer
+    assert window["requests"] == through and window["failed"] == 0, (through, by_agent(box, window))
+    gates = {g["name"]: g for g in report["gates"]}
+    assert gates["error rate"]["value"] == f"0.00% (0 of {through:.0f})"
+    assert gates["fallback rate"]["value"] == f"0.00% (0 of {through:.0f})"
+    assert gates["replicas"]["status"] == "pass" and gates["replicas"]["value"] == "2 of 2 ready"
+
+
+def test_a_killed_replica_is_named_by_health_and_advance_then_its_replacement_comes_back(box: Box) -> None:
+    import docker
+
+    second = next(t for t in box.service()["running"] if t["Slot"] == 2)
+    killed_task, killed = second["ID"][:12], second["Status"]["ContainerStatus"]["ContainerID"]
+    client = docker.DockerClient(base_url=box.up["docker_host"], timeout=30)
+    try:
+        client.containers.get(killed).kill()
+    finally:
+        client.close()
+
+    health = cli("-w", str(box.root), "health", "--json")
+    data = json.loads(health.stdout)
+    slot_2 = data["replicas"]["replicas"][1]
+    assert slot_2["slot"] == 2 and not slot_2["healthy"], data["replicas"]
+    # failed and not yet replaced: NO-GO (exit 1); the swarm's replacement already starting: HOLD (exit 3)
+    starting = data["replicas"]["verdict"] == "inconclusive"
+    assert data["replicas"]["verdict"] in ("fail", "inconclusive") and health.returncode == (3 if starting else 1)
+    assert f"replica 2 (task {slot_2['task_id']}" in data["replicas"]["reason"], data["replicas"]
+    assert data["replicas"]["reason"] in data["messages"]
+
+    advance = cli("-w", str(box.root), "advance", "--dry-run", "--json")
+    decided = json.loads(advance.stdout)
+    gate = next(g for g in decided["gates"] if g["name"] == "replicas")
+    assert gate["status"] in ("fail", "inconclusive") and "replica 2 (task " in gate["reason"], gate
+    assert decided["verdict"] == {"fail": "NO-GO", "inconclusive": "HOLD"}[gate["status"]], decided
+    assert gate["reason"] in decided["reasons"] and advance.returncode in (1, 3)
+    assert box.service()["spec"]["Mode"]["Replicated"]["Replicas"] == 2  # a dry run changes nothing
+
+    def replaced() -> dict[str, Any] | None:
+        replica = box.ws("gateway", "status", code=None)["replicas"][1]
+        return replica if replica["healthy"] and replica["task_id"] != killed_task else None
+
+    replica = wait_until(replaced, READY_S, "the swarm's replacement of replica 2 ready", poll=2.0)
+    assert replica["container_id"] != killed[:12] and replica["restarts"] >= 1
+    again = box.ws("health")
+    assert again["replicas"]["verdict"] == "pass" and [r["healthy"] for r in again["replicas"]["replicas"]] == [True, True]
 
 
 def test_level_3_drill_changes_nothing_then_scales_to_0_and_gateway_start_restores_the_count(box: Box) -> None:

@@ -244,6 +244,30 @@ class TrafficWatch:
         self.ws = ws
         self.metrics_url = ws.gateway.url.rstrip("/") + "/metrics/"
         self.ends = ends
+        self._replica_urls: list[str] | None = None  # a swarm service's, read once: see _metrics_urls
+
+    def _metrics_urls(self) -> list[str]:
+        """Where the gateway's app-request counter is read: its URL, or each replica's of a swarm service.
+
+        A swarm's gateway.url is a load balancer: each scrape would read one replica's counter, and two
+        replicas' differing counts would look like traffic (or a restart) on every other scrape. So the
+        replicas are listed once (their ports do not change during a step) and their counters added up.
+        """
+        if self.ws.gateway.runtime != "swarm":
+            return [self.metrics_url]
+        if self._replica_urls is None:
+            from rollout_cli.gateway.runtime import runtime_for  # lazy: the Docker engine only for a swarm
+
+            try:
+                listed = runtime_for(self.ws).replicas() or []
+            except RolloutError as exc:
+                raise NotVerifiable(f"not verifiable: the swarm's replicas cannot be listed: {exc}") from None
+            urls = [r.url.rstrip("/") + "/metrics/" for r in listed if r.url]
+            if not urls:
+                raise NotVerifiable(f"not verifiable: service {self.ws.gateway.service} has no replica with a port "
+                                    "to read its counter at")
+            self._replica_urls = urls
+        return self._replica_urls
 
     def _scrape_timeout(self) -> float:
         if self.ends is None:
@@ -261,15 +285,27 @@ class TrafficWatch:
 
         Raises NotVerifiable when the gateway answers but its metrics cannot be read.
         """
-        try:
-            text = scrape(self.metrics_url, self.ws.gateway.key.value, timeout=self._scrape_timeout())
-        except UnavailableError as exc:
-            raise NotVerifiable(f"not verifiable: {exc}; enable the prometheus callback and check the master key",
-                                retry=not isinstance(exc, MetricsRefused)) from None
-        try:
-            return None if text is None else app_requests(text, f"the gateway's {self.metrics_url}")
-        except MetricsInvalid as exc:
-            raise NotVerifiable(f"not verifiable: {exc}") from None
+        urls = self._metrics_urls()
+        total, silent = 0.0, []
+        for url in urls:
+            try:
+                text = scrape(url, self.ws.gateway.key.value, timeout=self._scrape_timeout())
+            except UnavailableError as exc:
+                raise NotVerifiable(f"not verifiable: {exc}; enable the prometheus callback and check the master "
+                                    "key", retry=not isinstance(exc, MetricsRefused)) from None
+            if text is None:
+                silent.append(url)
+                continue
+            try:
+                total += app_requests(text, f"the gateway's {url}")
+            except MetricsInvalid as exc:
+                raise NotVerifiable(f"not verifiable: {exc}") from None
+        if len(silent) == len(urls):
+            return None
+        if silent:  # one replica down while others answer: the sum would be short, so no reading at all
+            raise NotVerifiable(f"not verifiable: nothing answers at {silent[0]} (one of the service's replicas); "
+                                "the sum over its replicas would be incomplete")
+        return total
 
     def first_count(self, deadline: float) -> float | None:
         """The first reading; a busy gateway gets until the deadline to answer one scrape."""
