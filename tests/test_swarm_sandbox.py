@@ -244,6 +244,58 @@ def test_a_killed_replica_is_named_by_health_and_advance_then_its_replacement_co
     assert again["replicas"]["verdict"] == "pass" and [r["healthy"] for r in again["replicas"]["replicas"]] == [True, True]
 
 
+def test_a_primary_one_replica_cooled_down_is_in_cooldown_on_the_other(box: Box, tmp_path: Path) -> None:
+    """Redis shares the router's state: `rollout health` asking replica 2 finds the primary replica 1 cooled down,
+    without replica 2 sending it a request."""
+    from rollout_cli.sandbox.sample_app import workspace_yaml
+    from rollout_cli.simulator import SimulatorAdmin
+
+    primary = "glm-4.5-air"
+    one_replica = {}  # a workspace whose gateway is one replica's own port: `health` asks that replica alone
+    for slot, url in enumerate(box.up["replica_urls"], 1):
+        folder = tmp_path / f"replica-{slot}"
+        folder.mkdir()
+        (folder / "rollout.yaml").write_text(workspace_yaml(
+            str(box.root / "app"), url, container=None, master_key_env="ROLLOUT_SANDBOX_MASTER_KEY",
+            master_key_file=str(box.root / ".rollout" / "master.key"),
+            config=str(box.root / "gateway" / "litellm-config.yaml")))
+        one_replica[slot] = str(folder)
+
+    def health(slot: int) -> dict[str, Any]:
+        done = cli("-w", one_replica[slot], "health", "--model", primary, "--json")
+        return next(m for m in json.loads(done.stdout)["models"] if m["alias"] == primary)
+
+    def upstream_calls() -> int:  # the requests for the primary the simulator (OpenRouter) received
+        stats = SimulatorAdmin(box.state.simulator_url).stats()
+        return sum(entry["requests"] for model, entry in stats["models"].items() if model.startswith("z-ai/glm-4.5-air"))
+
+    def cooled(model: dict[str, Any]) -> bool:
+        return (model["error_class"] or "").startswith("cooldown")
+
+    # A malformed answer: an error LiteLLM cools a deployment down for (the sandbox: 5 s). Replica 2 is asked
+    # right after replica 1 reports the cooldown, the fault cleared; should that come after the 5 s (replica 2
+    # then asks upstream and is served: no failure of its own), the round is tried again.
+    admin = SimulatorAdmin(box.state.simulator_url)
+    rounds = []
+    for _ in range(3):
+        box.ws("sandbox", "fault", primary, "--mode", "malformed")
+        try:
+            first = wait_until(lambda: (lambda m: m if cooled(m) else None)(health(1)), 60,
+                               "replica 1 to cool the primary down")
+        finally:
+            admin.clear()  # from here on the primary would answer anyone who asked it
+        before = upstream_calls()
+        other = health(2)
+        rounds.append((first, other, upstream_calls() - before))
+        if cooled(other) and upstream_calls() == before:
+            break
+    first, other, asked = rounds[-1]
+    # replica 2 never asked it: the cooldown came from Redis (the failures behind it are replica 1's, so
+    # replica 2 reads no cause: "down" where replica 1 says "broken")
+    assert cooled(first) and first["status"] != "healthy", rounds
+    assert cooled(other) and other["status"] != "healthy" and asked == 0, rounds
+
+
 def test_level_3_drill_changes_nothing_then_scales_to_0_and_gateway_start_restores_the_count(box: Box) -> None:
     for dry in ("--dry-run", "--drill"):
         looked = cli("-w", str(box.root), "rollback", "--level", "3", dry)
