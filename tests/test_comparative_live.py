@@ -132,7 +132,21 @@ def test_a_failure_on_the_gateway_path_only_is_no_go_naming_the_comparative_gate
 
 
 def test_the_same_failure_for_everyone_is_not_the_gateways(box) -> None:
+    """A 5-point margin here, not 0.5: which path each request of the two-second burst takes is a coin toss
+    (about 40 requests), so the burst's failures split unevenly between the paths by chance, a little more
+    unevenly than the independent failures Newcombe's interval assumes. Against 0.5 points that alone made the
+    gateway path "fail more" in about one run in 40 (seen once: 27 of 160 against 13 of 200); against 5 points,
+    in well under one in 1000."""
     root = box.root
+    (root / "playbooks" / "rollout.yaml").write_text(PLAN.replace("margin: 0.005", "margin: 0.05").format(
+        stages="[50, 100]"))
+    try:
+        _same_failure_for_everyone(root, margin=0.05)
+    finally:
+        (root / "playbooks" / "rollout.yaml").write_text(PLAN.format(stages="[50, 100]"))
+
+
+def _same_failure_for_everyone(root: Path, margin: float) -> None:
     fresh_window(root, 50)
     sent = faulted_load(root, "both")
     assert sent["gateway"]["failed"] > 0 and sent["direct"]["failed"] > 0
@@ -144,14 +158,16 @@ def test_the_same_failure_for_everyone_is_not_the_gateways(box) -> None:
         assert comparative["detail"][path]["requests"] == sent[path]["requests"], (path, comparative, sent)
         assert comparative["detail"][path]["failed"] == sent[path]["failed"], (path, comparative, sent)
         assert f"{path} " in comparative["value"]
-    assert comparative["detail"]["ci95"][0] <= 0.005  # never NO-GO: the gateway path fails no more than the direct one beyond the margin
+    assert comparative["detail"]["margin"] == margin
+    assert comparative["detail"]["ci95"][0] <= margin  # never NO-GO: the gateway path fails no more than the direct one beyond the margin
     # the gateway's own counters break the absolute limit, but the direct path fails too: HOLD, not NO-GO
     absolute = gate(data, "error rate")
     assert absolute["status"] == "inconclusive" and "the direct path fails too" in absolute["reason"], absolute
     assert (code, data["verdict"]) == (3, "HOLD") and "error rate" in data["shared_failures"]
 
     result = cli(root, "advance", "--dry-run")
-    assert result.exit_code == 3 and "error rate vs direct: gateway" in result.output, result.output
+    assert result.exit_code == 3 and "error rate vs direct" in result.output, result.output
+    assert "the direct path fails too" in result.output and "HOLD, no rollback" in result.output, result.output
 
 
 def test_the_primary_down_for_everyone_at_10_percent_holds_with_the_fallbacks_serving(box) -> None:
