@@ -171,3 +171,22 @@ def sb(sandbox):
     sandbox.admin.reset_stats()
     yield sandbox
     sandbox.admin.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):  # type: ignore[no-untyped-def]
+    """ROLLOUT_TEST_TIMELINE=FILE: each test's worker, start and end appended as a JSON line
+    (benchmarks/suite_timeline.py reads it: which worker waited on what, and the critical path)."""
+    path = os.environ.get("ROLLOUT_TEST_TIMELINE")
+    if not path:
+        yield
+        return
+    import json
+    import time
+
+    start = time.time()
+    yield
+    line = {"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "test": item.nodeid,
+            "start": start, "end": time.time()}
+    with open(path, "a") as out:
+        out.write(json.dumps(line) + "\n")
