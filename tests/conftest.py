@@ -176,7 +176,7 @@ def sb(sandbox):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem):  # type: ignore[no-untyped-def]
     """ROLLOUT_TEST_TIMELINE=FILE: each test's worker, start and end appended as a JSON line
-    (benchmarks/suite_timeline.py reads it: which worker waited on what, and the critical path)."""
+    (benchmarks/suite_timeline.py reads it: each worker's busy seconds, the modules and tests by seconds)."""
     path = os.environ.get("ROLLOUT_TEST_TIMELINE")
     if not path:
         yield
