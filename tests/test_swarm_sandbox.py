@@ -313,8 +313,9 @@ def test_level_3_drill_changes_nothing_then_scales_to_0_and_gateway_start_restor
                    or cli_json("sandbox", "status", str(box.root))["app"]["counts"].get("direct", 0) > 0,
                    30, "the app's traffic")
         result = box.ws("rollback", "--level", "3", "--yes", "--reason", "swarm sandbox test")
-    finally:
-        traffic.wait(timeout=120)
+    finally:  # the traffic had to last through the rollback, not to its 60 s end
+        traffic.terminate()
+        traffic.wait(timeout=30)
     levels = result["levels"]
     assert [lvl["level"] for lvl in levels] == [1, 2, 3]
     assert levels[0]["steps"][-1]["type"] == "verify.traffic" and levels[0]["steps"][-1]["status"] == "ok"
