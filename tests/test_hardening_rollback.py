@@ -506,7 +506,7 @@ def test_ctrl_c_mid_rollback_records_what_ran_and_ends_the_run_step(world, tmp_p
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130 and err == "rollout: interrupted\n"
+    assert proc.returncode == 130 and err == "rollout: interrupted\n", (proc.returncode, err, _out)
     step_pid = int(pidfile.read_text())
     deadline = time.monotonic() + 10
     while not gone(step_pid) and time.monotonic() < deadline:
