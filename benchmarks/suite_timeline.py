@@ -5,8 +5,10 @@
 
 Prints the pytest wall (first test's start to the last test's end), each worker's busy
 seconds and when it ran out of work, the modules by seconds (and on how many workers they
-ran), and the slowest tests. tests/conftest.py writes one JSON line per test: its worker,
-node id, start and end (epoch seconds; setup and teardown included).
+ran), the slowest tests, and the tests that cost their worker the most CPU. tests/conftest.py
+writes one JSON line per test: its worker, node id, start and end (epoch seconds; setup and
+teardown included) and the CPU seconds of the worker and of the subprocesses it waited for
+(what a test starts detached, a sandbox's gateway for one, is not in them).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def main() -> None:
     first = min(row["start"] for row in rows)
     last = max(row["end"] for row in rows)
     print(f"tests: {len(rows)}, test-seconds: {sum(r['end'] - r['start'] for r in rows):.0f}, "
-          f"pytest wall (first start to last end): {last - first:.0f} s")
+          f"pytest wall (first start to last end): {last - first:.0f} s, "
+          f"worker CPU seconds: {sum(r.get('cpu', 0.0) for r in rows):.0f}")
 
     workers: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -56,6 +59,11 @@ def main() -> None:
     print(f"\nslowest tests (top {args.top}): seconds, worker, from s")
     for row in sorted(rows, key=lambda r: r["start"] - r["end"])[: args.top]:
         print(f"{row['end'] - row['start']:7.1f}  {row['worker']:5}  {row['start'] - first:5.0f}  {row['test']}")
+
+    print(f"\nmost worker CPU (top {args.top}): CPU s, seconds, worker, from s")
+    for row in sorted(rows, key=lambda r: -r.get("cpu", 0.0))[: args.top]:
+        print(f"{row.get('cpu', 0.0):7.1f}  {row['end'] - row['start']:7.1f}  {row['worker']:5}  "
+              f"{row['start'] - first:5.0f}  {row['test']}")
 
 
 if __name__ == "__main__":

@@ -182,11 +182,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):  # type: ignore[no-unt
         yield
         return
     import json
+    import resource
     import time
 
-    start = time.time()
+    def cpu() -> float:  # this worker's own CPU seconds, and those of the subprocesses it has waited for
+        return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage,
+                                                          (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+
+    start, started_cpu = time.time(), cpu()
     yield
     line = {"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "test": item.nodeid,
-            "start": start, "end": time.time()}
+            "start": start, "end": time.time(), "cpu": round(cpu() - started_cpu, 3)}
     with open(path, "a") as out:
         out.write(json.dumps(line) + "\n")
