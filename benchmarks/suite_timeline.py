@@ -31,7 +31,8 @@ def main() -> None:
     last = max(row["end"] for row in rows)
     print(f"tests: {len(rows)}, test-seconds: {sum(r['end'] - r['start'] for r in rows):.0f}, "
           f"pytest wall (first start to last end): {last - first:.0f} s, "
-          f"worker CPU seconds: {sum(r.get('cpu', 0.0) for r in rows):.0f}")
+          f"worker CPU seconds: {sum(r['cpu'] for r in rows if 'cpu' in r):.0f}"
+          + ("" if all("cpu" in r for r in rows) else " (not recorded for every test)"))
 
     workers: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
