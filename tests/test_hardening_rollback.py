@@ -494,9 +494,12 @@ def test_ctrl_c_mid_rollback_records_what_ran_and_ends_the_run_step(world, tmp_p
 
     pidfile = tmp_path / "step.pid"
     override(world, rollback_1=level_1_with(run_step(["sh", "-c", f"echo $$ > {pidfile}; sleep 60"], "120s")))
+    # A SIGINT this test's process inherited as ignored (a suite started as a background job: `... &` in a
+    # script) would be ignored by rollout too, as Python keeps it: Ctrl-C then never reaches it. A terminal's
+    # foreground command has it as the default, as here.
     proc = subprocess.Popen([sys.executable, "-m", "rollout_cli", "-w", str(world.ws), "rollback", "--level", "1",
                              "--yes", "--reason", "interrupted"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while not (pidfile.exists() and pidfile.read_text().strip()):
             assert proc.poll() is None, proc.communicate()

@@ -162,6 +162,8 @@ def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: f
     """
     read_end, write_end = os.pipe()
     stdin_read, stdin_write = os.pipe() if stdin is not None else (None, None)
+    held: list[int] = []  # a Ctrl-C during Popen, where no one would end the program it started
+    previous = _hold_interrupts(held)
     try:
         proc = subprocess.Popen(
             list(argv), cwd=cwd, stdin=subprocess.DEVNULL if stdin_read is None else stdin_read,
@@ -172,12 +174,18 @@ def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: f
         os.close(read_end)
         if stdin_write is not None:
             os.close(stdin_write)
+        if held:
+            raise KeyboardInterrupt from None
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         os.close(write_end)
         if stdin_read is not None:
             os.close(stdin_read)
     try:  # from here on an interrupt (Ctrl-C) ends the program's whole group, whenever it comes
+        if held:
+            raise KeyboardInterrupt
         if stdin is not None and stdin_write is not None:
             threading.Thread(target=_feed, args=(stdin_write, stdin), name="run-input", daemon=True).start()
         output = _OutputTail(read_end)
@@ -189,6 +197,21 @@ def run_in_session(argv: Sequence[str], *, cwd: Path, timeout: float, grace_s: f
         _end_group(proc, grace_s)
         raise
     return Finished(code, output.last_line(settle_s=0.2))
+
+
+def _hold_interrupts(held: list[int]) -> Any:
+    """Until the returned handler is put back, a Ctrl-C only appends to `held`; None: nothing changed.
+
+    Popen forks, execs and then waits for the exec's outcome: a KeyboardInterrupt raised in
+    that wait leaves Popen without handing back the process, which then runs on in its own
+    session, out of reach. Only the main thread has signal handlers, and an ignored SIGINT
+    (a background job) stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, lambda *_: held.append(1))
 
 
 def _feed(fd: int, data: bytes) -> None:
