@@ -584,3 +584,29 @@ def test_a_git_dir_given_as_the_app_repo_is_refused_and_runs_nothing(world, tmp_
     report = world.cli("report", "--json")
     assert not marker.exists()
     assert report.exit_code in (1, 3, 4)  # no gateway here: what matters is that nothing ran
+
+
+def test_a_ctrl_c_while_popen_starts_a_run_step_still_ends_its_program(tmp_path, monkeypatch):
+    """The Ctrl-C that comes after the fork, while Popen waits for the exec's outcome: the program it started
+    (in a session of its own, out of the terminal's reach) must still be ended, not left running."""
+    import signal
+
+    from rollout_cli.io.process import run_in_session
+
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def popen_then_ctrl_c(*args, **kwargs):  # type: ignore[no-untyped-def]
+        proc = real_popen(*args, **kwargs)
+        started.append(proc)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered here, before Popen hands the process back
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", popen_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's command has it
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_in_session(["sleep", "30"], cwd=tmp_path, timeout=60)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(started) == 1 and started[0].poll() is not None  # ended (and reaped), not left sleeping
