@@ -153,6 +153,8 @@ def test_an_app_that_ignores_its_files_makes_level_1_fail_with_the_reload_hint(b
     original = config.read_text()
     try:
         wait_until(lambda: through_gateway(control), 30, "the app's first request through the gateway at 10%")
+        # its private snapshot of the flags lives in the sandbox's folder (not left behind in /tmp)
+        assert len(list((box.root / ".rollout").glob("sample-app-flags-*.json"))) == 1
         result = cli(box, "rollback", "--level", "1", "--yes", "--reason", "frozen app", "--json")
         assert result.exit_code == 1, result.output
         traffic = {s["type"]: s for s in json.loads(result.stdout)["levels"][0]["steps"]}["verify.traffic"]

@@ -160,8 +160,9 @@ class App:
         if not self.once:
             return self.flags_file
         # An app that ignores its files: it evaluates a private snapshot, refreshed on SIGHUP only.
-        if self._copy is None:
-            fd, self._copy = tempfile.mkstemp(prefix="sample-app-flags-", suffix=".json")
+        if self._copy is None:  # beside its pid file, in the sandbox's folder: it goes with the sandbox
+            beside = os.path.dirname(os.environ.get("APP_PID_FILE", "")) or None
+            fd, self._copy = tempfile.mkstemp(prefix="sample-app-flags-", suffix=".json", dir=beside)
             os.close(fd)
         tmp = self._copy + ".new"
         shutil.copyfile(self.flags_file, tmp)
