@@ -175,8 +175,8 @@ def sb(sandbox):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem):  # type: ignore[no-untyped-def]
-    """ROLLOUT_TEST_TIMELINE=FILE: each test's worker, start and end appended as a JSON line
-    (benchmarks/suite_timeline.py reads it: each worker's busy seconds, the modules and tests by seconds)."""
+    """ROLLOUT_TEST_TIMELINE=FILE: each test's worker, start, end and worker CPU appended as a JSON line
+    (benchmarks/suite_timeline.py reads it: each worker's busy seconds, the modules and tests by seconds and CPU)."""
     path = os.environ.get("ROLLOUT_TEST_TIMELINE")
     if not path:
         yield
