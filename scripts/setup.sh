@@ -53,7 +53,15 @@ if ! .venv/bin/python -c 'import rollout_cli, matplotlib, PIL, pytest, pytest_ti
    || [ ! -x .venv/bin/ruff ] || [ ! -x .venv/bin/lint-imports ] || [ ! -x .venv/bin/litellm ] \
    || [ pyproject.toml -nt .venv/.installed ] || [ requirements.lock -nt .venv/.installed ]; then
   log "installing rollout into .venv (versions from requirements.lock)"
-  .venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev,gateway,app]"
+  # uv (itself pinned in the lock) installs the same versions as pip in about 17 s instead of 60, in parallel and
+  # with the bytecode compiled (this environment sets PYTHONDONTWRITEBYTECODE=1: without it every gateway start
+  # would compile LiteLLM again). uv reads no pip.conf: where it cannot reach its index, pip installs as before.
+  .venv/bin/pip install -q --disable-pip-version-check -c requirements.lock uv 2>/dev/null || true
+  if ! { [ -x .venv/bin/uv ] && .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python \
+           -c requirements.lock -e ".[dev,gateway,app]"; }; then
+    log "uv could not install; installing with pip"
+    .venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e ".[dev,gateway,app]"
+  fi
   touch .venv/.installed
 fi
 
