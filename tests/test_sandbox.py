@@ -229,11 +229,14 @@ def test_a_stopped_prometheus_then_a_stopped_node_exporter_come_back_with_up_and
     assert _processes_mentioning(str(fresh)) == []
 
 
-def test_without_prometheus_installed_the_sandbox_runs_without_it_and_says_so(fresh: Path, tmp_path: Path) -> None:
+def test_without_prometheus_installed_the_sandbox_runs_without_it_then_up_again_starts_it_without_node_exporter(
+        fresh: Path, tmp_path: Path) -> None:
+    """Each missing program in turn on one sandbox (one LiteLLM start for both), as `up`'s message says: install
+    it and run `sandbox up` again."""
     bin_dir = tmp_path / "bin"  # a PATH with git (the sample app's repo) and no prometheus
     bin_dir.mkdir()
-    git = shutil.which("git")
-    assert git is not None
+    git, prometheus = shutil.which("git"), shutil.which("prometheus")
+    assert git is not None and prometheus is not None
     (bin_dir / "git").symlink_to(git)
     result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
                      "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
@@ -243,23 +246,17 @@ def test_without_prometheus_installed_the_sandbox_runs_without_it_and_says_so(fr
     assert any(m.startswith("Prometheus is not installed, so the sandbox runs without it") for m in data["messages"])
     assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
 
-
-def test_without_node_exporter_installed_prometheus_has_no_job_rollout_and_up_says_so(fresh: Path,
-                                                                                       tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"  # a PATH with git and prometheus, and no prometheus-node-exporter
-    bin_dir.mkdir()
-    for program in ("git", "prometheus"):
-        found = shutil.which(program)
-        assert found is not None
-        (bin_dir / program).symlink_to(found)
-    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
-                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
+    # prometheus installed, prometheus-node-exporter still not: up again starts Prometheus, without a job rollout
+    (bin_dir / "prometheus").symlink_to(prometheus)
+    result = rollout("sandbox", "up", str(fresh), "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["prometheus_url"] and "node_exporter" not in data["pids"]
+    assert data["already_up"] is True and data["prometheus_url"] and "prometheus" in data["pids"]
+    assert "node_exporter" not in data["pids"]
     assert any(m.startswith("node_exporter is not installed, so Prometheus does not scrape") for m in data["messages"])
     assert "job_name: rollout" not in (fresh / "prometheus" / "prometheus.yml").read_text()
-    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["node_exporter"] is None
+    status = json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)
+    assert status["node_exporter"] is None and status["prometheus"]["url"] == data["prometheus_url"]
 
 
 def test_docker_runtime_with_the_engine_down_offers_the_process_runtime(fresh: Path) -> None:

@@ -303,6 +303,8 @@ def test_level_3_drill_changes_nothing_then_scales_to_0_and_gateway_start_restor
         service = box.service()
         assert service["spec"]["Mode"]["Replicated"]["Replicas"] == 2 and RECORDED not in service["spec"]["Labels"]
         assert len(service["running"]) == 2
+    assert (f"scale service {SERVICE} from 2 replicas to 0 (recording 2 in its label {RECORDED})"
+            in cli("-w", str(box.root), "rollback", "--level", "3", "--dry-run").stdout)
 
     traffic = subprocess.Popen([sys.executable, "-m", "rollout_cli", "sandbox", "traffic", "--rps", "3",
                                 "--duration", "60", "--json"], cwd=box.root, stdout=subprocess.PIPE,
@@ -321,18 +323,38 @@ def test_level_3_drill_changes_nothing_then_scales_to_0_and_gateway_start_restor
     assert levels[0]["steps"][-1]["type"] == "verify.traffic" and levels[0]["steps"][-1]["status"] == "ok"
     level3 = levels[2]["steps"]
     assert (level3[0]["status"], level3[0]["detail"]) == ("ok", f"stopped service {SERVICE} (stopped)")
+    assert any(s["status"] == "ok" and f"gateway {SERVICE} stopped" in s["detail"] and s["detail"].startswith("verified: ")
+               for s in level3[1:]), level3
     service = box.service()
     assert service["spec"]["Mode"]["Replicated"]["Replicas"] == 0 and service["running"] == []
     assert service["spec"]["Labels"][RECORDED] == "2"
     stopped = box.ws("gateway", "status", code=4)
     assert stopped["replicas"] == [] and stopped["state"]["status"] == "stopped"
+    assert any("is scaled to 0" in m for m in stopped["messages"]), stopped["messages"]
 
-    started = box.ws("gateway", "start", "--timeout", str(READY_S))
+    # At 0 without the recorded count (as when scaled to 0 by hand): start refuses, saying how to scale.
+    # (Here, in the level-3 stopped state: a test of its own would stop and start both replicas again.)
+    import docker
+
+    client = docker.DockerClient(base_url=box.up["docker_host"], timeout=30)
+    try:
+        labels = {k: v for k, v in service["spec"]["Labels"].items() if k != RECORDED}
+        client.services.get(SERVICE).update(labels=labels)
+        refused = cli("-w", str(box.root), "gateway", "start")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"records no replica count to restore (label {RECORDED})" in refused.stderr
+        assert box.service()["spec"]["Mode"]["Replicated"]["Replicas"] == 0
+        client.services.get(SERVICE).update(labels={**labels, RECORDED: "2"})
+    finally:
+        client.close()
+
+    started = valid("gateway start", box.ws("gateway", "start", "--timeout", str(READY_S)))
     assert started["changed"] and started["healthy"]
     service = box.service()
     assert service["spec"]["Mode"]["Replicated"]["Replicas"] == 2 and RECORDED not in service["spec"]["Labels"]
     after = box.ws("gateway", "status")
     assert after["healthy"] and [r["healthy"] for r in after["replicas"]] == [True, True]
+    assert not box.ws("gateway", "start", "--no-wait")["changed"]
 
 
 def test_down_leaves_no_namespace_engine_mount_or_process_and_the_host_addresses_as_before(box: Box) -> None:
