@@ -14,8 +14,10 @@ and so are the other engineers' test runs on this machine. A test is safe there 
    it once), never prunes, never stops a container it did not start.
 4. Assertions about the Docker engine or the process table filter by what the test itself
    made (a name, a label, its sandbox folder), never count everything (`docker ps`, `ps`).
-5. The session `sandbox` (one per worker) is for tests that only read it, or that put back
-   what they changed before the next test (the `sb` fixture clears faults and counts).
+5. The session `sandbox` is for tests that only read it, or that put back what they changed
+   before the next test (the `sb` fixture clears faults and counts). The scheduler below runs
+   every test that uses it on one worker, in file order, so it starts once per run, not once per
+   worker (a sandbox start is a LiteLLM start: about 6.5 CPU seconds on a suite that is CPU-bound).
    A test that advances, rolls back, stops the gateway or edits the workspace takes a
    sandbox of its own (`support.process_sandbox`, or a module fixture).
 6. A module whose tests share a module-scoped sandbox (or depend on their order) names
@@ -35,8 +37,11 @@ and so are the other engineers' test runs on this machine. A test is safe there 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,20 +50,53 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "rollout-test/busybox:latest"
 
 
+# The tests on the session sandbox (rule 5) take about this long together, on their one worker.
+SESSION_SANDBOX_S = 220
+# Where the workers tell the xdist controller which tests use the session sandbox: the controller's
+# scheduler sees only test ids, and only the collected items know their fixtures.
+_SANDBOX_TESTS = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # An xdist worker starts with COLUMNS=80 and LINES=24 set, a serial run with neither: without
         # them the `rollout` processes the tests start render (and wrap) as they do in a serial run.
         os.environ.pop("COLUMNS", None)
         os.environ.pop("LINES", None)
+    elif getattr(config.option, "numprocesses", None):
+        config.stash[_SANDBOX_TESTS] = Path(tempfile.mkdtemp(prefix="rollout-sandbox-tests-")) / "tests.json"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SANDBOX_TESTS in config.stash:
+        shutil.rmtree(config.stash[_SANDBOX_TESTS].parent, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    node.workerinput["rollout_sandbox_tests"] = str(node.config.stash[_SANDBOX_TESTS])
+
+
+def _uses_session_sandbox(item: pytest.Item) -> bool:
+    return "sandbox" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Longest work first, so no worker starts a minute-long test while the others run out of work:
-    tests marked `slow(SECONDS)` by those seconds (a module kept on one worker marks them for the
-    whole module), then the other modules kept on one worker (rule 6), then the rest; file order
-    kept within each (scripts/test passes --no-loadscope-reorder, so the scheduler keeps this order)."""
+    the tests on the session sandbox (rule 5) and the tests marked `slow(SECONDS)`, by their seconds
+    (a module kept on one worker marks them for the whole module), then the other modules kept on
+    one worker (rule 6), then the rest; file order kept within each (scripts/test passes
+    --no-loadscope-reorder, so the scheduler keeps this order). An xdist worker also writes down
+    the tests on the session sandbox, for the scheduler."""
+    target = getattr(config, "workerinput", {}).get("rollout_sandbox_tests")
+    if target:  # every worker collects the same tests: the last rename wins, each whole
+        partial = Path(f"{target}.{os.getpid()}")
+        partial.write_text(json.dumps([item.nodeid for item in items if _uses_session_sandbox(item)]))
+        partial.rename(target)
+
     def rank(item: pytest.Item) -> tuple[int, float]:
+        if _uses_session_sandbox(item):
+            return 0, -SESSION_SANDBOX_S
         slow = item.get_closest_marker("slow")
         if slow:  # the longest first: the seconds it says, or its whole module's on one worker
             return 0, -float(slow.args[0] if slow.args else 30)
@@ -77,12 +115,23 @@ def _one_worker_module(nodeid: str) -> bool:
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
     """loadgroup, made to work: xdist 3.8 groups by a suffix it writes into `item._nodeid`, which
     pytest 9.2 no longer reads, so `xdist_group` alone would spread a module's tests (and start its
-    module sandbox on every worker). Here a module that names `xdist_group` is one unit, whole, on
-    one worker, in file order; every other test is a unit of its own."""
+    module sandbox on every worker). Here the tests on the session sandbox are one unit (rule 5),
+    then a module that names `xdist_group` is one unit, whole, on one worker, in file order (its
+    tests on the session sandbox excepted: they use no sandbox of the module's); every other test
+    is a unit of its own. Called once every worker has collected, so has written its list."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModulesKeptTogether(LoadScopeScheduling):
+        @functools.cached_property
+        def on_session_sandbox(self) -> frozenset[str]:
+            try:
+                return frozenset(json.loads(config.stash[_SANDBOX_TESTS].read_text()))
+            except (KeyError, OSError, ValueError):  # no list: each worker starts its own, as before
+                return frozenset()
+
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid in self.on_session_sandbox:
+                return "the session sandbox"
             return nodeid.split("::", 1)[0] if _one_worker_module(nodeid) else nodeid
 
     return ModulesKeptTogether(config, log)
