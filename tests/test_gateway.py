@@ -172,7 +172,8 @@ def test_fallback_through_the_container(docker_sandbox: Path) -> None:
 
 
 @pytest.mark.docker
-def test_container_stop_wait_fails_with_its_log_then_start_brings_it_back(docker_sandbox: Path) -> None:
+def test_container_stop_wait_fails_with_its_log_then_start_brings_it_back_and_restart_replaces_it(
+        docker_sandbox: Path, docker_engine) -> None:
     try:
         stopped = gw(docker_sandbox, "stop", "--timeout", "5")
         assert stopped.exit_code == 0, stopped.output
@@ -188,6 +189,14 @@ def test_container_stop_wait_fails_with_its_log_then_start_brings_it_back(docker
     assert "is healthy (after" in started.output
     logs = gw(docker_sandbox, "logs", "--tail", "400")
     assert "Proxy initialized with Config" in logs.output
+
+    state = load_state(docker_sandbox)
+    assert state is not None and state.container is not None
+    before = docker_engine.containers.get(state.container).attrs["State"]["StartedAt"]
+    restarted = gw(docker_sandbox, "restart", "--timeout", "90")
+    assert restarted.exit_code == 0, restarted.output
+    assert f"restarted {state.container} (running)" in restarted.output and "is healthy (after" in restarted.output
+    assert docker_engine.containers.get(state.container).attrs["State"]["StartedAt"] != before
 
 
 @pytest.mark.docker

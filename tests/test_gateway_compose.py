@@ -81,9 +81,7 @@ def test_compose_service_found_by_its_label_with_the_production_config(docker_en
                 seen = client.complete("kimi-k2", "ping")
                 assert (seen.status, seen.served_by, seen.content) == (200, "kimi-k2", "pong"), seen
                 assert client.metrics().count("litellm_") > 10  # the prometheus callback is on
-
-            restarted = gw(tmp_path, "restart", "--timeout", "180")
-            assert restarted.exit_code == 0, restarted.output
-            assert f"restarted {service_name}" in restarted.output
+            # `gateway restart` of a container: test_gateway.py, on its docker sandbox (a restart here starts
+            # the production config's two workers and their parent again: three LiteLLM imports)
         finally:
             runtime.remove(name)
