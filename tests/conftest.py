@@ -1,6 +1,6 @@
 """Shared fixtures. Docker-marked tests run against the real engine, never a mock.
 
-The suite runs in parallel (`./scripts/test`: pytest-xdist, `-n 5`;
+The suite runs in parallel (`./scripts/test`: pytest-xdist, `-n 6`;
 `ROLLOUT_TEST_WORKERS=0` runs it serially). Every worker is a process of its own,
 and so are the other engineers' test runs on this machine. A test is safe there when:
 
