@@ -64,21 +64,26 @@ def test_stop_wait_start_restart_the_process(sandbox) -> None:
         assert "last 20 log lines:" in waited.output
         # LITELLM_LOG=ERROR: uvicorn logs nothing on a clean shutdown ("Finished server process" is INFO),
         # so the lines shown are simply the log's tail, whatever the gateway wrote last
-        shown = json.loads(gw(ws, "wait", "--timeout", "3", "--json").stdout)["log_lines"]
+        waited_json = gw(ws, "wait", "--timeout", "3", "--json")
+        assert waited_json.exit_code == 4
+        waited_data = valid("gateway wait", json.loads(waited_json.stdout))  # --json contracts: test_json_contract.py
+        assert waited_data["healthy"] is False and waited_data["error"]
         log = (ws / ".rollout" / "gateway.log").read_text(errors="replace")
-        assert shown == log.splitlines()[-20:]
+        assert waited_data["log_lines"] == log.splitlines()[-20:]
 
         again = gw(ws, "stop")
         assert again.exit_code == 0 and "already exited: nothing to do" in again.output
+        assert valid("gateway stop", json.loads(gw(ws, "stop", "--json").stdout))["changed"] is False
 
         weak = gw(ws, "start", env={"ROLLOUT_SANDBOX_MASTER_KEY": "sk-short"})
         assert weak.exit_code == 2, weak.output
         assert "is weak" in weak.stderr and "sk-short" not in weak.output
         assert gw(ws, "status").exit_code == 4  # refused before starting anything
     finally:
-        started = gw(ws, "start", "--timeout", "90")
+        started = gw(ws, "start", "--timeout", "90", "--json")
     assert started.exit_code == 0, started.output
-    assert "is healthy (after" in started.output
+    data = valid("gateway start", json.loads(started.stdout))
+    assert data["healthy"] is True and data["changed"] is True  # the text of a start: the docker sandbox's test
 
     restarted = gw(ws, "restart", "--timeout", "90", "--json")
     assert restarted.exit_code == 0, restarted.output

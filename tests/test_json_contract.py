@@ -176,16 +176,8 @@ def test_advance_and_rollback(box) -> None:
         valid("notification", entry["body"])
 
 
-def test_gateway_stop_wait_start(box) -> None:
-    """`gateway restart --json` is validated in test_gateway.py, whose restart of the process runtime it is:
-    one LiteLLM start fewer for the suite."""
-    try:
-        valid("gateway stop", cli(box, "gateway", "stop"))
-        waited = valid("gateway wait", cli(box, "gateway", "wait", "--timeout", "2", code=4))
-        assert waited["healthy"] is False and waited["error"]
-    finally:
-        started = valid("gateway start", cli(box, "gateway", "start", "--timeout", "90"))
-    assert started["healthy"] is True and started["changed"] is True
+# `gateway stop`, `wait` and `start --json` (and `restart --json`) are validated in test_gateway.py, on the
+# session sandbox's stop, wait, start and restart of its process gateway: LiteLLM starts fewer for the suite.
 
 
 def test_init_and_sandbox_down(box, tmp_path: Path) -> None:
