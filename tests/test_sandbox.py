@@ -185,13 +185,42 @@ def test_prometheus_port_in_use_exits_2_before_anything_starts(fresh: Path) -> N
     assert load_state(fresh) is None
 
 
-def test_a_stopped_prometheus_then_a_stopped_node_exporter_come_back_with_up_and_down_stops_both(fresh: Path) -> None:
-    """Each of the two dead in turn on one sandbox (one LiteLLM start for both); issue 21: the node_exporter
-    serving .rollout/rollout.prom is started, shown, restarted and stopped."""
-    started = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
-                      "--simulator-port", "0", "--app-runtime", "none", "--json")
+def test_prometheus_then_node_exporter_installed_then_each_dead_come_back_with_up_and_down_stops_both(
+        fresh: Path, tmp_path: Path) -> None:
+    """One sandbox (one LiteLLM start for all of it), as `up`'s messages say: each program missing in turn, then
+    installed and `sandbox up` again; then each dead in turn and `up` again (issue 21: the node_exporter serving
+    .rollout/rollout.prom is started, shown, restarted and stopped)."""
+    bin_dir = tmp_path / "bin"  # a PATH with git (the sample app's repo) and no prometheus
+    bin_dir.mkdir()
+    git, prometheus = shutil.which("git"), shutil.which("prometheus")
+    assert git is not None and prometheus is not None
+    (bin_dir / "git").symlink_to(git)
+    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
+                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["prometheus_url"] is None and "prometheus" not in data["pids"]
+    assert any(m.startswith("Prometheus is not installed, so the sandbox runs without it") for m in data["messages"])
+    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
+
+    # prometheus installed, prometheus-node-exporter still not: up again starts Prometheus, without a job rollout
+    (bin_dir / "prometheus").symlink_to(prometheus)
+    result = rollout("sandbox", "up", str(fresh), "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["already_up"] is True and data["prometheus_url"] and "prometheus" in data["pids"]
+    assert "node_exporter" not in data["pids"]
+    assert any(m.startswith("node_exporter is not installed, so Prometheus does not scrape") for m in data["messages"])
+    assert "job_name: rollout" not in (fresh / "prometheus" / "prometheus.yml").read_text()
+    status = json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)
+    assert status["node_exporter"] is None and status["prometheus"]["url"] == data["prometheus_url"]
+
+    # both installed: up again starts the node_exporter, and Prometheus with the job rollout that scrapes it
+    started = rollout("sandbox", "up", str(fresh), "--app-runtime", "none", "--json")
     assert started.exit_code == 0, started.output
     url = json.loads(started.stdout)["prometheus_url"]
+    assert url == data["prometheus_url"] and "node_exporter" in json.loads(started.stdout)["pids"]
+    assert "job_name: rollout" in (fresh / "prometheus" / "prometheus.yml").read_text()
     state = load_state(fresh)
     assert state is not None and state.prometheus is not None and state.prometheus_url == url
     assert state.prometheus.stop()  # as if it had died: the sandbox stays healthy without it
@@ -227,36 +256,6 @@ def test_a_stopped_prometheus_then_a_stopped_node_exporter_come_back_with_up_and
     assert f"node_exporter process {pids['node_exporter']}" in stopped
     assert f"prometheus process {pids['prometheus']}" in stopped
     assert _processes_mentioning(str(fresh)) == []
-
-
-def test_without_prometheus_installed_the_sandbox_runs_without_it_then_up_again_starts_it_without_node_exporter(
-        fresh: Path, tmp_path: Path) -> None:
-    """Each missing program in turn on one sandbox (one LiteLLM start for both), as `up`'s message says: install
-    it and run `sandbox up` again."""
-    bin_dir = tmp_path / "bin"  # a PATH with git (the sample app's repo) and no prometheus
-    bin_dir.mkdir()
-    git, prometheus = shutil.which("git"), shutil.which("prometheus")
-    assert git is not None and prometheus is not None
-    (bin_dir / "git").symlink_to(git)
-    result = rollout("sandbox", "up", str(fresh), "--runtime", "process", "--gateway-port", "0",
-                     "--simulator-port", "0", "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["prometheus_url"] is None and "prometheus" not in data["pids"]
-    assert any(m.startswith("Prometheus is not installed, so the sandbox runs without it") for m in data["messages"])
-    assert json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["prometheus"] is None
-
-    # prometheus installed, prometheus-node-exporter still not: up again starts Prometheus, without a job rollout
-    (bin_dir / "prometheus").symlink_to(prometheus)
-    result = rollout("sandbox", "up", str(fresh), "--app-runtime", "none", "--json", env={"PATH": str(bin_dir)})
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["already_up"] is True and data["prometheus_url"] and "prometheus" in data["pids"]
-    assert "node_exporter" not in data["pids"]
-    assert any(m.startswith("node_exporter is not installed, so Prometheus does not scrape") for m in data["messages"])
-    assert "job_name: rollout" not in (fresh / "prometheus" / "prometheus.yml").read_text()
-    status = json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)
-    assert status["node_exporter"] is None and status["prometheus"]["url"] == data["prometheus_url"]
 
 
 def test_docker_runtime_with_the_engine_down_offers_the_process_runtime(fresh: Path) -> None:
