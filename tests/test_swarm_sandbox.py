@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from rollout_cli.sandbox.state import load_state
-from support import app_counts, scraped_after_now, wait_until
+from support import app_counts, rollout, scraped_after_now, wait_until
 from test_json_contract import valid
 
 # the timeout: up waits READY_S at most, and two replicas on two loaded cores take minutes
@@ -261,8 +261,8 @@ def test_a_primary_one_replica_cooled_down_is_in_cooldown_on_the_other(box: Box,
             config=str(box.root / "gateway" / "litellm-config.yaml")))
         one_replica[slot] = str(folder)
 
-    def health(slot: int) -> dict[str, Any]:
-        done = cli("-w", one_replica[slot], "health", "--model", primary, "--json")
+    def health(slot: int) -> dict[str, Any]:  # in this process: a new one's start-up would eat into the 5 s
+        done = rollout("-w", one_replica[slot], "health", "--model", primary, "--json")
         return next(m for m in json.loads(done.stdout)["models"] if m["alias"] == primary)
 
     def upstream_calls() -> int:  # the requests for the primary the simulator (OpenRouter) received
