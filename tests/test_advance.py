@@ -544,3 +544,14 @@ def test_invalid_lock_timeout_is_bad_input_and_writes_nothing(world, value):
     assert result.stderr.strip() == (
         f"rollout: error: ROLLOUT_LOCK_TIMEOUT={value!r} is not a number of seconds; fix or unset it")
     assert world.snapshot() == snap
+
+
+def test_a_post_check_failed_on_the_gateways_own_probes_is_asked_again_one_failed_on_the_primary_is_not():
+    """The tour under a loaded suite: a readiness probe that ran out of its 3 s right after an advance made the
+    autopilot roll back; like an unreachable gateway's, it is now asked once more after a pause."""
+    from rollout_cli.rollout.advance import probe_failed
+
+    assert probe_failed({"ok": False, "reason": "gateway http://127.0.0.1:4000: unreachable"})
+    assert probe_failed({"ok": False, "reason": "gateway http://127.0.0.1:4000: not-ready"})
+    assert not probe_failed({"ok": False, "reason": f"primary {PRIMARY}: down, HTTP 500"})
+    assert not probe_failed({"ok": True, "primary": PRIMARY, "reason": f"primary {PRIMARY}: healthy"})

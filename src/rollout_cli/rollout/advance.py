@@ -39,7 +39,7 @@ from rollout_cli.rollout.plan import StagePlan, load_plan
 from rollout_cli.rollout.samples import SampleStore
 from rollout_cli.rollout.snapshot import planned_requests, recent_app_paths, scrape_metrics
 
-POST_CHECK_RETRY_S = 3.0  # before the post-check asks an unreachable gateway once more
+POST_CHECK_RETRY_S = 3.0  # before the post-check asks an unreachable or unready gateway once more
 
 Confirm = Callable[[Decision], bool]
 
@@ -222,9 +222,9 @@ def _advance(
     with Evidence(ws, topology=decision.topology) as evidence:
         _baseline(ws, target, evidence)
         post = post_check(ws, evidence)
-    if not post["ok"] and str(post.get("reason", "")).endswith(": unreachable"):
+    if probe_failed(post):
         # One probe that did not answer in time (a gateway starved of CPU for a moment) is thin evidence for a
-        # rollback: asked once more, afresh, after a pause; a gateway that is down stays unreachable.
+        # rollback: asked once more, afresh, after a pause; a gateway that is down stays unreachable (or unready).
         time.sleep(POST_CHECK_RETRY_S)
         with Evidence(ws, topology=decision.topology) as evidence:
             post = post_check(ws, evidence)
@@ -287,6 +287,12 @@ def _baseline(ws: Workspace, stage: int, evidence: Evidence) -> None:
     """A metrics sample at the start of the new stage: the window's baseline."""
     scrape, error = scrape_metrics(ws, evidence.client)
     SampleStore(ws.state_dir).append({"stage": stage, "source": "advance", "metrics": scrape, "metrics_error": error})
+
+
+def probe_failed(post: dict[str, Any]) -> bool:
+    """Whether a failed post-check failed on the gateway's own probes (liveliness: unreachable, or readiness:
+    not-ready, each with a 3 s budget), not on an answer of the primary's: then it is worth asking once more."""
+    return not post["ok"] and str(post.get("reason", "")).endswith((": unreachable", ": not-ready"))
 
 
 def post_check(ws: Workspace, evidence: Evidence) -> dict[str, Any]:
