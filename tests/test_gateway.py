@@ -222,7 +222,8 @@ def test_sandbox_status_with_the_docker_engine_unreachable_says_so(docker_sandbo
     # the sample app (a container: `sandbox up` starts it in the gateway's runtime) is unknown too, not "not running"
     assert (data["app"]["container"], data["app"]["running"]) == (app_container_name(root), None)
     assert data["app"]["error"].startswith(f"Docker engine does not answer at {dead}")
-    assert rollout("sandbox", "status", str(root)).exit_code == 0  # the engine answers again: healthy
+    healthy = rollout("sandbox", "status", str(root))  # the engine answers again: healthy
+    assert healthy.exit_code == 0, healthy.output
 
 
 @pytest.mark.docker

@@ -24,6 +24,7 @@ from rollout_cli.io.process import ProcessRecord
 from rollout_cli.sandbox.state import load_state
 from rollout_cli.simulator import FREE_MODELS
 from support import rollout
+from test_json_contract import valid
 
 pytestmark = pytest.mark.gateway
 
@@ -250,6 +251,15 @@ def test_prometheus_then_node_exporter_installed_then_each_dead_come_back_with_u
     assert pids["node_exporter"] != state.node_exporter.pid
     seen = json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout)["node_exporter"]
     assert seen["running"] is True and seen["ready"] is True and seen["pid"] == pids["node_exporter"]
+
+    # the simulator dead: the sandbox is not healthy, and status says why
+    assert state.simulator is not None and state.simulator.stop()
+    sick = rollout("sandbox", "status", str(fresh))
+    assert sick.exit_code == 4, sick.output
+    assert (f"the sandbox in {fresh} is not healthy (the simulator is not running); `rollout sandbox up {fresh}` "
+            "restarts it cleanly") in " ".join(sick.stdout.split())
+    assert valid("sandbox status", json.loads(rollout("sandbox", "status", str(fresh), "--json").stdout))[
+        "problem"] == "the simulator is not running"
 
     down = rollout("sandbox", "down", str(fresh), "--json")
     stopped = json.loads(down.stdout)["stopped"]

@@ -182,7 +182,7 @@ def status(root: Path) -> Result[SandboxStatusPayload]:
     if payload.healthy:
         return Result("sandbox status", payload, _next_lines(root))
     return Result("sandbox status", payload, [
-        f"the sandbox in {root} is not healthy; `rollout sandbox up {shlex.quote(str(root))}` restarts it cleanly"
+        f"the sandbox in {root} is not healthy ({found['problem']}); `rollout sandbox up {shlex.quote(str(root))}` restarts it cleanly"
     ], ExitCode.UNAVAILABLE)
 
 

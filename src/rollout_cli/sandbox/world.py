@@ -34,7 +34,7 @@ from rollout_cli.core.audit import utc_now
 from rollout_cli.core.stagemetrics import write_stage_metrics
 from rollout_cli.core.workspace import load_workspace, read_key_file
 from rollout_cli.errors import DockerUnavailable, InputError, RolloutError, UnavailableError
-from rollout_cli.gateway.api import GatewayClient
+from rollout_cli.gateway.api import GatewayClient, Probe
 from rollout_cli.gateway.config import check_master_key, generate_master_key, packaged_config, render_sandbox_config
 from rollout_cli.gateway.control import wait_until_healthy
 from rollout_cli.gateway.runtime import DockerGateway, GatewayProcess, GatewayRuntime, SwarmGateway
@@ -73,7 +73,7 @@ from rollout_cli.sandbox.state import (
 from rollout_cli.simulator import DEFAULT_API_KEY, SimulatorAdmin
 
 if TYPE_CHECKING:
-    from rollout_cli.gateway.api import GatewayClient
+    from rollout_cli.gateway.api import GatewayClient, Probe
     from rollout_cli.gateway.control import Progress
     from rollout_cli.io.container import ContainerRuntime
     from rollout_cli.simulator import SimulatorAdmin
@@ -717,6 +717,19 @@ def _swarm_status(state: SandboxState) -> dict[str, Any]:
     return found
 
 
+def _problem(sim_alive: bool, gateway: dict[str, Any], live: Probe, ready: Probe | None) -> str | None:
+    """The first reason the sandbox is not healthy, in words; None when it is."""
+    if not sim_alive:
+        return "the simulator is not running"
+    if not gateway.get("running"):
+        return "the gateway is not running"
+    if not live.ok:
+        return f"the gateway's liveliness probe: {live.error or live.status}"
+    if ready is not None and not ready.ok:  # None: not probed, liveliness already failed
+        return f"the gateway's readiness probe: {ready.error or ready.status}"
+    return None
+
+
 def _remove_ours(containers: ContainerRuntime, root: Path) -> bool:
     """Remove this sandbox's container: its name AND its label must match, so nothing else is touched."""
     name = container_name(root)
@@ -756,9 +769,9 @@ def status(root: Path) -> dict[str, Any]:
             gateway.update(running=None, status="unknown", error=exc.message, engine_answers=False)
         except RolloutError as exc:
             gateway.update(running=False, status="unknown", error=exc.message)
-    with GatewayClient(state.gateway_url, None) as client:
-        live = client.liveliness(timeout=2)
-        ready = client.readiness(timeout=2) if live.ok else None
+    with GatewayClient(state.gateway_url, None) as client:  # the probes' own 3 s: a loaded machine's gateway is slow
+        live = client.liveliness()
+        ready = client.readiness() if live.ok else None
     gateway.update(liveliness=live.ok, readiness=bool(ready and ready.ok))
     faults: dict[str, Any] | None = None
     if sim_alive:
@@ -772,11 +785,11 @@ def status(root: Path) -> dict[str, Any]:
         "url": state.simulator_url, "port": state.simulator_port,
         "pid": state.simulator.pid if state.simulator else None, "running": sim_alive, "faults": faults,
     }
-    healthy = sim_alive and bool(gateway.get("running")) and live.ok and bool(ready and ready.ok)
+    problem = _problem(sim_alive, gateway, live, ready)
     metrics = (prometheus.status(state.prometheus_url, state.prometheus, state.prometheus_port)
                if state.prometheus_url else None)
     exporter = (prometheus.node_exporter_status(state.node_exporter_url, state.node_exporter, state.node_exporter_port)
                 if state.node_exporter_url else None)
-    return {"dir": str(root), "up": True, "healthy": healthy, "runtime": state.runtime,
+    return {"dir": str(root), "up": True, "healthy": problem is None, "problem": problem, "runtime": state.runtime,
             "created": state.created, "simulator": simulator, "gateway": gateway, "app": app_status(root),
             "prometheus": metrics, "node_exporter": exporter, "receiver": receiver_status(state)}
