@@ -609,7 +609,7 @@ def _healthy(state: SandboxState) -> bool:
     if state.runtime == "swarm" and (state.relay is None or not state.relay.alive()):
         return False
     with GatewayClient(state.gateway_url, None) as client:
-        return client.liveliness(timeout=2).ok and client.readiness(timeout=2).ok
+        return client.liveliness().ok and client.readiness().ok
 
 
 def _info(state: SandboxState, *, already_up: bool = False, took_s: float = 0.0) -> SandboxInfo:
