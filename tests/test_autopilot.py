@@ -47,6 +47,7 @@ def sb(box):
     original = plan.read_text()
     at_stage(box, 0)
     yield box
+    app(box).load(0, 0, PRIMARY, GATEWAY_ALIASES[PRIMARY])  # a load the test outlived stops here
     box.admin.clear()
     plan.write_text(original)
 

@@ -8,6 +8,7 @@ and checks nothing is left. While it comes up and after it is gone, the machine'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -138,6 +139,19 @@ def test_gateway_status_lists_both_replicas_and_prometheus_scrapes_each(box: Box
 
     urls = wait_until(litellm_targets, 30, "Prometheus scraping both replicas")
     assert urls == sorted(f"{url}/metrics/" for url in box.up["replica_urls"])
+
+    waited = cli("-w", str(box.root), "gateway", "wait", "--timeout", str(READY_S))
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    assert f"all 2 replicas of {SERVICE} ready" in waited.stderr + waited.stdout
+    assert data["state"]["image"] == box.state.image and data["state"]["status"] == "running"
+    for replica in data["replicas"]:
+        assert replica["node"] and replica["node"] != "-" and replica["restarts"] == 0 and replica["readiness"]["ok"]
+    text = cli("-w", str(box.root), "gateway", "status")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "replicas   2/2 running" in text.stdout and "replica 2  ok: task running" in text.stdout
+    logs = valid("gateway logs", box.ws("gateway", "logs", "--tail", "100"))  # the last 100 of each replica
+    assert logs["runtime"] == "swarm" and logs["target"] == SERVICE
+    assert sum("LiteLLM: Proxy initialized with Config" in line for line in logs["lines"]) == 2
 
 
 def test_the_gateway_url_spreads_requests_over_the_replicas(box: Box) -> None:
@@ -294,6 +308,106 @@ def test_a_primary_one_replica_cooled_down_is_in_cooldown_on_the_other(box: Box,
     # replica 2 reads no cause: "down" where replica 1 says "broken")
     assert cooled(first) and first["status"] != "healthy", rounds
     assert cooled(other) and other["status"] != "healthy" and asked == 0, rounds
+
+
+def scraping_workspace(box: Box, tmp_path: Path) -> Path:
+    """A workspace on the sandbox's replicas without Prometheus (rollout scrapes every replica's /metrics/ and adds
+    them up) and with the gateway's config minus Redis (what a team that did not set it up runs), a plan allowing
+    one ready replica of two."""
+    from rollout_cli.sandbox.sample_app import workspace_yaml
+
+    config = tmp_path / "litellm-config-without-redis.yaml"
+    config.write_text("".join(line for line in (box.root / "gateway" / "litellm-config.yaml").read_text()
+                              .splitlines(keepends=True) if "redis_" not in line))
+    ws = tmp_path / "ws"
+    (ws / "playbooks").mkdir(parents=True)
+    (ws / "playbooks" / "rollout.yaml").write_text("stages: [10, 50, 100]\ngates: {min_ready_replicas: 1}\n")
+    (ws / "rollout.yaml").write_text(workspace_yaml(
+        str(box.root / "app"), box.up["gateway_url"], container=None, runtime="swarm",
+        extra_gateway=f"  service: {SERVICE}\n  docker_host: {box.up['docker_host']}\n",
+        master_key_env="ROLLOUT_SANDBOX_MASTER_KEY", master_key_file=str(box.root / ".rollout" / "master.key"),
+        config=str(config), playbooks="./playbooks"))
+    return ws
+
+
+def test_one_stuck_replica_is_seen_a_plan_may_allow_it_and_gateway_restart_replaces_every_replica(
+        box: Box, tmp_path: Path) -> None:
+    import docker
+
+    ws = scraping_workspace(box, tmp_path)
+    client = docker.DockerClient(base_url=box.up["docker_host"], timeout=30)
+    second = next(t for t in box.service()["running"] if t["Slot"] == 2)
+    container = client.containers.get(second["Status"]["ContainerStatus"]["ContainerID"])
+    # A hung process: the task still runs as far as the swarm knows. SIGSTOP, not `docker pause`: the cgroup
+    # freezer fails now and then on a loaded machine ("unable to freeze").
+    container.kill(signal="SIGSTOP")
+    try:
+        data = box.ws("gateway", "status", code=4)
+        first, stuck = data["replicas"]
+        assert first["healthy"] and not stuck["healthy"]
+        assert stuck["state"] == "running" and not stuck["liveliness"]["ok"]
+        url = box.up["replica_urls"][1]
+        assert any(f"replica 2 ({url}): liveliness" in m for m in data["messages"]), data["messages"]
+        text = cli("-w", str(box.root), "gateway", "status")
+        assert text.returncode == 4
+        assert "replica 2  not ready" in text.stdout and "replica 1  ok" in text.stdout
+        # rollout's own scrape adds the replicas up: without replica 2 the sum is incomplete, never stored
+        sample = cli_json("-w", str(ws), "watch", "--count", "1", code=None)
+        assert (f"replica 2 (task {stuck['task_id']}, {url}, task running) did not answer"
+                in sample["metrics_error"]), sample["metrics_error"]
+        assert "the sum over the replicas would be incomplete" in sample["metrics_error"]
+        # gates.min_ready_replicas: 1 in the workspace's plan: the stuck replica is a warning, not NO-GO
+        advance = cli_json("-w", str(ws), "advance", "--dry-run", code=None)
+        gate = next(g for g in advance["gates"] if g["name"] == "replicas")
+        assert (gate["status"], gate["value"], gate["threshold"]) == ("pass", "1 of 2 ready", ">= 1 ready"), gate
+        assert any(w.startswith("replica 2 (task ") and w.endswith("(the gate allows it)")
+                   for w in advance["warnings"]), advance["warnings"]
+    finally:
+        with contextlib.suppress(docker.errors.APIError):  # its healthcheck may have had the swarm replace it
+            container.kill(signal="SIGCONT")
+        client.close()
+    assert cli("-w", str(box.root), "gateway", "wait", "--timeout", str(READY_S)).returncode == 0
+
+    before = {t["ID"] for t in box.service()["running"]}
+    restarted = valid("gateway restart", box.ws("gateway", "restart", "--timeout", str(2 * READY_S)))
+    assert restarted["changed"] and restarted["healthy"]
+    now = box.service()["running"]
+    assert len(now) == 2 and not before & {t["ID"] for t in now}
+
+
+def test_without_prometheus_rollout_adds_up_every_replicas_requests_and_warns_of_no_redis(
+        box: Box, tmp_path: Path) -> None:
+    ws = scraping_workspace(box, tmp_path)
+    baseline = cli_json("-w", str(ws), "watch", "--count", "1", code=None)
+    assert baseline["metrics_error"] is None, baseline
+    key = (box.root / ".rollout" / "master.key").read_text().strip()
+    headers = {"Authorization": f"Bearer {key}", "User-Agent": "swarm-test-app"}
+    for url, count in zip(box.up["replica_urls"], (7, 5), strict=True):  # to each replica's own port
+        for _ in range(count):
+            answer = httpx.post(f"{url}/v1/chat/completions", headers=headers, timeout=60, json={
+                "model": "glm-4.5-air", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8})
+            assert answer.status_code == 200, answer.text
+
+    def counted() -> float:  # LiteLLM counts a request just after answering it
+        return float(cli_json("-w", str(ws), "watch", "--count", "1", code=None)["window"]["requests"])
+
+    wait_until(lambda: counted() >= 12, 60, "the replicas' counters to show the 12 requests")
+    assert counted() == 12
+    samples = [json.loads(line) for line in (ws / ".rollout" / "samples.jsonl").read_text().splitlines()]
+    assert [(r["slot"], r["url"]) for r in samples[-1]["metrics"]["summed"]] == list(
+        enumerate(box.up["replica_urls"], 1))
+
+    report = cli_json("-w", str(ws), "report", code=None)
+    window = report["snapshot"]["window"]
+    assert window["requests"] == 12 and [r["slot"] for r in window["summed"]] == [1, 2]
+    error_rate = next(g for g in report["gates"] if g["name"] == "error rate")
+    assert error_rate["value"] == "0.00% (0 of 12)" and "summed over replicas 1, 2" in error_rate["source"]
+    replicas = next(g for g in report["gates"] if g["name"] == "replicas")
+    assert (replicas["status"], replicas["value"]) == ("pass", "2 of 2 ready")
+    # two replicas, no Redis in router_settings: each would keep its own cooldowns
+    warning = (f"the gateway runs as 2 processes (2 replicas of service {SERVICE}) and router_settings "
+               f"in {tmp_path / 'litellm-config-without-redis.yaml'} has no Redis")
+    assert any(w.startswith(warning) for w in report["warnings"]), report["warnings"]
 
 
 def test_level_3_drill_changes_nothing_then_scales_to_0_and_gateway_start_restores_the_count(box: Box) -> None:
