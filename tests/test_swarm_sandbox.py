@@ -470,6 +470,14 @@ def test_level_3_drill_changes_nothing_then_scales_to_0_and_gateway_start_restor
     assert after["healthy"] and [r["healthy"] for r in after["replicas"]] == [True, True]
     assert not box.ws("gateway", "start", "--no-wait")["changed"]
 
+    # `gateway stop` on a swarm: scaled to 0 with the count recorded, as level 3 does it (down comes next: no
+    # replica is started again for it)
+    stopped = valid("gateway stop", box.ws("gateway", "stop"))
+    assert stopped["changed"] and stopped["messages"][0] == f"stopped {SERVICE} (stopped)", stopped
+    service = box.service()
+    assert service["spec"]["Mode"]["Replicated"]["Replicas"] == 0 and service["spec"]["Labels"][RECORDED] == "2"
+    assert not box.ws("gateway", "stop")["changed"]
+
 
 def test_down_leaves_no_namespace_engine_mount_or_process_and_the_host_addresses_as_before(box: Box) -> None:
     ns, state = box.state.netns, box.state
