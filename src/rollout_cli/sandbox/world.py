@@ -73,10 +73,7 @@ from rollout_cli.sandbox.state import (
 from rollout_cli.simulator import DEFAULT_API_KEY, SimulatorAdmin
 
 if TYPE_CHECKING:
-    from rollout_cli.gateway.api import GatewayClient, Probe
     from rollout_cli.gateway.control import Progress
-    from rollout_cli.io.container import ContainerRuntime
-    from rollout_cli.simulator import SimulatorAdmin
 
 DEFAULT_DIR = "sandbox"
 DEFAULT_GATEWAY_PORT = 4000
