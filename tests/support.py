@@ -275,6 +275,11 @@ def openmetrics(families: dict[str, tuple[str, list[tuple[dict[str, str], list[t
     return "\n".join(lines) + "\n# EOF\n"
 
 
+def without_redis(config_text: str) -> str:
+    """A LiteLLM config with no Redis (every `redis_*` line dropped): what a team that did not set it up runs."""
+    return "".join(line for line in config_text.splitlines(keepends=True) if "redis_" not in line)
+
+
 def at_stage(box, percentage: int) -> None:  # type: ignore[no-untyped-def]
     """Put a sandbox's app files at `percentage` by hand (in place: the app's container holds their inodes)."""
     env = box.root / "app" / ".env"

@@ -21,7 +21,7 @@ from rollout_cli.gateway.topology import Topology, load_topology, shared_state_w
 from rollout_cli.io.container import ContainerState
 from rollout_cli.io.swarm import ServiceState, TaskState
 from rollout_cli.sandbox.sample_app import workspace_yaml, write_sample_app
-from support import rollout
+from support import rollout, without_redis
 from test_json_contract import valid
 
 pytestmark = pytest.mark.xdist_group("swarm")
@@ -113,15 +113,10 @@ def test_workers_of_reads_the_command_line_then_the_variable(argv: list, env: li
 def _topology(tmp_path: Path, router_extra: str = "") -> Topology:
     config = tmp_path / "litellm-config.yaml"
     text = (REPO / "deploy" / "litellm-config.yaml").read_text()
-    config.write_text(_without_redis(text).replace("router_settings:\n", f"router_settings:\n{router_extra}", 1))
+    config.write_text(without_redis(text).replace("router_settings:\n", f"router_settings:\n{router_extra}", 1))
     topology = load_topology(config)
     assert topology is not None
     return topology
-
-
-def _without_redis(config_text: str) -> str:
-    """The shipped config with no Redis: what a team that did not set it up runs."""
-    return "".join(line for line in config_text.splitlines(keepends=True) if "redis_" not in line)
 
 
 ENV_REDIS = "  redis_host: os.environ/REDIS_HOST\n"  # as the shipped config names it

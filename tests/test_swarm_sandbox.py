@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from rollout_cli.sandbox.state import load_state
-from support import app_counts, rollout, scraped_after_now, wait_until
+from support import app_counts, rollout, scraped_after_now, wait_until, without_redis
 from test_json_contract import valid
 
 # the timeout: up waits READY_S at most, and two replicas on two loaded cores take minutes
@@ -65,6 +65,20 @@ class Box:
 
     def ws(self, *args: str, code: int | None = 0) -> dict[str, Any]:
         return cli_json("-w", str(self.root), *args, code=code)
+
+    @property
+    def key(self) -> str:
+        return (self.root / ".rollout" / "master.key").read_text().strip()
+
+    def workspace(self, folder: Path, gateway_url: str, config: Path, **extra: str) -> Path:
+        """A second workspace on this sandbox's app, master key and gateway (at `gateway_url`), with `config`."""
+        from rollout_cli.sandbox.sample_app import workspace_yaml
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "rollout.yaml").write_text(workspace_yaml(
+            str(self.root / "app"), gateway_url, container=None, master_key_env="ROLLOUT_SANDBOX_MASTER_KEY",
+            master_key_file=str(self.root / ".rollout" / "master.key"), config=str(config), **extra))
+        return folder
 
     def service(self) -> dict[str, Any]:
         import docker
@@ -155,8 +169,7 @@ def test_gateway_status_lists_both_replicas_and_prometheus_scrapes_each(box: Box
 
 
 def test_the_gateway_url_spreads_requests_over_the_replicas(box: Box) -> None:
-    key = (box.root / ".rollout" / "master.key").read_text().strip()
-    headers = {"Authorization": f"Bearer {key}"}
+    headers = {"Authorization": f"Bearer {box.key}"}
 
     def served(url: str) -> float:
         text = httpx.get(f"{url}/metrics/", headers=headers, timeout=10).text
@@ -177,8 +190,7 @@ def replica_requests(box: Box) -> list[float]:
     """The app requests each replica has counted since it started, from its own /metrics/ (no Prometheus)."""
     from rollout_cli.rollout.metrics import summarize
 
-    key = (box.root / ".rollout" / "master.key").read_text().strip()
-    return [float(summarize(httpx.get(f"{url}/metrics/", headers={"Authorization": f"Bearer {key}"},
+    return [float(summarize(httpx.get(f"{url}/metrics/", headers={"Authorization": f"Bearer {box.key}"},
                                       timeout=10).text)["requests"]) for url in box.up["replica_urls"]]
 
 
@@ -261,19 +273,13 @@ def test_a_killed_replica_is_named_by_health_and_advance_then_its_replacement_co
 def test_a_primary_one_replica_cooled_down_is_in_cooldown_on_the_other(box: Box, tmp_path: Path) -> None:
     """Redis shares the router's state: `rollout health` asking replica 2 finds the primary replica 1 cooled down,
     without replica 2 sending it a request."""
-    from rollout_cli.sandbox.sample_app import workspace_yaml
     from rollout_cli.simulator import SimulatorAdmin
 
     primary = "glm-4.5-air"
-    one_replica = {}  # a workspace whose gateway is one replica's own port: `health` asks that replica alone
-    for slot, url in enumerate(box.up["replica_urls"], 1):
-        folder = tmp_path / f"replica-{slot}"
-        folder.mkdir()
-        (folder / "rollout.yaml").write_text(workspace_yaml(
-            str(box.root / "app"), url, container=None, master_key_env="ROLLOUT_SANDBOX_MASTER_KEY",
-            master_key_file=str(box.root / ".rollout" / "master.key"),
-            config=str(box.root / "gateway" / "litellm-config.yaml")))
-        one_replica[slot] = str(folder)
+    # a workspace whose gateway is one replica's own port: `health` asks that replica alone
+    config = box.root / "gateway" / "litellm-config.yaml"
+    one_replica = {slot: str(box.workspace(tmp_path / f"replica-{slot}", url, config))
+                   for slot, url in enumerate(box.up["replica_urls"], 1)}
 
     def health(slot: int) -> dict[str, Any]:  # in this process: a new one's start-up would eat into the 5 s
         done = rollout("-w", one_replica[slot], "health", "--model", primary, "--json")
@@ -314,19 +320,12 @@ def scraping_workspace(box: Box, tmp_path: Path) -> Path:
     """A workspace on the sandbox's replicas without Prometheus (rollout scrapes every replica's /metrics/ and adds
     them up) and with the gateway's config minus Redis (what a team that did not set it up runs), a plan allowing
     one ready replica of two."""
-    from rollout_cli.sandbox.sample_app import workspace_yaml
-
     config = tmp_path / "litellm-config-without-redis.yaml"
-    config.write_text("".join(line for line in (box.root / "gateway" / "litellm-config.yaml").read_text()
-                              .splitlines(keepends=True) if "redis_" not in line))
-    ws = tmp_path / "ws"
-    (ws / "playbooks").mkdir(parents=True)
+    config.write_text(without_redis((box.root / "gateway" / "litellm-config.yaml").read_text()))
+    ws = box.workspace(tmp_path / "ws", box.up["gateway_url"], config, runtime="swarm", playbooks="./playbooks",
+                       extra_gateway=f"  service: {SERVICE}\n  docker_host: {box.up['docker_host']}\n")
+    (ws / "playbooks").mkdir()
     (ws / "playbooks" / "rollout.yaml").write_text("stages: [10, 50, 100]\ngates: {min_ready_replicas: 1}\n")
-    (ws / "rollout.yaml").write_text(workspace_yaml(
-        str(box.root / "app"), box.up["gateway_url"], container=None, runtime="swarm",
-        extra_gateway=f"  service: {SERVICE}\n  docker_host: {box.up['docker_host']}\n",
-        master_key_env="ROLLOUT_SANDBOX_MASTER_KEY", master_key_file=str(box.root / ".rollout" / "master.key"),
-        config=str(config), playbooks="./playbooks"))
     return ws
 
 
@@ -380,8 +379,7 @@ def test_without_prometheus_rollout_adds_up_every_replicas_requests_and_warns_of
     ws = scraping_workspace(box, tmp_path)
     baseline = cli_json("-w", str(ws), "watch", "--count", "1", code=None)
     assert baseline["metrics_error"] is None, baseline
-    key = (box.root / ".rollout" / "master.key").read_text().strip()
-    headers = {"Authorization": f"Bearer {key}", "User-Agent": "swarm-test-app"}
+    headers = {"Authorization": f"Bearer {box.key}", "User-Agent": "swarm-test-app"}
     for url, count in zip(box.up["replica_urls"], (7, 5), strict=True):  # to each replica's own port
         for _ in range(count):
             answer = httpx.post(f"{url}/v1/chat/completions", headers=headers, timeout=60, json={
